@@ -1,0 +1,188 @@
+//! Who made a change: the context a transaction carries in the `audit.context` setting.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// The largest context accepted, serialized. The triggers parse it once per statement.
+pub const MAX_CONTEXT_BYTES: usize = 8192;
+/// The longest value of any one string field.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// Keys that would let a JSON object rewrite a JavaScript prototype when merged naively.
+const FORBIDDEN_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
+
+/// The attribution of a transaction's changes. Every field is optional; a change made with no
+/// context at all is still recorded, with empty actor columns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditContext {
+    /// Who made the change (a user id, an API key id, a service name...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
+    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any other string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_email: Option<String>,
+    /// The client address, IPv4 or IPv6.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Why the change was made; stored in `metadata.reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The data migration that made the change; stored in `metadata.migration_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_name: Option<String>,
+    /// Anything else; its keys are merged into the `metadata` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl AuditContext {
+    /// A context for a data migration, as seed 000 records them.
+    pub fn migration(name: impl Into<String>) -> Self {
+        AuditContext {
+            actor_type: Some("migration".into()),
+            migration_name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Parses an IP address given as text, with a typed error naming the bad value.
+    pub fn parse_ip(text: &str) -> Result<IpAddr> {
+        text.trim().parse().map_err(|_| Error::InvalidContext {
+            reason: format!("ipAddress {text:?} is not an IPv4 or IPv6 address"),
+        })
+    }
+
+    /// Checks the limits and returns the value for `set_config('audit.context', $1, true)`,
+    /// or `None` when the context is empty.
+    pub fn to_setting(&self) -> Result<Option<String>> {
+        for (name, value) in [
+            ("actorId", &self.actor_id),
+            ("actorType", &self.actor_type),
+            ("actorEmail", &self.actor_email),
+            ("userAgent", &self.user_agent),
+            ("requestId", &self.request_id),
+            ("reason", &self.reason),
+            ("migrationName", &self.migration_name),
+        ] {
+            if let Some(value) = value {
+                if value.len() > MAX_FIELD_BYTES {
+                    return Err(Error::InvalidContext {
+                        reason: format!(
+                            "{name} is {} bytes; the limit is {MAX_FIELD_BYTES}",
+                            value.len()
+                        ),
+                    });
+                }
+            }
+        }
+        if let Some(metadata) = &self.metadata {
+            check_keys(metadata, "metadata")?;
+        }
+        if *self == AuditContext::default() {
+            return Ok(None);
+        }
+        let text = serde_json::to_string(self).expect("a context always serializes");
+        if text.len() > MAX_CONTEXT_BYTES {
+            return Err(Error::InvalidContext {
+                reason: format!(
+                    "the context is {} bytes serialized; the limit is {MAX_CONTEXT_BYTES}",
+                    text.len()
+                ),
+            });
+        }
+        Ok(Some(text))
+    }
+}
+
+fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
+    for (key, value) in object {
+        if FORBIDDEN_KEYS.contains(&key.as_str()) {
+            return Err(Error::InvalidContext {
+                reason: format!(
+                    "{path} has the key {key:?}, which is not allowed (prototype pollution)"
+                ),
+            });
+        }
+        if let Value::Object(inner) = value {
+            check_keys(inner, &format!("{path}.{key}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_context_sets_nothing() {
+        assert_eq!(AuditContext::default().to_setting().unwrap(), None);
+    }
+
+    #[test]
+    fn serializes_snake_case_without_nulls() {
+        let context = AuditContext {
+            actor_id: Some("42".into()),
+            ip_address: Some("::1".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            context.to_setting().unwrap().unwrap(),
+            r#"{"actor_id":"42","ip_address":"::1"}"#
+        );
+    }
+
+    #[test]
+    fn rejects_bad_ip_by_kind() {
+        let err = AuditContext::parse_ip("10.0.0.256").unwrap_err();
+        assert_eq!(err.code(), "AUDIT_LOGS_INVALID_CONTEXT");
+    }
+
+    #[test]
+    fn rejects_oversized_fields_and_contexts() {
+        let long = AuditContext {
+            actor_id: Some("x".repeat(MAX_FIELD_BYTES + 1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            long.to_setting().unwrap_err().code(),
+            "AUDIT_LOGS_INVALID_CONTEXT"
+        );
+
+        let mut metadata = Map::new();
+        for i in 0..200 {
+            metadata.insert(format!("key{i}"), Value::String("v".repeat(60)));
+        }
+        let big = AuditContext {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        assert_eq!(
+            big.to_setting().unwrap_err().code(),
+            "AUDIT_LOGS_INVALID_CONTEXT"
+        );
+    }
+
+    #[test]
+    fn rejects_prototype_pollution_keys_at_any_depth() {
+        let metadata: Map<String, Value> =
+            serde_json::from_str(r#"{"a": {"__proto__": {"admin": true}}}"#).unwrap();
+        let context = AuditContext {
+            metadata: Some(metadata),
+            ..Default::default()
+        };
+        let err = context.to_setting().unwrap_err();
+        assert!(err.to_string().contains("metadata.a"), "{err}");
+    }
+}

@@ -1,0 +1,239 @@
+//! One error type for the whole core. Every variant has a stable [`Error::code`] that the Node
+//! binding exposes as `err.code`, and a message that names the problem and the way out.
+
+use std::fmt;
+
+/// Errors returned by audit-logs. Match on the variant (or on [`Error::code`]), never on the text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection string could not be understood.
+    #[error("invalid database URL: {reason}")]
+    InvalidUrl { reason: String },
+
+    /// The server could not be reached or refused the connection.
+    #[error("could not connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
+
+    /// The server rejected the credentials.
+    #[error("PostgreSQL at {target} rejected the login: {reason}")]
+    Authentication { target: String, reason: String },
+
+    /// The TLS handshake failed or TLS could not be set up as the URL asks.
+    #[error("TLS with PostgreSQL at {target} failed: {reason}")]
+    Tls { target: String, reason: String },
+
+    /// The audit schema is missing: the migrations have not run on this database.
+    #[error("the audit schema is not installed in this database; run `audit-logs migrate` first")]
+    NotMigrated,
+
+    /// A migration failed; `applied` lists the versions that were applied before it.
+    #[error("migration {migration} failed: {reason}{}", applied_note(.applied))]
+    Migration {
+        migration: String,
+        reason: String,
+        applied: Vec<i32>,
+    },
+
+    /// An applied migration differs from the one shipped with this version of audit-logs.
+    #[error("migration {migration} was applied to this database but differs from the one shipped with audit-logs {version}; migrations are never edited once applied, so this database was migrated by a different build")]
+    MigrationDiverged { migration: String, version: String },
+
+    /// The database has migrations this version of audit-logs does not know.
+    #[error("this database has audit-logs migration {migration}, which this version ({version}) does not ship; upgrade audit-logs")]
+    MigrationUnknown { migration: String, version: String },
+
+    /// The named table does not exist.
+    #[error("table {table} does not exist{}", hint_note(.hint))]
+    TableNotFound { table: String, hint: Option<String> },
+
+    /// The table name is not valid SQL.
+    #[error("{table:?} is not a valid table name: {reason}")]
+    InvalidTableName { table: String, reason: String },
+
+    /// Tracking needs a primary key to identify rows.
+    #[error("cannot track {table} because it has no primary key; add one (alter table {table} add primary key (...)) and enable tracking again")]
+    NoPrimaryKey { table: String },
+
+    /// Only tables can be tracked (not views, sequences, partitions...).
+    #[error("{message}")]
+    NotATable { table: String, message: String },
+
+    /// An excluded column does not exist or cannot be excluded.
+    #[error("{message}")]
+    InvalidColumn { table: String, message: String },
+
+    /// audit-logs' own tables and system catalogs cannot be tracked.
+    #[error("{message}")]
+    ReservedTable { table: String, message: String },
+
+    /// An audit context was rejected (bad IP address, not an object, too large...).
+    #[error("invalid audit context: {reason}")]
+    InvalidContext { reason: String },
+
+    /// An argument was out of range or of the wrong form.
+    #[error("invalid argument {name}: {reason}")]
+    InvalidArgument { name: String, reason: String },
+
+    /// The role lacks a privilege the operation needs.
+    #[error("permission denied: {reason}")]
+    PermissionDenied { reason: String },
+
+    /// A throwaway PostgreSQL cluster could not be started.
+    #[error("could not start a temporary PostgreSQL: {reason}")]
+    TemporaryPostgres { reason: String },
+
+    /// The pool gave no connection within its timeout.
+    #[error("no database connection became free within {seconds}s (pool of {size}); raise connection_limit or pool_timeout in the URL")]
+    PoolTimeout { seconds: u64, size: usize },
+
+    /// Any other error reported by PostgreSQL.
+    #[error("PostgreSQL error {code}: {message}{}", hint_note(.hint))]
+    Database {
+        code: String,
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// The connection broke while a request was in flight.
+    #[error("the connection to PostgreSQL was lost: {reason}")]
+    ConnectionLost { reason: String },
+}
+
+fn applied_note(applied: &[i32]) -> String {
+    if applied.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = applied.iter().map(|v| format!("V{v}")).collect();
+        format!(" (applied before it: {})", list.join(", "))
+    }
+}
+
+fn hint_note(hint: &Option<String>) -> String {
+    hint.as_deref()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// A stable code for programs: `AUDIT_LOGS_NO_PRIMARY_KEY`, `AUDIT_LOGS_INVALID_URL`, ...
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidUrl { .. } => "AUDIT_LOGS_INVALID_URL",
+            Error::Connect { .. } => "AUDIT_LOGS_CONNECTION_FAILED",
+            Error::Authentication { .. } => "AUDIT_LOGS_AUTHENTICATION_FAILED",
+            Error::Tls { .. } => "AUDIT_LOGS_TLS_FAILED",
+            Error::NotMigrated => "AUDIT_LOGS_NOT_MIGRATED",
+            Error::Migration { .. } => "AUDIT_LOGS_MIGRATION_FAILED",
+            Error::MigrationDiverged { .. } => "AUDIT_LOGS_MIGRATION_DIVERGED",
+            Error::MigrationUnknown { .. } => "AUDIT_LOGS_MIGRATION_UNKNOWN",
+            Error::TableNotFound { .. } => "AUDIT_LOGS_TABLE_NOT_FOUND",
+            Error::InvalidTableName { .. } => "AUDIT_LOGS_INVALID_TABLE_NAME",
+            Error::NoPrimaryKey { .. } => "AUDIT_LOGS_NO_PRIMARY_KEY",
+            Error::NotATable { .. } => "AUDIT_LOGS_NOT_A_TABLE",
+            Error::InvalidColumn { .. } => "AUDIT_LOGS_INVALID_COLUMN",
+            Error::ReservedTable { .. } => "AUDIT_LOGS_RESERVED_TABLE",
+            Error::InvalidContext { .. } => "AUDIT_LOGS_INVALID_CONTEXT",
+            Error::InvalidArgument { .. } => "AUDIT_LOGS_INVALID_ARGUMENT",
+            Error::PermissionDenied { .. } => "AUDIT_LOGS_PERMISSION_DENIED",
+            Error::TemporaryPostgres { .. } => "AUDIT_LOGS_TEMPORARY_POSTGRES_FAILED",
+            Error::PoolTimeout { .. } => "AUDIT_LOGS_POOL_TIMEOUT",
+            Error::Database { .. } => "AUDIT_LOGS_DATABASE_ERROR",
+            Error::ConnectionLost { .. } => "AUDIT_LOGS_CONNECTION_LOST",
+        }
+    }
+
+    /// Whether the error is about the caller's input (as opposed to the database or network).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidUrl { .. }
+                | Error::InvalidTableName { .. }
+                | Error::InvalidContext { .. }
+                | Error::InvalidArgument { .. }
+                | Error::InvalidColumn { .. }
+        )
+    }
+
+    pub(crate) fn invalid_argument(name: &str, reason: impl fmt::Display) -> Error {
+        Error::InvalidArgument {
+            name: name.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Errors raised by our own SQL functions carry these SQLSTATEs (see the migrations).
+pub(crate) mod sqlstate {
+    pub const NO_PRIMARY_KEY: &str = "AL001";
+    pub const NOT_A_TABLE: &str = "AL002";
+    pub const INVALID_COLUMN: &str = "AL003";
+    pub const INVALID_CONTEXT: &str = "AL004";
+    pub const RESERVED_TABLE: &str = "AL005";
+}
+
+/// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
+/// statement was about, when there is one.
+pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Error {
+    let Some(db) = err.as_db_error() else {
+        return Error::ConnectionLost {
+            reason: err.to_string(),
+        };
+    };
+    let table_name = || table.unwrap_or("?").to_owned();
+    // Our own SQL errors start with "audit-logs: " for psql users; here the caller adds context.
+    let message = db.message().trim_start_matches("audit-logs: ").to_owned();
+    match db.code().code() {
+        sqlstate::NO_PRIMARY_KEY => Error::NoPrimaryKey {
+            table: table_name(),
+        },
+        sqlstate::NOT_A_TABLE => Error::NotATable {
+            table: table_name(),
+            message: with_hint(message, db.hint()),
+        },
+        sqlstate::INVALID_COLUMN => Error::InvalidColumn {
+            table: table_name(),
+            message: with_hint(message, db.hint()),
+        },
+        sqlstate::RESERVED_TABLE => Error::ReservedTable {
+            table: table_name(),
+            message,
+        },
+        sqlstate::INVALID_CONTEXT => Error::InvalidContext { reason: message },
+        // undefined_table: one of ours missing means the migrations have not run
+        "42P01" if db.message().contains("\"audit.") => Error::NotMigrated,
+        "42P01" => Error::TableNotFound {
+            table: table_name(),
+            hint: None,
+        },
+        // invalid_schema_name: the audit schema is missing
+        "3F000" if db.message().contains("\"audit\"") => Error::NotMigrated,
+        // undefined_function on one of ours also means the migrations have not run
+        "42883" if db.message().contains("audit.") => Error::NotMigrated,
+        // insufficient_privilege
+        "42501" => Error::PermissionDenied {
+            reason: with_hint(db.message().to_owned(), db.hint()),
+        },
+        code => Error::Database {
+            code: code.to_owned(),
+            message: db.message().to_owned(),
+            hint: db.hint().map(str::to_owned),
+        },
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    /// For callers running their own statements next to ours.
+    fn from(e: tokio_postgres::Error) -> Self {
+        from_query(e, None)
+    }
+}
+
+fn with_hint(message: String, hint: Option<&str>) -> String {
+    match hint {
+        Some(h) => format!("{message}. {h}"),
+        None => message,
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,139 @@
+//! Reading the log: the entries of one record, newest first.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::error::{from_query, Error, Result};
+
+/// The most entries one call returns.
+pub const MAX_LIMIT: u32 = 10_000;
+pub const DEFAULT_LIMIT: u32 = 100;
+
+/// One row of `audit.audit_logs`: a row change or an application event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub txid: i64,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub old_target_id: Option<String>,
+    pub old_values: Option<Value>,
+    pub new_values: Option<Value>,
+    pub changed_fields: Option<Vec<String>>,
+    pub actor_id: Option<String>,
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// The columns of [`AuditEntry`], in order, for `select`.
+pub(crate) const ENTRY_COLUMNS: &str = "id, created_at, txid, action, target_type, target_id, old_target_id, \
+    old_values, new_values, changed_fields, actor_id, actor_type, actor_email, pg_catalog.host(ip_address), \
+    user_agent, request_id, metadata";
+
+impl AuditEntry {
+    pub(crate) fn from_row(row: &Row) -> AuditEntry {
+        AuditEntry {
+            id: row.get(0),
+            created_at: row.get(1),
+            txid: row.get(2),
+            action: row.get(3),
+            target_type: row.get(4),
+            target_id: row.get(5),
+            old_target_id: row.get(6),
+            old_values: row.get(7),
+            new_values: row.get(8),
+            changed_fields: row.get(9),
+            actor_id: row.get(10),
+            actor_type: row.get(11),
+            actor_email: row.get(12),
+            ip_address: row.get(13),
+            user_agent: row.get(14),
+            request_id: row.get(15),
+            metadata: row.get(16),
+        }
+    }
+}
+
+/// Checks a page size: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub(crate) fn page_size(limit: Option<u32>) -> Result<i64> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT as i64),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n as i64),
+        Some(n) => Err(Error::invalid_argument(
+            "limit",
+            format!("{n} is not between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// A record id as stored in `target_id`: a string or number as text, a composite key as the
+/// JSON array PostgreSQL prints (`[1, "a"]`).
+pub(crate) fn check_target_id(id: &Value) -> Result<()> {
+    match id {
+        Value::String(_) | Value::Number(_) => Ok(()),
+        Value::Array(parts) if !parts.is_empty() => Ok(()),
+        other => Err(Error::invalid_argument(
+            "id",
+            format!("expected a string, a number or (for a composite key) an array, got {other}"),
+        )),
+    }
+}
+
+/// Entries of one record, newest first, including the UPDATE that gave it its key (if its
+/// primary key changed) and, under its old key, the UPDATE that took it away.
+pub(crate) async fn of_record(
+    client: &impl GenericClient,
+    target_type: &str,
+    id: &Value,
+    limit: Option<u32>,
+    before: Option<i64>,
+) -> Result<Vec<AuditEntry>> {
+    check_target_id(id)?;
+    let limit = page_size(limit)?;
+    if before.is_some_and(|b| b <= 0) {
+        return Err(Error::invalid_argument(
+            "before",
+            "must be a positive entry id",
+        ));
+    }
+    let rows = client
+        .query_typed(
+            &format!(
+                "with key as (
+                   select case when pg_catalog.jsonb_typeof($2::pg_catalog.jsonb) = 'array'
+                               then $2::pg_catalog.jsonb::pg_catalog.text
+                               else $2::pg_catalog.jsonb operator(pg_catalog.#>>) '{{}}' end collate \"C\" as id
+                 )
+                 select {ENTRY_COLUMNS} from (
+                   (select l.* from audit.audit_logs l, key
+                     where l.target_type = $1 and l.target_id = key.id and l.id < $3
+                     order by l.id desc limit $4)
+                   union all
+                   (select l.* from audit.audit_logs l, key
+                     where l.target_type = $1 and l.old_target_id = key.id and l.id < $3
+                     order by l.id desc limit $4)
+                 ) e
+                 order by id desc
+                 limit $4"
+            ),
+            &[
+                (&target_type, Type::TEXT),
+                (id, Type::JSONB),
+                (&before.unwrap_or(i64::MAX), Type::INT8),
+                (&limit, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(|e| from_query(e, Some(target_type)))?;
+    Ok(rows.iter().map(AuditEntry::from_row).collect())
+}

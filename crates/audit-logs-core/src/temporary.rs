@@ -1,0 +1,369 @@
+//! A throwaway PostgreSQL server, for `audit-logs demo` and for tests when no `DATABASE_URL` is
+//! given. It lives in a temporary directory, listens on a free port of 127.0.0.1 with trust
+//! authentication, and is stopped and deleted when dropped.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// How to set up a throwaway server beyond the defaults (trust authentication, no TLS).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Require this password (scram-sha-256) from the `postgres` user over TCP.
+    pub password: Option<String>,
+    /// Files written into the data directory before start, readable by the server only
+    /// (certificates and keys for `ssl_cert_file`...).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Extra `-c name=value` settings, e.g. `("ssl", "on")`.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A running throwaway PostgreSQL server.
+#[derive(Debug)]
+pub struct TemporaryPostgres {
+    port: u16,
+    pid: u32,
+    path: PathBuf,
+    // Behind locks so that stop() works through a shared reference (servers kept in statics).
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    dir: Mutex<Option<tempfile::TempDir>>,
+}
+
+/// The OS user the server runs as: ourselves, or `postgres` when we are root (initdb refuses root).
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl TemporaryPostgres {
+    /// Initializes a cluster in a temporary directory and starts it. Takes a few seconds.
+    pub async fn start() -> Result<TemporaryPostgres> {
+        TemporaryPostgres::start_with(Setup::default()).await
+    }
+
+    /// As [`TemporaryPostgres::start`], with a password, TLS files or settings.
+    pub async fn start_with(setup: Setup) -> Result<TemporaryPostgres> {
+        let bin = find_bin_dir()?;
+        let run_as = run_as()?;
+        let dir = tempfile::Builder::new()
+            .prefix("audit-logs-pg-")
+            .tempdir()
+            .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+        if let Some(user) = &run_as {
+            chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|e| {
+                fail(format!(
+                    "cannot hand {} to the postgres user: {e}",
+                    dir.path().display()
+                ))
+            })?;
+        }
+        let data = dir.path().join("data");
+        let log = dir.path().join("server.log");
+
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .stdin(Stdio::null());
+        match &setup.password {
+            None => {
+                initdb.args(["-A", "trust"]);
+            }
+            Some(password) => {
+                let file = dir.path().join("password");
+                write_private(&file, password.as_bytes(), &run_as)?;
+                initdb
+                    .args([
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "--pwfile",
+                    ])
+                    .arg(&file);
+            }
+        }
+        as_user(&mut initdb, &run_as);
+        let output = tokio::task::spawn_blocking(move || initdb.output())
+            .await
+            .expect("initdb task")
+            .map_err(|e| fail(format!("cannot run {}: {e}", bin.join("initdb").display())))?;
+        if !output.status.success() {
+            return Err(fail(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+
+        for (name, contents) in &setup.files {
+            write_private(&data.join(name), contents, &run_as)?;
+        }
+
+        let port = free_port()?;
+        let log_file = fs::File::create(&log)
+            .map_err(|e| fail(format!("cannot create {}: {e}", log.display())))?;
+        if let Some(user) = &run_as {
+            let _ = chown(&log, Some(user.uid), Some(user.gid));
+        }
+        let mut server = Command::new(bin.join("postgres"));
+        server
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            // Throwaway data: durability buys nothing here.
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args(["-c", "max_connections=300"])
+            .args(
+                setup
+                    .settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
+            )
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().map_err(|e| fail(e.to_string()))?)
+            .stderr(log_file);
+        as_user(&mut server, &run_as);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGQUIT (immediate
+        // shutdown) to the server if the thread that started it dies, so a crashed test run
+        // leaves no server behind.
+        unsafe {
+            server.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+
+        // The server is started from a thread that lives exactly as long as the server does:
+        // the parent-death signal is tied to the spawning thread, not to the process.
+        let (started, pid) = mpsc::channel();
+        let keeper = std::thread::Builder::new()
+            .name("audit-logs-temporary-postgres".into())
+            .spawn(move || match server.spawn() {
+                Ok(mut child) => {
+                    let _ = started.send(Ok(child.id()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                }
+            })
+            .map_err(|e| fail(format!("cannot start a thread: {e}")))?;
+        let pid = pid
+            .recv()
+            .expect("the keeper thread reports")
+            .map_err(|e| fail(format!("cannot run {}: {e}", "postgres")))?;
+
+        let server = TemporaryPostgres {
+            port,
+            pid,
+            path: dir.path().to_path_buf(),
+            keeper: Mutex::new(Some(keeper)),
+            dir: Mutex::new(Some(dir)),
+        };
+        server
+            .wait_until_ready(&log, setup.password.as_deref())
+            .await?;
+        Ok(server)
+    }
+
+    /// The port on 127.0.0.1 the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's temporary directory, deleted when it stops: a place for test files too.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A URL for a database of this server (user `postgres`, no password).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    async fn wait_until_ready(&self, log: &Path, password: Option<&str>) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres");
+        if let Some(password) = password {
+            config.password(password);
+        }
+        loop {
+            match config.connect(tokio_postgres::NoTls).await {
+                Ok(_) => return Ok(()),
+                // Up, and answering: it only refused us (say, a server that demands TLS).
+                Err(e)
+                    if e.as_db_error()
+                        .is_some_and(|db| db.code().code().starts_with("28")) =>
+                {
+                    return Ok(())
+                }
+                Err(_) => {}
+            }
+            let exited = self
+                .keeper
+                .lock()
+                .expect("keeper lock")
+                .as_ref()
+                .is_some_and(|k| k.is_finished());
+            if exited || Instant::now() > deadline {
+                let log = fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(fail(format!(
+                    "the server did not start: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
+    pub fn stop(&self) {
+        let Some(keeper) = self.keeper.lock().expect("keeper lock").take() else {
+            return;
+        };
+        // SAFETY: plain kill(2) on the pid we started.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !keeper.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !keeper.is_finished() {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        let _ = keeper.join();
+        self.dir.lock().expect("dir lock").take();
+    }
+}
+
+impl Drop for TemporaryPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes a file only its owner (the server's user) can read, as PostgreSQL demands of keys.
+fn write_private(path: &Path, contents: &[u8], run_as: &Option<RunAs>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, contents).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(format!("cannot protect {}: {e}", path.display())))?;
+    if let Some(user) = run_as {
+        chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
+            fail(format!(
+                "cannot hand {} to the postgres user: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn fail(reason: String) -> Error {
+    Error::TemporaryPostgres { reason }
+}
+
+fn as_user(command: &mut Command, run_as: &Option<RunAs>) {
+    if let Some(user) = run_as {
+        command.uid(user.uid).gid(user.gid);
+        // initdb and postgres look at HOME and the working directory; root's are not readable.
+        command.current_dir("/").env("HOME", "/tmp");
+    }
+}
+
+fn run_as() -> Result<Option<RunAs>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two ids out
+    // before any other call could overwrite it.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        return Err(fail(
+            "initdb refuses to run as root and there is no `postgres` OS user to run it as; \
+             create one (useradd postgres) or set DATABASE_URL"
+                .into(),
+        ));
+    }
+    // SAFETY: checked non-null above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    Ok(Some(RunAs { uid, gid }))
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| fail(format!("no free port: {e}")))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .port())
+}
+
+/// Finds the directory holding `initdb` and `postgres`: from PATH (following symlinks, as
+/// Debian's wrappers are), else `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin.
+fn find_bin_dir() -> Result<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if let Ok(initdb) = fs::canonicalize(dir.join("initdb")) {
+                if let Some(parent) = initdb.parent() {
+                    if has_server(parent) {
+                        return Ok(parent.to_path_buf());
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if output.status.success() && has_server(&dir) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            let bin = entry.path().join("bin");
+            has_server(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+        fail(
+            "no PostgreSQL server found: initdb is neither on PATH nor in `pg_config --bindir`; \
+             install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL"
+                .into(),
+        )
+    })
+}

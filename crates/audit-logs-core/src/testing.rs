@@ -1,0 +1,175 @@
+//! Fresh databases for tests: on the server of `DATABASE_URL` when it is set, otherwise on one
+//! throwaway server per process (see [`TemporaryPostgres`]), stopped when the process exits.
+
+use std::sync::Mutex;
+
+use tokio_postgres::types::Type;
+
+use crate::connection::{quote_ident, ConnectOptions};
+use crate::error::{Error, Result};
+use crate::temporary::TemporaryPostgres;
+
+static SERVER: tokio::sync::OnceCell<TemporaryPostgres> = tokio::sync::OnceCell::const_new();
+static STOP_AT_EXIT: Mutex<Vec<&'static TemporaryPostgres>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_servers() {
+    if let Ok(servers) = STOP_AT_EXIT.lock() {
+        for server in servers.iter() {
+            server.stop();
+        }
+    }
+}
+
+/// Stops (and deletes) a server kept in a static when the process exits; statics are never
+/// dropped, and the parent-death signal alone would leave its directory behind.
+/// Registering the same server again does nothing.
+pub fn stop_at_exit(server: &'static TemporaryPostgres) {
+    let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
+    if servers.iter().any(|s| std::ptr::eq(*s, server)) {
+        return;
+    }
+    if servers.is_empty() {
+        // SAFETY: registers a plain function with no arguments.
+        unsafe {
+            libc::atexit(stop_servers);
+        }
+    }
+    servers.push(server);
+}
+
+/// The URL of a database on the test server (`DATABASE_URL`, or a throwaway server).
+pub async fn server_url() -> Result<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        if !url.is_empty() {
+            return Ok(url);
+        }
+    }
+    let server = SERVER
+        .get_or_try_init(|| async {
+            let server = TemporaryPostgres::start().await?;
+            Ok::<_, Error>(server)
+        })
+        .await?;
+    stop_at_exit(server);
+    Ok(server.url("postgres"))
+}
+
+/// A database created for one test and dropped when this is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+    admin: ConnectOptions,
+    roles: Mutex<Vec<String>>,
+}
+
+impl TestDatabase {
+    /// Creates an empty database with a unique name on the test server.
+    pub async fn create() -> Result<TestDatabase> {
+        let admin = ConnectOptions::parse(&server_url().await?)?;
+        let name = format!("audit_logs_test_{}", uuid::Uuid::new_v4().simple());
+        let client = admin.connect().await?;
+        client
+            .batch_execute(&format!("create database {}", quote_ident(&name)))
+            .await
+            .map_err(|e| crate::error::from_query(e, None))?;
+        let url = database_url(&server_url().await?, &name)?;
+        Ok(TestDatabase {
+            url,
+            name,
+            admin,
+            roles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Creates a login role (no password needed on the test server) that is dropped with the
+    /// database, and returns its name. Roles are cluster-wide, hence the unique name.
+    pub async fn create_role(&self, prefix: &str) -> Result<String> {
+        let role = format!(
+            "{prefix}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let client = self.admin.connect().await?;
+        client
+            .batch_execute(&format!("create role {} login", quote_ident(&role)))
+            .await
+            .map_err(|e| crate::error::from_query(e, None))?;
+        self.roles.lock().expect("roles lock").push(role.clone());
+        Ok(role)
+    }
+
+    /// The URL of this database for another user.
+    pub fn url_for(&self, user: &str) -> String {
+        let (scheme, rest) = self.url.split_once("://").expect("a URL");
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}@{rest}")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().expect("roles lock"));
+        // Drop may run inside a runtime, where blocking on another would panic: use a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                if let Ok(client) = admin.connect().await {
+                    let _ = client
+                        .query_typed(
+                            "select pg_catalog.pg_terminate_backend(pid) from pg_catalog.pg_stat_activity where datname = $1",
+                            &[(&name, Type::TEXT)],
+                        )
+                        .await;
+                    let _ = client
+                        .batch_execute(&format!("drop database if exists {}", quote_ident(&name)))
+                        .await;
+                    for role in roles {
+                        let _ = client.batch_execute(&format!("drop role if exists {}", quote_ident(&role))).await;
+                    }
+                }
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+/// The same server URL with another database name (the path of the URL replaced).
+pub fn database_url(server_url: &str, database: &str) -> Result<String> {
+    let (before_query, query) = server_url
+        .split_once('?')
+        .map_or((server_url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = before_query
+        .find("://")
+        .map(|i| i + 3)
+        .ok_or_else(|| Error::InvalidUrl {
+            reason: "expected postgres://...".into(),
+        })?;
+    let authority_end = before_query[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(before_query.len());
+    let mut url = format!("{}/{}", &before_query[..authority_end], database);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_url_replaces_only_the_path() {
+        assert_eq!(
+            super::database_url("postgres://u:p@h:1/old?sslmode=disable", "new").unwrap(),
+            "postgres://u:p@h:1/new?sslmode=disable"
+        );
+        assert_eq!(
+            super::database_url("postgres://h", "new").unwrap(),
+            "postgres://h/new"
+        );
+    }
+}

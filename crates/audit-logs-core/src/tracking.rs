@@ -1,0 +1,273 @@
+//! Which tables are tracked, and how.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use crate::error::{from_query, Error, Result};
+
+/// A table as a user names it: `users`, `public.users`, `public."Order Items"` (SQL rules, so
+/// quote names with capitals or spaces), or an exact schema and name with no quoting at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TableRef {
+    Sql(String),
+    Exact { schema: String, name: String },
+}
+
+impl From<&str> for TableRef {
+    fn from(name: &str) -> Self {
+        TableRef::Sql(name.to_owned())
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableRef::Sql(name) => f.write_str(name),
+            TableRef::Exact { schema, name } => write!(
+                f,
+                "{}.{}",
+                crate::connection::quote_ident(schema),
+                crate::connection::quote_ident(name)
+            ),
+        }
+    }
+}
+
+/// A table found in the database.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedTable {
+    pub oid: u32,
+    /// `schema.table`, quoted where needed: what `audit_logs.target_type` holds.
+    pub target_type: String,
+}
+
+impl TableRef {
+    fn check(&self) -> Result<()> {
+        let text = match self {
+            TableRef::Sql(name) => name.as_str(),
+            TableRef::Exact { schema, name } => {
+                if schema.is_empty() || name.is_empty() {
+                    return Err(Error::InvalidTableName {
+                        table: self.to_string(),
+                        reason: "schema and name must not be empty".into(),
+                    });
+                }
+                name.as_str()
+            }
+        };
+        if text.trim().is_empty() || text.contains('\0') || text.len() > 300 {
+            return Err(Error::InvalidTableName {
+                table: text.to_owned(),
+                reason: "expected a table name such as users or public.users".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The SQL text for `to_regclass`, always a bound parameter, never spliced into SQL.
+    fn regclass_text(&self) -> String {
+        self.to_string()
+    }
+
+    /// Finds the table. Errors: [`Error::TableNotFound`] (with a suggestion when only the case
+    /// differs), [`Error::InvalidTableName`].
+    pub(crate) async fn resolve(&self, client: &impl GenericClient) -> Result<ResolvedTable> {
+        self.check()?;
+        let row = client
+            .query_typed_opt(
+                "select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   from pg_catalog.pg_class c
+                   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                  where c.oid = pg_catalog.to_regclass($1)",
+                &[(&self.regclass_text(), Type::TEXT)],
+            )
+            .await
+            .map_err(|e| self.name_error(e))?;
+        match row {
+            Some(row) => Ok(ResolvedTable {
+                oid: row.get(0),
+                target_type: row.get(1),
+            }),
+            None => Err(Error::TableNotFound {
+                table: self.to_string(),
+                hint: self.suggest(client).await,
+            }),
+        }
+    }
+
+    /// `target_type` for history queries: the table's name, or, for a table that no longer
+    /// exists, the name as written (normalized), so the history of dropped tables stays readable.
+    pub(crate) async fn target_type(&self, client: &impl GenericClient) -> Result<String> {
+        match self.resolve(client).await {
+            Ok(table) => Ok(table.target_type),
+            Err(Error::TableNotFound { .. }) => {
+                let row = client
+                    .query_typed_one(
+                        "select case pg_catalog.cardinality(p.parts)
+                                  when 1 then pg_catalog.format('%I.%I', pg_catalog.current_schema(), p.parts[1])
+                                  else pg_catalog.format('%I.%I', p.parts[1], p.parts[2]) end
+                           from (select pg_catalog.parse_ident($1) as parts) p",
+                        &[(&self.regclass_text(), Type::TEXT)],
+                    )
+                    .await
+                    .map_err(|e| self.name_error(e))?;
+                Ok(row.get(0))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn name_error(&self, e: tokio_postgres::Error) -> Error {
+        match e.code() {
+            // invalid_name, syntax: "Order Items" unquoted, a stray quote...
+            Some(code) if code.code() == "42602" || code.code() == "42601" || code.code() == "22023" => {
+                Error::InvalidTableName {
+                    table: self.to_string(),
+                    reason: format!(
+                        "{}; quote names with capitals or spaces as in SQL (public.\"Order Items\") or pass the schema and name separately",
+                        e.as_db_error().map(|d| d.message()).unwrap_or("bad syntax")
+                    ),
+                }
+            }
+            Some(code) if code.code() == "3F000" => Error::TableNotFound {
+                table: self.to_string(),
+                hint: Some("no such schema".into()),
+            },
+            _ => from_query(e, Some(&self.to_string())),
+        }
+    }
+
+    async fn suggest(&self, client: &impl GenericClient) -> Option<String> {
+        let bare = match self {
+            TableRef::Sql(name) => name
+                .rsplit('.')
+                .next()
+                .unwrap_or(name)
+                .trim_matches('"')
+                .to_owned(),
+            TableRef::Exact { name, .. } => name.clone(),
+        };
+        let row = client
+            .query_typed_opt(
+                "select pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   from pg_catalog.pg_class c
+                   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                  where pg_catalog.lower(c.relname) = pg_catalog.lower($1) and c.relkind in ('r', 'p')
+                    and n.nspname not in ('pg_catalog', 'information_schema')
+                  order by n.nspname = pg_catalog.current_schema() desc
+                  limit 1",
+                &[(&bare, Type::TEXT)],
+            )
+            .await
+            .ok()
+            .flatten()?;
+        Some(format!("did you mean {}?", row.get::<_, String>(0)))
+    }
+}
+
+/// Options of [`crate::AuditLogs::enable_tracking`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TrackingOptions {
+    /// Columns whose values are never stored (their changes are still named in changed_fields).
+    pub exclude_columns: Vec<String>,
+    /// Record updates that change nothing; by default they are skipped.
+    pub record_unchanged: bool,
+}
+
+/// A tracked table, from the `audit.tracked_tables` view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackedTable {
+    pub schema: String,
+    pub name: String,
+    /// What `audit_logs.target_type` holds for its changes.
+    pub target_type: String,
+    pub primary_key: Vec<String>,
+    pub excluded_columns: Vec<String>,
+    pub skip_unchanged: bool,
+    /// Empty when tracking is current; else what changed since (enable tracking again to refresh).
+    pub needs_refresh: Vec<String>,
+}
+
+pub(crate) async fn enable(
+    client: &impl GenericClient,
+    table: &TableRef,
+    options: &TrackingOptions,
+) -> Result<TrackedTable> {
+    let resolved = table.resolve(client).await?;
+    let shown = resolved.target_type.clone();
+    client
+        .query_typed(
+            "select audit.enable_tracking($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)",
+            &[
+                (&resolved.oid, Type::OID),
+                (&options.exclude_columns, Type::TEXT_ARRAY),
+                (&!options.record_unchanged, Type::BOOL),
+            ],
+        )
+        .await
+        .map_err(|e| from_query(e, Some(&shown)))?;
+    find(client, resolved.oid)
+        .await?
+        .ok_or(Error::TableNotFound {
+            table: shown,
+            hint: None,
+        })
+}
+
+pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Result<bool> {
+    let resolved = table.resolve(client).await?;
+    let row = client
+        .query_typed_one(
+            "select audit.disable_tracking($1::pg_catalog.oid::pg_catalog.regclass)",
+            &[(&resolved.oid, Type::OID)],
+        )
+        .await
+        .map_err(|e| from_query(e, Some(&resolved.target_type)))?;
+    Ok(row.get(0))
+}
+
+const TRACKED_COLUMNS: &str =
+    "schema_name, table_name, target_type, primary_key, excluded_columns, \
+                               skip_unchanged, needs_refresh";
+
+pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<TrackedTable>> {
+    let rows = client
+        .query_typed(
+            &format!("select {TRACKED_COLUMNS} from audit.tracked_tables order by schema_name, table_name"),
+            &[],
+        )
+        .await
+        .map_err(|e| from_query(e, None))?;
+    Ok(rows.iter().map(tracked_from_row).collect())
+}
+
+async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTable>> {
+    let row = client
+        .query_typed_opt(
+            &format!(
+                "select {TRACKED_COLUMNS} from audit.tracked_tables
+                  where pg_catalog.format('%I.%I', schema_name, table_name)::pg_catalog.regclass
+                        = $1::pg_catalog.oid::pg_catalog.regclass"
+            ),
+            &[(&oid, Type::OID)],
+        )
+        .await
+        .map_err(|e| from_query(e, None))?;
+    Ok(row.as_ref().map(tracked_from_row))
+}
+
+fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
+    TrackedTable {
+        schema: row.get(0),
+        name: row.get(1),
+        target_type: row.get(2),
+        primary_key: row.get(3),
+        excluded_columns: row.get(4),
+        skip_unchanged: row.get(5),
+        needs_refresh: row.get(6),
+    }
+}
