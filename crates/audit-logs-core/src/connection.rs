@@ -409,7 +409,7 @@ fn parse_number(key: &str, value: &str, min: usize, max: usize) -> Result<usize>
 }
 
 /// Quotes an identifier as PostgreSQL does when it must.
-pub(crate) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()

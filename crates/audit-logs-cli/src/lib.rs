@@ -1,0 +1,218 @@
+//! The `audit-logs` command, shared by the native binary and `npx audit-logs` (the Node
+//! package hands its arguments to [`run`]).
+
+mod demo;
+mod print;
+
+use std::io::Write;
+
+use audit_logs_core::{AuditLogs, Error, TableRef, TrackingOptions};
+use clap::{Parser, Subcommand};
+
+/// A PostgreSQL audit trail: who changed what, when, from where.
+#[derive(Debug, Parser)]
+#[command(name = "audit-logs", version, about, propagate_version = true)]
+struct Cli {
+    /// Database URL, as psql or Prisma write it (postgres://user:password@host:5432/db?sslmode=require).
+    #[arg(
+        short = 'D',
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install or upgrade the audit schema (safe to run from several processes at once).
+    Migrate {
+        /// Show the migrations that would run, and their SQL, without applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show applied and pending migrations and the tracked tables.
+    Status {
+        /// Exit with status 1 when migrations are pending or tracking needs a refresh.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Record every change of a table (run again after altering the table).
+    Enable {
+        /// The table: users, public.users, or public."Order Items" (quoted as in SQL).
+        table: String,
+        /// A column whose values are never stored (repeat for several), e.g. password_hash.
+        #[arg(long = "exclude", value_name = "COLUMN")]
+        exclude: Vec<String>,
+        /// Also record updates that change nothing.
+        #[arg(long)]
+        record_unchanged: bool,
+    },
+    /// Stop recording a table's changes (its history is kept).
+    Disable {
+        /// The table, as for `enable`.
+        table: String,
+    },
+    /// List the tracked tables.
+    Tracked,
+    /// Show the history of one record, newest first.
+    History {
+        /// The table (it may have been dropped since).
+        table: String,
+        /// The primary key: 42, abc, or a JSON array for a composite key: '[1, "a"]'.
+        id: String,
+        /// How many entries to show (1 to 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Show entries older than this entry id (to page).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Try it: migrate, track a table, make attributed changes and show their history, on a
+    /// throwaway PostgreSQL (or, with a database URL, in a new database on that server).
+    Demo {
+        /// Keep the demo database (with a database URL) instead of dropping it.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Runs the command line `args` (without the program name) and returns the exit status.
+pub async fn run(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(std::iter::once("audit-logs".to_owned()).chain(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let json = cli.json;
+    let status = match execute(cli).await {
+        Ok(status) => status,
+        Err(e) => {
+            if json {
+                let error =
+                    serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
+                println!("{error}");
+            } else {
+                eprintln!("error[{}]: {e}", e.code());
+            }
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    status
+}
+
+async fn execute(cli: Cli) -> Result<i32, Error> {
+    if let Command::Demo { keep } = cli.command {
+        return demo::run(cli.database_url.as_deref(), keep)
+            .await
+            .map(|()| 0);
+    }
+    let url = cli.database_url.ok_or_else(|| Error::InvalidUrl {
+        reason: "no database given: set DATABASE_URL or pass --database-url (-D)".into(),
+    })?;
+    let audit = AuditLogs::connect(&url).await?;
+    let out = print::Printer { json: cli.json };
+    let status = match cli.command {
+        Command::Migrate { dry_run } => {
+            out.migrate(&audit.migrate(dry_run).await?);
+            0
+        }
+        Command::Status { check } => {
+            let status = audit.status().await?;
+            out.status(&status);
+            let stale = status
+                .tracked_tables
+                .iter()
+                .any(|t| !t.needs_refresh.is_empty());
+            i32::from(check && (!status.is_up_to_date() || stale))
+        }
+        Command::Enable {
+            table,
+            exclude,
+            record_unchanged,
+        } => {
+            let options = TrackingOptions {
+                exclude_columns: exclude,
+                record_unchanged,
+            };
+            out.enabled(
+                &audit
+                    .enable_tracking(&TableRef::Sql(table), &options)
+                    .await?,
+            );
+            0
+        }
+        Command::Disable { table } => {
+            let was_tracked = audit
+                .disable_tracking(&TableRef::Sql(table.clone()))
+                .await?;
+            out.disabled(&table, was_tracked);
+            0
+        }
+        Command::Tracked => {
+            out.tracked(&audit.tracked_tables().await?);
+            0
+        }
+        Command::History {
+            table,
+            id,
+            limit,
+            before,
+        } => {
+            let key = parse_id(&id);
+            let entries = audit
+                .history(&TableRef::Sql(table.clone()), &key, Some(limit), before)
+                .await?;
+            out.history(&table, &id, &entries);
+            0
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    };
+    audit.close();
+    Ok(status)
+}
+
+/// `42` and `[1, "a"]` are JSON; anything else is the key as text.
+fn parse_id(id: &str) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(id) {
+        Ok(
+            value @ (serde_json::Value::Number(_)
+            | serde_json::Value::Array(_)
+            | serde_json::Value::String(_)),
+        ) => value,
+        _ => serde_json::Value::String(id.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ids_are_json_when_they_look_like_it() {
+        assert_eq!(parse_id("42"), serde_json::json!(42));
+        assert_eq!(parse_id(r#"[1, "a"]"#), serde_json::json!([1, "a"]));
+        assert_eq!(parse_id("abc"), serde_json::json!("abc"));
+        assert_eq!(
+            parse_id("550e8400-e29b-41d4-a716-446655440000"),
+            serde_json::json!("550e8400-e29b-41d4-a716-446655440000")
+        );
+    }
+}

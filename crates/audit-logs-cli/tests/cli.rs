@@ -1,0 +1,245 @@
+//! The `audit-logs` binary as a user runs it.
+
+use assert_cmd::Command;
+use audit_logs_core::testing::TestDatabase;
+use predicates::prelude::*;
+
+fn audit_logs(url: Option<&str>) -> Command {
+    let mut command = Command::cargo_bin("audit-logs").unwrap();
+    command.env_remove("DATABASE_URL");
+    if let Some(url) = url {
+        command.env("DATABASE_URL", url);
+    }
+    command
+}
+
+async fn database() -> TestDatabase {
+    TestDatabase::create().await.unwrap()
+}
+
+async fn sql(db: &TestDatabase, statements: &str) {
+    audit_logs_core::ConnectOptions::parse(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(statements)
+        .await
+        .unwrap();
+}
+
+#[test]
+fn no_arguments_is_a_usage_error() {
+    audit_logs(None)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage: audit-logs"));
+}
+
+#[test]
+fn version_and_help_for_every_command() {
+    audit_logs(None)
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("audit-logs {}\n", env!("CARGO_PKG_VERSION")));
+    for command in [
+        "migrate", "status", "enable", "disable", "tracked", "history", "demo",
+    ] {
+        audit_logs(None)
+            .args([command, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--database-url"));
+    }
+}
+
+#[test]
+fn unknown_flags_and_missing_arguments_fail() {
+    audit_logs(None)
+        .args(["migrate", "--nope"])
+        .assert()
+        .code(2);
+    audit_logs(None)
+        .args(["enable"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("<TABLE>"));
+}
+
+#[test]
+fn no_database_url_says_how_to_give_one() {
+    audit_logs(None).arg("status").assert().code(1).stderr(
+        predicate::str::contains("AUDIT_LOGS_INVALID_URL")
+            .and(predicate::str::contains("DATABASE_URL")),
+    );
+}
+
+#[test]
+fn a_bad_url_is_one_line_without_secrets() {
+    let assert = audit_logs(Some("postgres://app:hunter2@127.0.0.1:1/db"))
+        .arg("status")
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("AUDIT_LOGS_CONNECTION_FAILED"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    audit_logs(None)
+        .args(["-D", "mysql://x", "status"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("postgres://"));
+}
+
+#[tokio::test]
+async fn migrate_status_enable_history_disable() {
+    let db = database().await;
+    let url = db.url.clone();
+    sql(&db, "create table users (id int primary key, email text, password_hash text); create table logs (line text)").await;
+
+    audit_logs(Some(&url))
+        .args(["status", "--check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("pending"));
+    audit_logs(Some(&url))
+        .args(["migrate", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("create table audit.audit_logs"));
+    audit_logs(Some(&url))
+        .arg("migrate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("applied V1__audit_schema"));
+    audit_logs(Some(&url))
+        .arg("migrate")
+        .assert()
+        .success()
+        .stdout("Up to date: no migration to apply.\n");
+    audit_logs(Some(&url))
+        .args(["status", "--check"])
+        .assert()
+        .success();
+
+    audit_logs(Some(&url))
+        .args(["enable", "users", "--exclude", "password_hash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("never storing password_hash"));
+    audit_logs(Some(&url))
+        .args(["enable", "logs"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("AUDIT_LOGS_NO_PRIMARY_KEY")
+                .and(predicate::str::contains("add primary key")),
+        );
+    audit_logs(Some(&url))
+        .args(["enable", "users", "--exclude", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_COLUMN"));
+
+    sql(
+        &db,
+        r#"begin; select audit.set_context('{"actor_id": "42", "actor_type": "user"}');
+           insert into users values (1, 'a@x.io', 'h'); update users set email = 'b@x.io'; commit;"#,
+    )
+    .await;
+    audit_logs(Some(&url))
+        .args(["history", "users", "1"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(r#"email: "a@x.io" → "b@x.io""#)
+                .and(predicate::str::contains("by user 42")),
+        );
+    let json = audit_logs(Some(&url))
+        .args(["history", "users", "1", "--json"])
+        .assert()
+        .success();
+    let entries: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(entries[0]["action"], "UPDATE");
+    assert_eq!(
+        entries[1]["newValues"],
+        serde_json::json!({"id": 1, "email": "a@x.io"})
+    );
+    audit_logs(Some(&url))
+        .args(["history", "users", "1", "--limit", "0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_ARGUMENT"));
+
+    audit_logs(Some(&url))
+        .arg("tracked")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("public.users"));
+    audit_logs(Some(&url))
+        .args(["disable", "users"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("history is kept"));
+    audit_logs(Some(&url))
+        .arg("tracked")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("No tracked tables"));
+}
+
+#[tokio::test]
+async fn json_errors_carry_the_code() {
+    let db = database().await;
+    let assert = audit_logs(Some(&db.url))
+        .args(["tracked", "--json"])
+        .assert()
+        .code(1);
+    let error: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(error["error"]["code"], "AUDIT_LOGS_NOT_MIGRATED");
+}
+
+#[test]
+fn demo_on_a_throwaway_server() {
+    audit_logs(None).arg("demo").assert().success().stdout(
+        predicate::str::contains("Starting a throwaway PostgreSQL")
+            .and(predicate::str::contains(
+                "by moderator mod-7 (reason: upgrade requested in ticket 314)",
+            ))
+            .and(predicate::str::contains(
+                "password_hash: changed (value not stored)",
+            ))
+            .and(predicate::str::contains("Mallory").not())
+            .and(predicate::str::contains(
+                "by migration (migration name: 0042_lowercase_emails)",
+            )),
+    );
+}
+
+#[tokio::test]
+async fn demo_with_a_database_url_uses_and_drops_its_own_database() {
+    let db = database().await;
+    audit_logs(Some(&db.url))
+        .arg("demo")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Dropped database audit_logs_demo_",
+        ));
+    // The given database itself was not migrated.
+    let client = audit_logs_core::ConnectOptions::parse(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let schemas: i64 = client
+        .query_one(
+            "select count(*) from pg_namespace where nspname = 'audit'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schemas, 0);
+}
