@@ -2,7 +2,8 @@
 
 use audit_logs_core::connection::quote_ident;
 use audit_logs_core::{
-    AuditContext, AuditLogs, ConnectOptions, Error, TemporaryPostgres, TrackingOptions,
+    AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, TemporaryPostgres,
+    TrackingOptions,
 };
 use serde_json::json;
 
@@ -192,7 +193,7 @@ async fn story(options: ConnectOptions) -> Result<(), Error> {
             "accounts",
             &id.to_string(),
             &audit
-                .history(&"accounts".into(), &json!(id), None, None)
+                .history(&HistoryQuery::of_table("accounts", json!(id)))
                 .await?,
         );
     }

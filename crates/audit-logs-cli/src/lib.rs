@@ -6,7 +6,7 @@ mod print;
 
 use std::io::Write;
 
-use audit_logs_core::{AuditLogs, Error, TableRef, TrackingOptions};
+use audit_logs_core::{AuditLogs, Error, HistoryQuery, TableRef, Target, TrackingOptions};
 use clap::{Parser, Subcommand};
 
 /// A PostgreSQL audit trail: who changed what, when, from where.
@@ -170,10 +170,13 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             limit,
             before,
         } => {
-            let key = parse_id(&id);
-            let entries = audit
-                .history(&TableRef::Sql(table.clone()), &key, Some(limit), before)
-                .await?;
+            let query = HistoryQuery {
+                target: Target::Table(TableRef::Sql(table.clone())),
+                id: parse_id(&id),
+                limit: Some(limit),
+                before,
+            };
+            let entries = audit.history(&query).await?;
             out.history(&table, &id, &entries);
             0
         }

@@ -269,6 +269,11 @@ impl ConnectOptions {
         other
     }
 
+    /// The user the connection logs in as.
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("")
+    }
+
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or("")
     }

@@ -105,6 +105,61 @@ impl AuditContext {
     }
 }
 
+/// A context as JavaScript writes it (camelCase keys). Unknown keys are refused by name, so a
+/// typo such as `actorID` is an error rather than a silently missing actor.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ContextInput {
+    actor_id: Option<String>,
+    actor_type: Option<String>,
+    actor_email: Option<String>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    reason: Option<String>,
+    migration_name: Option<String>,
+    metadata: Option<Map<String, Value>>,
+}
+
+impl AuditContext {
+    /// Reads a context given as a JSON object with camelCase keys (`actorId`, `ipAddress`...).
+    pub fn from_camel_case(value: Value) -> Result<AuditContext> {
+        if !value.is_object() {
+            let kind = match value {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => unreachable!(),
+            };
+            return Err(Error::InvalidContext {
+                reason: format!("expected an object such as {{ actorId: '42' }}, got {kind}"),
+            });
+        }
+        let input: ContextInput =
+            serde_json::from_value(value).map_err(|e| Error::InvalidContext {
+                reason: e.to_string(),
+            })?;
+        let ip_address = input
+            .ip_address
+            .as_deref()
+            .map(AuditContext::parse_ip)
+            .transpose()?;
+        Ok(AuditContext {
+            actor_id: input.actor_id,
+            actor_type: input.actor_type,
+            actor_email: input.actor_email,
+            ip_address,
+            user_agent: input.user_agent,
+            request_id: input.request_id,
+            reason: input.reason,
+            migration_name: input.migration_name,
+            metadata: input.metadata,
+        })
+    }
+}
+
 fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
     for (key, value) in object {
         if FORBIDDEN_KEYS.contains(&key.as_str()) {
@@ -172,6 +227,27 @@ mod tests {
             big.to_setting().unwrap_err().code(),
             "AUDIT_LOGS_INVALID_CONTEXT"
         );
+    }
+
+    #[test]
+    fn camel_case_input_is_checked_key_by_key() {
+        let context = AuditContext::from_camel_case(serde_json::json!({
+            "actorId": "42", "ipAddress": "10.0.0.1", "metadata": {"tenant": "acme"}, "userAgent": null
+        }))
+        .unwrap();
+        assert_eq!(context.actor_id.as_deref(), Some("42"));
+        assert_eq!(context.ip_address, Some("10.0.0.1".parse().unwrap()));
+        for (bad, mentions) in [
+            (serde_json::json!({"actorID": "42"}), "actorID"),
+            (serde_json::json!({"ipAddress": "300.1.1.1"}), "300.1.1.1"),
+            (serde_json::json!({"actorId": 42}), "invalid type"),
+            (serde_json::json!("user 42"), "got a string"),
+            (serde_json::json!([]), "got an array"),
+        ] {
+            let err = AuditContext::from_camel_case(bad).unwrap_err();
+            assert_eq!(err.code(), "AUDIT_LOGS_INVALID_CONTEXT");
+            assert!(err.to_string().contains(mentions), "{err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,37 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::{from_query, Error, Result};
+use crate::tracking::TableRef;
+
+/// What a history is about: a table's rows, or any `target_type` (application events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Table(TableRef),
+    Type(String),
+}
+
+/// The entries of one record, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub target: Target,
+    /// The primary key (an array for a composite key), or the event target's id.
+    pub id: Value,
+    /// 1 to [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent.
+    pub limit: Option<u32>,
+    /// Only entries older than this entry id: to page.
+    pub before: Option<i64>,
+}
+
+impl HistoryQuery {
+    pub fn of_table(table: impl Into<TableRef>, id: impl Into<Value>) -> HistoryQuery {
+        HistoryQuery {
+            target: Target::Table(table.into()),
+            id: id.into(),
+            limit: None,
+            before: None,
+        }
+    }
+}
 
 /// The most entries one call returns.
 pub const MAX_LIMIT: u32 = 10_000;

@@ -22,7 +22,7 @@
 //! tx.execute("update users set name = 'Ann' where id = 1", &[]).await?;
 //! tx.commit().await?;
 //!
-//! for entry in audit.history(&"public.users".into(), &1.into(), None, None).await? {
+//! for entry in audit.history(&audit_logs_core::HistoryQuery::of_table("public.users", 1)).await? {
 //!     println!("{} {} by {:?}: {:?}", entry.created_at, entry.action, entry.actor_id, entry.changed_fields);
 //! }
 //! # Ok(()) }
@@ -39,14 +39,13 @@ pub mod tls;
 pub mod tracking;
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
 pub use error::{Error, Result};
-pub use history::AuditEntry;
+pub use history::{AuditEntry, HistoryQuery, Target};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
 pub use temporary::TemporaryPostgres;
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
@@ -145,19 +144,22 @@ impl AuditLogs {
         tracking::list(&**client).await
     }
 
-    /// The entries of one record of a table, newest first. `id` is the primary key (an array
-    /// for a composite key); `before` is an entry id to page from. The table may have been
-    /// dropped since.
-    pub async fn history(
-        &self,
-        table: &TableRef,
-        id: &Value,
-        limit: Option<u32>,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditEntry>> {
+    /// The entries of one record, newest first: row changes of a table's row (the table may
+    /// have been dropped since) or events about a target. See [`HistoryQuery`].
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
         let client = self.client().await?;
-        let target_type = table.target_type(&**client).await?;
-        history::of_record(&**client, &target_type, id, limit, before).await
+        let target_type = match &query.target {
+            Target::Table(table) => table.target_type(&**client).await?,
+            Target::Type(target_type) => target_type.clone(),
+        };
+        history::of_record(
+            &**client,
+            &target_type,
+            &query.id,
+            query.limit,
+            query.before,
+        )
+        .await
     }
 
     /// Closes the pool; later calls fail.

@@ -327,9 +327,10 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Finds the directory holding `initdb` and `postgres`: from PATH (following symlinks, as
-/// Debian's wrappers are), else `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin.
-fn find_bin_dir() -> Result<PathBuf> {
+/// Finds the directory holding `initdb` and `postgres` (and `psql`): from PATH (following
+/// symlinks, as Debian's wrappers are), else `pg_config --bindir`, else the newest
+/// /usr/lib/postgresql/*/bin.
+pub fn find_bin_dir() -> Result<PathBuf> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {

@@ -1,6 +1,6 @@
 mod common;
 
-use audit_logs_core::{AuditContext, Error, TableRef, TrackingOptions};
+use audit_logs_core::{AuditContext, Error, HistoryQuery, TableRef, TrackingOptions};
 use serde_json::json;
 
 async fn tracked(f: &common::Fixture, setup: &str, table: &str) {
@@ -210,7 +210,7 @@ async fn quoted_mixed_case_names_in_any_schema() {
     assert_eq!(e[1].changed_fields, Some(vec!["Qty".to_owned()]));
     let history = f
         .audit
-        .history(&exact, &json!(7), None, None)
+        .history(&HistoryQuery::of_table(exact.clone(), 7))
         .await
         .unwrap();
     assert_eq!(history.len(), 2);
@@ -234,7 +234,7 @@ async fn composite_primary_keys_are_json_arrays() {
     assert_eq!(e[0].target_id.as_deref(), Some(r#"[1, "a-1"]"#));
     let history = f
         .audit
-        .history(&"lines".into(), &json!([1, "a-1"]), None, None)
+        .history(&HistoryQuery::of_table("lines", json!([1, "a-1"])))
         .await
         .unwrap();
     assert_eq!(
@@ -271,7 +271,7 @@ async fn updates_that_change_the_primary_key_over_many_rows() {
     // The old key's history ends with the update that moved it; the new key's starts with it.
     let old = f
         .audit
-        .history(&"t".into(), &json!(7), None, None)
+        .history(&HistoryQuery::of_table("t", json!(7)))
         .await
         .unwrap();
     assert_eq!(
@@ -280,7 +280,7 @@ async fn updates_that_change_the_primary_key_over_many_rows() {
     );
     let new = f
         .audit
-        .history(&"t".into(), &json!(1007), None, None)
+        .history(&HistoryQuery::of_table("t", json!(1007)))
         .await
         .unwrap();
     assert_eq!(new.len(), 1);

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// `npm test`: every gate and every suite, in order. Uses DATABASE_URL when set; otherwise one
+// throwaway PostgreSQL (started through the package itself) serves all suites.
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const root = new URL('..', import.meta.url).pathname
+
+function step(title, command, args, { capture = false } = {}) {
+  console.log(`\n=== ${title}: ${[command, ...args].join(' ')}`)
+  const started = Date.now()
+  const result = spawnSync(command, args, {
+    cwd: root,
+    stdio: capture ? ['inherit', 'pipe', 'inherit'] : 'inherit',
+    encoding: 'utf8',
+    env: process.env,
+  })
+  if (capture) process.stdout.write(result.stdout ?? '')
+  if (result.status !== 0) {
+    console.error(`\nFAILED: ${title} (exit ${result.status ?? result.signal})`)
+    process.exit(1)
+  }
+  console.log(`--- ${title}: ok in ${((Date.now() - started) / 1000).toFixed(1)}s`)
+  return result.stdout ?? ''
+}
+
+/** Every integration test file of a cargo run must have run at least one test. */
+function checkCargoCounts(output) {
+  const suites = [...output.matchAll(/Running (tests\/\S+\.rs)[^\n]*\n[\s\S]*?test result: \w+\. (\d+) passed/g)]
+  const empty = suites.filter(([, , passed]) => Number(passed) === 0).map(([, file]) => file)
+  const total = [...output.matchAll(/test result: \w+\. (\d+) passed/g)].reduce((n, m) => n + Number(m[1]), 0)
+  if (suites.length === 0 || empty.length > 0 || total === 0) {
+    console.error(`FAILED: cargo ran no tests in: ${empty.join(', ') || 'any integration file'}`)
+    process.exit(1)
+  }
+  console.log(`Rust: ${total} tests passed in ${suites.length} integration files and the unit tests.`)
+}
+
+function checkNodeCounts(output, files) {
+  const tests = Number(/^# tests (\d+)$/m.exec(output)?.[1] ?? 0)
+  const passed = Number(/^# pass (\d+)$/m.exec(output)?.[1] ?? 0)
+  if (tests < files.length || passed !== tests) {
+    console.error(`FAILED: node ran ${tests} tests (${passed} passed) from ${files.length} files`)
+    process.exit(1)
+  }
+  console.log(`Node: ${passed} tests passed in ${files.length} files.`)
+}
+
+step('format', 'cargo', ['fmt', '--all', '--', '--check'])
+step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
+step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
+  '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
+step('types', 'npx', ['tsc', '--noEmit', '-p', '.'])
+
+let server
+if (!process.env.DATABASE_URL) {
+  const { TemporaryPostgres } = require('../index.js')
+  console.log('\nDATABASE_URL is not set: starting a throwaway PostgreSQL for the tests.')
+  server = await TemporaryPostgres.start()
+  process.env.DATABASE_URL = server.url('postgres')
+}
+try {
+  // cargo names each test file on stderr and reports its results on stdout: read them together.
+  checkCargoCounts(step('Rust and SQL tests', 'sh', ['-c', 'cargo test --workspace --no-fail-fast 2>&1'], { capture: true }))
+  const nodeFiles = readdirSync(new URL('../tests/node', import.meta.url)).filter((f) => f.endsWith('.test.mjs'))
+  const nodeOutput = step('Node tests', process.execPath,
+    ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })
+  checkNodeCounts(nodeOutput, nodeFiles)
+} finally {
+  server?.stop()
+}
+console.log('\nAll checks passed.')

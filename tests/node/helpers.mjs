@@ -1,0 +1,49 @@
+// Test support: a fresh database per test on DATABASE_URL's server, or on a throwaway server
+// started through the package itself when DATABASE_URL is not set.
+import { randomUUID } from 'node:crypto'
+import pg from 'pg'
+import { TemporaryPostgres } from '../../index.js'
+
+let server
+
+/** The URL of a database on the test server. */
+export async function serverUrl() {
+  if (process.env.DATABASE_URL) return process.env.DATABASE_URL
+  server ??= TemporaryPostgres.start()
+  return (await server).url('postgres')
+}
+
+function withDatabase(url, database) {
+  const parsed = new URL(url)
+  parsed.pathname = `/${database}`
+  return parsed.toString()
+}
+
+/** Creates an empty database for test `t` and drops it when `t` ends. */
+export async function freshDatabase(t) {
+  const admin = await serverUrl()
+  const name = `audit_logs_node_${randomUUID().replaceAll('-', '')}`
+  await withClient(admin, (c) => c.query(`create database ${name}`))
+  t.after(() => withClient(admin, (c) => c.query(`drop database if exists ${name} with (force)`)))
+  return withDatabase(admin, name)
+}
+
+/** Runs `fn` with a connected pg client, then closes it. */
+export async function withClient(url, fn) {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Asserts that `promise` rejects with a JS error carrying `code`. */
+export async function rejectsWithCode(assert, promise, code) {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof Error, 'an Error')
+    assert.equal(error.code, code, error.message)
+    return true
+  })
+}

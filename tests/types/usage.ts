@@ -1,0 +1,34 @@
+// Checked by `tsc --noEmit` (never run): the public types accept what the README shows and
+// reject misuse.
+import { AuditLogs, serializeContext, TemporaryPostgres, type AuditLogEntry, type TrackedTable } from '../../index.js'
+
+export async function readme(url: string): Promise<void> {
+  const audit = await AuditLogs.connect(url)
+  const report = await audit.migrate()
+  const names: string[] = report.applied.map((m) => `V${m.version}__${m.name}`)
+  const tracked: TrackedTable = await audit.enableTracking('users', { excludeColumns: ['password_hash'] })
+  await audit.enableTracking({ schema: 'Sales', name: 'Order Items' })
+  const history: AuditLogEntry[] = await audit.history({ table: 'users', id: 42, limit: 10 })
+  const when: Date = history[0].createdAt
+  const fields: string[] | undefined | null = history[0].changedFields
+  await audit.history({ table: 'order_lines', id: [1, 'sku-1'] })
+  await audit.history({ targetType: 'project', id: 'proj_456' })
+  const setting: string | null = serializeContext({ actorId: '42', actorType: 'user', ipAddress: '10.0.0.1' })
+  const state: 'applied' | 'pending' | 'diverged' | 'unknown' = (await audit.status()).migrations[0].state
+  const server = await TemporaryPostgres.start()
+  const local: string = server.url('postgres')
+  server.stop()
+  audit.close()
+  void [names, tracked, when, fields, setting, state, local]
+}
+
+export async function misuse(audit: AuditLogs): Promise<void> {
+  // @ts-expect-error a table is a string or { schema, name }
+  await audit.enableTracking(42)
+  // @ts-expect-error excludeColumns is a list of column names
+  await audit.enableTracking('users', { excludeColumns: 'password_hash' })
+  // @ts-expect-error history needs an id
+  await audit.history({ table: 'users' })
+  // @ts-expect-error the context's ipAddress is a string
+  serializeContext({ ipAddress: 10 })
+}
