@@ -269,6 +269,41 @@ impl ConnectOptions {
         other
     }
 
+    /// The libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, ...)
+    /// that makes libpq tools such as psql and pgbench reach the same server.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            env.push((
+                "PGHOST",
+                match host {
+                    Host::Tcp(h) => h.clone(),
+                    Host::Unix(path) => path.display().to_string(),
+                },
+            ));
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            env.push(("PGPORT", port.to_string()));
+        }
+        env.push(("PGUSER", self.user().to_owned()));
+        env.push(("PGDATABASE", self.database().to_owned()));
+        if let Some(password) = self.config.get_password() {
+            env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+        }
+        let sslmode = match self.tls {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        };
+        env.push(("PGSSLMODE", sslmode.to_owned()));
+        if let RootCerts::File(path) = &self.roots {
+            env.push(("PGSSLROOTCERT", path.display().to_string()));
+        }
+        env
+    }
+
     /// The user the connection logs in as.
     pub fn user(&self) -> &str {
         self.config.get_user().unwrap_or("")
@@ -532,6 +567,27 @@ mod tests {
         assert!(reason("postgres://u@h/d?port=abc").contains("port"));
         assert!(reason("postgres://u@h/d?sslcert=/x").contains("client certificates"));
         assert!(reason("postgres://u@h").contains("no database"));
+    }
+
+    #[test]
+    fn libpq_env_reaches_the_same_server() {
+        let env =
+            parse("postgres://app:p%40ss@db:6543/shop?sslmode=verify-full&sslrootcert=%2Fca.pem")
+                .libpq_env();
+        for expected in [
+            ("PGHOST", "db"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "app"),
+            ("PGPASSWORD", "p@ss"),
+            ("PGDATABASE", "shop"),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/ca.pem"),
+        ] {
+            assert!(
+                env.iter().any(|(k, v)| (*k, v.as_str()) == expected),
+                "{expected:?} in {env:?}"
+            );
+        }
     }
 
     #[test]

@@ -120,6 +120,29 @@ pub(crate) fn check_target_id(id: &Value) -> Result<()> {
     }
 }
 
+/// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit.
+/// Two ordered index scans (the key, and the old key of key-changing UPDATEs) merged newest first.
+pub fn record_history_sql() -> String {
+    // The key is computed inline (not in a CTE) so that, planned with its value, it is a
+    // constant the index condition can use.
+    let key = "(case when pg_catalog.jsonb_typeof($2::pg_catalog.jsonb) = 'array' \
+               then $2::pg_catalog.jsonb::pg_catalog.text \
+               else $2::pg_catalog.jsonb operator(pg_catalog.#>>) '{}' end) collate \"C\"";
+    format!(
+        "select {ENTRY_COLUMNS} from (
+           (select * from audit.audit_logs
+             where target_id = {key} and target_type = $1 and id < $3
+             order by id desc limit $4)
+           union all
+           (select * from audit.audit_logs
+             where old_target_id = {key} and target_type = $1 and id < $3
+             order by id desc limit $4)
+         ) as entries
+         order by id desc
+         limit $4"
+    )
+}
+
 /// Entries of one record, newest first, including the UPDATE that gave it its key (if its
 /// primary key changed) and, under its old key, the UPDATE that took it away.
 pub(crate) async fn of_record(
@@ -139,24 +162,7 @@ pub(crate) async fn of_record(
     }
     let rows = client
         .query_typed(
-            &format!(
-                "with key as (
-                   select case when pg_catalog.jsonb_typeof($2::pg_catalog.jsonb) = 'array'
-                               then $2::pg_catalog.jsonb::pg_catalog.text
-                               else $2::pg_catalog.jsonb operator(pg_catalog.#>>) '{{}}' end collate \"C\" as id
-                 )
-                 select {ENTRY_COLUMNS} from (
-                   (select l.* from audit.audit_logs l, key
-                     where l.target_type = $1 and l.target_id = key.id and l.id < $3
-                     order by l.id desc limit $4)
-                   union all
-                   (select l.* from audit.audit_logs l, key
-                     where l.target_type = $1 and l.old_target_id = key.id and l.id < $3
-                     order by l.id desc limit $4)
-                 ) e
-                 order by id desc
-                 limit $4"
-            ),
+            &record_history_sql(),
             &[
                 (&target_type, Type::TEXT),
                 (id, Type::JSONB),

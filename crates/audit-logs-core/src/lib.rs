@@ -38,6 +38,10 @@ pub mod testing;
 pub mod tls;
 pub mod tracking;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
@@ -55,6 +59,37 @@ pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 pub struct AuditLogs {
     options: ConnectOptions,
     pool: deadpool_postgres::Pool,
+    target_types: TargetTypeCache,
+}
+
+/// Table names resolved to `target_type`, so that reading a table's history is one round trip.
+/// Entries live a minute: long enough for a busy page, short enough to follow a rename.
+#[derive(Clone, Default)]
+struct TargetTypeCache(Arc<Mutex<HashMap<TableRef, (String, Instant)>>>);
+
+impl TargetTypeCache {
+    const TTL: Duration = Duration::from_secs(60);
+    const CAPACITY: usize = 1024;
+
+    fn get(&self, table: &TableRef) -> Option<String> {
+        let cache = self.0.lock().expect("cache lock");
+        cache
+            .get(table)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(target_type, _)| target_type.clone())
+    }
+
+    fn put(&self, table: &TableRef, target_type: &str) {
+        let mut cache = self.0.lock().expect("cache lock");
+        if cache.len() >= Self::CAPACITY {
+            cache.clear();
+        }
+        cache.insert(table.clone(), (target_type.to_owned(), Instant::now()));
+    }
+
+    fn clear(&self) {
+        self.0.lock().expect("cache lock").clear();
+    }
 }
 
 /// What `status` reports.
@@ -84,7 +119,11 @@ impl AuditLogs {
 
     pub async fn connect_with(options: ConnectOptions) -> Result<AuditLogs> {
         let pool = options.pool().await?;
-        Ok(AuditLogs { options, pool })
+        Ok(AuditLogs {
+            options,
+            pool,
+            target_types: TargetTypeCache::default(),
+        })
     }
 
     pub fn options(&self) -> &ConnectOptions {
@@ -130,12 +169,14 @@ impl AuditLogs {
         options: &TrackingOptions,
     ) -> Result<TrackedTable> {
         let client = self.client().await?;
+        self.target_types.clear();
         tracking::enable(&**client, table, options).await
     }
 
     /// Stops recording the table's changes; its history stays. Returns whether it was tracked.
     pub async fn disable_tracking(&self, table: &TableRef) -> Result<bool> {
         let client = self.client().await?;
+        self.target_types.clear();
         tracking::disable(&**client, table).await
     }
 
@@ -149,7 +190,14 @@ impl AuditLogs {
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
         let client = self.client().await?;
         let target_type = match &query.target {
-            Target::Table(table) => table.target_type(&**client).await?,
+            Target::Table(table) => match self.target_types.get(table) {
+                Some(target_type) => target_type,
+                None => {
+                    let target_type = table.target_type(&**client).await?;
+                    self.target_types.put(table, &target_type);
+                    target_type
+                }
+            },
             Target::Type(target_type) => target_type.clone(),
         };
         history::of_record(

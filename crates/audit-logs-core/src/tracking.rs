@@ -8,7 +8,7 @@ use crate::error::{from_query, Error, Result};
 
 /// A table as a user names it: `users`, `public.users`, `public."Order Items"` (SQL rules, so
 /// quote names with capitals or spaces), or an exact schema and name with no quoting at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TableRef {
     Sql(String),

@@ -1,0 +1,266 @@
+//! What reading costs: execution time (EXPLAIN ANALYZE) of the questions of seed 000 at a
+//! given number of audit rows, and again after newer rows arrived without a new ANALYZE, so a
+//! plan that degrades with table age shows.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
+
+use crate::{progress, BenchResult, Plan, Stat};
+
+/// Records the synthetic log is about: about 5 entries each per million rows.
+const TARGETS: i64 = 200_000;
+const ACTORS: i64 = 10_000;
+
+/// State of a record at a time: its newest entry at or before then. (Issue 4 moves this into
+/// the core as `stateAt`; the index it needs is the history index.)
+const STATE_AT_SQL: &str =
+    "select case when action in ('DELETE', 'TRUNCATE') then null else new_values end
+  from audit.audit_logs
+ where target_id = $1 and target_type = $2 and created_at <= $3
+ order by id desc limit 1";
+
+/// What one actor did, newest first, first page.
+const BY_ACTOR_SQL: &str = "select id, created_at, action, target_type, target_id, changed_fields
+  from audit.audit_logs where actor_id = $1 order by id desc limit 50";
+
+#[derive(Debug, Serialize)]
+pub struct QueryRow {
+    pub query: &'static str,
+    /// The SQL timed (what the library sends), so other clients can time the very same query.
+    pub sql: String,
+    /// Execution time in milliseconds over random arguments.
+    pub execution_ms: Stat,
+    pub execution_ms_after_newer_rows: Stat,
+    pub target_ms: f64,
+    pub plan: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueryReport {
+    pub audit_rows: i64,
+    pub load_seconds: f64,
+    pub rows: Vec<QueryRow>,
+}
+
+/// Months of history the synthetic log spans, one partition each.
+const MONTHS: i32 = 12;
+
+pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResult<QueryReport> {
+    let loaded: i64 = client
+        .query_one("select count(*) from audit.audit_logs where action = 'UPDATE' and request_id like 'synthetic-%'", &[])
+        .await?
+        .get(0);
+    let started = std::time::Instant::now();
+    create_past_partitions(client).await?;
+    let span = *plan.audit_rows.iter().max().unwrap_or(&audit_rows);
+    let mut next = loaded + 1;
+    while next <= audit_rows {
+        let last = (next + 999_999).min(audit_rows);
+        progress(&format!(
+            "loading audit rows {next}..{last} of {audit_rows}"
+        ));
+        load(client, next, last, span).await?;
+        next = last + 1;
+    }
+    client
+        .batch_execute("vacuum analyze audit.audit_logs")
+        .await?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    progress(&format!("timing queries at {audit_rows} audit rows"));
+    let history_sql = audit_logs_core::history::record_history_sql();
+    let queries: [(&'static str, &str, f64); 3] = [
+        ("history of one record", &history_sql, 0.1),
+        ("state at a time", STATE_AT_SQL, 0.1),
+        ("by actor, first page", BY_ACTOR_SQL, 5.0),
+    ];
+    let mut before = Vec::new();
+    for (name, sql, _) in &queries {
+        before.push(time_query(client, name, sql, plan.query_samples).await?);
+    }
+    progress(&format!(
+        "adding {} newer rows (no ANALYZE) and timing again",
+        plan.newer_rows
+    ));
+    client
+        .batch_execute(&format!(
+            "insert into audit.audit_logs (action, target_type, target_id, old_values, new_values, changed_fields,
+                                           actor_id, actor_type, request_id)
+             select 'UPDATE', 'public.accounts', (1 + (g * 7919) % {TARGETS})::text, '{{\"abalance\": 1}}',
+                    jsonb_build_object('id', 1 + (g * 7919) % {TARGETS}, 'abalance', g),
+                    '{{abalance}}', 'user-' || g % {ACTORS}, 'user', 'newer-' || g
+             from generate_series(1::bigint, {}) g",
+            plan.newer_rows
+        ))
+        .await?;
+    let mut rows = Vec::new();
+    for ((name, sql, target), (execution_ms, plan_text)) in queries.iter().zip(before) {
+        let (after, _) = time_query(client, name, sql, plan.query_samples).await?;
+        rows.push(QueryRow {
+            query: name,
+            sql: sql.to_string(),
+            execution_ms,
+            execution_ms_after_newer_rows: after,
+            target_ms: *target,
+            plan: plan_text,
+        });
+    }
+    Ok(QueryReport {
+        audit_rows,
+        load_seconds,
+        rows,
+    })
+}
+
+/// A year of monthly partitions, as a database that has been running that long has.
+async fn create_past_partitions(client: &Client) -> BenchResult<()> {
+    client
+        .batch_execute(&format!(
+            "do $$
+             declare m date;
+             begin
+               for m in select generate_series(date_trunc('month', now() at time zone 'UTC')::date - interval '{MONTHS} months',
+                                               date_trunc('month', now() at time zone 'UTC')::date - interval '1 month',
+                                               interval '1 month')::date loop
+                 if to_regclass(format('audit.audit_logs_p%s', to_char(m, 'YYYY_MM'))) is null then
+                   execute format('create table audit.%I partition of audit.audit_logs for values from (%L) to (%L)',
+                                  format('audit_logs_p%s', to_char(m, 'YYYY_MM')),
+                                  m::timestamp at time zone 'UTC', (m + interval '1 month')::timestamp at time zone 'UTC');
+                 end if;
+               end loop;
+             end $$;"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Rows `first..=last` of a synthetic year of UPDATEs: created_at grows with the row number
+/// over the year, as insertion order does in a live log.
+async fn load(client: &Client, first: i64, last: i64, span: i64) -> BenchResult<()> {
+    client
+        .batch_execute(&format!(
+            "insert into audit.audit_logs (created_at, txid, action, target_type, target_id, old_values, new_values,
+                                           changed_fields, actor_id, actor_type, ip_address, request_id)
+             select now() - interval '{MONTHS} months' + (g::float8 / {span}) * interval '{MONTHS} months' * 0.999,
+                    1000 + g, 'UPDATE', 'public.accounts', (1 + (g * 7919) % {TARGETS})::text,
+                    jsonb_build_object('abalance', g % 1000),
+                    jsonb_build_object('id', 1 + (g * 7919) % {TARGETS}, 'bid', 1, 'abalance', g % 997,
+                                       'filler', repeat(' ', 84)),
+                    '{{abalance}}', 'user-' || g % {ACTORS}, 'user', '10.0.0.1', 'synthetic-' || g
+             from generate_series({first}::bigint, {last}) g"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Median (and spread) of the execution time over random arguments, and the plan.
+async fn time_query(
+    client: &Client,
+    name: &str,
+    sql: &str,
+    samples: u32,
+) -> BenchResult<(Stat, String)> {
+    let mut times = Vec::new();
+    let mut plan_text = String::new();
+    let span = client
+        .query_one(
+            "select min(created_at), max(created_at) from audit.audit_logs where request_id like 'synthetic-%'",
+            &[],
+        )
+        .await?;
+    let (first, last): (DateTime<Utc>, DateTime<Utc>) = (span.get(0), span.get(1));
+    for i in 0..samples {
+        let target = (1 + (i as i64 * 104_729) % TARGETS).to_string();
+        let target_json = Value::String(target.clone());
+        let actor = format!("user-{}", (i as i64 * 7) % ACTORS);
+        // For "state at": a time inside the loaded part of the year.
+        let fraction = (i as f64 + 0.5) / samples as f64;
+        let at = first + (last - first) * ((fraction * 1000.0) as i32) / 1000;
+        let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
+            "history of one record" => vec![
+                (&"public.accounts", Type::TEXT),
+                (&target_json, Type::JSONB),
+                (&i64::MAX, Type::INT8),
+                (&50i64, Type::INT8),
+            ],
+            "state at a time" => vec![
+                (&target, Type::TEXT),
+                (&"public.accounts", Type::TEXT),
+                (&at, Type::TIMESTAMPTZ),
+            ],
+            _ => vec![(&actor, Type::TEXT)],
+        };
+        let rows = client
+            .query_typed(&format!("explain (analyze, format json) {sql}"), &params)
+            .await?;
+        times.push(execution_time(&rows)?);
+        if i == 0 {
+            plan_text = text_plan(client, sql, &params).await?;
+        }
+    }
+    Ok((Stat::of(times), plan_text))
+}
+
+fn execution_time(rows: &[tokio_postgres::Row]) -> BenchResult<f64> {
+    let plan: Value = rows[0].get(0);
+    plan[0]["Execution Time"]
+        .as_f64()
+        .ok_or_else(|| format!("no Execution Time in {plan}").into())
+}
+
+async fn text_plan(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> BenchResult<String> {
+    let rows = client
+        .query_typed(
+            &format!("explain (analyze, costs off, timing off, summary off) {sql}"),
+            params,
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+pub fn print(report: &QueryReport) {
+    println!(
+        "\nQueries at {} audit rows ({} monthly partitions, loaded in {:.0}s); execution time (EXPLAIN ANALYZE):",
+        report.audit_rows,
+        MONTHS + 3,
+        report.load_seconds
+    );
+    println!(
+        "  {:<24} {:>10} {:>10} {:>12} {:>8}",
+        "query", "median ms", "p95 ms", "+100k newer", "target"
+    );
+    for row in &report.rows {
+        let met = if row.execution_ms.median < row.target_ms
+            && row.execution_ms_after_newer_rows.median < row.target_ms
+        {
+            "met"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "  {:<24} {:>10.3} {:>10.3} {:>12.3} {:>5} ms {met}",
+            row.query,
+            row.execution_ms.median,
+            row.execution_ms.quantile(0.95),
+            row.execution_ms_after_newer_rows.median,
+            row.target_ms
+        );
+    }
+    for row in &report.rows {
+        println!("\n  plan of {}:", row.query);
+        for line in row.plan.lines() {
+            println!("    {line}");
+        }
+    }
+}

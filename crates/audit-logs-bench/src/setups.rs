@@ -1,0 +1,174 @@
+//! The setups compared, installed on one `accounts` table (pgbench_accounts' shape, with the
+//! key named `id` so seed 003's trigger runs verbatim).
+
+use tokio_postgres::Client;
+
+use crate::BenchResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setup {
+    /// No trigger at all: the baseline every ratio is taken against.
+    Untracked,
+    /// The per-row trigger of seed 003 (the blog's audit_trigger_function), as users copy it.
+    Seed003,
+    /// This package.
+    AuditLogs,
+    /// A statement trigger that inserts an audit row of the same size per changed row, computing
+    /// nothing: the cost of the audit INSERT alone, the floor for any in-database capture.
+    Floor,
+}
+
+pub const ALL: [Setup; 4] = [
+    Setup::Untracked,
+    Setup::Seed003,
+    Setup::AuditLogs,
+    Setup::Floor,
+];
+
+impl Setup {
+    pub fn name(self) -> &'static str {
+        match self {
+            Setup::Untracked => "untracked",
+            Setup::Seed003 => "seed 003 trigger",
+            Setup::AuditLogs => "audit-logs",
+            Setup::Floor => "floor (INSERT only)",
+        }
+    }
+
+    /// The relations holding this setup's audit rows, for sizes.
+    pub fn audit_relations_sql(self) -> Option<&'static str> {
+        match self {
+            Setup::Untracked => None,
+            Setup::Seed003 => Some("select pg_total_relation_size('public.audit_logs')"),
+            Setup::AuditLogs | Setup::Floor => Some(
+                "select sum(pg_total_relation_size(relid))::bigint from pg_partition_tree('audit.audit_logs') where isleaf",
+            ),
+        }
+    }
+}
+
+/// Seed 003's table and trigger function, verbatim (its indexes included).
+const SEED_003: &str = r#"
+CREATE TABLE audit_logs (
+  id BIGSERIAL PRIMARY KEY,
+  table_name VARCHAR(100) NOT NULL,
+  record_id VARCHAR(100),
+  action VARCHAR(20) NOT NULL,
+  old_data JSONB,
+  new_data JSONB,
+  changed_fields TEXT[],
+  user_id VARCHAR(100),
+  user_email VARCHAR(255),
+  ip_address INET,
+  user_agent TEXT,
+  created_at TIMESTAMPTZ DEFAULT NOW()
+);
+CREATE INDEX idx_audit_table_name ON audit_logs(table_name);
+CREATE INDEX idx_audit_user_id ON audit_logs(user_id);
+CREATE INDEX idx_audit_created_at ON audit_logs(created_at);
+CREATE INDEX idx_audit_record_id ON audit_logs(record_id);
+
+CREATE OR REPLACE FUNCTION audit_trigger_function()
+RETURNS TRIGGER AS $$
+DECLARE
+  old_data JSONB;
+  new_data JSONB;
+  changed_fields TEXT[];
+  user_info JSONB;
+BEGIN
+  user_info := current_setting('app.current_user', true)::JSONB;
+
+  IF TG_OP = 'DELETE' THEN
+    old_data := to_jsonb(OLD);
+    new_data := NULL;
+  ELSIF TG_OP = 'INSERT' THEN
+    old_data := NULL;
+    new_data := to_jsonb(NEW);
+  ELSIF TG_OP = 'UPDATE' THEN
+    old_data := to_jsonb(OLD);
+    new_data := to_jsonb(NEW);
+    SELECT array_agg(key) INTO changed_fields
+    FROM jsonb_each(to_jsonb(OLD)) AS o(key, value)
+    WHERE to_jsonb(NEW) ->> key IS DISTINCT FROM value::text;
+  END IF;
+
+  INSERT INTO audit_logs (
+    table_name, record_id, action, old_data, new_data, changed_fields, user_id, user_email, ip_address
+  ) VALUES (
+    TG_TABLE_NAME,
+    COALESCE(NEW.id::TEXT, OLD.id::TEXT),
+    TG_OP,
+    old_data,
+    new_data,
+    changed_fields,
+    user_info ->> 'user_id',
+    user_info ->> 'email',
+    (user_info ->> 'ip_address')::INET
+  );
+
+  RETURN COALESCE(NEW, OLD);
+END;
+$$ LANGUAGE plpgsql;
+"#;
+
+/// The floor: one audit row per changed row, of the shape and size audit-logs writes, with
+/// everything precomputed. What remains is the INSERT into the partitioned, indexed table.
+const FLOOR: &str = r#"
+create function bench_floor() returns trigger language plpgsql as $$
+begin
+  insert into audit.audit_logs (action, target_type, target_id, old_values, new_values, changed_fields,
+                                actor_id, actor_type, ip_address, request_id)
+  select 'UPDATE', 'public.accounts', '123456', '{"abalance": -1234}',
+         '{"id": 123456, "bid": 2, "filler": "                                                                                    ", "abalance": 4321}',
+         '{abalance}', 'user-1234', 'user', '10.0.0.1', 'req-123456'
+  from new_rows;
+  return null;
+end $$;
+"#;
+
+/// Creates the table, the peers' objects and the accounts.
+pub async fn prepare(client: &Client, accounts: i64) -> BenchResult<()> {
+    client
+        .batch_execute(&format!(
+            "create table accounts (id int primary key, bid int, abalance int, filler char(84));
+             insert into accounts select g, (g - 1) / 100000 + 1, 0, '' from generate_series(1, {accounts}) g;
+             create sequence bench_ids start {start};
+             {SEED_003}
+             {FLOOR}",
+            start = accounts + 1_000_000
+        ))
+        .await?;
+    client.batch_execute("vacuum analyze accounts").await?;
+    Ok(())
+}
+
+pub async fn install(client: &Client, setup: Setup) -> BenchResult<()> {
+    client
+        .batch_execute(
+            "select audit.disable_tracking('accounts');
+             drop trigger if exists seed_003 on accounts;
+             drop trigger if exists floor_insert on accounts;
+             drop trigger if exists floor_update on accounts;
+             drop trigger if exists floor_delete on accounts;",
+        )
+        .await?;
+    let sql = match setup {
+        Setup::Untracked => return Ok(()),
+        Setup::AuditLogs => "select audit.enable_tracking('accounts')",
+        Setup::Seed003 => {
+            "create trigger seed_003 after insert or update or delete on accounts
+             for each row execute function audit_trigger_function()"
+        }
+        Setup::Floor => {
+            "create trigger floor_insert after insert on accounts referencing new table as new_rows
+               for each statement execute function bench_floor();
+             create trigger floor_update after update on accounts referencing new table as new_rows
+               for each statement execute function bench_floor();
+             create trigger floor_delete after delete on accounts referencing old table as new_rows
+               for each statement execute function bench_floor();"
+        }
+    };
+    client.batch_execute(sql).await?;
+    Ok(())
+}
