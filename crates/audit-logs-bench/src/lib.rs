@@ -47,7 +47,7 @@ impl Plan {
             Mode::Quick => Plan {
                 accounts: 1_000_000,
                 clients: 8,
-                throughput_seconds: 4,
+                throughput_seconds: 3,
                 latency_seconds: 3,
                 rounds: 2,
                 bulk_rows: 100_000,

@@ -70,14 +70,22 @@ pub struct BulkRow {
     pub us_per_row: Stat,
     /// Microseconds per row more than untracked.
     pub added_us_per_row: f64,
-    /// Growth of the audit table and its indexes per audited row.
-    pub audit_bytes_per_row: Option<f64>,
     /// WAL bytes per changed row, more than untracked's.
     pub added_wal_bytes_per_row: f64,
 }
 
+/// Table and index bytes per audit row and WAL per change, from a committed 100,000-row UPDATE
+/// into empty audit tables (rolled-back runs leave dead space that later runs reuse).
+#[derive(Debug, Serialize)]
+pub struct SizeRow {
+    pub setup: Setup,
+    pub audit_bytes_per_row: f64,
+    pub wal_bytes_per_row: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct WriteReport {
+    pub sizes: Vec<SizeRow>,
     pub throughput: Vec<ThroughputRow>,
     pub latency: Vec<LatencyRow>,
     pub bulk: Vec<BulkRow>,
@@ -88,7 +96,6 @@ struct BulkRun {
     operation: &'static str,
     setup: Setup,
     micros: f64,
-    audit_bytes: Option<f64>,
     wal_bytes: f64,
 }
 
@@ -113,6 +120,7 @@ pub async fn measure(
         )?;
     }
     client.batch_execute(BULK_FUNCTION).await?;
+    let sizes = measure_sizes(client, plan.bulk_rows).await?;
 
     // Rounds interleave the setups (rotated each round, so none always runs first).
     let mut runs: Vec<(Workload, Setup, u32, Run)> = Vec::new();
@@ -150,13 +158,11 @@ pub async fn measure(
                         round + 1,
                         plan.bulk_rows
                     ));
-                    let (micros, audit_bytes, wal_bytes) =
-                        bulk_run(client, setup, operation, plan.bulk_rows).await?;
+                    let (micros, wal_bytes) = bulk_run(client, operation, plan.bulk_rows).await?;
                     bulk_runs.push(BulkRun {
                         operation,
                         setup,
                         micros,
-                        audit_bytes,
                         wal_bytes,
                     });
                 }
@@ -214,18 +220,17 @@ pub async fn measure(
         let base_wal = of(Setup::Untracked, &|r| Some(r.wal_bytes / rows)).median;
         for s in ALL {
             let us_per_row = of(s, &|r| Some(r.micros / rows));
-            let bytes = of(s, &|r| r.audit_bytes.map(|b| b / rows));
             bulk.push(BulkRow {
                 operation: operation.into(),
                 setup: s,
                 added_us_per_row: us_per_row.median - base,
                 us_per_row,
-                audit_bytes_per_row: (!bytes.samples.is_empty()).then_some(bytes.median),
                 added_wal_bytes_per_row: of(s, &|r| Some(r.wal_bytes / rows)).median - base_wal,
             });
         }
     }
     Ok(WriteReport {
+        sizes,
         throughput,
         latency,
         bulk,
@@ -309,34 +314,48 @@ begin
 end $$;
 "#;
 
-async fn audit_size(client: &Client, setup: Setup) -> BenchResult<Option<f64>> {
-    Ok(match setup.audit_relations_sql() {
-        Some(sql) => Some(client.query_one(sql, &[]).await?.get::<_, i64>(0) as f64),
-        None => None,
-    })
+async fn audit_size(client: &Client, setup: Setup) -> BenchResult<f64> {
+    let sql = setup
+        .audit_relations_sql()
+        .expect("a setup that writes audit rows");
+    Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0) as f64)
 }
 
-async fn bulk_run(
-    client: &Client,
-    setup: Setup,
-    operation: &str,
-    rows: i64,
-) -> BenchResult<(f64, Option<f64>, f64)> {
+/// Bytes per audit row and WAL per change of each capturing setup, from a committed bulk UPDATE
+/// into empty audit tables. Runs first, before anything else wrote audit rows.
+async fn measure_sizes(client: &Client, rows: i64) -> BenchResult<Vec<SizeRow>> {
+    let mut sizes = Vec::new();
+    for setup in [Setup::Seed003, Setup::AuditLogs] {
+        progress(&format!(
+            "sizes: committed UPDATE of {rows} rows with {setup:?}"
+        ));
+        setups::install(client, setup).await?;
+        let before = audit_size(client, setup).await?;
+        let wal_before = wal_lsn(client).await?;
+        client
+            .query_one("select bench_bulk('UPDATE', $1)", &[&(rows as i32)])
+            .await?;
+        let wal_after = wal_lsn(client).await?;
+        sizes.push(SizeRow {
+            setup,
+            audit_bytes_per_row: (audit_size(client, setup).await? - before) / rows as f64,
+            wal_bytes_per_row: (wal_after - wal_before) / rows as f64,
+        });
+    }
+    setups::install(client, Setup::Untracked).await?;
+    Ok(sizes)
+}
+
+async fn bulk_run(client: &Client, operation: &str, rows: i64) -> BenchResult<(f64, f64)> {
     client.batch_execute("begin").await?;
-    let size_before = audit_size(client, setup).await?;
     let wal_before = wal_lsn(client).await?;
     let micros: f64 = client
         .query_one("select bench_bulk($1, $2)", &[&operation, &(rows as i32)])
         .await?
         .get(0);
     let wal_after = wal_lsn(client).await?;
-    let size_after = audit_size(client, setup).await?;
     client.batch_execute("rollback").await?;
-    Ok((
-        micros,
-        size_before.zip(size_after).map(|(b, a)| a - b),
-        wal_after - wal_before,
-    ))
+    Ok((micros, wal_after - wal_before))
 }
 
 pub fn print(report: &WriteReport) {
@@ -365,20 +384,29 @@ pub fn print(report: &WriteReport) {
     }
     println!("\nBulk statements (one statement, rolled back), time per row:");
     println!(
-        "  {:<8} {:<20} {:>10} {:>14} {:>12} {:>14}",
-        "", "setup", "µs/row", "added µs/row", "audit B/row", "+WAL B/row"
+        "  {:<8} {:<20} {:>10} {:>22} {:>12}",
+        "", "setup", "µs/row", "added µs/row (range)", "+WAL B/row"
     );
     for row in &report.bulk {
         println!(
-            "  {:<8} {:<20} {:>10.2} {:>14.2} {:>12} {:>14.0}",
+            "  {:<8} {:<20} {:>10.2} {:>22} {:>12.0}",
             row.operation,
             row.setup.name(),
             row.us_per_row.median,
-            row.added_us_per_row,
-            row.audit_bytes_per_row
-                .map(|b| format!("{b:.0}"))
-                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{:.2} ({:.1}-{:.1})",
+                row.added_us_per_row, row.us_per_row.min, row.us_per_row.max
+            ),
             row.added_wal_bytes_per_row
+        );
+    }
+    println!("\nStorage, from a committed UPDATE of 100,000 rows into empty audit tables:");
+    for row in &report.sizes {
+        println!(
+            "  {:<20} {:>6.0} bytes per audit row (table + indexes), {:>5.0} WAL bytes per change",
+            row.setup.name(),
+            row.audit_bytes_per_row,
+            row.wal_bytes_per_row
         );
     }
 }
