@@ -167,6 +167,8 @@ export interface TrackedTable {
   primaryKey: Array<string>
   excludedColumns: Array<string>
   skipUnchanged: boolean
+  /** Whether a write without an audit context fails. */
+  requireContext: boolean
   /**
    * Empty when tracking is current; otherwise what changed since it was enabled
    * (call `enableTracking` again to refresh).
@@ -183,4 +185,9 @@ export interface TrackingOptions {
   excludeColumns?: Array<string>
   /** Also record updates that change nothing. Default: false. */
   recordUnchanged?: boolean
+  /**
+   * Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
+   * instead of recording them unattributed. Default: false.
+   */
+  requireContext?: boolean
 }

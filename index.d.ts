@@ -1,1 +1,108 @@
+// The native API (generated: binding.d.ts), plus the JavaScript helpers of index.js.
+import type { AuditContext } from './binding'
+
 export * from './binding'
+
+/** Options of {@link withAuditContext}. */
+export interface WithAuditContextOptions {
+  /** Fail (AUDIT_LOGS_CONTEXT_REQUIRED) rather than write unattributed when no context is given or current. */
+  requireContext?: boolean
+}
+
+/** What {@link withAuditContext} accepts from node-postgres: a Pool, or a Client / PoolClient. */
+export interface PgQueryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>
+}
+export interface PgPoolLike<Client extends PgQueryable = PgQueryable> extends PgQueryable {
+  connect(): Promise<Client & { release(error?: Error | boolean): void }>
+  readonly totalCount: number
+}
+export interface PgClientLike extends PgQueryable {
+  getTransactionStatus(): string | null
+}
+
+/** What {@link withAuditContext} accepts from Prisma: a client, extended or not. */
+export interface PrismaLike {
+  $transaction(...args: any[]): Promise<any>
+  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>
+}
+
+/**
+ * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
+ * omitted, to the current request's context from {@link runWithAuditContext} or the middleware).
+ * node-postgres: BEGIN, set the context, `fn(client)`, COMMIT; ROLLBACK and rethrow on error;
+ * a pool's client is always released; nested calls on one client use a savepoint.
+ * Prisma: an interactive `$transaction`, `fn(tx)`.
+ * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid.
+ */
+export function withAuditContext<T, Client extends PgQueryable>(
+  pool: PgPoolLike<Client>,
+  context: AuditContext | null | undefined,
+  fn: (client: Client) => Promise<T>,
+  options?: WithAuditContextOptions,
+): Promise<T>
+export function withAuditContext<T, Client extends PgClientLike>(
+  client: Client,
+  context: AuditContext | null | undefined,
+  fn: (client: Client) => Promise<T>,
+  options?: WithAuditContextOptions,
+): Promise<T>
+export function withAuditContext<T, Prisma extends PrismaLike>(
+  prisma: Prisma,
+  context: AuditContext | null | undefined,
+  fn: (tx: Omit<Prisma, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>) => Promise<T>,
+  options?: WithAuditContextOptions,
+): Promise<T>
+
+/** Runs `fn` with `context` as the audit context of everything it starts (validated first). */
+export function runWithAuditContext<T>(context: AuditContext, fn: () => T): T
+
+/** The audit context of the current request or job, if any. */
+export function currentAuditContext(): Readonly<AuditContext> | undefined
+
+/** A request as the middleware reads it (Express and Fastify requests both fit). */
+export interface RequestLike {
+  ip?: string
+  headers: Record<string, string | string[] | undefined>
+  socket?: { remoteAddress?: string }
+}
+
+export interface AuditContextMiddlewareOptions<Request extends RequestLike = RequestLike> {
+  /** Who is making the request: `(req) => ({ actorId: req.user.id, actorType: 'user' })`. May be async. */
+  getActor?: (request: Request) => AuditContext | undefined | Promise<AuditContext | undefined>
+  /** The header carrying the request id. Default: `x-request-id` (else the request's id, else a new UUID). */
+  requestIdHeader?: string
+}
+
+/** Express middleware that sets the audit context of each request (IP, user agent, request id, actor). */
+export function auditContextMiddleware<Request extends RequestLike = RequestLike>(
+  options?: AuditContextMiddlewareOptions<Request>,
+): (req: Request, res: unknown, next: (error?: unknown) => void) => void
+
+/** Fastify plugin that sets the audit context of each request, at `preHandler` (after authentication). */
+export function auditContextPlugin(
+  fastify: { addHook(name: string, hook: (...args: any[]) => void): unknown },
+  options: AuditContextMiddlewareOptions<any> & { hook?: 'onRequest' | 'preValidation' | 'preHandler' },
+  done: (error?: Error) => void,
+): void
+
+/** Options of {@link auditRead}. */
+export interface AuditReadOptions {
+  /** The field of each row that identifies it. Default: `id`. */
+  idField?: string
+  /** At most this many ids are named in the event (the count is always there). Default: 100. */
+  maxIds?: number
+  /** Default: the current context. */
+  context?: AuditContext
+}
+
+/**
+ * Runs `read()` (a node-postgres query) and records one `read` event about `table`: who read it,
+ * which ids (at most `maxIds`), and how many rows.
+ */
+export function auditRead<Result extends { rows: any[] }>(
+  client: PgQueryable,
+  table: string,
+  read: () => Promise<Result>,
+  options?: AuditReadOptions,
+): Promise<Result>

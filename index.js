@@ -1,3 +1,32 @@
 'use strict'
-// The native binding is the API; this file is where JavaScript-only helpers join it.
+// The native binding is the API; this file adds what only JavaScript can do: request-scoped
+// context and the wrappers for node-postgres, Prisma, Express and Fastify.
+const { runWithAuditContext, currentAuditContext, codedError } = require('./lib/context.js')
+const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
+const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
+const { auditRead } = require('./lib/reads.js')
+
+/**
+ * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
+ * the current request's context). `target` is a pg Pool or Client, or a Prisma client.
+ */
+function withAuditContext(target, context, fn, options) {
+  if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
+  if (target != null && typeof target.$transaction === 'function') {
+    return require('./lib/prisma.js').withPrismaContext(target, context, fn, options)
+  }
+  if (target != null && (isPool(target) || isPgClient(target))) {
+    return withPgContext(target, context, fn, options)
+  }
+  return Promise.reject(codedError('AUDIT_LOGS_INVALID_ARGUMENT',
+    'withAuditContext needs a pg Pool or Client, or a Prisma client, as its first argument'))
+}
+
+// Written so that Node's static export detection sees every name (ESM `import { x }` works).
 module.exports = require('./binding.js')
+module.exports.withAuditContext = withAuditContext
+module.exports.runWithAuditContext = runWithAuditContext
+module.exports.currentAuditContext = currentAuditContext
+module.exports.auditContextMiddleware = auditContextMiddleware
+module.exports.auditContextPlugin = auditContextPlugin
+module.exports.auditRead = auditRead

@@ -118,6 +118,8 @@ declare
   all_columns text[] := array(select jsonb_array_elements_text(options -> 'columns'));
   excluded text[] := array(select jsonb_array_elements_text(options -> 'exclude_columns'));
   skip_unchanged boolean := (options ->> 'skip_unchanged')::boolean;
+  require_context boolean := coalesce((options ->> 'require_context')::boolean, false);
+  missing_context text := '';
   minus_excluded text := '';
   where_changed text := '';
   context_keys constant text :=
@@ -132,6 +134,15 @@ begin
   end if;
   if skip_unchanged then
     where_changed := 'where p.o operator(pg_catalog.<>) p.n';
+  end if;
+  if require_context then
+    missing_context := format($check$
+  if raw is null or raw operator(pg_catalog.=) '' then
+    raise exception 'audit-logs: %% on %% needs an audit context: the table requires one', tg_op, %L
+      using errcode = 'AL006',
+            hint = 'Make the change in withAuditContext(), or after select audit.set_context(...).';
+  end if;
+$check$, target_type);
   end if;
 
   return format($template$
@@ -157,7 +168,7 @@ begin
       meta := null;
     end if;
   end if;
-
+%12$s
   if tg_op operator(pg_catalog.=) 'UPDATE' then
     insert into audit.audit_logs (action, target_type, target_id, old_target_id, old_values, new_values,
                                   changed_fields, %4$s)
@@ -223,7 +234,8 @@ $template$,
     context_values,                                  -- 8
     audit.key_expression('p.o', key_columns),        -- 9
     audit.key_expression('p.n', key_columns),        -- 10
-    where_changed);                                  -- 11
+    where_changed,                                   -- 11
+    missing_context);                                -- 12
 end
 $$;
 comment on function audit.capture_function_sql(text, jsonb) is
@@ -299,7 +311,8 @@ comment on function audit.disable_tracking(regclass) is
 create function audit.enable_tracking(
   target regclass,
   exclude_columns text[] default '{}',
-  skip_unchanged boolean default true
+  skip_unchanged boolean default true,
+  require_context boolean default false
 )
 returns jsonb
 language plpgsql
@@ -380,7 +393,8 @@ begin
     'primary_key', to_jsonb(key_columns),
     'columns', to_jsonb(all_columns),
     'exclude_columns', to_jsonb(exclude_columns),
-    'skip_unchanged', coalesce(skip_unchanged, true));
+    'skip_unchanged', coalesce(skip_unchanged, true),
+    'require_context', coalesce(require_context, false));
 
   -- Enabling again refreshes: same name, new code, new trigger arguments.
   perform audit.disable_tracking(target);
@@ -407,10 +421,11 @@ begin
   return options;
 end
 $$;
-comment on function audit.enable_tracking(regclass, text[], boolean) is
+comment on function audit.enable_tracking(regclass, text[], boolean, boolean) is
   'Records every INSERT, UPDATE, DELETE and TRUNCATE of a table in audit.audit_logs. Options: exclude_columns '
   '(never stored, e.g. password_hash), skip_unchanged (default true: updates that change nothing are not '
-  'recorded). Idempotent; run it again after altering the table to refresh. Errors: AL001 no primary key, '
+  'recorded), require_context (default false: when true, a write with no audit context fails with AL006). '
+  'Idempotent; run it again after altering the table to refresh. Errors: AL001 no primary key, '
   'AL002 not a table, AL003 bad excluded column, AL005 audit-logs'' own table.';
 
 create view audit.tracked_tables as
@@ -421,6 +436,7 @@ select
   array(select jsonb_array_elements_text(o.options -> 'primary_key')) as primary_key,
   array(select jsonb_array_elements_text(o.options -> 'exclude_columns')) as excluded_columns,
   (o.options ->> 'skip_unchanged')::boolean as skip_unchanged,
+  coalesce((o.options ->> 'require_context')::boolean, false) as require_context,
   t.tgfoid::regprocedure::text as capture_function,
   array_remove(array[
     case when o.options ->> 'target_type' <> format('%I.%I', n.nspname, c.relname)
@@ -455,6 +471,7 @@ comment on column audit.tracked_tables.target_type is 'The name recorded in audi
 comment on column audit.tracked_tables.primary_key is 'The columns that make target_id.';
 comment on column audit.tracked_tables.excluded_columns is 'Columns whose values are never stored.';
 comment on column audit.tracked_tables.skip_unchanged is 'Whether updates that change nothing are skipped.';
+comment on column audit.tracked_tables.require_context is 'Whether a write without an audit context fails (AL006).';
 comment on column audit.tracked_tables.capture_function is 'The generated function the triggers call.';
 comment on column audit.tracked_tables.needs_refresh is
   'Empty when tracking is current; otherwise what changed since it was enabled.';

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AuditLogs, serializeContext } from '../../index.js'
-import { freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
+import { deferCleanup, freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
 
 async function migrated(t) {
   const url = await freshDatabase(t)
   const audit = await AuditLogs.connect(url)
-  t.after(() => audit.close())
+  deferCleanup(t, () => audit.close())
   await audit.migrate()
   return { url, audit }
 }
@@ -24,7 +24,7 @@ function asActor(url, context, statements) {
 test('migrate installs the schema; status reports it; a second migrate does nothing', async (t) => {
   const url = await freshDatabase(t)
   const audit = await AuditLogs.connect(url)
-  t.after(() => audit.close())
+  deferCleanup(t, () => audit.close())
   const before = await audit.status()
   assert.equal(before.upToDate, false)
   assert.ok(before.migrations.every((m) => m.state === 'pending'))
@@ -32,7 +32,7 @@ test('migrate installs the schema; status reports it; a second migrate does noth
   assert.equal(dry.dryRun, true)
   assert.match(dry.sql[0], /create table audit\.audit_logs/)
   const report = await audit.migrate()
-  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture'])
+  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture', 'events'])
   assert.deepEqual((await audit.migrate()).applied, [])
   assert.equal((await audit.status()).upToDate, true)
 })
@@ -104,7 +104,7 @@ test('errors are JS errors with stable codes', async (t) => {
 test('using the API before migrating says to migrate', async (t) => {
   const url = await freshDatabase(t)
   const audit = await AuditLogs.connect(url)
-  t.after(() => audit.close())
+  deferCleanup(t, () => audit.close())
   await rejectsWithCode(assert, audit.trackedTables(), 'AUDIT_LOGS_NOT_MIGRATED')
 })
 

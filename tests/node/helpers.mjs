@@ -19,12 +19,23 @@ function withDatabase(url, database) {
   return parsed.toString()
 }
 
-/** Creates an empty database for test `t` and drops it when `t` ends. */
+const cleanups = new WeakMap()
+
+/** Runs `fn` when `t` ends, before its database is dropped, last registered first. */
+export function deferCleanup(t, fn) {
+  cleanups.get(t).push(fn)
+}
+
+/** Creates an empty database for test `t` and drops it when `t` ends (after deferCleanup's). */
 export async function freshDatabase(t) {
   const admin = await serverUrl()
   const name = `audit_logs_node_${randomUUID().replaceAll('-', '')}`
   await withClient(admin, (c) => c.query(`create database ${name}`))
-  t.after(() => withClient(admin, (c) => c.query(`drop database if exists ${name} with (force)`)))
+  cleanups.set(t, [])
+  t.after(async () => {
+    for (const fn of cleanups.get(t).reverse()) await fn()
+    await withClient(admin, (c) => c.query(`drop database if exists ${name} with (force)`))
+  })
   return withDatabase(admin, name)
 }
 

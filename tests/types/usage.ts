@@ -1,6 +1,19 @@
 // Checked by `tsc --noEmit` (never run): the public types accept what the README shows and
 // reject misuse.
-import { AuditLogs, serializeContext, TemporaryPostgres, type AuditLogEntry, type TrackedTable } from '../../index.js'
+import {
+  AuditLogs,
+  auditContextMiddleware,
+  auditRead,
+  currentAuditContext,
+  runWithAuditContext,
+  serializeContext,
+  TemporaryPostgres,
+  withAuditContext,
+  type AuditContext,
+  type AuditLogEntry,
+  type TrackedTable,
+} from '../../index.js'
+import pg from 'pg'
 
 export async function readme(url: string): Promise<void> {
   const audit = await AuditLogs.connect(url)
@@ -31,4 +44,21 @@ export async function misuse(audit: AuditLogs): Promise<void> {
   await audit.history({ table: 'users' })
   // @ts-expect-error the context's ipAddress is a string
   serializeContext({ ipAddress: 10 })
+}
+
+export async function context(pool: pg.Pool, client: pg.PoolClient): Promise<void> {
+  const count: number = await withAuditContext(pool, { actorId: '42', actorType: 'user' }, async (c) => {
+    const { rows } = await c.query('select 1 as n')
+    return rows.length
+  })
+  await withAuditContext(client, null, async (c) => c.query('select 1'), { requireContext: true })
+  const who: AuditContext | undefined = currentAuditContext()
+  const value: string = runWithAuditContext({ actorId: '1' }, () => 'ok')
+  const middleware = auditContextMiddleware({ getActor: (req) => ({ actorId: String(req.headers['x-user']) }) })
+  const read = await auditRead(pool, 'public.patients', () => pool.query('select id from patients'), { maxIds: 10 })
+  void [count, who, value, middleware, read]
+  // @ts-expect-error the callback receives the client and must return a promise
+  await withAuditContext(pool, null, 42)
+  // @ts-expect-error a context is an object
+  runWithAuditContext('user 42', () => {})
 }

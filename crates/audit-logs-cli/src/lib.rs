@@ -55,6 +55,9 @@ enum Command {
         /// Also record updates that change nothing.
         #[arg(long)]
         record_unchanged: bool,
+        /// Fail writes that carry no audit context instead of recording them unattributed.
+        #[arg(long)]
+        require_context: bool,
     },
     /// Stop recording a table's changes (its history is kept).
     Disable {
@@ -141,10 +144,12 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             table,
             exclude,
             record_unchanged,
+            require_context,
         } => {
             let options = TrackingOptions {
                 exclude_columns: exclude,
                 record_unchanged,
+                require_context,
             };
             out.enabled(
                 &audit

@@ -76,6 +76,9 @@ impl Printer {
             if !t.skip_unchanged {
                 notes.push("recording unchanged updates".into());
             }
+            if t.require_context {
+                notes.push("requiring a context".into());
+            }
             for reason in &t.needs_refresh {
                 notes.push(format!(
                     "NEEDS REFRESH: {reason} (audit-logs enable {})",

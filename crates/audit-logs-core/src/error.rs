@@ -71,6 +71,14 @@ pub enum Error {
     #[error("invalid audit context: {reason}")]
     InvalidContext { reason: String },
 
+    /// The table requires an audit context and the write had none.
+    #[error("{message}")]
+    ContextRequired { message: String },
+
+    /// An application event was rejected (bad action name, reserved action, oversized metadata).
+    #[error("invalid event: {reason}")]
+    InvalidEvent { reason: String },
+
     /// An argument was out of range or of the wrong form.
     #[error("invalid argument {name}: {reason}")]
     InvalidArgument { name: String, reason: String },
@@ -134,6 +142,8 @@ impl Error {
             Error::InvalidColumn { .. } => "AUDIT_LOGS_INVALID_COLUMN",
             Error::ReservedTable { .. } => "AUDIT_LOGS_RESERVED_TABLE",
             Error::InvalidContext { .. } => "AUDIT_LOGS_INVALID_CONTEXT",
+            Error::ContextRequired { .. } => "AUDIT_LOGS_CONTEXT_REQUIRED",
+            Error::InvalidEvent { .. } => "AUDIT_LOGS_INVALID_EVENT",
             Error::InvalidArgument { .. } => "AUDIT_LOGS_INVALID_ARGUMENT",
             Error::PermissionDenied { .. } => "AUDIT_LOGS_PERMISSION_DENIED",
             Error::TemporaryPostgres { .. } => "AUDIT_LOGS_TEMPORARY_POSTGRES_FAILED",
@@ -151,6 +161,7 @@ impl Error {
                 | Error::InvalidTableName { .. }
                 | Error::InvalidContext { .. }
                 | Error::InvalidArgument { .. }
+                | Error::InvalidEvent { .. }
                 | Error::InvalidColumn { .. }
         )
     }
@@ -170,6 +181,8 @@ pub(crate) mod sqlstate {
     pub const INVALID_COLUMN: &str = "AL003";
     pub const INVALID_CONTEXT: &str = "AL004";
     pub const RESERVED_TABLE: &str = "AL005";
+    pub const CONTEXT_REQUIRED: &str = "AL006";
+    pub const INVALID_EVENT: &str = "AL007";
 }
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
@@ -200,6 +213,10 @@ pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Err
             message,
         },
         sqlstate::INVALID_CONTEXT => Error::InvalidContext { reason: message },
+        sqlstate::CONTEXT_REQUIRED => Error::ContextRequired {
+            message: with_hint(message, db.hint()),
+        },
+        sqlstate::INVALID_EVENT => Error::InvalidEvent { reason: message },
         // undefined_table: one of ours missing means the migrations have not run
         "42P01" if db.message().contains("\"audit.") => Error::NotMigrated,
         "42P01" => Error::TableNotFound {

@@ -175,6 +175,8 @@ pub struct TrackingOptions {
     pub exclude_columns: Vec<String>,
     /// Record updates that change nothing; by default they are skipped.
     pub record_unchanged: bool,
+    /// Fail writes that carry no audit context (by default they are recorded, unattributed).
+    pub require_context: bool,
 }
 
 /// A tracked table, from the `audit.tracked_tables` view.
@@ -188,6 +190,7 @@ pub struct TrackedTable {
     pub primary_key: Vec<String>,
     pub excluded_columns: Vec<String>,
     pub skip_unchanged: bool,
+    pub require_context: bool,
     /// Empty when tracking is current; else what changed since (enable tracking again to refresh).
     pub needs_refresh: Vec<String>,
 }
@@ -201,11 +204,12 @@ pub(crate) async fn enable(
     let shown = resolved.target_type.clone();
     client
         .query_typed(
-            "select audit.enable_tracking($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)",
+            "select audit.enable_tracking($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4)",
             &[
                 (&resolved.oid, Type::OID),
                 (&options.exclude_columns, Type::TEXT_ARRAY),
                 (&!options.record_unchanged, Type::BOOL),
+                (&options.require_context, Type::BOOL),
             ],
         )
         .await
@@ -232,7 +236,7 @@ pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Re
 
 const TRACKED_COLUMNS: &str =
     "schema_name, table_name, target_type, primary_key, excluded_columns, \
-                               skip_unchanged, needs_refresh";
+     skip_unchanged, require_context, needs_refresh";
 
 pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<TrackedTable>> {
     let rows = client
@@ -268,6 +272,7 @@ fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
         primary_key: row.get(3),
         excluded_columns: row.get(4),
         skip_unchanged: row.get(5),
-        needs_refresh: row.get(6),
+        require_context: row.get(6),
+        needs_refresh: row.get(7),
     }
 }

@@ -723,3 +723,49 @@ async fn upserts_record_inserts_and_updates() {
         [("INSERT", "2".to_owned()), ("UPDATE", "1".to_owned())]
     );
 }
+
+#[tokio::test]
+async fn require_context_fails_unattributed_writes_and_nothing_else() {
+    let f = common::migrated().await;
+    f.sql()
+        .await
+        .batch_execute("create table t (id int primary key)")
+        .await
+        .unwrap();
+    let table = f
+        .audit
+        .enable_tracking(
+            &"t".into(),
+            &TrackingOptions {
+                require_context: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(table.require_context);
+    let err = f
+        .sql()
+        .await
+        .batch_execute("insert into t values (1)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "AL006");
+    let mapped: Error = err.into();
+    assert_eq!(mapped.code(), "AUDIT_LOGS_CONTEXT_REQUIRED");
+    assert!(
+        mapped
+            .to_string()
+            .contains("public.t needs an audit context"),
+        "{mapped}"
+    );
+    assert_eq!(
+        f.count("select count(*) from t").await,
+        0,
+        "the write failed as a whole"
+    );
+    f.as_actor("42", "insert into t values (2)").await;
+    let e = f.entries().await;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].actor_id.as_deref(), Some("42"));
+}

@@ -70,6 +70,11 @@ async fn errors() {
 }
 
 #[tokio::test]
+async fn events() {
+    run("events").await;
+}
+
+#[tokio::test]
 async fn privileges() {
     run("privileges").await;
 }
@@ -90,7 +95,7 @@ fn every_sql_file_has_a_test_and_an_expected_output() {
     names.sort();
     assert_eq!(
         names,
-        ["capture", "errors", "privileges"],
+        ["capture", "errors", "events", "privileges"],
         "add a #[tokio::test] for each new file"
     );
     for name in names {

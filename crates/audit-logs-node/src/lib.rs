@@ -62,6 +62,9 @@ pub struct TrackingOptions {
     pub exclude_columns: Option<Vec<String>>,
     /// Also record updates that change nothing. Default: false.
     pub record_unchanged: Option<bool>,
+    /// Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
+    /// instead of recording them unattributed. Default: false.
+    pub require_context: Option<bool>,
 }
 
 /// A tracked table.
@@ -74,6 +77,8 @@ pub struct TrackedTable {
     pub primary_key: Vec<String>,
     pub excluded_columns: Vec<String>,
     pub skip_unchanged: bool,
+    /// Whether a write without an audit context fails.
+    pub require_context: bool,
     /// Empty when tracking is current; otherwise what changed since it was enabled
     /// (call `enableTracking` again to refresh).
     pub needs_refresh: Vec<String>,
@@ -88,6 +93,7 @@ impl From<core::TrackedTable> for TrackedTable {
             primary_key: t.primary_key,
             excluded_columns: t.excluded_columns,
             skip_unchanged: t.skip_unchanged,
+            require_context: t.require_context,
             needs_refresh: t.needs_refresh,
         }
     }
@@ -278,6 +284,7 @@ impl AuditLogs {
             options.map_or_else(core::TrackingOptions::default, |o| core::TrackingOptions {
                 exclude_columns: o.exclude_columns.unwrap_or_default(),
                 record_unchanged: o.record_unchanged.unwrap_or(false),
+                require_context: o.require_context.unwrap_or(false),
             });
         promise(env, async move {
             inner

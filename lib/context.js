@@ -1,0 +1,46 @@
+'use strict'
+// The request-scoped audit context: set once per request (or job), read by every wrapper below
+// it, across await, timers and promise chains (AsyncLocalStorage).
+const { AsyncLocalStorage } = require('node:async_hooks')
+const { serializeContext } = require('../binding.js')
+
+const storage = new AsyncLocalStorage()
+
+/** Runs `fn` with `context` as the audit context of everything it starts. Validates first. */
+function runWithAuditContext(context, fn) {
+  serializeContext(context)
+  return storage.run(Object.freeze({ ...context }), fn)
+}
+
+/** The audit context of the current request or job, if any. */
+function currentAuditContext() {
+  return storage.getStore()
+}
+
+/** A JS error with a stable `code`, like the ones the native layer throws. */
+function codedError(code, message) {
+  const error = new Error(message)
+  error.code = code
+  return error
+}
+
+/**
+ * The `audit.context` value for a wrapper call: the context given, else the current one.
+ * Returns '' for none (which the triggers read as "no context"), or throws when
+ * `requireContext` asks for one.
+ */
+function settingFor(context, options = {}) {
+  const effective = context ?? storage.getStore()
+  if (effective == null) {
+    if (options.requireContext) {
+      throw codedError(
+        'AUDIT_LOGS_CONTEXT_REQUIRED',
+        'no audit context: pass one to withAuditContext() or run inside runWithAuditContext() or the middleware',
+      )
+    }
+    return ''
+  }
+  return serializeContext(effective) ?? ''
+}
+
+module.exports = { runWithAuditContext, currentAuditContext, settingFor, codedError }

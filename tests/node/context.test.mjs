@@ -1,0 +1,227 @@
+// withAuditContext for node-postgres, request scope, and read auditing, with real pg, Express
+// and Fastify against a real PostgreSQL.
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { test } from 'node:test'
+import express from 'express'
+import Fastify from 'fastify'
+import pg from 'pg'
+import {
+  AuditLogs,
+  auditContextMiddleware,
+  auditContextPlugin,
+  auditRead,
+  currentAuditContext,
+  runWithAuditContext,
+  withAuditContext,
+} from '../../index.js'
+import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
+
+/** A migrated database with a tracked `notes` table whose `author` column says who wrote it. */
+async function setup(t, { max = 10 } = {}) {
+  const url = await freshDatabase(t)
+  const audit = await AuditLogs.connect(url)
+  await audit.migrate()
+  await withClient(url, (c) => c.query('create table notes (id serial primary key, author text, body text)'))
+  await audit.enableTracking('notes')
+  audit.close()
+  const pool = new pg.Pool({ connectionString: url, max })
+  deferCleanup(t, () => pool.end())
+  return { url, pool }
+}
+
+const entries = (pool) =>
+  pool.query(`select action, target_id, new_values, actor_id, actor_type, host(ip_address) as ip, user_agent,
+                     request_id, metadata from audit.audit_logs order by id`).then((r) => r.rows)
+
+test('a pool transaction is attributed, returns the result and releases its client', async (t) => {
+  const { pool } = await setup(t)
+  const result = await withAuditContext(pool, { actorId: '7', actorType: 'user', reason: 'fix typo' }, async (client) => {
+    await client.query("insert into notes (author, body) values ('7', 'hello')")
+    await client.query("update notes set body = 'hello!'")
+    return 'done'
+  })
+  assert.equal(result, 'done')
+  const rows = await entries(pool)
+  assert.deepEqual(rows.map((r) => [r.action, r.actor_id, r.actor_type]), [['INSERT', '7', 'user'], ['UPDATE', '7', 'user']])
+  assert.deepEqual(rows[0].metadata, { reason: 'fix typo' })
+  assert.equal(pool.idleCount, pool.totalCount, 'the client went back to the pool')
+})
+
+test('a throw rolls back the rows and their audit rows, and rethrows the same error', async (t) => {
+  const { pool } = await setup(t)
+  const boom = new Error('boom')
+  await assert.rejects(
+    withAuditContext(pool, { actorId: '7' }, async (client) => {
+      await client.query("insert into notes (author, body) values ('7', 'gone')")
+      throw boom
+    }),
+    (error) => error === boom,
+  )
+  assert.equal((await pool.query('select count(*)::int as n from notes')).rows[0].n, 0)
+  assert.deepEqual(await entries(pool), [])
+  assert.equal(pool.idleCount, pool.totalCount)
+})
+
+test('nested calls on one client use a savepoint, each with its own context', async (t) => {
+  const { pool } = await setup(t)
+  await withAuditContext(pool, { actorId: 'outer' }, async (client) => {
+    await client.query("insert into notes (author) values ('outer-1')")
+    await withAuditContext(client, { actorId: 'inner', actorType: 'system' }, (c) =>
+      c.query("insert into notes (author) values ('inner')"))
+    await assert.rejects(withAuditContext(client, { actorId: 'failed' }, async (c) => {
+      await c.query("insert into notes (author) values ('failed')")
+      throw new Error('inner failure')
+    }), /inner failure/)
+    // The outer context is back, and the outer transaction goes on.
+    await client.query("insert into notes (author) values ('outer-2')")
+  })
+  const rows = await entries(pool)
+  assert.deepEqual(rows.map((r) => [r.new_values.author, r.actor_id]), [
+    ['outer-1', 'outer'], ['inner', 'inner'], ['outer-2', 'outer'],
+  ])
+})
+
+test('a transaction the caller began is joined with a savepoint, not committed early', async (t) => {
+  const { pool } = await setup(t)
+  const client = await pool.connect()
+  try {
+    await client.query('begin')
+    await withAuditContext(client, { actorId: 'joined' }, (c) => c.query("insert into notes (author) values ('x')"))
+    assert.equal(client.getTransactionStatus(), 'T', 'still in the caller\'s transaction')
+    await client.query('rollback')
+  } finally {
+    client.release()
+  }
+  assert.deepEqual(await entries(pool), [], 'the caller rolled back: nothing of it remains')
+})
+
+test('50 interleaved concurrent requests each keep their own actor', async (t) => {
+  const { pool } = await setup(t, { max: 8 })
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  await Promise.all(Array.from({ length: 50 }, (_, i) =>
+    runWithAuditContext({ actorId: `user-${i}`, requestId: `req-${i}` }, async () => {
+      await sleep(Math.random() * 20)
+      await withAuditContext(pool, null, async (client) => {
+        await client.query('insert into notes (author) values ($1)', [`user-${i}`])
+        await sleep(Math.random() * 10)
+        await client.query("update notes set body = 'edited' where author = $1", [`user-${i}`])
+      })
+    })))
+  const rows = await entries(pool)
+  assert.equal(rows.length, 100)
+  for (const row of rows) {
+    const author = row.new_values.author
+    assert.equal(row.actor_id, author, `entry ${row.action} of ${author} attributed to ${row.actor_id}`)
+    assert.equal(row.request_id, `req-${author.slice(5)}`)
+  }
+})
+
+test('the context never leaks to the next user of a pooled connection', async (t) => {
+  const { pool } = await setup(t, { max: 1 })
+  await withAuditContext(pool, { actorId: 'first' }, (c) => c.query("insert into notes (author) values ('a')"))
+  await pool.query("insert into notes (author) values ('b')")
+  const { rows } = await pool.query("select current_setting('audit.context', true) as setting")
+  assert.equal(rows[0].setting, '', 'never set for the session')
+  const logged = await entries(pool)
+  assert.deepEqual(logged.map((r) => r.actor_id), ['first', null])
+})
+
+test('an invalid context is refused before anything is written', async (t) => {
+  const { pool } = await setup(t)
+  let ran = false
+  for (const bad of [{ ipAddress: '999.1.1.1' }, { actorID: 'typo' }, { metadata: { constructor: 1 } }, 'user 7']) {
+    await assert.rejects(
+      withAuditContext(pool, bad, async () => { ran = true }),
+      (error) => error.code === 'AUDIT_LOGS_INVALID_CONTEXT',
+    )
+  }
+  assert.equal(ran, false)
+  assert.equal(pool.totalCount, 0, 'no connection was even checked out')
+  await assert.rejects(withAuditContext({}, null, async () => {}), (e) => e.code === 'AUDIT_LOGS_INVALID_ARGUMENT')
+})
+
+test('writes without context are recorded unless a context is required', async (t) => {
+  const { url, pool } = await setup(t)
+  await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('anonymous')"))
+  assert.equal((await entries(pool))[0].actor_id, null)
+  await assert.rejects(
+    withAuditContext(pool, null, async () => {}, { requireContext: true }),
+    (error) => error.code === 'AUDIT_LOGS_CONTEXT_REQUIRED',
+  )
+  // Required by the table itself: a write with no context fails in the database.
+  const audit = await AuditLogs.connect(url)
+  await audit.enableTracking('notes', { requireContext: true })
+  audit.close()
+  await assert.rejects(pool.query("insert into notes (author) values ('nobody')"), (e) => e.code === 'AL006')
+  await withAuditContext(pool, { actorId: 'somebody' }, (c) => c.query("insert into notes (author) values ('somebody')"))
+  assert.equal((await pool.query('select count(*)::int as n from notes')).rows[0].n, 2)
+})
+
+test('the request context follows await, timers and promise chains', async () => {
+  const seen = await runWithAuditContext({ actorId: 'ctx-1' }, async () => {
+    const afterAwait = (await Promise.resolve(), currentAuditContext()?.actorId)
+    const inTimer = await new Promise((resolve) => setTimeout(() => resolve(currentAuditContext()?.actorId), 5))
+    const inChain = await Promise.resolve().then(() => null).then(() => currentAuditContext()?.actorId)
+    return [afterAwait, inTimer, inChain]
+  })
+  assert.deepEqual(seen, ['ctx-1', 'ctx-1', 'ctx-1'])
+  assert.equal(currentAuditContext(), undefined, 'nothing outside')
+  assert.throws(() => runWithAuditContext({ ipAddress: 'nope' }, () => {}), (e) => e.code === 'AUDIT_LOGS_INVALID_CONTEXT')
+})
+
+test('Express middleware attributes a request\'s writes to its actor, IP, user agent and request id', async (t) => {
+  const { pool } = await setup(t)
+  const app = express()
+  app.use((req, res, next) => { req.user = { id: req.get('x-user') }; next() })
+  app.use(auditContextMiddleware({ getActor: async (req) => ({ actorId: req.user.id, actorType: 'user' }) }))
+  app.post('/notes', async (req, res) => {
+    await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('via express')"))
+    res.json({ ok: true })
+  })
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  const response = await fetch(`http://127.0.0.1:${server.address().port}/notes`, {
+    method: 'POST', headers: { 'x-user': 'u-42', 'user-agent': 'test-agent/1', 'x-request-id': 'req-abc' },
+  })
+  assert.equal(response.status, 200)
+  const [row] = await entries(pool)
+  assert.deepEqual([row.actor_id, row.actor_type, row.ip, row.user_agent, row.request_id],
+    ['u-42', 'user', '127.0.0.1', 'test-agent/1', 'req-abc'])
+})
+
+test('Fastify plugin sees what authentication set and attributes the request\'s writes', async (t) => {
+  const { pool } = await setup(t)
+  const app = Fastify()
+  app.addHook('onRequest', async (request) => { request.user = { id: request.headers['x-user'] } })
+  await app.register(auditContextPlugin, { getActor: (request) => ({ actorId: request.user.id }) })
+  app.post('/notes', async () => {
+    await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('via fastify')"))
+    return { ok: true }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  deferCleanup(t, () => app.close())
+  const response = await fetch(`http://127.0.0.1:${app.server.address().port}/notes`, {
+    method: 'POST', headers: { 'x-user': 'u-7' },
+  })
+  assert.equal(response.status, 200)
+  const [row] = await entries(pool)
+  assert.equal(row.actor_id, 'u-7')
+  assert.equal(row.ip, '127.0.0.1')
+  assert.ok(row.request_id, 'a request id even without the header')
+})
+
+test('auditRead records who read which rows, bounded, and nothing for other reads', async (t) => {
+  const { pool } = await setup(t)
+  await pool.query("insert into notes (author) select 'x' from generate_series(1, 30)")
+  const before = (await entries(pool)).length
+  await runWithAuditContext({ actorId: 'doctor-1', actorType: 'user' }, () =>
+    auditRead(pool, 'public.notes', () => pool.query('select id from notes order by id'), { maxIds: 5 }))
+  await pool.query('select * from notes')
+  const rows = (await entries(pool)).slice(before)
+  assert.equal(rows.length, 1)
+  assert.equal(rows[0].action, 'read')
+  assert.equal(rows[0].actor_id, 'doctor-1')
+  assert.deepEqual(rows[0].metadata, { ids: ['1', '2', '3', '4', '5'], count: 30, truncated: true })
+})
