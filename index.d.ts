@@ -7,6 +7,8 @@ export * from './binding'
 export interface WithAuditContextOptions {
   /** Fail (AUDIT_LOGS_CONTEXT_REQUIRED) rather than write unattributed when no context is given or current. */
   requireContext?: boolean
+  /** Prisma only: options of the interactive transaction (`maxWait`, `timeout`, `isolationLevel`). */
+  transaction?: { maxWait?: number; timeout?: number; isolationLevel?: string }
 }
 
 /** What {@link withAuditContext} accepts from node-postgres: a Pool, or a Client / PoolClient. */
@@ -106,3 +108,26 @@ export function auditRead<Result extends { rows: any[] }>(
   read: () => Promise<Result>,
   options?: AuditReadOptions,
 ): Promise<Result>
+
+/** Options of {@link auditExtension}. */
+export interface AuditExtensionOptions {
+  /** Who makes the writes. Default: the current request's context ({@link currentAuditContext}). */
+  getContext?: () => AuditContext | null | undefined
+  /** Fail writes (AUDIT_LOGS_CONTEXT_REQUIRED) when getContext() gives nothing. Default: false. */
+  requireContext?: boolean
+  /**
+   * Record a `read` event for each findUnique / findFirst / findMany of these models: a list of model
+   * names (the event's target type is the model name) or `{ Model: 'public.table' }`.
+   */
+  readAudit?: { models: string[] | Record<string, string>; maxIds?: number }
+}
+
+/**
+ * A Prisma client extension: `const db = prisma.$extends(auditExtension())`. Writes of `db` are
+ * attributed; writes inside `db.$transaction(...)` stay in that transaction and roll back with it;
+ * reads add no round trip (except the models of `readAudit`).
+ */
+export function auditExtension(options?: AuditExtensionOptions): (client: any) => {
+  // Adds no model, result or client members: the extended client keeps its exact types.
+  $extends: { extArgs: { result: {}; model: {}; query: {}; client: {} } }
+}

@@ -5,6 +5,7 @@ const { runWithAuditContext, currentAuditContext, codedError } = require('./lib/
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
+const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
@@ -13,7 +14,7 @@ const { auditRead } = require('./lib/reads.js')
 function withAuditContext(target, context, fn, options) {
   if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
   if (target != null && typeof target.$transaction === 'function') {
-    return require('./lib/prisma.js').withPrismaContext(target, context, fn, options)
+    return withPrismaContext(target, context, fn, options)
   }
   if (target != null && (isPool(target) || isPgClient(target))) {
     return withPgContext(target, context, fn, options)
@@ -30,3 +31,4 @@ module.exports.currentAuditContext = currentAuditContext
 module.exports.auditContextMiddleware = auditContextMiddleware
 module.exports.auditContextPlugin = auditContextPlugin
 module.exports.auditRead = auditRead
+module.exports.auditExtension = auditExtension

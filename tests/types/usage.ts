@@ -1,6 +1,7 @@
 // Checked by `tsc --noEmit` (never run): the public types accept what the README shows and
 // reject misuse.
 import {
+  auditExtension,
   AuditLogs,
   auditContextMiddleware,
   auditRead,
@@ -14,6 +15,7 @@ import {
   type TrackedTable,
 } from '../../index.js'
 import pg from 'pg'
+import { PrismaClient } from '@prisma/client'
 
 export async function readme(url: string): Promise<void> {
   const audit = await AuditLogs.connect(url)
@@ -61,4 +63,14 @@ export async function context(pool: pg.Pool, client: pg.PoolClient): Promise<voi
   await withAuditContext(pool, null, 42)
   // @ts-expect-error a context is an object
   runWithAuditContext('user 42', () => {})
+}
+
+export async function prisma(base: PrismaClient): Promise<void> {
+  const db = base.$extends(auditExtension({ readAudit: { models: { Patient: 'public.patients' } } }))
+  // The extended client keeps the generated types.
+  const user: { id: number; email: string; name: string | null } = await db.user.create({ data: { email: 'a@x.io' } })
+  const count: number = await withAuditContext(base, { actorId: '1' }, async (tx) => tx.user.count())
+  void [user, count]
+  // @ts-expect-error unknown model fields are still refused
+  await db.user.create({ data: { emial: 'typo' } })
 }

@@ -1,0 +1,107 @@
+'use strict'
+// Prisma 7 (with a driver adapter such as @prisma/adapter-pg): the same transaction-local
+// context, set as the first statement of a transaction. No import of @prisma/client: the user's
+// own client is extended.
+const { currentAuditContext, settingFor } = require('./context.js')
+const { readMetadata } = require('./reads.js')
+
+const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
+const LOG_READ = "select audit.log_event('read', $1, null, $2::jsonb, nullif($3, '')::jsonb)"
+
+const WRITES = new Set([
+  'create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn',
+  'upsert', 'delete', 'deleteMany', '$executeRaw', '$executeRawUnsafe',
+])
+const READS = new Set([
+  'findUnique', 'findUniqueOrThrow', 'findFirst', 'findFirstOrThrow', 'findMany',
+])
+
+/** `fn(tx)` in an interactive transaction whose first statement sets the context. */
+async function withPrismaContext(prisma, context, fn, options = {}) {
+  const setting = settingFor(context, options)
+  return prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe(SET_CONTEXT, setting)
+    return fn(tx)
+  }, options.transaction)
+}
+
+/**
+ * A client extension: `const db = prisma.$extends(auditExtension())`. Every write of `db` is
+ * attributed to `getContext()` (default: the current request's context):
+ * - a write inside `db.$transaction(...)` stays in that transaction: the context is its first
+ *   statement;
+ * - a write on its own runs as `[set context, write]` in one batch transaction;
+ * - reads add nothing, except for the models of `readAudit`, which record a `read` event.
+ */
+function auditExtension(options = {}) {
+  const getContext = options.getContext ?? currentAuditContext
+  const settingNow = () => settingFor(getContext(), options)
+  const auditedModels = readAuditTargets(options.readAudit)
+  const maxIds = options.readAudit?.maxIds ?? 100
+  // A fallback should Prisma drop the (undocumented) transaction marker of query hooks.
+  const { AsyncLocalStorage } = require('node:async_hooks')
+  const inOurTransaction = new AsyncLocalStorage()
+
+  return (client) => {
+    // `client` is the client before this extension: its queries do not come back through our hooks.
+    const parentTransaction = client.$transaction
+    return client.$extends({
+      name: 'audit-logs',
+      client: {
+        $transaction(input, transactionOptions) {
+          // A transaction client has no $extends: we are inside a transaction that set the context.
+          if (typeof this.$extends !== 'function') {
+            if (typeof input === 'function') return parentTransaction.call(this, input, transactionOptions)
+            // Prisma would run a batch from a transaction client on another connection, outside it.
+            return (async () => {
+              const results = []
+              for (const query of input) results.push(await query)
+              return results
+            })()
+          }
+          const setting = settingNow()
+          if (typeof input === 'function') {
+            return parentTransaction.call(this, (tx) => inOurTransaction.run(true, async () => {
+              await tx.$executeRawUnsafe(SET_CONTEXT, setting)
+              return input(tx)
+            }), transactionOptions)
+          }
+          return inOurTransaction.run(true, () =>
+            parentTransaction.call(this, [client.$executeRawUnsafe(SET_CONTEXT, setting), ...input], transactionOptions))
+            .then((results) => results.slice(1))
+        },
+      },
+      query: {
+        async $allOperations({ model, operation, args, query, __internalParams }) {
+          if (WRITES.has(operation)) {
+            const inTransaction = __internalParams
+              ? __internalParams.transaction !== undefined
+              : inOurTransaction.getStore() === true
+            // Re-wrapping a write that is in a transaction would move it out of that transaction.
+            if (inTransaction) return query(args)
+            const setting = settingNow()
+            if (setting === '') return query(args)
+            const [, result] = await client.$transaction([client.$executeRawUnsafe(SET_CONTEXT, setting), query(args)])
+            return result
+          }
+          const result = await query(args)
+          const target = READS.has(operation) && auditedModels.get(model)
+          if (target) {
+            const rows = Array.isArray(result) ? result : result == null ? [] : [result]
+            const metadata = { model, operation, ...readMetadata(rows, 'id', maxIds) }
+            await client.$executeRawUnsafe(LOG_READ, target, JSON.stringify(metadata), settingFor(getContext()))
+          }
+          return result
+        },
+      },
+    })
+  }
+}
+
+/** `['Patient']` (target type: the model name) or `{ Patient: 'public.patients' }`. */
+function readAuditTargets(readAudit) {
+  const models = readAudit?.models ?? []
+  return new Map(Array.isArray(models) ? models.map((m) => [m, m]) : Object.entries(models))
+}
+
+module.exports = { withPrismaContext, auditExtension }
