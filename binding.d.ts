@@ -40,7 +40,52 @@ export declare class AuditLogs {
    * a bad `limit`, `before` or `id`.
    */
   history(options: HistoryOptions): Promise<AuditLogEntry[]>
+  /**
+   * Records an application event; the context fields it leaves empty come from
+   * `options.context`, then from nothing. Rejects with `AUDIT_LOGS_INVALID_EVENT` or
+   * `AUDIT_LOGS_INVALID_CONTEXT` before anything is written.
+   */
+  log(input: CreateAuditLogInput, options?: LogOptions | undefined | null): Promise<AuditLogEntry>
+  /** Records up to 10000 events in one statement, all or none; resolves to them in order. */
+  logMany(inputs: Array<CreateAuditLogInput>, options?: LogOptions | undefined | null): Promise<AuditLogEntry[]>
+  /** The record as it was at `at`, or null if it did not exist then (or was not tracked yet). */
+  stateAt(options: StateAtOptions): Promise<Record<string, unknown> | null>
+  /** Many records at many times in one query, in the order given. */
+  statesAt(options: StatesAtOptions): Promise<PointState[]>
+  /** Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`). */
+  search(filters?: Filters | undefined | null, page?: PageOptions | undefined | null): Promise<SearchPage>
+  /** Opens a stream of every entry matching `filters` (see `entries()`, which iterates it). */
+  openEntries(filters?: Filters | undefined | null, options?: StreamOptions | undefined | null): Promise<EntryBatches>
+  /** What one actor did, newest first. */
+  byActor(actorId: string, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
+  /**
+   * What one request did, newest first. Give `from`/`to` around the request when you can:
+   * request ids are not indexed, and a time range reads only those blocks.
+   */
+  byRequest(requestId: string, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
+  /** What one transaction (an entry's `txid`) did, newest first. */
+  byTransaction(txid: number, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
+  /** Every UPDATE of one column, newest first, with the old and new value. */
+  fieldChanges(options: FieldChangesOptions): Promise<FieldChange[]>
+  /**
+   * The number of entries matching `filters`, grouped by `targetType`, `action`, `actorId`,
+   * `actorType`, `actorEmail` and at most one of `hour`, `day`, `week`, `month`.
+   */
+  counts(groupBy: Array<'targetType' | 'action' | 'actorId' | 'actorType' | 'actorEmail' | 'hour' | 'day' | 'week' | 'month'>, filters?: Filters): Promise<CountRow[]>
+  /**
+   * Actors with at least `threshold` entries within some `window`, busiest first (seed
+   * 000's suspicious activity). Looks at the last 24 hours unless `filters.from` is given.
+   */
+  bursts(options: BurstOptions, filters?: Filters | undefined | null): Promise<Burst[]>
   /** Closes the pool. Later calls fail. */
+  close(): void
+}
+
+/** Batches of entries from one consistent snapshot (see `AuditLogs.entries`). */
+export declare class EntryBatches {
+  /** The next batch, or null at the end. */
+  next(): Promise<AuditLogEntry[] | null>
+  /** Ends the stream early and gives its connection back. */
   close(): void
 }
 
@@ -100,6 +145,123 @@ export interface AuditLogEntry {
   metadata?: any
 }
 
+/** The busiest window of one actor that reached the threshold. */
+export interface Burst {
+  /** The actor id, e-mail or IP address (null for entries without one). */
+  key?: string
+  changes: number
+  firstChange: Date
+  lastChange: Date
+}
+
+/** Options of {@link AuditLogs.bursts}. */
+export interface BurstOptions {
+  /** A PostgreSQL interval: `'10 minutes'`, `'1 hour'`. */
+  window: string
+  /** At least this many entries within the window. */
+  threshold: number
+  /** Default: `actorId`. */
+  by?: 'actorId' | 'actorEmail' | 'ipAddress'
+}
+
+/** One group of {@link AuditLogs.counts}: the keys grouped by are set. */
+export interface CountRow {
+  targetType?: string
+  action?: string
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  /** The start of the hour, day, week or month (UTC). */
+  period?: Date
+  count: number
+}
+
+/** An application event to record (seed 004's `CreateAuditLogInput`). */
+export interface CreateAuditLogInput {
+  /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
+  action: string
+  targetType?: string
+  targetId?: string | number
+  metadata?: any
+  actorId?: string
+  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
+  actorType?: string
+  actorEmail?: string
+  ipAddress?: string
+  userAgent?: string
+  requestId?: string
+  reason?: string
+}
+
+/**
+ * The statement that records `inputs` in the caller's transaction (a pg client or a Prisma
+ * transaction), so they commit or roll back with it; its rows are `AuditLogEntry` objects.
+ * Throws `AUDIT_LOGS_INVALID_EVENT` or `AUDIT_LOGS_INVALID_CONTEXT` before anything runs.
+ */
+export declare function eventStatement(inputs: Array<CreateAuditLogInput>, options?: LogOptions | undefined | null): EventStatement
+
+/** The SQL that records events on the caller's own connection: `client.query(text, values)`. */
+export interface EventStatement {
+  text: string
+  values: Array<string>
+}
+
+/** One change of one column. */
+export interface FieldChange {
+  entryId: number
+  createdAt: Date
+  txid: number
+  targetId?: string
+  /** The value before and after (undefined for an excluded column). */
+  oldValue?: any
+  newValue?: any
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  requestId?: string
+}
+
+/** Options of {@link AuditLogs.fieldChanges}. */
+export interface FieldChangesOptions {
+  table: string | TableName
+  /** The column. */
+  field: string
+  /** Only this record's changes. */
+  id?: string | number | Array<string | number | boolean | null>
+  from?: Date | string
+  to?: Date | string
+  limit?: number
+  before?: number
+}
+
+/**
+ * Which entries {@link AuditLogs.search}, `entries`, `counts` and `bursts` read. Every filter
+ * given must hold.
+ */
+export interface Filters {
+  /** A table (its rows' changes); it may have been dropped since. */
+  table?: string | TableName
+  /** Any `target_type` (a table's `schema.table`, or an event's). */
+  targetType?: string
+  /** One record's key (an array for a composite key) or an event target's id. */
+  targetId?: string | number | Array<string | number | boolean | null>
+  /** One action or any of several: `'UPDATE'`, `['user.login', 'user.logout']`. */
+  action?: string | Array<string>
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  requestId?: string
+  txid?: number
+  /** UPDATEs that changed this column. */
+  changedField?: string
+  /** Entries whose metadata contains this object, e.g. `{ reason: 'gdpr' }`. */
+  metadataContains?: any
+  /** `from <= createdAt`. */
+  from?: Date | string
+  /** `createdAt < to`. */
+  to?: Date | string
+}
+
 /** Options of {@link AuditLogs.history}: give `table` (row changes) or `targetType` (events). */
 export interface HistoryOptions {
   /** The table whose row it is (it may have been dropped since). */
@@ -112,6 +274,15 @@ export interface HistoryOptions {
   limit?: number
   /** Only entries older than this entry id (to page). */
   before?: number
+}
+
+/** Options of {@link AuditLogs.log} and {@link AuditLogs.logMany}. */
+export interface LogOptions {
+  /**
+   * Fills the context fields the event leaves empty (the JavaScript wrapper passes the
+   * current request's context).
+   */
+  context?: AuditContext | null
 }
 
 /** What {@link AuditLogs.migrate} did, or would do with `dryRun`. */
@@ -131,8 +302,43 @@ export interface Migration {
   appliedOn?: string
 }
 
+/** A page of a list, newest first. */
+export interface PageOptions {
+  /** 1 to 10000. Default: 100. */
+  limit?: number
+  /** The `nextCursor` of the previous page. */
+  cursor?: string
+}
+
+/** A record's state at a time. */
+export interface PointState {
+  id: string | number | Array<string | number | boolean | null>
+  at: Date
+  /** The row as it was, or null if it did not exist then. */
+  state?: Record<string, unknown> | null
+  /** The entry the state comes from. */
+  entryId?: number
+}
+
+/** Options of {@link AuditLogs.byActor} and {@link AuditLogs.byRequest}. */
+export interface RangeOptions {
+  from?: Date | string
+  to?: Date | string
+  /** 1 to 10000. Default: 100. */
+  limit?: number
+  /** Only entries older than this entry id (to page). */
+  before?: number
+}
+
 /** Runs the `audit-logs` command line (without the program name) and returns its exit status. */
 export declare function runCli(argv: Array<string>): number
+
+/** A page of {@link AuditLogs.search} results. */
+export interface SearchPage {
+  entries: Array<AuditLogEntry>
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor?: string
+}
 
 /**
  * Validates a context (`{ actorId, actorType, actorEmail, ipAddress, userAgent, requestId,
@@ -142,6 +348,27 @@ export declare function runCli(argv: Array<string>): number
  */
 export declare function serializeContext(context: AuditContext): string | null
 
+/** Options of {@link AuditLogs.stateAt}. */
+export interface StateAtOptions {
+  table: string | TableName
+  /** The primary key; an array for a composite key. */
+  id: string | number | Array<string | number | boolean | null>
+  at: Date | string
+}
+
+/** A record and a time, for {@link AuditLogs.statesAt}. */
+export interface StatePoint {
+  id: string | number | Array<string | number | boolean | null>
+  at: Date | string
+}
+
+/** Options of {@link AuditLogs.statesAt}. */
+export interface StatesAtOptions {
+  table: string | TableName
+  /** At most 10000. */
+  points: Array<StatePoint>
+}
+
 /** What {@link AuditLogs.status} reports. */
 export interface Status {
   /** `host:port/database`. */
@@ -150,6 +377,14 @@ export interface Status {
   trackedTables: Array<TrackedTable>
   /** Every shipped migration is applied. */
   upToDate: boolean
+}
+
+/** Options of `entries()`. */
+export interface StreamOptions {
+  /** Default: `newest`. */
+  order?: 'newest' | 'oldest'
+  /** Rows fetched per round trip, 1 to 10000. Default: 1000. */
+  batchSize?: number
 }
 
 /** A table named without SQL quoting: `{ schema: 'Sales', name: 'Order Items' }`. */

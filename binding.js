@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.AuditLogs = nativeBinding.AuditLogs
+module.exports.EntryBatches = nativeBinding.EntryBatches
 module.exports.TemporaryPostgres = nativeBinding.TemporaryPostgres
+module.exports.eventStatement = nativeBinding.eventStatement
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext

@@ -1,7 +1,76 @@
 // The native API (generated: binding.d.ts), plus the JavaScript helpers of index.js.
-import type { AuditContext } from './binding'
+import type {
+  AuditContext,
+  AuditLogEntry,
+  CreateAuditLogInput as NativeEventInput,
+  Filters,
+  LogOptions,
+  StreamOptions,
+} from './binding'
 
 export * from './binding'
+
+/** The actions of row changes; application events use their own names (`user.login`). */
+export type RowAction = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE'
+
+/** Seed 004's actor types, as values: `actorType: ActorType.USER`. */
+export declare const ActorType: {
+  readonly USER: 'user'
+  readonly SYSTEM: 'system'
+  readonly API_KEY: 'api_key'
+  readonly MODERATOR: 'moderator'
+  readonly MIGRATION: 'migration'
+}
+/** One of seed 004's actor types, or any other string. */
+export type ActorType = (typeof ActorType)[keyof typeof ActorType] | (string & {})
+
+/**
+ * An entry of the log whose event actions are narrowed to your own union:
+ * `type AppAction = 'user.login' | 'project.created'; const e: AuditLog<AppAction>`.
+ */
+export type AuditLog<Action extends string = string> = Omit<AuditLogEntry, 'action' | 'actorType'> & {
+  action: Action | RowAction
+  actorType?: ActorType | null
+}
+
+/** An application event to record (seed 004), with `action` narrowed to your own union. */
+export type CreateAuditLogInput<Action extends string = string> = Omit<NativeEventInput, 'action' | 'actorType'> & {
+  action: Action
+  actorType?: ActorType | null
+}
+
+/** What {@link AuditLogs.log} can write through: a pg client or a Prisma transaction client. */
+export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> }
+
+/** Options of `log()` and `logMany()`. */
+export interface LogEventOptions {
+  /** Fills the context fields the event leaves empty. Default: the current request's context. */
+  context?: AuditContext | null
+  /**
+   * Write the event in this client's transaction (a pg client, or the `tx` of a Prisma
+   * `$transaction`), so it commits or rolls back with the change it describes.
+   */
+  client?: EventClient
+}
+
+// Names the augmentation below can see past the binding's own, non-generic ones.
+type EventInput<Action extends string> = CreateAuditLogInput<Action>
+type EventEntry<Action extends string> = AuditLog<Action>
+
+declare module './binding' {
+  interface AuditLogs {
+    /** Records an application event, with the current request's context unless told otherwise. */
+    log<Action extends string>(input: EventInput<Action>, options?: LogEventOptions): Promise<EventEntry<Action>>
+    /** Records up to 10000 events in one statement, all or none; resolves to them in order. */
+    logMany<Action extends string>(inputs: Array<EventInput<Action>>, options?: LogEventOptions): Promise<Array<EventEntry<Action>>>
+    /**
+     * Every entry matching `filters` (newest first unless `order: 'oldest'`), read in batches
+     * from one consistent snapshot: `for await (const entry of audit.entries({ actorId }))`.
+     * Breaking out of the loop ends the read and frees its connection.
+     */
+    entries(filters?: Filters | null, options?: StreamOptions | null): AsyncGenerator<AuditLogEntry, void, undefined>
+  }
+}
 
 /** Options of {@link withAuditContext}. */
 export interface WithAuditContextOptions {

@@ -6,6 +6,8 @@ const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
+const { eventMethods } = require('./lib/events.js')
+const binding = require('./binding.js')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
@@ -23,8 +25,22 @@ function withAuditContext(target, context, fn, options) {
     'withAuditContext needs a pg Pool or Client, or a Prisma client, as its first argument'))
 }
 
+// The native methods stay reachable from the ones that wrap them.
+const { log, logMany } = binding.AuditLogs.prototype
+Object.assign(binding.AuditLogs.prototype, eventMethods({ log, logMany }))
+
+/** Seed 004's actor types; `actorType` also takes any other string. */
+const ActorType = Object.freeze({
+  USER: 'user',
+  SYSTEM: 'system',
+  API_KEY: 'api_key',
+  MODERATOR: 'moderator',
+  MIGRATION: 'migration',
+})
+
 // Written so that Node's static export detection sees every name (ESM `import { x }` works).
 module.exports = require('./binding.js')
+module.exports.ActorType = ActorType
 module.exports.withAuditContext = withAuditContext
 module.exports.runWithAuditContext = runWithAuditContext
 module.exports.currentAuditContext = currentAuditContext

@@ -3,10 +3,9 @@
 // context, set as the first statement of a transaction. No import of @prisma/client: the user's
 // own client is extended.
 const { currentAuditContext, settingFor } = require('./context.js')
-const { readMetadata } = require('./reads.js')
+const { readMetadata, readEvent } = require('./reads.js')
 
 const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
-const LOG_READ = "select audit.log_event('read', $1, null, $2::jsonb, nullif($3, '')::jsonb)"
 
 const WRITES = new Set([
   'create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn',
@@ -89,7 +88,8 @@ function auditExtension(options = {}) {
           if (target) {
             const rows = Array.isArray(result) ? result : result == null ? [] : [result]
             const metadata = { model, operation, ...readMetadata(rows, 'id', maxIds) }
-            await client.$executeRawUnsafe(LOG_READ, target, JSON.stringify(metadata), settingFor(getContext()))
+            const { text, values } = readEvent(target, metadata, getContext())
+            await client.$queryRawUnsafe(text, ...values)
           }
           return result
         },

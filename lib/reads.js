@@ -1,14 +1,18 @@
 'use strict'
 // Read auditing for sensitive tables (seed 003: who read which records), for node-postgres:
 // one `read` event per query, naming at most `maxIds` of the ids read.
-const { settingFor } = require('./context.js')
-
-const LOG_READ = "select audit.log_event('read', $1, null, $2::jsonb, nullif($3, '')::jsonb)"
+const { eventStatement } = require('../binding.js')
+const { currentAuditContext } = require('./context.js')
 
 /** The metadata of a read event: the first `maxIds` ids, how many rows, whether the list was cut. */
 function readMetadata(rows, idField, maxIds) {
   const ids = rows.slice(0, maxIds).map((row) => String(row[idField]))
   return { ids, count: rows.length, truncated: rows.length > maxIds }
+}
+
+/** The statement recording that `rows` of `target` were read. */
+function readEvent(target, metadata, context) {
+  return eventStatement([{ action: 'read', targetType: target, metadata }], { context: context ?? currentAuditContext() ?? null })
 }
 
 /**
@@ -19,8 +23,9 @@ async function auditRead(client, table, read, options = {}) {
   const result = await read()
   const rows = result?.rows ?? result ?? []
   const metadata = readMetadata(rows, options.idField ?? 'id', options.maxIds ?? 100)
-  await client.query(LOG_READ, [table, JSON.stringify(metadata), settingFor(options.context)])
+  const { text, values } = readEvent(table, metadata, options.context)
+  await client.query(text, values)
   return result
 }
 
-module.exports = { auditRead, readMetadata }
+module.exports = { auditRead, readMetadata, readEvent }

@@ -36,6 +36,23 @@ $$;
 comment on function audit.check_event(text, text, text, jsonb) is
   'Raises AL007 unless the action, target and metadata make a valid application event.';
 
+-- An event's context over the transaction's: keys given with the event win, the others (IP,
+-- request id... set once per request) are kept; metadata objects are merged the same way.
+create function audit.event_context(given jsonb)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select nullif(jsonb_strip_nulls(
+           coalesce(base, '{}') || coalesce(own, '{}')
+           || jsonb_build_object('metadata', nullif(coalesce(base -> 'metadata', '{}') || coalesce(own -> 'metadata', '{}'), '{}'))),
+         '{}')
+    from (select audit.current_context() as base, audit.normalize_context(given) as own) as contexts
+$$;
+comment on function audit.event_context(jsonb) is
+  'The context an event is recorded with: the given context''s keys over the transaction''s audit.context.';
+
 create function audit.log_event(
   action text,
   target_type text default null,
@@ -43,16 +60,16 @@ create function audit.log_event(
   metadata jsonb default null,
   context jsonb default null
 )
-returns bigint
+returns audit.audit_logs
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  ctx jsonb := coalesce(audit.normalize_context(context), audit.current_context());
+  ctx jsonb := audit.event_context(context);
   c audit.context_columns := jsonb_populate_record(null::audit.context_columns, ctx);
   merged jsonb;
-  new_id bigint;
+  entry audit.audit_logs;
 begin
   perform audit.check_event(action, target_type, target_id, metadata);
   merged := coalesce(ctx - '{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata}'::text[], '{}')
@@ -61,17 +78,17 @@ begin
                                 actor_id, actor_type, actor_email, ip_address, user_agent, request_id)
   values (action, target_type, target_id, nullif(merged, '{}'),
           c.actor_id, c.actor_type, c.actor_email, c.ip_address, c.user_agent, c.request_id)
-  returning id into new_id;
-  return new_id;
+  returning * into entry;
+  return entry;
 end
 $$;
 comment on function audit.log_event(text, text, text, jsonb, jsonb) is
   'Records an application event (action such as user.login) about a target, attributed to context '
-  '(an audit context object) or else to the transaction''s audit.context. Returns the entry id. Errors: '
-  'AL007 bad event, AL004 bad context.';
+  '(an audit context object) over the transaction''s audit.context. Returns the entry. Use it in FROM '
+  '(select * from audit.log_event(...)) so it runs once. Errors: AL007 bad event, AL004 bad context.';
 
 create function audit.log_events(events jsonb)
-returns setof bigint
+returns setof audit.audit_logs
 language plpgsql
 security definer
 set search_path = ''
@@ -84,7 +101,7 @@ begin
   end if;
   if jsonb_array_length(events) > 10000 then
     raise exception 'audit-logs: % events in one call; the limit is 10000', jsonb_array_length(events)
-      using errcode = 'AL007';
+      using errcode = 'AL007', hint = 'Record them in batches of at most 10000.';
   end if;
   for event in select value from jsonb_array_elements(events) loop
     if jsonb_typeof(event) <> 'object' then
@@ -92,29 +109,32 @@ begin
     end if;
     perform audit.check_event(event ->> 'action', event ->> 'target_type', event ->> 'target_id', event -> 'metadata');
   end loop;
-  -- One statement for all of them, in the order given.
+  -- One statement for all of them; ids (and so the returned order) follow the order given.
   return query
   with given as (
     select e.ordinality,
            e.value as event,
-           coalesce(audit.normalize_context(e.value -> 'context'), audit.current_context()) as ctx
+           audit.event_context(e.value -> 'context') as ctx
       from jsonb_array_elements(events) with ordinality as e
+  ),
+  inserted as (
+    insert into audit.audit_logs (action, target_type, target_id, metadata,
+                                  actor_id, actor_type, actor_email, ip_address, user_agent, request_id)
+    select g.event ->> 'action', g.event ->> 'target_type', g.event ->> 'target_id',
+           nullif(coalesce(g.ctx - '{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata}'::text[], '{}')
+                  || coalesce(g.ctx -> 'metadata', '{}') || coalesce(g.event -> 'metadata', '{}'), '{}'),
+           c.actor_id, c.actor_type, c.actor_email, c.ip_address, c.user_agent, c.request_id
+      from given g
+      cross join lateral jsonb_populate_record(null::audit.context_columns, g.ctx) as c
+     order by g.ordinality
+    returning *
   )
-  insert into audit.audit_logs (action, target_type, target_id, metadata,
-                                actor_id, actor_type, actor_email, ip_address, user_agent, request_id)
-  select g.event ->> 'action', g.event ->> 'target_type', g.event ->> 'target_id',
-         nullif(coalesce(g.ctx - '{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata}'::text[], '{}')
-                || coalesce(g.ctx -> 'metadata', '{}') || coalesce(g.event -> 'metadata', '{}'), '{}'),
-         c.actor_id, c.actor_type, c.actor_email, c.ip_address, c.user_agent, c.request_id
-    from given g
-    cross join lateral jsonb_populate_record(null::audit.context_columns, g.ctx) as c
-   order by g.ordinality
-  returning id;
+  select * from inserted order by id;
 end
 $$;
 comment on function audit.log_events(jsonb) is
   'Records many application events in one statement: a JSON array of {action, target_type, target_id, '
-  'metadata, context}. Returns their ids in order. All or none: one bad event fails the call (AL007).';
+  'metadata, context}. Returns the entries in the order given. All or none: one bad event fails the call (AL007).';
 
 grant execute on function audit.log_event(text, text, text, jsonb, jsonb), audit.log_events(jsonb),
-  audit.check_event(text, text, text, jsonb) to public;
+  audit.check_event(text, text, text, jsonb), audit.event_context(jsonb) to public;

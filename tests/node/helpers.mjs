@@ -34,7 +34,16 @@ export async function freshDatabase(t) {
   cleanups.set(t, [])
   t.after(async () => {
     for (const fn of cleanups.get(t).reverse()) await fn()
-    await withClient(admin, (c) => c.query(`drop database if exists ${name} with (force)`))
+    await withClient(admin, async (c) => {
+      // pool.end() resolves before its connections have closed: let them go, so that the
+      // forced drop never kills a connection whose client would report it as an error.
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await c.query('select count(*)::int as n from pg_stat_activity where datname = $1', [name])
+        if (rows[0].n === 0) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      await c.query(`drop database if exists ${name} with (force)`)
+    })
   })
   return withDatabase(admin, name)
 }

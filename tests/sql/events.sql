@@ -2,7 +2,7 @@
 \set SHOW_CONTEXT never
 begin;
 select audit.set_context('{"actor_id": "17", "actor_type": "user", "ip_address": "192.0.2.1", "request_id": "req-9"}') is not null as context_set;
-select audit.log_event('user.login', 'user', '17', '{"method": "password"}') > 0 as logged;
+select id > 0 as logged, actor_id, request_id from audit.log_event('user.login', 'user', '17', '{"method": "password"}');
 select count(*) as logged_many from audit.log_events('[
   {"action": "report.exported", "target_type": "report", "target_id": "r-1", "metadata": {"format": "csv"}},
   {"action": "permission.denied", "target_type": "project", "target_id": "p-2",

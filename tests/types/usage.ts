@@ -1,7 +1,10 @@
 // Checked by `tsc --noEmit` (never run): the public types accept what the README shows and
 // reject misuse.
 import {
+  ActorType,
   auditExtension,
+  type AuditLog,
+  type CreateAuditLogInput,
   AuditLogs,
   auditContextMiddleware,
   auditRead,
@@ -73,4 +76,40 @@ export async function prisma(base: PrismaClient): Promise<void> {
   void [user, count]
   // @ts-expect-error unknown model fields are still refused
   await db.user.create({ data: { emial: 'typo' } })
+}
+
+// Seed 004's types, with the application's own action names.
+type AppAction = 'user.login' | 'project.created'
+
+export async function events(audit: AuditLogs, client: pg.PoolClient): Promise<void> {
+  const input: CreateAuditLogInput<AppAction> = {
+    actorId: 'user_123',
+    actorType: ActorType.USER,
+    action: 'project.created',
+    targetType: 'project',
+    targetId: 'proj_456',
+    metadata: { changes: { name: 'MyProject' } },
+    ipAddress: '192.168.1.1',
+    userAgent: 'Mozilla/5.0',
+  }
+  const entry: AuditLog<AppAction> = await audit.log(input)
+  const action: AppAction | 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' = entry.action
+  const inTransaction: AuditLog<AppAction>[] = await audit.logMany([input], { client })
+  const actorType: ActorType = 'moderator'
+  void [action, inTransaction, actorType]
+  // @ts-expect-error an action outside the application's union
+  const typo: CreateAuditLogInput<AppAction> = { action: 'user.logn' }
+  void typo
+
+  const state: Record<string, unknown> | null = await audit.stateAt({ table: 'users', id: 42, at: new Date() })
+  const states = await audit.statesAt({ table: 'users', points: [{ id: 1, at: '2026-01-01T00:00:00Z' }] })
+  const page = await audit.search({ actorId: '42', action: ['UPDATE', 'DELETE'], from: new Date(0) }, { limit: 50 })
+  const next = page.nextCursor ? await audit.search({ actorId: '42' }, { cursor: page.nextCursor }) : page
+  for await (const e of audit.entries({ table: 'users' }, { order: 'oldest' })) void e.createdAt.getTime()
+  const counts = await audit.counts(['targetType', 'day'], { from: new Date(0) })
+  const bursts = await audit.bursts({ window: '10 minutes', threshold: 10 })
+  const changes = await audit.fieldChanges({ table: 'users', field: 'email' })
+  void [state, states[0].state, next.entries, counts[0].count, bursts[0].changes, changes[0].newValue]
+  // @ts-expect-error groupBy takes known keys only
+  await audit.counts(['actor_id; drop table users'])
 }

@@ -14,18 +14,6 @@ use crate::{progress, BenchResult, Plan, Stat};
 const TARGETS: i64 = 200_000;
 const ACTORS: i64 = 10_000;
 
-/// State of a record at a time: its newest entry at or before then. (Issue 4 moves this into
-/// the core as `stateAt`; the index it needs is the history index.)
-const STATE_AT_SQL: &str =
-    "select case when action in ('DELETE', 'TRUNCATE') then null else new_values end
-  from audit.audit_logs
- where target_id = $1 and target_type = $2 and created_at <= $3
- order by id desc limit 1";
-
-/// What one actor did, newest first, first page.
-const BY_ACTOR_SQL: &str = "select id, created_at, action, target_type, target_id, changed_fields
-  from audit.audit_logs where actor_id = $1 order by id desc limit 50";
-
 #[derive(Debug, Serialize)]
 pub struct QueryRow {
     pub query: &'static str,
@@ -71,11 +59,25 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
     let load_seconds = started.elapsed().as_secs_f64();
 
     progress(&format!("timing queries at {audit_rows} audit rows"));
+    // The very SQL the library sends.
     let history_sql = audit_logs_core::history::record_history_sql();
-    let queries: [(&'static str, &str, f64); 3] = [
+    let state_at_sql = audit_logs_core::queries::state_at_sql();
+    let by_actor_sql = audit_logs_core::queries::search_sql(&audit_logs_core::Filters {
+        actor_id: Some(String::new()),
+        ..Default::default()
+    })?;
+    let by_transaction_sql = audit_logs_core::queries::search_sql(&audit_logs_core::Filters {
+        txid: Some(0),
+        ..Default::default()
+    })?;
+    let states_at_sql = audit_logs_core::queries::states_at_sql();
+    let queries: [(&'static str, &str, f64); 5] = [
         ("history of one record", &history_sql, 0.1),
-        ("state at a time", STATE_AT_SQL, 0.1),
-        ("by actor, first page", BY_ACTOR_SQL, 5.0),
+        ("state at a time", &state_at_sql, 0.1),
+        ("by actor, first page", &by_actor_sql, 5.0),
+        // Seed 000's moderation join: 100 records, each at its own time.
+        ("states at, 100 points", &states_at_sql, 10.0),
+        ("by transaction", &by_transaction_sql, 5.0),
     ];
     let mut before = Vec::new();
     for (name, sql, _) in &queries {
@@ -174,11 +176,20 @@ async fn time_query(
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = (span.get(0), span.get(1));
     for i in 0..samples {
         let target = (1 + (i as i64 * 104_729) % TARGETS).to_string();
-        let target_json = Value::String(target.clone());
+        let target_json = Value::String(target);
         let actor = format!("user-{}", (i as i64 * 7) % ACTORS);
         // For "state at": a time inside the loaded part of the year.
         let fraction = (i as f64 + 0.5) / samples as f64;
         let at = first + (last - first) * ((fraction * 1000.0) as i32) / 1000;
+        // For "states at": 100 records, each at its own time.
+        let point_ids: Vec<Value> = (0..100)
+            .map(|k| Value::String((1 + ((i as i64 * 100 + k) * 104_729) % TARGETS).to_string()))
+            .collect();
+        let point_times: Vec<DateTime<Utc>> = (0..100)
+            .map(|k| first + (last - first) * (((k as f64 + 0.5) / 100.0 * 1000.0) as i32) / 1000)
+            .collect();
+        // For "by transaction": each synthetic row has its own transaction id, 1000 + its number.
+        let txid = 1000 + 1 + (i as i64 * 7919) % 100_000;
         let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
             "history of one record" => vec![
                 (&"public.accounts", Type::TEXT),
@@ -187,11 +198,25 @@ async fn time_query(
                 (&50i64, Type::INT8),
             ],
             "state at a time" => vec![
-                (&target, Type::TEXT),
                 (&"public.accounts", Type::TEXT),
+                (&target_json, Type::JSONB),
                 (&at, Type::TIMESTAMPTZ),
             ],
-            _ => vec![(&actor, Type::TEXT)],
+            "states at, 100 points" => vec![
+                (&"public.accounts", Type::TEXT),
+                (&point_ids, Type::JSONB_ARRAY),
+                (&point_times, Type::TIMESTAMPTZ_ARRAY),
+            ],
+            "by transaction" => vec![
+                (&txid, Type::INT8),
+                (&i64::MAX, Type::INT8),
+                (&101i64, Type::INT8),
+            ],
+            _ => vec![
+                (&actor, Type::TEXT),
+                (&i64::MAX, Type::INT8),
+                (&51i64, Type::INT8),
+            ],
         };
         let rows = client
             .query_typed(&format!("explain (analyze, format json) {sql}"), &params)

@@ -3,6 +3,7 @@
 
 mod demo;
 mod print;
+mod query;
 
 use std::io::Write;
 
@@ -79,6 +80,12 @@ enum Command {
         #[arg(long)]
         before: Option<i64>,
     },
+    /// Record an application event (user.login, report.exported...).
+    Log(query::LogArgs),
+    /// Stream entries to stdout as JSON lines or CSV, oldest first, from one snapshot.
+    Export(query::ExportArgs),
+    /// Print a model of the audit table for your ORM (Prisma or Drizzle).
+    Schema(query::SchemaArgs),
     /// Try it: migrate, track a table, make attributed changes and show their history, on a
     /// throwaway PostgreSQL (or, with a database URL, in a new database on that server).
     Demo {
@@ -116,10 +123,17 @@ pub async fn run(args: Vec<String>) -> i32 {
 }
 
 async fn execute(cli: Cli) -> Result<i32, Error> {
-    if let Command::Demo { keep } = cli.command {
-        return demo::run(cli.database_url.as_deref(), keep)
-            .await
-            .map(|()| 0);
+    match &cli.command {
+        Command::Demo { keep } => {
+            return demo::run(cli.database_url.as_deref(), *keep)
+                .await
+                .map(|()| 0)
+        }
+        Command::Schema(args) => {
+            print!("{}", query::schema(args));
+            return Ok(0);
+        }
+        _ => {}
     }
     let url = cli.database_url.ok_or_else(|| Error::InvalidUrl {
         reason: "no database given: set DATABASE_URL or pass --database-url (-D)".into(),
@@ -185,7 +199,15 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             out.history(&table, &id, &entries);
             0
         }
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Log(args) => {
+            out.logged(&audit.log(&args.event()?, None).await?);
+            0
+        }
+        Command::Export(args) => {
+            query::export(&audit, args).await?;
+            0
+        }
+        Command::Demo { .. } | Command::Schema(_) => unreachable!("handled above"),
     };
     audit.close();
     Ok(status)

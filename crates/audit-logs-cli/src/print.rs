@@ -137,6 +137,13 @@ impl Printer {
             }
         }
     }
+
+    pub fn logged(&self, entry: &AuditEntry) {
+        if self.json(entry) {
+            return;
+        }
+        println!("recorded {}", entry_line(entry));
+    }
 }
 
 fn join_notes(notes: &[String]) -> String {

@@ -44,7 +44,7 @@ fn version_and_help_for_every_command() {
         .success()
         .stdout(format!("audit-logs {}\n", env!("CARGO_PKG_VERSION")));
     for command in [
-        "migrate", "status", "enable", "disable", "tracked", "history", "demo",
+        "migrate", "status", "enable", "disable", "tracked", "history", "log", "export", "demo",
     ] {
         audit_logs(None)
             .args([command, "--help"])
@@ -242,4 +242,169 @@ async fn demo_with_a_database_url_uses_and_drops_its_own_database() {
         .unwrap()
         .get(0);
     assert_eq!(schemas, 0);
+}
+
+#[tokio::test]
+async fn log_records_an_event_and_export_streams_jsonl_and_csv() {
+    let db = database().await;
+    audit_logs(Some(&db.url)).arg("migrate").assert().success();
+    sql(&db, "create table notes (id int primary key, body text)").await;
+    audit_logs(Some(&db.url))
+        .args(["enable", "notes"])
+        .assert()
+        .success();
+    sql(
+        &db,
+        "insert into notes select g, 'n' || g from generate_series(1, 300) g",
+    )
+    .await;
+    audit_logs(Some(&db.url))
+        .args([
+            "log",
+            "--action",
+            "report.exported",
+            "--actor",
+            "42",
+            "--actor-type",
+            "user",
+        ])
+        .args(["--metadata", r#"{"rows": 300}"#, "--ip", "192.0.2.1"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("report.exported").and(predicate::str::contains("by user 42")),
+        );
+
+    // JSON lines, oldest first: the 300 inserts, then the event.
+    let output = audit_logs(Some(&db.url)).arg("export").output().unwrap();
+    assert!(output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 301);
+    assert_eq!(lines[0]["targetId"], "1");
+    assert_eq!(
+        lines[0]["newValues"],
+        serde_json::json!({"id": 1, "body": "n1"})
+    );
+    assert_eq!(lines[300]["action"], "report.exported");
+    assert_eq!(lines[300]["metadata"], serde_json::json!({"rows": 300}));
+    assert_eq!(lines[300]["ipAddress"], "192.0.2.1");
+
+    // CSV with filters: a header and one row per matching entry, JSON columns as JSON text.
+    let output = audit_logs(Some(&db.url))
+        .args([
+            "export",
+            "--format",
+            "csv",
+            "--table",
+            "notes",
+            "--target-id",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let mut reader = csv::Reader::from_reader(output.stdout.as_slice());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(&header[0], "id");
+    assert_eq!(&header[8], "new_values");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][3], "INSERT");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rows[0][8]).unwrap(),
+        serde_json::json!({"id": 7, "body": "n7"})
+    );
+
+    // A reader that stops early is not an error.
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} export | head -n 2",
+            assert_cmd::cargo::cargo_bin("audit-logs").display()
+        ))
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 2);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("error"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn bad_events_and_filters_are_refused_with_their_code() {
+    let db = database().await;
+    audit_logs(Some(&db.url)).arg("migrate").assert().success();
+    for (args, code) in [
+        (
+            vec!["log", "--action", "UPDATE"],
+            "AUDIT_LOGS_INVALID_EVENT",
+        ),
+        (
+            vec!["log", "--action", "ok", "--metadata", "[1]"],
+            "AUDIT_LOGS_INVALID_EVENT",
+        ),
+        (
+            vec!["log", "--action", "ok", "--metadata", "{oops"],
+            "AUDIT_LOGS_INVALID_ARGUMENT",
+        ),
+        (
+            vec!["log", "--action", "ok", "--ip", "1.2.3"],
+            "AUDIT_LOGS_INVALID_CONTEXT",
+        ),
+        (
+            vec!["export", "--from", "last tuesday"],
+            "AUDIT_LOGS_INVALID_ARGUMENT",
+        ),
+        (
+            vec!["export", "--metadata-contains", "\"x\""],
+            "AUDIT_LOGS_INVALID_ARGUMENT",
+        ),
+    ] {
+        audit_logs(Some(&db.url))
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("error[{code}]")));
+    }
+    audit_logs(Some(&db.url))
+        .args(["export", "--format", "xml"])
+        .assert()
+        .code(2);
+    audit_logs(Some(&db.url)).args(["log"]).assert().code(2);
+    let client = audit_logs_core::ConnectOptions::parse(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let n: i64 = client
+        .query_one("select count(*) from audit.audit_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was written");
+}
+
+#[test]
+fn schema_prints_orm_models() {
+    audit_logs(None)
+        .args(["schema", "--prisma"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("model AuditLog {")
+                .and(predicate::str::contains("@@schema(\"audit\")")),
+        );
+    audit_logs(None)
+        .args(["schema", "--drizzle"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("audit.table('audit_logs'"));
+    audit_logs(None).arg("schema").assert().code(2);
 }

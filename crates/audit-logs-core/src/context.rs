@@ -56,6 +56,36 @@ impl AuditContext {
         }
     }
 
+    /// This context completed from `base`: fields set here win, the others come from `base`;
+    /// metadata objects are merged key by key the same way.
+    pub fn over(&self, base: &AuditContext) -> AuditContext {
+        let metadata = match (&base.metadata, &self.metadata) {
+            (Some(base), Some(own)) => {
+                let mut merged = base.clone();
+                merged.extend(own.clone());
+                Some(merged)
+            }
+            (base, own) => own.clone().or_else(|| base.clone()),
+        };
+        AuditContext {
+            actor_id: self.actor_id.clone().or_else(|| base.actor_id.clone()),
+            actor_type: self.actor_type.clone().or_else(|| base.actor_type.clone()),
+            actor_email: self
+                .actor_email
+                .clone()
+                .or_else(|| base.actor_email.clone()),
+            ip_address: self.ip_address.or(base.ip_address),
+            user_agent: self.user_agent.clone().or_else(|| base.user_agent.clone()),
+            request_id: self.request_id.clone().or_else(|| base.request_id.clone()),
+            reason: self.reason.clone().or_else(|| base.reason.clone()),
+            migration_name: self
+                .migration_name
+                .clone()
+                .or_else(|| base.migration_name.clone()),
+            metadata,
+        }
+    }
+
     /// Parses an IP address given as text, with a typed error naming the bad value.
     pub fn parse_ip(text: &str) -> Result<IpAddr> {
         text.trim().parse().map_err(|_| Error::InvalidContext {

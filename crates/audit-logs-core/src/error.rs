@@ -83,6 +83,10 @@ pub enum Error {
     #[error("invalid argument {name}: {reason}")]
     InvalidArgument { name: String, reason: String },
 
+    /// Output (an export's stdout or file) could not be written.
+    #[error("cannot write the output: {reason}")]
+    Output { reason: String },
+
     /// The role lacks a privilege the operation needs.
     #[error("permission denied: {reason}")]
     PermissionDenied { reason: String },
@@ -144,6 +148,7 @@ impl Error {
             Error::InvalidContext { .. } => "AUDIT_LOGS_INVALID_CONTEXT",
             Error::ContextRequired { .. } => "AUDIT_LOGS_CONTEXT_REQUIRED",
             Error::InvalidEvent { .. } => "AUDIT_LOGS_INVALID_EVENT",
+            Error::Output { .. } => "AUDIT_LOGS_OUTPUT_FAILED",
             Error::InvalidArgument { .. } => "AUDIT_LOGS_INVALID_ARGUMENT",
             Error::PermissionDenied { .. } => "AUDIT_LOGS_PERMISSION_DENIED",
             Error::TemporaryPostgres { .. } => "AUDIT_LOGS_TEMPORARY_POSTGRES_FAILED",
@@ -166,7 +171,8 @@ impl Error {
         )
     }
 
-    pub(crate) fn invalid_argument(name: &str, reason: impl fmt::Display) -> Error {
+    /// An [`Error::InvalidArgument`] naming the argument and what is wrong with it.
+    pub fn invalid_argument(name: &str, reason: impl fmt::Display) -> Error {
         Error::InvalidArgument {
             name: name.to_owned(),
             reason: reason.to_string(),

@@ -120,14 +120,22 @@ pub(crate) fn check_target_id(id: &Value) -> Result<()> {
     }
 }
 
+/// A record id (the jsonb expression `id`) as `target_id` holds it: a string or number as
+/// text, a composite key as the JSON array PostgreSQL prints.
+pub(crate) fn key_sql(id: &str) -> String {
+    format!(
+        "(case when pg_catalog.jsonb_typeof({id}::pg_catalog.jsonb) = 'array' \
+          then {id}::pg_catalog.jsonb::pg_catalog.text \
+          else {id}::pg_catalog.jsonb operator(pg_catalog.#>>) '{{}}' end) collate \"C\""
+    )
+}
+
 /// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit.
 /// Two ordered index scans (the key, and the old key of key-changing UPDATEs) merged newest first.
 pub fn record_history_sql() -> String {
     // The key is computed inline (not in a CTE) so that, planned with its value, it is a
     // constant the index condition can use.
-    let key = "(case when pg_catalog.jsonb_typeof($2::pg_catalog.jsonb) = 'array' \
-               then $2::pg_catalog.jsonb::pg_catalog.text \
-               else $2::pg_catalog.jsonb operator(pg_catalog.#>>) '{}' end) collate \"C\"";
+    let key = key_sql("$2");
     format!(
         "select {ENTRY_COLUMNS} from (
            (select * from audit.audit_logs

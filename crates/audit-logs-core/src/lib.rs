@@ -31,8 +31,11 @@
 pub mod connection;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod migrate;
+pub mod orm;
+pub mod queries;
 pub mod temporary;
 pub mod testing;
 pub mod tls;
@@ -42,15 +45,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
 pub use error::{Error, Result};
+pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
+pub use queries::{
+    Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
+    PointState, SearchPage, StatePoint, TimeRange,
+};
 pub use temporary::TemporaryPostgres;
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 
@@ -185,19 +195,44 @@ impl AuditLogs {
         tracking::list(&**client).await
     }
 
+    /// The `target_type` of a table's changes, cached (see [`TargetTypeCache`]).
+    async fn target_type_of(
+        &self,
+        client: &impl GenericClient,
+        table: &TableRef,
+    ) -> Result<String> {
+        if let Some(target_type) = self.target_types.get(table) {
+            return Ok(target_type);
+        }
+        let target_type = table.target_type(client).await?;
+        self.target_types.put(table, &target_type);
+        Ok(target_type)
+    }
+
+    /// `filters` with its table replaced by the table's `target_type`.
+    async fn resolve(&self, client: &impl GenericClient, filters: &Filters) -> Result<Filters> {
+        let Some(table) = &filters.table else {
+            return Ok(filters.clone());
+        };
+        if filters.target_type.is_some() {
+            return Err(Error::invalid_argument(
+                "table",
+                "give either table or targetType, not both",
+            ));
+        }
+        Ok(Filters {
+            table: None,
+            target_type: Some(self.target_type_of(client, table).await?),
+            ..filters.clone()
+        })
+    }
+
     /// The entries of one record, newest first: row changes of a table's row (the table may
     /// have been dropped since) or events about a target. See [`HistoryQuery`].
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
         let client = self.client().await?;
         let target_type = match &query.target {
-            Target::Table(table) => match self.target_types.get(table) {
-                Some(target_type) => target_type,
-                None => {
-                    let target_type = table.target_type(&**client).await?;
-                    self.target_types.put(table, &target_type);
-                    target_type
-                }
-            },
+            Target::Table(table) => self.target_type_of(&**client, table).await?,
             Target::Type(target_type) => target_type.clone(),
         };
         history::of_record(
@@ -208,6 +243,155 @@ impl AuditLogs {
             query.before,
         )
         .await
+    }
+
+    /// Records an application event; context fields it leaves empty come from `request` (the
+    /// current request's context). Errors: [`Error::InvalidEvent`], [`Error::InvalidContext`].
+    pub async fn log(
+        &self,
+        event: &NewEvent,
+        request: Option<&AuditContext>,
+    ) -> Result<AuditEntry> {
+        let mut entries = self.log_many(std::slice::from_ref(event), request).await?;
+        Ok(entries.remove(0))
+    }
+
+    /// Records up to 10,000 events in one statement, all or none; returns them in order.
+    pub async fn log_many(
+        &self,
+        events: &[NewEvent],
+        request: Option<&AuditContext>,
+    ) -> Result<Vec<AuditEntry>> {
+        let client = self.client().await?;
+        events::log(&**client, events, request).await
+    }
+
+    /// The record as it was at `at` (after its last change at or before then), or `None` if it
+    /// did not exist then. Knows only what was recorded: nothing before tracking began.
+    pub async fn state_at(
+        &self,
+        table: &TableRef,
+        id: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Value>> {
+        let client = self.client().await?;
+        let target_type = self.target_type_of(&**client, table).await?;
+        queries::state_at(&**client, &target_type, id, at).await
+    }
+
+    /// [`AuditLogs::state_at`] for many records and times at once, in the order given.
+    pub async fn states_at(
+        &self,
+        table: &TableRef,
+        points: &[StatePoint],
+    ) -> Result<Vec<PointState>> {
+        let client = self.client().await?;
+        let target_type = self.target_type_of(&**client, table).await?;
+        queries::states_at(&**client, &target_type, points).await
+    }
+
+    /// Entries matching `filters`, newest first, one page; pass `next_cursor` as `before` for
+    /// the next.
+    pub async fn search(&self, filters: &Filters, page: &Page) -> Result<SearchPage> {
+        let client = self.client().await?;
+        let filters = self.resolve(&**client, filters).await?;
+        queries::search(&**client, &filters, page).await
+    }
+
+    /// Every entry matching `filters`, in batches of `batch_size`, from one consistent snapshot.
+    pub async fn stream(
+        &self,
+        filters: &Filters,
+        order: Order,
+        batch_size: u32,
+    ) -> Result<EntryStream> {
+        let client = self.client().await?;
+        let filters = self.resolve(&**client, filters).await?;
+        queries::stream(client, &filters, order, batch_size)
+    }
+
+    /// What one actor did, newest first.
+    pub async fn by_actor(
+        &self,
+        actor_id: &str,
+        range: TimeRange,
+        page: &Page,
+    ) -> Result<Vec<AuditEntry>> {
+        let filters = Filters {
+            actor_id: Some(actor_id.to_owned()),
+            from: range.from,
+            to: range.to,
+            ..Default::default()
+        };
+        Ok(self.search(&filters, page).await?.entries)
+    }
+
+    /// What one request did, newest first. Give the time range when you know it: request ids
+    /// are not indexed, and the range lets PostgreSQL read only those blocks.
+    pub async fn by_request(
+        &self,
+        request_id: &str,
+        range: TimeRange,
+        page: &Page,
+    ) -> Result<Vec<AuditEntry>> {
+        let filters = Filters {
+            request_id: Some(request_id.to_owned()),
+            from: range.from,
+            to: range.to,
+            ..Default::default()
+        };
+        Ok(self.search(&filters, page).await?.entries)
+    }
+
+    /// What one transaction did, newest first.
+    pub async fn by_transaction(&self, txid: i64, page: &Page) -> Result<Vec<AuditEntry>> {
+        let filters = Filters {
+            txid: Some(txid),
+            ..Default::default()
+        };
+        Ok(self.search(&filters, page).await?.entries)
+    }
+
+    /// Every UPDATE of one column of a table (of one record when `id` is given), newest first,
+    /// with the old and new value.
+    pub async fn field_changes(
+        &self,
+        table: &TableRef,
+        field: &str,
+        id: Option<&Value>,
+        range: TimeRange,
+        page: &Page,
+    ) -> Result<Vec<FieldChange>> {
+        let client = self.client().await?;
+        let target_type = self.target_type_of(&**client, table).await?;
+        let within = Filters {
+            from: range.from,
+            to: range.to,
+            ..Default::default()
+        };
+        queries::field_changes(&**client, &target_type, field, id, &within, page).await
+    }
+
+    /// The number of entries matching `filters`, grouped by `group_by`.
+    pub async fn counts(&self, group_by: &[CountKey], filters: &Filters) -> Result<Vec<CountRow>> {
+        let client = self.client().await?;
+        let filters = self.resolve(&**client, filters).await?;
+        queries::counts(&**client, group_by, &filters).await
+    }
+
+    /// Actors (or e-mails, or addresses) with at least `threshold` entries within some `window`
+    /// (a PostgreSQL interval, `'10 minutes'`), busiest first. The last 24 hours unless
+    /// `filters.from` is given.
+    pub async fn bursts(
+        &self,
+        window: &str,
+        threshold: i64,
+        by: BurstKey,
+        filters: &Filters,
+    ) -> Result<Vec<Burst>> {
+        let client = self.client().await?;
+        let filters = self.resolve(&**client, filters).await?;
+        queries::bursts(&**client, window, threshold, by, &filters).await
     }
 
     /// Closes the pool; later calls fail.

@@ -213,6 +213,373 @@ pub struct HistoryOptions {
     pub before: Option<i64>,
 }
 
+/// A time: a `Date`, or an ISO 8601 string with a time zone.
+type Time = Either<DateTime<Utc>, String>;
+
+fn time(value: Time, name: &str) -> core::Result<DateTime<Utc>> {
+    match value {
+        Either::A(at) => Ok(at),
+        Either::B(text) => core::queries::parse_time(&text, name),
+    }
+}
+
+fn time_range(from: Option<Time>, to: Option<Time>) -> core::Result<core::TimeRange> {
+    Ok(core::TimeRange {
+        from: from.map(|t| time(t, "from")).transpose()?,
+        to: to.map(|t| time(t, "to")).transpose()?,
+    })
+}
+
+/// Which entries {@link AuditLogs.search}, `entries`, `counts` and `bursts` read. Every filter
+/// given must hold.
+#[napi(object)]
+pub struct Filters {
+    /// A table (its rows' changes); it may have been dropped since.
+    pub table: Option<Either<String, TableName>>,
+    /// Any `target_type` (a table's `schema.table`, or an event's).
+    pub target_type: Option<String>,
+    /// One record's key (an array for a composite key) or an event target's id.
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    pub target_id: Option<Value>,
+    /// One action or any of several: `'UPDATE'`, `['user.login', 'user.logout']`.
+    pub action: Option<Either<String, Vec<String>>>,
+    pub actor_id: Option<String>,
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub request_id: Option<String>,
+    pub txid: Option<i64>,
+    /// UPDATEs that changed this column.
+    pub changed_field: Option<String>,
+    /// Entries whose metadata contains this object, e.g. `{ reason: 'gdpr' }`.
+    pub metadata_contains: Option<Value>,
+    /// `from <= createdAt`.
+    #[napi(ts_type = "Date | string")]
+    pub from: Option<Time>,
+    /// `createdAt < to`.
+    #[napi(ts_type = "Date | string")]
+    pub to: Option<Time>,
+}
+
+fn filters(filters: Option<Filters>) -> core::Result<core::Filters> {
+    let Some(f) = filters else {
+        return Ok(core::Filters::default());
+    };
+    let range = time_range(f.from, f.to)?;
+    Ok(core::Filters {
+        table: f.table.map(table_ref),
+        target_type: f.target_type,
+        target_id: f.target_id,
+        actions: match f.action {
+            None => Vec::new(),
+            Some(Either::A(action)) => vec![action],
+            Some(Either::B(actions)) => actions,
+        },
+        actor_id: f.actor_id,
+        actor_type: f.actor_type,
+        actor_email: f.actor_email,
+        request_id: f.request_id,
+        txid: f.txid,
+        changed_field: f.changed_field,
+        metadata_contains: f.metadata_contains,
+        from: range.from,
+        to: range.to,
+    })
+}
+
+/// A page of a list, newest first.
+#[napi(object)]
+pub struct PageOptions {
+    /// 1 to 10000. Default: 100.
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of {@link AuditLogs.search} results.
+#[napi(object)]
+pub struct SearchPage {
+    pub entries: Vec<AuditLogEntry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Options of {@link AuditLogs.byActor} and {@link AuditLogs.byRequest}.
+#[napi(object)]
+pub struct RangeOptions {
+    #[napi(ts_type = "Date | string")]
+    pub from: Option<Time>,
+    #[napi(ts_type = "Date | string")]
+    pub to: Option<Time>,
+    /// 1 to 10000. Default: 100.
+    pub limit: Option<u32>,
+    /// Only entries older than this entry id (to page).
+    pub before: Option<i64>,
+}
+
+fn range_and_page(options: Option<RangeOptions>) -> core::Result<(core::TimeRange, core::Page)> {
+    let Some(o) = options else {
+        return Ok(Default::default());
+    };
+    let page = core::Page {
+        limit: o.limit,
+        before: o.before,
+    };
+    Ok((time_range(o.from, o.to)?, page))
+}
+
+/// Options of {@link AuditLogs.stateAt}.
+#[napi(object)]
+pub struct StateAtOptions {
+    pub table: Either<String, TableName>,
+    /// The primary key; an array for a composite key.
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    pub id: Value,
+    #[napi(ts_type = "Date | string")]
+    pub at: Time,
+}
+
+/// A record and a time, for {@link AuditLogs.statesAt}.
+#[napi(object)]
+pub struct StatePoint {
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    pub id: Value,
+    #[napi(ts_type = "Date | string")]
+    pub at: Time,
+}
+
+/// Options of {@link AuditLogs.statesAt}.
+#[napi(object)]
+pub struct StatesAtOptions {
+    pub table: Either<String, TableName>,
+    /// At most 10000.
+    pub points: Vec<StatePoint>,
+}
+
+/// A record's state at a time.
+#[napi(object)]
+pub struct PointState {
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    pub id: Value,
+    pub at: DateTime<Utc>,
+    /// The row as it was, or null if it did not exist then.
+    #[napi(ts_type = "Record<string, unknown> | null")]
+    pub state: Option<Value>,
+    /// The entry the state comes from.
+    pub entry_id: Option<i64>,
+}
+
+/// Options of {@link AuditLogs.fieldChanges}.
+#[napi(object)]
+pub struct FieldChangesOptions {
+    pub table: Either<String, TableName>,
+    /// The column.
+    pub field: String,
+    /// Only this record's changes.
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    pub id: Option<Value>,
+    #[napi(ts_type = "Date | string")]
+    pub from: Option<Time>,
+    #[napi(ts_type = "Date | string")]
+    pub to: Option<Time>,
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+}
+
+/// One change of one column.
+#[napi(object)]
+pub struct FieldChange {
+    pub entry_id: i64,
+    pub created_at: DateTime<Utc>,
+    pub txid: i64,
+    pub target_id: Option<String>,
+    /// The value before and after (undefined for an excluded column).
+    pub old_value: Option<Value>,
+    pub new_value: Option<Value>,
+    pub actor_id: Option<String>,
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// One group of {@link AuditLogs.counts}: the keys grouped by are set.
+#[napi(object)]
+pub struct CountRow {
+    pub target_type: Option<String>,
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    /// The start of the hour, day, week or month (UTC).
+    pub period: Option<DateTime<Utc>>,
+    pub count: i64,
+}
+
+/// Options of {@link AuditLogs.bursts}.
+#[napi(object)]
+pub struct BurstOptions {
+    /// A PostgreSQL interval: `'10 minutes'`, `'1 hour'`.
+    pub window: String,
+    /// At least this many entries within the window.
+    pub threshold: i64,
+    /// Default: `actorId`.
+    #[napi(ts_type = "'actorId' | 'actorEmail' | 'ipAddress'")]
+    pub by: Option<String>,
+}
+
+/// The busiest window of one actor that reached the threshold.
+#[napi(object)]
+pub struct Burst {
+    /// The actor id, e-mail or IP address (null for entries without one).
+    pub key: Option<String>,
+    pub changes: i64,
+    pub first_change: DateTime<Utc>,
+    pub last_change: DateTime<Utc>,
+}
+
+/// Options of `entries()`.
+#[napi(object)]
+pub struct StreamOptions {
+    /// Default: `newest`.
+    #[napi(ts_type = "'newest' | 'oldest'")]
+    pub order: Option<String>,
+    /// Rows fetched per round trip, 1 to 10000. Default: 1000.
+    pub batch_size: Option<u32>,
+}
+
+/// Options of {@link AuditLogs.log} and {@link AuditLogs.logMany}.
+#[napi(object)]
+pub struct LogOptions {
+    /// Fills the context fields the event leaves empty (the JavaScript wrapper passes the
+    /// current request's context).
+    #[napi(ts_type = "AuditContext | null")]
+    pub context: Option<Value>,
+}
+
+/// An application event to record (seed 004's `CreateAuditLogInput`).
+#[napi(object)]
+pub struct CreateAuditLogInput {
+    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
+    pub action: String,
+    pub target_type: Option<String>,
+    #[napi(ts_type = "string | number")]
+    pub target_id: Option<Value>,
+    pub metadata: Option<Value>,
+    pub actor_id: Option<String>,
+    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn new_event(input: CreateAuditLogInput) -> core::Result<core::NewEvent> {
+    let mut object = serde_json::Map::new();
+    object.insert("action".into(), Value::String(input.action));
+    for (key, value) in [
+        ("targetType", input.target_type.map(Value::String)),
+        ("targetId", input.target_id),
+        ("metadata", input.metadata),
+        ("actorId", input.actor_id.map(Value::String)),
+        ("actorType", input.actor_type.map(Value::String)),
+        ("actorEmail", input.actor_email.map(Value::String)),
+        ("ipAddress", input.ip_address.map(Value::String)),
+        ("userAgent", input.user_agent.map(Value::String)),
+        ("requestId", input.request_id.map(Value::String)),
+        ("reason", input.reason.map(Value::String)),
+    ] {
+        if let Some(value) = value {
+            object.insert(key.into(), value);
+        }
+    }
+    core::NewEvent::from_camel_case(Value::Object(object))
+}
+
+fn request_context(options: Option<LogOptions>) -> core::Result<Option<core::AuditContext>> {
+    match options.and_then(|o| o.context) {
+        None | Some(Value::Null) => Ok(None),
+        Some(context) => core::AuditContext::from_camel_case(context).map(Some),
+    }
+}
+
+fn events_and_context(
+    inputs: Vec<CreateAuditLogInput>,
+    options: Option<LogOptions>,
+) -> core::Result<(Vec<core::NewEvent>, Option<core::AuditContext>)> {
+    let events = inputs
+        .into_iter()
+        .map(new_event)
+        .collect::<core::Result<Vec<_>>>()?;
+    Ok((events, request_context(options)?))
+}
+
+/// The SQL that records events on the caller's own connection: `client.query(text, values)`.
+#[napi(object)]
+pub struct EventStatement {
+    pub text: String,
+    pub values: Vec<String>,
+}
+
+/// The statement that records `inputs` in the caller's transaction (a pg client or a Prisma
+/// transaction), so they commit or roll back with it; its rows are `AuditLogEntry` objects.
+/// Throws `AUDIT_LOGS_INVALID_EVENT` or `AUDIT_LOGS_INVALID_CONTEXT` before anything runs.
+#[napi]
+pub fn event_statement(
+    inputs: Vec<CreateAuditLogInput>,
+    options: Option<LogOptions>,
+) -> Result<EventStatement, Code> {
+    let (events, context) = events_and_context(inputs, options).map_err(sync_error)?;
+    let statement = core::events::statement(&events, context.as_ref()).map_err(sync_error)?;
+    Ok(EventStatement {
+        text: statement.text,
+        values: vec![statement.events],
+    })
+}
+
+/// Batches of entries from one consistent snapshot (see `AuditLogs.entries`).
+#[napi]
+pub struct EntryBatches {
+    stream: std::sync::Arc<tokio::sync::Mutex<Option<core::EntryStream>>>,
+}
+
+#[napi]
+impl EntryBatches {
+    /// The next batch, or null at the end.
+    #[napi(ts_return_type = "Promise<AuditLogEntry[] | null>")]
+    pub fn next<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Option<Vec<AuditLogEntry>>>> {
+        let stream = self.stream.clone();
+        promise(env, async move {
+            let mut guard = stream.lock().await;
+            let Some(open) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let batch = open.next_batch().await?;
+            if batch.is_none() {
+                *guard = None;
+            }
+            Ok(batch.map(|entries| entries.into_iter().map(Into::into).collect()))
+        })
+    }
+
+    /// Ends the stream early and gives its connection back.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut guard) = self.stream.try_lock() {
+            *guard = None;
+        } else {
+            // A batch is being read: drop the stream when it is done.
+            let stream = self.stream.clone();
+            napi::bindgen_prelude::spawn(async move {
+                *stream.lock().await = None;
+            });
+        }
+    }
+}
+
 /// A connection pool on one database, and everything audit-logs does with it.
 #[napi]
 pub struct AuditLogs {
@@ -352,6 +719,297 @@ impl AuditLogs {
                 .await?
                 .into_iter()
                 .map(Into::into)
+                .collect())
+        })
+    }
+
+    /// Records an application event; the context fields it leaves empty come from
+    /// `options.context`, then from nothing. Rejects with `AUDIT_LOGS_INVALID_EVENT` or
+    /// `AUDIT_LOGS_INVALID_CONTEXT` before anything is written.
+    #[napi(ts_return_type = "Promise<AuditLogEntry>")]
+    pub fn log<'env>(
+        &self,
+        env: &'env Env,
+        input: CreateAuditLogInput,
+        options: Option<LogOptions>,
+    ) -> Result<PromiseRaw<'env, AuditLogEntry>> {
+        let inner = self.inner.clone();
+        let prepared = events_and_context(vec![input], options);
+        promise(env, async move {
+            let (events, context) = prepared?;
+            let mut entries = inner.log_many(&events, context.as_ref()).await?;
+            Ok(entries.remove(0).into())
+        })
+    }
+
+    /// Records up to 10000 events in one statement, all or none; resolves to them in order.
+    #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
+    pub fn log_many<'env>(
+        &self,
+        env: &'env Env,
+        inputs: Vec<CreateAuditLogInput>,
+        options: Option<LogOptions>,
+    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+        let inner = self.inner.clone();
+        let prepared = events_and_context(inputs, options);
+        promise(env, async move {
+            let (events, context) = prepared?;
+            let entries = inner.log_many(&events, context.as_ref()).await?;
+            Ok(entries.into_iter().map(Into::into).collect())
+        })
+    }
+
+    /// The record as it was at `at`, or null if it did not exist then (or was not tracked yet).
+    #[napi(ts_return_type = "Promise<Record<string, unknown> | null>")]
+    pub fn state_at<'env>(
+        &self,
+        env: &'env Env,
+        options: StateAtOptions,
+    ) -> Result<PromiseRaw<'env, Option<Value>>> {
+        let inner = self.inner.clone();
+        let table = table_ref(options.table);
+        let at = time(options.at, "at");
+        promise(env, async move {
+            inner.state_at(&table, &options.id, at?).await
+        })
+    }
+
+    /// Many records at many times in one query, in the order given.
+    #[napi(ts_return_type = "Promise<PointState[]>")]
+    pub fn states_at<'env>(
+        &self,
+        env: &'env Env,
+        options: StatesAtOptions,
+    ) -> Result<PromiseRaw<'env, Vec<PointState>>> {
+        let inner = self.inner.clone();
+        let table = table_ref(options.table);
+        let points = options
+            .points
+            .into_iter()
+            .map(|p| {
+                Ok(core::StatePoint {
+                    id: p.id,
+                    at: time(p.at, "at")?,
+                })
+            })
+            .collect::<core::Result<Vec<_>>>();
+        promise(env, async move {
+            let states = inner.states_at(&table, &points?).await?;
+            Ok(states
+                .into_iter()
+                .map(|s| PointState {
+                    id: s.id,
+                    at: s.at,
+                    state: s.state,
+                    entry_id: s.entry_id,
+                })
+                .collect())
+        })
+    }
+
+    /// Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`).
+    #[napi(ts_return_type = "Promise<SearchPage>")]
+    pub fn search<'env>(
+        &self,
+        env: &'env Env,
+        filters: Option<Filters>,
+        page: Option<PageOptions>,
+    ) -> Result<PromiseRaw<'env, SearchPage>> {
+        let inner = self.inner.clone();
+        let filters = self::filters(filters);
+        let page = page.map_or(Ok(core::Page::default()), |p| {
+            Ok::<_, core::Error>(core::Page {
+                limit: p.limit,
+                before: p
+                    .cursor
+                    .as_deref()
+                    .map(core::queries::parse_cursor)
+                    .transpose()?,
+            })
+        });
+        promise(env, async move {
+            let result = inner.search(&filters?, &page?).await?;
+            Ok(SearchPage {
+                entries: result.entries.into_iter().map(Into::into).collect(),
+                next_cursor: result.next_cursor.map(|id| id.to_string()),
+            })
+        })
+    }
+
+    /// Opens a stream of every entry matching `filters` (see `entries()`, which iterates it).
+    #[napi(ts_return_type = "Promise<EntryBatches>")]
+    pub fn open_entries<'env>(
+        &self,
+        env: &'env Env,
+        filters: Option<Filters>,
+        options: Option<StreamOptions>,
+    ) -> Result<PromiseRaw<'env, EntryBatches>> {
+        let inner = self.inner.clone();
+        let filters = self::filters(filters);
+        let (order, batch_size) = options.map_or((None, None), |o| (o.order, o.batch_size));
+        let order = order
+            .as_deref()
+            .map_or(Ok(core::Order::default()), core::Order::parse);
+        promise(env, async move {
+            let stream = inner
+                .stream(&filters?, order?, batch_size.unwrap_or(1000))
+                .await?;
+            Ok(EntryBatches {
+                stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            })
+        })
+    }
+
+    /// What one actor did, newest first.
+    #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
+    pub fn by_actor<'env>(
+        &self,
+        env: &'env Env,
+        actor_id: String,
+        options: Option<RangeOptions>,
+    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+        let inner = self.inner.clone();
+        let options = range_and_page(options);
+        promise(env, async move {
+            let (range, page) = options?;
+            let entries = inner.by_actor(&actor_id, range, &page).await?;
+            Ok(entries.into_iter().map(Into::into).collect())
+        })
+    }
+
+    /// What one request did, newest first. Give `from`/`to` around the request when you can:
+    /// request ids are not indexed, and a time range reads only those blocks.
+    #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
+    pub fn by_request<'env>(
+        &self,
+        env: &'env Env,
+        request_id: String,
+        options: Option<RangeOptions>,
+    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+        let inner = self.inner.clone();
+        let options = range_and_page(options);
+        promise(env, async move {
+            let (range, page) = options?;
+            let entries = inner.by_request(&request_id, range, &page).await?;
+            Ok(entries.into_iter().map(Into::into).collect())
+        })
+    }
+
+    /// What one transaction (an entry's `txid`) did, newest first.
+    #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
+    pub fn by_transaction<'env>(
+        &self,
+        env: &'env Env,
+        txid: i64,
+        options: Option<RangeOptions>,
+    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+        let inner = self.inner.clone();
+        let options = range_and_page(options);
+        promise(env, async move {
+            let (_, page) = options?;
+            let entries = inner.by_transaction(txid, &page).await?;
+            Ok(entries.into_iter().map(Into::into).collect())
+        })
+    }
+
+    /// Every UPDATE of one column, newest first, with the old and new value.
+    #[napi(ts_return_type = "Promise<FieldChange[]>")]
+    pub fn field_changes<'env>(
+        &self,
+        env: &'env Env,
+        options: FieldChangesOptions,
+    ) -> Result<PromiseRaw<'env, Vec<FieldChange>>> {
+        let inner = self.inner.clone();
+        let table = table_ref(options.table);
+        let range = time_range(options.from, options.to);
+        let page = core::Page {
+            limit: options.limit,
+            before: options.before,
+        };
+        promise(env, async move {
+            let changes = inner
+                .field_changes(&table, &options.field, options.id.as_ref(), range?, &page)
+                .await?;
+            Ok(changes
+                .into_iter()
+                .map(|c| FieldChange {
+                    entry_id: c.entry_id,
+                    created_at: c.created_at,
+                    txid: c.txid,
+                    target_id: c.target_id,
+                    old_value: c.old_value,
+                    new_value: c.new_value,
+                    actor_id: c.actor_id,
+                    actor_type: c.actor_type,
+                    actor_email: c.actor_email,
+                    request_id: c.request_id,
+                })
+                .collect())
+        })
+    }
+
+    /// The number of entries matching `filters`, grouped by `targetType`, `action`, `actorId`,
+    /// `actorType`, `actorEmail` and at most one of `hour`, `day`, `week`, `month`.
+    #[napi(
+        ts_args_type = "groupBy: Array<'targetType' | 'action' | 'actorId' | 'actorType' | 'actorEmail' | 'hour' | 'day' | 'week' | 'month'>, filters?: Filters",
+        ts_return_type = "Promise<CountRow[]>"
+    )]
+    pub fn counts<'env>(
+        &self,
+        env: &'env Env,
+        group_by: Vec<String>,
+        filters: Option<Filters>,
+    ) -> Result<PromiseRaw<'env, Vec<CountRow>>> {
+        let inner = self.inner.clone();
+        let keys = group_by
+            .iter()
+            .map(|k| core::CountKey::parse(k))
+            .collect::<core::Result<Vec<_>>>();
+        let filters = self::filters(filters);
+        promise(env, async move {
+            let rows = inner.counts(&keys?, &filters?).await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| CountRow {
+                    target_type: r.target_type,
+                    action: r.action,
+                    actor_id: r.actor_id,
+                    actor_type: r.actor_type,
+                    actor_email: r.actor_email,
+                    period: r.period,
+                    count: r.count,
+                })
+                .collect())
+        })
+    }
+
+    /// Actors with at least `threshold` entries within some `window`, busiest first (seed
+    /// 000's suspicious activity). Looks at the last 24 hours unless `filters.from` is given.
+    #[napi(ts_return_type = "Promise<Burst[]>")]
+    pub fn bursts<'env>(
+        &self,
+        env: &'env Env,
+        options: BurstOptions,
+        filters: Option<Filters>,
+    ) -> Result<PromiseRaw<'env, Vec<Burst>>> {
+        let inner = self.inner.clone();
+        let by = options
+            .by
+            .as_deref()
+            .map_or(Ok(core::BurstKey::default()), core::BurstKey::parse);
+        let filters = self::filters(filters);
+        promise(env, async move {
+            let bursts = inner
+                .bursts(&options.window, options.threshold, by?, &filters?)
+                .await?;
+            Ok(bursts
+                .into_iter()
+                .map(|b| Burst {
+                    key: b.key,
+                    changes: b.changes,
+                    first_change: b.first_change,
+                    last_change: b.last_change,
+                })
                 .collect())
         })
     }

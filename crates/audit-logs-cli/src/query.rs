@@ -1,0 +1,349 @@
+//! `log`, `export` and `schema`: recording an event, streaming the log out, and the audit
+//! table's model for ORMs.
+
+use std::io::{self, Write};
+
+use audit_logs_core::queries::parse_time;
+use audit_logs_core::{
+    AuditContext, AuditEntry, AuditLogs, Error, Filters, NewEvent, Order, TableRef,
+};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which entries `export` writes. Every filter given must hold.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Changes of this table's rows.
+    #[arg(long)]
+    table: Option<String>,
+    /// Entries with this target_type (a table's schema.table, or an event's).
+    #[arg(long, conflicts_with = "table")]
+    target_type: Option<String>,
+    /// One record's key (42, abc, or '[1, "a"]' for a composite key) or an event target's id.
+    #[arg(long)]
+    target_id: Option<String>,
+    /// This action; repeat for any of several (UPDATE, user.login...).
+    #[arg(long = "action", value_name = "ACTION")]
+    actions: Vec<String>,
+    #[arg(long = "actor", value_name = "ACTOR_ID")]
+    actor_id: Option<String>,
+    #[arg(long)]
+    actor_type: Option<String>,
+    #[arg(long)]
+    actor_email: Option<String>,
+    #[arg(long = "request", value_name = "REQUEST_ID")]
+    request_id: Option<String>,
+    #[arg(long)]
+    txid: Option<i64>,
+    /// UPDATEs that changed this column.
+    #[arg(long)]
+    changed_field: Option<String>,
+    /// Entries whose metadata contains this JSON object: '{"reason": "gdpr"}'.
+    #[arg(long, value_name = "JSON")]
+    metadata_contains: Option<String>,
+    /// Entries at or after this time (ISO 8601: 2026-01-31T00:00:00Z).
+    #[arg(long)]
+    from: Option<String>,
+    /// Entries before this time.
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl FilterArgs {
+    fn filters(self) -> Result<Filters, Error> {
+        Ok(Filters {
+            table: self.table.map(TableRef::Sql),
+            target_type: self.target_type,
+            target_id: self.target_id.as_deref().map(crate::parse_id),
+            actions: self.actions,
+            actor_id: self.actor_id,
+            actor_type: self.actor_type,
+            actor_email: self.actor_email,
+            request_id: self.request_id,
+            txid: self.txid,
+            changed_field: self.changed_field,
+            metadata_contains: self
+                .metadata_contains
+                .as_deref()
+                .map(|text| json_arg("--metadata-contains", text))
+                .transpose()?,
+            from: self
+                .from
+                .as_deref()
+                .map(|t| parse_time(t, "--from"))
+                .transpose()?,
+            to: self
+                .to
+                .as_deref()
+                .map(|t| parse_time(t, "--to"))
+                .transpose()?,
+        })
+    }
+}
+
+fn json_arg(name: &str, text: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::invalid_argument(name, format!("{text:?} is not JSON: {e}")))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row; JSON columns hold JSON text.
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportOrder {
+    Oldest,
+    Newest,
+}
+
+/// `audit-logs export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Oldest first (as a log file reads) or newest first.
+    #[arg(long, value_enum, default_value_t = ExportOrder::Oldest)]
+    order: ExportOrder,
+    #[command(flatten)]
+    filters: FilterArgs,
+}
+
+/// Streams the matching entries to stdout from one snapshot, in bounded memory, with a
+/// progress counter on stderr when it is a terminal. Returns how many were written.
+pub async fn export(audit: &AuditLogs, args: ExportArgs) -> Result<u64, Error> {
+    let order = match args.order {
+        ExportOrder::Oldest => Order::OldestFirst,
+        ExportOrder::Newest => Order::NewestFirst,
+    };
+    let mut stream = audit.stream(&args.filters.filters()?, order, 2000).await?;
+    // Hidden by indicatif itself when stderr is not a terminal.
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {human_pos} entries exported ({per_sec})")
+            .expect("a valid template"),
+    );
+    let stdout = io::stdout();
+    let mut writer = Writer::new(
+        args.format,
+        io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+    );
+    let mut written = 0u64;
+    let outcome: Result<(), ExportError> = async {
+        while let Some(batch) = stream.next_batch().await? {
+            for entry in &batch {
+                writer.write(entry)?;
+            }
+            written += batch.len() as u64;
+            progress.set_position(written);
+        }
+        writer.finish()
+    }
+    .await;
+    progress.finish_and_clear();
+    match outcome {
+        Ok(()) => Ok(written),
+        // The reader (say, `| head`) has had enough: not an error.
+        Err(ExportError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(written),
+        Err(ExportError::Io(e)) => Err(Error::Output {
+            reason: e.to_string(),
+        }),
+        Err(ExportError::Audit(e)) => Err(e),
+    }
+}
+
+/// An error while exporting: from the database, or from writing stdout.
+enum ExportError {
+    Audit(Error),
+    Io(io::Error),
+}
+
+impl From<Error> for ExportError {
+    fn from(e: Error) -> Self {
+        ExportError::Audit(e)
+    }
+}
+
+impl From<io::Error> for ExportError {
+    fn from(e: io::Error) -> Self {
+        ExportError::Io(e)
+    }
+}
+
+impl From<csv::Error> for ExportError {
+    fn from(e: csv::Error) -> Self {
+        ExportError::Io(e.into())
+    }
+}
+
+const CSV_HEADER: [&str; 17] = [
+    "id",
+    "created_at",
+    "txid",
+    "action",
+    "target_type",
+    "target_id",
+    "old_target_id",
+    "old_values",
+    "new_values",
+    "changed_fields",
+    "actor_id",
+    "actor_type",
+    "actor_email",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "metadata",
+];
+
+enum Writer<W: Write> {
+    Jsonl(W),
+    Csv(Box<csv::Writer<W>>, bool),
+}
+
+impl<W: Write> Writer<W> {
+    fn new(format: Format, out: W) -> Self {
+        match format {
+            Format::Jsonl => Writer::Jsonl(out),
+            Format::Csv => Writer::Csv(Box::new(csv::Writer::from_writer(out)), false),
+        }
+    }
+
+    fn write(&mut self, entry: &AuditEntry) -> Result<(), ExportError> {
+        match self {
+            Writer::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, entry).map_err(io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
+            Writer::Csv(out, header_written) => {
+                if !*header_written {
+                    out.write_record(CSV_HEADER)?;
+                    *header_written = true;
+                }
+                let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+                let fields = [
+                    Some(entry.id.to_string()),
+                    Some(entry.created_at.to_rfc3339()),
+                    Some(entry.txid.to_string()),
+                    Some(entry.action.clone()),
+                    entry.target_type.clone(),
+                    entry.target_id.clone(),
+                    entry.old_target_id.clone(),
+                    json(&entry.old_values),
+                    json(&entry.new_values),
+                    entry
+                        .changed_fields
+                        .as_ref()
+                        .map(|f| serde_json::to_string(f).expect("strings serialize")),
+                    entry.actor_id.clone(),
+                    entry.actor_type.clone(),
+                    entry.actor_email.clone(),
+                    entry.ip_address.clone(),
+                    entry.user_agent.clone(),
+                    entry.request_id.clone(),
+                    json(&entry.metadata),
+                ];
+                out.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), ExportError> {
+        match self {
+            Writer::Jsonl(mut out) => out.flush()?,
+            Writer::Csv(mut out, _) => out.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// `audit-logs log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// What happened: user.login, report.exported...
+    #[arg(long)]
+    action: String,
+    #[arg(long = "actor", value_name = "ACTOR_ID")]
+    actor_id: Option<String>,
+    /// user, system, api_key, moderator, migration, or any string.
+    #[arg(long)]
+    actor_type: Option<String>,
+    #[arg(long)]
+    actor_email: Option<String>,
+    #[arg(long)]
+    target_type: Option<String>,
+    #[arg(long)]
+    target_id: Option<String>,
+    /// Details, as a JSON object: '{"rows": 120}'.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
+    /// Why: stored in metadata.reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// The client address, IPv4 or IPv6.
+    #[arg(long = "ip", value_name = "IP")]
+    ip_address: Option<String>,
+    #[arg(long = "request", value_name = "REQUEST_ID")]
+    request_id: Option<String>,
+}
+
+impl LogArgs {
+    pub fn event(self) -> Result<NewEvent, Error> {
+        let metadata = match self
+            .metadata
+            .as_deref()
+            .map(|t| json_arg("--metadata", t))
+            .transpose()?
+        {
+            None => None,
+            Some(serde_json::Value::Object(map)) => Some(map),
+            Some(other) => {
+                return Err(Error::InvalidEvent {
+                    reason: format!("--metadata must be a JSON object, got {other}"),
+                })
+            }
+        };
+        Ok(NewEvent {
+            action: self.action,
+            target_type: self.target_type,
+            target_id: self.target_id,
+            metadata,
+            context: AuditContext {
+                actor_id: self.actor_id,
+                actor_type: self.actor_type,
+                actor_email: self.actor_email,
+                ip_address: self
+                    .ip_address
+                    .as_deref()
+                    .map(AuditContext::parse_ip)
+                    .transpose()?,
+                request_id: self.request_id,
+                reason: self.reason,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+/// `audit-logs schema`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SchemaArgs {
+    /// A Prisma model of the audit table.
+    #[arg(long)]
+    prisma: bool,
+    /// A Drizzle table of the audit table.
+    #[arg(long)]
+    drizzle: bool,
+}
+
+pub fn schema(args: &SchemaArgs) -> &'static str {
+    if args.prisma {
+        audit_logs_core::orm::prisma_model()
+    } else {
+        audit_logs_core::orm::drizzle_schema()
+    }
+}

@@ -1,0 +1,311 @@
+//! Application events: the entries that are not row changes (`user.login`, `report.exported`,
+//! `permission.denied`...), recorded through `audit.log_events` in the caller's transaction or
+//! on their own.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use crate::context::AuditContext;
+use crate::error::{from_query, Error, Result};
+use crate::history::{AuditEntry, ENTRY_COLUMNS};
+
+/// The most events one call records (the limit of `audit.log_events`).
+pub const MAX_EVENTS: usize = 10_000;
+/// The largest metadata of one event, serialized.
+pub const MAX_METADATA_BYTES: usize = 65_536;
+const MAX_ACTION_CHARS: usize = 100;
+const MAX_TARGET_TYPE_BYTES: usize = 200;
+const MAX_TARGET_ID_BYTES: usize = 1024;
+const ROW_ACTIONS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "TRUNCATE"];
+
+/// An event to record. Context fields left empty are taken from the request context and then
+/// from the transaction's `audit.context`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewEvent {
+    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// Details, merged over the context's metadata.
+    pub metadata: Option<Map<String, Value>>,
+    pub context: AuditContext,
+}
+
+/// An event as JavaScript writes it: seed 004's `CreateAuditLogInput`, in camelCase.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventInput {
+    action: String,
+    target_type: Option<String>,
+    target_id: Option<Value>,
+    metadata: Option<Value>,
+    actor_id: Option<String>,
+    actor_type: Option<String>,
+    actor_email: Option<String>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    reason: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(action: impl Into<String>) -> NewEvent {
+        NewEvent {
+            action: action.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Reads `{ action, targetType, targetId, metadata, actorId, actorType, actorEmail,
+    /// ipAddress, userAgent, requestId, reason }`; unknown keys are refused by name.
+    pub fn from_camel_case(value: Value) -> Result<NewEvent> {
+        if !value.is_object() {
+            return Err(invalid(format!(
+                "expected an object such as {{ action: 'user.login', actorId: '42' }}, got {value}"
+            )));
+        }
+        let input: EventInput =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let target_id = match input.target_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(id),
+            Some(Value::Number(id)) => Some(id.to_string()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "targetId must be a string or a number, got {other}"
+                )))
+            }
+        };
+        let metadata = match input.metadata {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => return Err(invalid(format!("metadata must be an object, got {other}"))),
+        };
+        let ip_address = input
+            .ip_address
+            .as_deref()
+            .map(AuditContext::parse_ip)
+            .transpose()?;
+        Ok(NewEvent {
+            action: input.action,
+            target_type: input.target_type,
+            target_id,
+            metadata,
+            context: AuditContext {
+                actor_id: input.actor_id,
+                actor_type: input.actor_type,
+                actor_email: input.actor_email,
+                ip_address,
+                user_agent: input.user_agent,
+                request_id: input.request_id,
+                reason: input.reason,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The checks `audit.check_event` makes, made before anything reaches the database so
+    /// that every caller (a pool, a caller's pg client or Prisma transaction) gets a typed error.
+    pub fn check(&self) -> Result<()> {
+        let action = &self.action;
+        let valid_name = action.chars().count() <= MAX_ACTION_CHARS
+            && action
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            && action
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+        if !valid_name {
+            return Err(invalid(format!(
+                "action {action:?} is not valid: use 1 to {MAX_ACTION_CHARS} letters, digits, \"_\", \".\", \":\" or \"-\", starting with a letter (e.g. user.login)"
+            )));
+        }
+        if ROW_ACTIONS.contains(&action.to_ascii_uppercase().as_str()) {
+            return Err(invalid(format!(
+                "action {action:?} is reserved for row changes, which the triggers record; name events by what happened, e.g. user.login"
+            )));
+        }
+        if self
+            .target_type
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_TARGET_TYPE_BYTES)
+            || self
+                .target_id
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_TARGET_ID_BYTES)
+        {
+            return Err(invalid(format!(
+                "targetType (at most {MAX_TARGET_TYPE_BYTES} bytes) or targetId (at most {MAX_TARGET_ID_BYTES} bytes) is too long"
+            )));
+        }
+        if let Some(metadata) = &self.metadata {
+            let size = Value::Object(metadata.clone()).to_string().len();
+            if size > MAX_METADATA_BYTES {
+                return Err(invalid(format!(
+                    "metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The event as `audit.log_events` reads it, its context completed from `request`.
+    fn to_json(&self, request: Option<&AuditContext>) -> Result<Value> {
+        self.check()?;
+        let context = match request {
+            Some(request) => self.context.over(request),
+            None => self.context.clone(),
+        };
+        let context = match context.to_setting()? {
+            Some(setting) => serde_json::from_str(&setting).expect("a setting is JSON"),
+            None => Value::Null,
+        };
+        let mut event = json!({ "action": self.action, "context": context });
+        for (key, value) in [
+            ("target_type", self.target_type.clone().map(Value::String)),
+            ("target_id", self.target_id.clone().map(Value::String)),
+            ("metadata", self.metadata.clone().map(Value::Object)),
+        ] {
+            if let Some(value) = value {
+                event[key] = value;
+            }
+        }
+        Ok(event)
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidEvent { reason }
+}
+
+/// A statement for the caller to run on their own connection (a pg client or a Prisma
+/// transaction), so that the events commit or roll back with the caller's changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventStatement {
+    /// Selects the recorded entries with the keys and JavaScript types of `AuditLogEntry`.
+    pub text: String,
+    /// The only parameter: the events, as JSON text.
+    pub events: String,
+}
+
+/// The events as the one parameter of `audit.log_events`, checked.
+fn events_param(events: &[NewEvent], request: Option<&AuditContext>) -> Result<Value> {
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(invalid(format!(
+            "{} events given; record 1 to {MAX_EVENTS} per call",
+            events.len()
+        )));
+    }
+    events
+        .iter()
+        .map(|event| event.to_json(request))
+        .collect::<Result<Vec<_>>>()
+        .map(Value::Array)
+}
+
+/// The statement that records `events` (see [`EventStatement`]).
+pub fn statement(events: &[NewEvent], request: Option<&AuditContext>) -> Result<EventStatement> {
+    Ok(EventStatement {
+        text: format!(
+            "select {JS_ENTRY_COLUMNS} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)"
+        ),
+        events: events_param(events, request)?.to_string(),
+    })
+}
+
+/// [`crate::history::ENTRY_COLUMNS`] under the names and with the types node-postgres and
+/// Prisma turn into an `AuditLogEntry` (ids as float8: exact up to 2^53, as JavaScript numbers are).
+const JS_ENTRY_COLUMNS: &str = r#"id::pg_catalog.float8 as "id", created_at as "createdAt",
+    txid::pg_catalog.float8 as "txid", action, target_type as "targetType", target_id as "targetId",
+    old_target_id as "oldTargetId", old_values as "oldValues", new_values as "newValues",
+    changed_fields as "changedFields", actor_id as "actorId", actor_type as "actorType",
+    actor_email as "actorEmail", pg_catalog.host(ip_address) as "ipAddress",
+    user_agent as "userAgent", request_id as "requestId", metadata"#;
+
+/// Records `events` on `client` (in its transaction, if it is in one); returns the entries in
+/// the order given. All or none.
+pub async fn log(
+    client: &impl GenericClient,
+    events: &[NewEvent],
+    request: Option<&AuditContext>,
+) -> Result<Vec<AuditEntry>> {
+    let param = events_param(events, request)?;
+    let rows = client
+        .query_typed(
+            &format!("select {ENTRY_COLUMNS} from audit.log_events($1)"),
+            &[(&param, Type::JSONB)],
+        )
+        .await
+        .map_err(|e| from_query(e, None))?;
+    Ok(rows.iter().map(AuditEntry::from_row).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_seed_004_input_in_camel_case() {
+        let event = NewEvent::from_camel_case(json!({
+            "action": "project.created", "actorId": "user_123", "actorType": "user",
+            "targetType": "project", "targetId": 456, "metadata": {"name": "MyProject"},
+            "ipAddress": "192.168.1.1", "userAgent": "Mozilla/5.0"
+        }))
+        .unwrap();
+        assert_eq!(event.target_id.as_deref(), Some("456"));
+        assert_eq!(event.context.actor_id.as_deref(), Some("user_123"));
+        assert_eq!(
+            event.context.ip_address,
+            Some("192.168.1.1".parse().unwrap())
+        );
+        event.check().unwrap();
+    }
+
+    #[test]
+    fn refuses_bad_events_by_name() {
+        for (input, mentions) in [
+            (json!({"action": "UPDATE"}), "reserved"),
+            (json!({"action": "has space"}), "not valid"),
+            (json!({"action": ""}), "not valid"),
+            (json!({"action": "ok", "metadata": [1]}), "metadata"),
+            (json!({"action": "ok", "targetId": {"a": 1}}), "targetId"),
+            (
+                json!({"action": "ok", "ipAddress": "1.2.3.999"}),
+                "1.2.3.999",
+            ),
+            (json!({"action": "ok", "actorID": "1"}), "actorID"),
+            (json!({"actorId": "1"}), "action"),
+        ] {
+            let err = NewEvent::from_camel_case(input)
+                .and_then(|e| e.check())
+                .unwrap_err();
+            assert!(err.to_string().contains(mentions), "{err}");
+        }
+    }
+
+    #[test]
+    fn request_context_fills_only_what_the_event_leaves_empty() {
+        let mut event = NewEvent::new("user.login");
+        event.context.actor_id = Some("17".into());
+        let request = AuditContext {
+            actor_id: Some("admin".into()),
+            request_id: Some("req-1".into()),
+            ..Default::default()
+        };
+        let json = event.to_json(Some(&request)).unwrap();
+        assert_eq!(
+            json["context"],
+            json!({"actor_id": "17", "request_id": "req-1"})
+        );
+    }
+
+    #[test]
+    fn a_call_records_one_to_ten_thousand_events() {
+        assert!(statement(&[], None).is_err());
+        let many = vec![NewEvent::new("a"); MAX_EVENTS + 1];
+        assert!(statement(&many, None).is_err());
+    }
+}

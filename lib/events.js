@@ -1,0 +1,48 @@
+'use strict'
+// What AuditLogs gains in JavaScript: the request's context for events, events in the caller's
+// own transaction, and `for await` over a stream. Everything else is native.
+const { eventStatement } = require('../binding.js')
+const { currentAuditContext } = require('./context.js')
+
+/** Runs an event statement on a pg client or a Prisma (transaction) client; resolves to its rows. */
+async function runOn(client, { text, values }) {
+  if (typeof client.$queryRawUnsafe === 'function') return client.$queryRawUnsafe(text, ...values)
+  return (await client.query(text, values)).rows
+}
+
+/**
+ * The methods added to the native AuditLogs class. `log(input, { client, context })`:
+ * - `context` (default: the current request's) fills the context fields `input` leaves empty;
+ * - with `client` (a pg client or a Prisma transaction), the event is written in that client's
+ *   transaction and commits or rolls back with it; there, the transaction's own audit context
+ *   fills what is still empty.
+ */
+function eventMethods(native) {
+  return {
+    async log(input, options = {}) {
+      const context = options.context ?? currentAuditContext() ?? null
+      if (options.client) return (await runOn(options.client, eventStatement([input], { context })))[0]
+      return native.log.call(this, input, { context })
+    },
+
+    async logMany(inputs, options = {}) {
+      const context = options.context ?? currentAuditContext() ?? null
+      if (options.client) return runOn(options.client, eventStatement(inputs, { context }))
+      return native.logMany.call(this, inputs, { context })
+    },
+
+    /** Every entry matching `filters`, read in batches from one snapshot, in bounded memory. */
+    async *entries(filters, options) {
+      const batches = await this.openEntries(filters, options)
+      try {
+        for (let batch = await batches.next(); batch !== null; batch = await batches.next()) {
+          yield* batch
+        }
+      } finally {
+        batches.close()
+      }
+    },
+  }
+}
+
+module.exports = { eventMethods, runOn }

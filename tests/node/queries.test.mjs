@@ -1,0 +1,231 @@
+// Seed 000's questions, each one call through the npm package, against a real PostgreSQL.
+// Expected answers come from the live tables (snapshots taken as the story goes) or from a
+// plain read of the whole log, never from the helper's own SQL.
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import pg from 'pg'
+import { ActorType, AuditLogs, runWithAuditContext, withAuditContext } from '../../index.js'
+import { deferCleanup, freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
+
+async function setup(t, ddl, tables) {
+  const url = await freshDatabase(t)
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
+  await audit.migrate()
+  await withClient(url, (c) => c.query(ddl))
+  for (const table of tables) await audit.enableTracking(table)
+  const pool = new pg.Pool({ connectionString: url, max: 4 })
+  deferCleanup(t, () => pool.end())
+  const raw = (sql, values) => withClient(url, (c) => c.query(sql, values).then((r) => r.rows))
+  return { url, audit, pool, raw }
+}
+
+/** The live rows of a table now, by key, and the time: what stateAt must give back later. */
+async function snapshot(raw, table, key) {
+  await sleep(3)
+  const rows = await raw(`select ${key} as key, to_jsonb(t) as row from ${table} t`)
+  const [{ at }] = await raw('select clock_timestamp() as at')
+  await sleep(3)
+  return { at, rows: new Map(rows.map((r) => [r.key, r.row])) }
+}
+
+const SEED_000 = `
+  create table users (id serial primary key, email text not null, given_name text);
+  create table organizations (id serial primary key, siret text, cached_libelle text);
+  create table users_organizations (user_id int references users, organization_id int references organizations,
+                                    verification_type text, primary key (user_id, organization_id));
+  create table moderations (id serial primary key, user_id int, organization_id int, type text,
+                            created_at timestamptz not null default clock_timestamp());`
+
+test('seed 000: every question of the audit log is one call', async (t) => {
+  const { url, audit, pool, raw } = await setup(t, SEED_000, ['users', 'organizations', 'users_organizations'])
+  const admin = { actorEmail: 'admin@gouv.fr', actorType: ActorType.USER, actorId: 'admin' }
+  const moderator = { actorEmail: 'moderator@gouv.fr', actorType: ActorType.MODERATOR, actorId: 'mod-1' }
+
+  await withAuditContext(pool, admin, async (c) => {
+    await c.query("insert into users (email, given_name) values ('jean@x.fr', 'Jean'), ('marie@x.fr', 'Marie')")
+    await c.query("insert into organizations (siret, cached_libelle) values ('111', 'Mairie'), ('222', 'DINUM')")
+    await c.query("insert into users_organizations values (1, 1, 'none'), (2, 2, 'domain')")
+  })
+  await withAuditContext(pool, moderator, async (c) => {
+    await c.query("update users set email = 'jean.dupont@x.fr' where id = 1")
+    await c.query("update users_organizations set verification_type = 'official_contact' where user_id = 1")
+  })
+  // The moderations, and what users and organizations looked like at that moment.
+  const moderated = []
+  for (const [user, org] of [[1, 1], [2, 2]]) {
+    const [m] = await raw('insert into moderations (user_id, organization_id, type) values ($1, $2, $3) returning *',
+      [user, org, 'organization_join_block'])
+    const users = await snapshot(raw, 'users', 'id')
+    const orgs = await snapshot(raw, 'organizations', 'id')
+    const links = await snapshot(raw, 'users_organizations', "user_id || '/' || organization_id")
+    moderated.push({ m, user: users.rows.get(user), org: orgs.rows.get(org), link: links.rows.get(`${user}/${org}`) })
+    // Changes after each moderation, which the answers must not include.
+    await withAuditContext(pool, admin, async (c) => {
+      await c.query('update users set given_name = given_name || $1 where id = $2', ['!', user])
+      await c.query("update organizations set cached_libelle = cached_libelle || ' (renamed)' where id = $1", [org])
+      await c.query('update users_organizations set verification_type = $1 where user_id = $2', ['later', user])
+    })
+  }
+  // A data migration (seed 000's SET LOCAL app.current_migration).
+  await withClient(url, async (c) => {
+    await c.query('begin')
+    await c.query(`select audit.set_context('{"actor_type": "migration", "migration_name": "1768213263725_apply-audit-triggers"}')`)
+    await c.query("update organizations set cached_libelle = upper(cached_libelle)")
+    await c.query('commit')
+  })
+  // A script that changes too much too fast.
+  await withAuditContext(pool, { actorEmail: 'script@x.fr', actorId: 'script' }, async (c) => {
+    for (let i = 0; i < 20; i++) await c.query('update users set given_name = $1 where id = 2', [`M${i}`])
+  })
+  const log = await raw('select id, target_type, target_id, action, actor_email, changed_fields, metadata from audit.audit_logs order by id desc')
+  const idsOf = (rows) => rows.map((r) => Number(r.id))
+
+  // "View all audit logs for a specific user", newest first.
+  const history = await audit.history({ table: 'users', id: 1 })
+  assert.deepEqual(history.map((e) => e.id), idsOf(log.filter((r) => r.target_type === 'public.users' && r.target_id === '1')))
+
+  // "View recent changes by actor" (seed 000 uses the e-mail).
+  const byEmail = await audit.search({ actorEmail: 'moderator@gouv.fr' }, { limit: 100 })
+  assert.deepEqual(byEmail.entries.map((e) => e.id), idsOf(log.filter((r) => r.actor_email === 'moderator@gouv.fr')))
+  assert.equal(byEmail.nextCursor, undefined, 'no next page')
+  const byActor = await audit.byActor('mod-1')
+  assert.deepEqual(byActor.map((e) => e.id), byEmail.entries.map((e) => e.id))
+
+  // "View all changes from a specific migration".
+  const migration = await audit.search({ metadataContains: { migration_name: '1768213263725_apply-audit-triggers' } })
+  assert.deepEqual(migration.entries.map((e) => e.id), idsOf(log.filter((r) => r.metadata?.migration_name)))
+  assert.equal(migration.entries.length, 2)
+  assert.ok(migration.entries.every((e) => e.actorType === 'migration'))
+
+  // "State of the user / organization / link at the time of each moderation".
+  const at = moderated.map(({ m }) => m.created_at)
+  const users = await audit.statesAt({ table: 'users', points: moderated.map(({ m }) => ({ id: m.user_id, at: m.created_at })) })
+  const orgs = await audit.statesAt({ table: 'organizations', points: moderated.map(({ m }) => ({ id: m.organization_id, at: m.created_at })) })
+  const links = await audit.statesAt({
+    table: 'users_organizations',
+    points: moderated.map(({ m }) => ({ id: [m.user_id, m.organization_id], at: m.created_at })),
+  })
+  moderated.forEach((expected, i) => {
+    assert.deepEqual(users[i].state, expected.user, `user at moderation ${i}`)
+    assert.deepEqual(orgs[i].state, expected.org, `organization at moderation ${i}`)
+    assert.deepEqual(links[i].state, expected.link, `membership at moderation ${i}`)
+    assert.deepEqual(users[i].at, at[i])
+  })
+  assert.equal(moderated[0].user.email, 'jean.dupont@x.fr', 'the moderator change came before')
+  assert.equal(moderated[0].user.given_name, 'Jean', 'the later change did not')
+  // "Reconstruct user state at a specific timestamp": one record, one call.
+  assert.deepEqual(await audit.stateAt({ table: 'users', id: 1, at: at[0] }), moderated[0].user)
+  assert.equal(await audit.stateAt({ table: 'users', id: 1, at: new Date(0) }), null, 'not yet created')
+
+  // "Find all changes to a specific field".
+  const emails = await audit.fieldChanges({ table: 'users', field: 'email' })
+  assert.deepEqual(emails.map((c) => [c.targetId, c.oldValue, c.newValue, c.actorEmail]),
+    [['1', 'jean@x.fr', 'jean.dupont@x.fr', 'moderator@gouv.fr']])
+
+  // "Count changes by table and action".
+  const tally = new Map()
+  for (const r of log) tally.set(`${r.target_type} ${r.action}`, (tally.get(`${r.target_type} ${r.action}`) ?? 0) + 1)
+  const counts = await audit.counts(['targetType', 'action'])
+  assert.deepEqual(new Map(counts.map((c) => [`${c.targetType} ${c.action}`, c.count])), tally)
+
+  // "Find suspicious activity (many changes in short time)": the whole story took seconds, so
+  // every actor's busiest hour holds all of its entries.
+  const bursts = await audit.bursts({ window: '1 hour', threshold: 15, by: 'actorEmail' })
+  const perEmail = new Map()
+  for (const r of log) perEmail.set(r.actor_email, (perEmail.get(r.actor_email) ?? 0) + 1)
+  assert.deepEqual(bursts.map((b) => [b.key, b.changes]), [...perEmail].filter(([, n]) => n >= 15))
+  assert.deepEqual(bursts.map((b) => b.key), ['script@x.fr'])
+})
+
+test('events: log and logMany take the request context; in a caller transaction they roll back with it', async (t) => {
+  const { audit, pool, raw } = await setup(t, 'create table orders (id int primary key, total int)', ['orders'])
+  const request = { actorId: 'u-1', actorType: 'user', ipAddress: '203.0.113.9', requestId: 'req-42' }
+
+  const login = await runWithAuditContext(request, () =>
+    audit.log({ action: 'user.login', targetType: 'user', targetId: 'u-1', metadata: { method: 'password' } }))
+  assert.equal(login.action, 'user.login')
+  assert.equal(login.actorId, 'u-1')
+  assert.equal(login.ipAddress, '203.0.113.9')
+  assert.equal(login.requestId, 'req-42')
+  assert.deepEqual(login.metadata, { method: 'password' })
+
+  // The event's own fields win over the request's.
+  const [denied, exported] = await runWithAuditContext(request, () => audit.logMany([
+    { action: 'permission.denied', actorId: 'api-7', actorType: 'api_key', targetType: 'project', targetId: 3 },
+    { action: 'report.exported', metadata: { rows: 10 } },
+  ]))
+  assert.deepEqual([denied.actorId, denied.actorType, denied.ipAddress, denied.targetId], ['api-7', 'api_key', '203.0.113.9', '3'])
+  assert.equal(exported.actorId, 'u-1')
+  assert.ok(exported.id > denied.id)
+
+  // Inside withAuditContext: the event commits or rolls back with the order.
+  for (const fail of [true, false]) {
+    const attempt = withAuditContext(pool, { actorId: 'clerk' }, async (client) => {
+      await client.query('insert into orders values ($1, 100)', [fail ? 1 : 2])
+      const refund = await audit.log({ action: 'order.refunded', targetType: 'order', targetId: fail ? 1 : 2 }, { client })
+      assert.equal(refund.actorId, 'clerk', "the transaction's context attributes it")
+      assert.ok(refund.createdAt instanceof Date)
+      assert.equal(typeof refund.id, 'number')
+      if (fail) throw new Error('payment provider down')
+    })
+    if (fail) await assert.rejects(attempt, /payment provider down/)
+    else await attempt
+  }
+  const refunds = await raw("select target_id from audit.audit_logs where action = 'order.refunded'")
+  assert.deepEqual(refunds.map((r) => r.target_id), ['2'])
+  assert.deepEqual((await raw('select id from orders')).map((r) => r.id), [2])
+
+  // Bad events are refused before anything is written.
+  const before = (await raw('select count(*)::int as n from audit.audit_logs'))[0].n
+  await rejectsWithCode(assert, audit.log({ action: 'UPDATE' }), 'AUDIT_LOGS_INVALID_EVENT')
+  await rejectsWithCode(assert, audit.log({ action: 'has space' }), 'AUDIT_LOGS_INVALID_EVENT')
+  await rejectsWithCode(assert, audit.log({ action: 'ok', ipAddress: '999.1.1.1' }), 'AUDIT_LOGS_INVALID_CONTEXT')
+  await rejectsWithCode(assert, audit.logMany([{ action: 'fine' }, { action: 'delete' }]), 'AUDIT_LOGS_INVALID_EVENT')
+  await rejectsWithCode(assert, audit.log({ action: 'ok', metadata: [1] }), 'AUDIT_LOGS_INVALID_EVENT')
+  await rejectsWithCode(assert, withAuditContext(pool, {}, (client) => audit.log({ action: 'bad action' }, { client })),
+    'AUDIT_LOGS_INVALID_EVENT')
+  assert.equal((await raw('select count(*)::int as n from audit.audit_logs'))[0].n, before)
+})
+
+test('search pages by cursor; entries() streams everything and frees its connection on break', async (t) => {
+  const { audit, raw } = await setup(t, 'create table items (id int primary key, n int)', ['items'])
+  await raw('insert into items select g, g from generate_series(1, 2500) g')
+  await raw('update items set n = n + 1 where id % 10 = 0')
+
+  const updates = []
+  let page = await audit.search({ table: 'items', action: 'UPDATE' }, { limit: 40 })
+  for (;;) {
+    updates.push(...page.entries.map((e) => Number(e.targetId)))
+    if (!page.nextCursor) break
+    page = await audit.search({ table: 'items', action: 'UPDATE' }, { limit: 40, cursor: page.nextCursor })
+  }
+  assert.equal(updates.length, 250)
+  assert.deepEqual(updates, Array.from({ length: 250 }, (_, i) => 2500 - i * 10), 'newest first, each once')
+
+  const seen = []
+  for await (const entry of audit.entries({ action: ['INSERT'] }, { order: 'oldest', batchSize: 300 })) {
+    seen.push(Number(entry.targetId))
+  }
+  assert.deepEqual(seen, Array.from({ length: 2500 }, (_, i) => i + 1))
+  // Twenty streams left early: each gives its connection back (the pool is smaller).
+  for (let i = 0; i < 20; i++) {
+    for await (const entry of audit.entries({}, { batchSize: 5 })) {
+      assert.equal(entry.action, 'UPDATE')
+      break
+    }
+  }
+  assert.equal((await audit.byTransaction(page.entries[0].txid, { limit: 1000 })).length, 250, 'one UPDATE statement, one transaction')
+
+  await rejectsWithCode(assert, audit.search({}, { cursor: '-1' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.search({}, { cursor: "1; drop table items" }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.search({}, { limit: 0 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.search({ from: 'yesterday' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.search({ metadataContains: 'x' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.counts(['actorId; drop table items']), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await rejectsWithCode(assert, audit.bursts({ window: 'soon', threshold: 3 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  await assert.rejects(async () => { for await (const _ of audit.entries({}, { order: 'sideways' })) break },
+    (e) => e.code === 'AUDIT_LOGS_INVALID_ARGUMENT')
+  assert.equal((await raw('select count(*)::int as n from items'))[0].n, 2500)
+})
