@@ -63,8 +63,11 @@ export declare class AuditLogs {
    * request ids are not indexed, and a time range reads only those blocks.
    */
   byRequest(requestId: string, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
-  /** What one transaction (an entry's `txid`) did, newest first. */
-  byTransaction(txid: number, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
+  /**
+   * What one transaction (an entry's `txid`) did, newest first. Pass `at`, the `createdAt`
+   * of one of its entries, to read only that part of the log.
+   */
+  byTransaction(txid: number, options?: TransactionOptions | undefined | null): Promise<AuditLogEntry[]>
   /** Every UPDATE of one column, newest first, with the old and new value. */
   fieldChanges(options: FieldChangesOptions): Promise<FieldChange[]>
   /**
@@ -425,4 +428,12 @@ export interface TrackingOptions {
    * instead of recording them unattributed. Default: false.
    */
   requireContext?: boolean
+}
+
+/** Options of {@link AuditLogs.byTransaction}. */
+export interface TransactionOptions {
+  /** The `createdAt` of one of its entries (all share it). */
+  at?: Date | string
+  limit?: number
+  before?: number
 }

@@ -216,7 +216,9 @@ test('search pages by cursor; entries() streams everything and frees its connect
       break
     }
   }
-  assert.equal((await audit.byTransaction(page.entries[0].txid, { limit: 1000 })).length, 250, 'one UPDATE statement, one transaction')
+  const last = page.entries[0]
+  assert.equal((await audit.byTransaction(last.txid, { limit: 1000 })).length, 250, 'one UPDATE statement, one transaction')
+  assert.equal((await audit.byTransaction(last.txid, { at: last.createdAt, limit: 1000 })).length, 250)
 
   await rejectsWithCode(assert, audit.search({}, { cursor: '-1' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.search({}, { cursor: "1; drop table items" }), 'AUDIT_LOGS_INVALID_ARGUMENT')

@@ -66,8 +66,11 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
         actor_id: Some(String::new()),
         ..Default::default()
     })?;
+    // As byTransaction(txid, { at }) sends it: with the time its entries share.
     let by_transaction_sql = audit_logs_core::queries::search_sql(&audit_logs_core::Filters {
         txid: Some(0),
+        from: Some(Utc::now()),
+        to: Some(Utc::now()),
         ..Default::default()
     })?;
     let states_at_sql = audit_logs_core::queries::states_at_sql();
@@ -188,8 +191,16 @@ async fn time_query(
         let point_times: Vec<DateTime<Utc>> = (0..100)
             .map(|k| first + (last - first) * (((k as f64 + 0.5) / 100.0 * 1000.0) as i32) / 1000)
             .collect();
-        // For "by transaction": each synthetic row has its own transaction id, 1000 + its number.
-        let txid = 1000 + 1 + (i as i64 * 7919) % 100_000;
+        // For "by transaction": the transaction of one of the record's entries, and its time.
+        let entry = client
+            .query_one(
+                "select txid, created_at from audit.audit_logs
+                  where target_id = $1 and target_type = 'public.accounts' order by id desc limit 1",
+                &[&target_json.as_str()],
+            )
+            .await?;
+        let (txid, tx_at): (i64, DateTime<Utc>) = (entry.get(0), entry.get(1));
+        let tx_end = tx_at + chrono::Duration::milliseconds(1);
         let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
             "history of one record" => vec![
                 (&"public.accounts", Type::TEXT),
@@ -209,6 +220,8 @@ async fn time_query(
             ],
             "by transaction" => vec![
                 (&txid, Type::INT8),
+                (&tx_at, Type::TIMESTAMPTZ),
+                (&tx_end, Type::TIMESTAMPTZ),
                 (&i64::MAX, Type::INT8),
                 (&101i64, Type::INT8),
             ],

@@ -343,10 +343,19 @@ impl AuditLogs {
         Ok(self.search(&filters, page).await?.entries)
     }
 
-    /// What one transaction did, newest first.
-    pub async fn by_transaction(&self, txid: i64, page: &Page) -> Result<Vec<AuditEntry>> {
+    /// What one transaction did, newest first. `at`, the `created_at` of one of its entries
+    /// (they all share it: the transaction's start), lets PostgreSQL read one partition's blocks.
+    pub async fn by_transaction(
+        &self,
+        txid: i64,
+        at: Option<DateTime<Utc>>,
+        page: &Page,
+    ) -> Result<Vec<AuditEntry>> {
         let filters = Filters {
             txid: Some(txid),
+            from: at,
+            // A millisecond: JavaScript dates drop the microseconds.
+            to: at.map(|at| at + chrono::Duration::milliseconds(1)),
             ..Default::default()
         };
         Ok(self.search(&filters, page).await?.entries)

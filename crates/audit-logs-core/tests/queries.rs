@@ -220,9 +220,16 @@ async fn by_actor_request_and_transaction_return_exactly_their_entries() {
     assert_eq!(req.len(), 2);
 
     let txid = req[0].txid;
-    let tx = f.audit.by_transaction(txid, &all).await.unwrap();
+    let tx = f.audit.by_transaction(txid, None, &all).await.unwrap();
     assert_eq!(ids(&tx), expected(&f, |e| e.txid == txid).await);
     assert_eq!(ids(&tx), ids(&req), "one request, one transaction");
+    let at = req[0].created_at;
+    let tx_at = f.audit.by_transaction(txid, Some(at), &all).await.unwrap();
+    assert_eq!(
+        ids(&tx_at),
+        ids(&tx),
+        "the time of one of its entries finds them all"
+    );
 
     // A time range excludes what came before it.
     let entries = f.entries().await;

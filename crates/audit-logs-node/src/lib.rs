@@ -327,6 +327,16 @@ fn range_and_page(options: Option<RangeOptions>) -> core::Result<(core::TimeRang
     Ok((time_range(o.from, o.to)?, page))
 }
 
+/// Options of {@link AuditLogs.byTransaction}.
+#[napi(object)]
+pub struct TransactionOptions {
+    /// The `createdAt` of one of its entries (all share it).
+    #[napi(ts_type = "Date | string")]
+    pub at: Option<Time>,
+    pub limit: Option<u32>,
+    pub before: Option<i64>,
+}
+
 /// Options of {@link AuditLogs.stateAt}.
 #[napi(object)]
 pub struct StateAtOptions {
@@ -895,19 +905,28 @@ impl AuditLogs {
         })
     }
 
-    /// What one transaction (an entry's `txid`) did, newest first.
+    /// What one transaction (an entry's `txid`) did, newest first. Pass `at`, the `createdAt`
+    /// of one of its entries, to read only that part of the log.
     #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
     pub fn by_transaction<'env>(
         &self,
         env: &'env Env,
         txid: i64,
-        options: Option<RangeOptions>,
+        options: Option<TransactionOptions>,
     ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
         let inner = self.inner.clone();
-        let options = range_and_page(options);
+        let (at, page) = options.map_or((None, core::Page::default()), |o| {
+            (
+                o.at,
+                core::Page {
+                    limit: o.limit,
+                    before: o.before,
+                },
+            )
+        });
+        let at = at.map(|at| time(at, "at")).transpose();
         promise(env, async move {
-            let (_, page) = options?;
-            let entries = inner.by_transaction(txid, &page).await?;
+            let entries = inner.by_transaction(txid, at?, &page).await?;
             Ok(entries.into_iter().map(Into::into).collect())
         })
     }
