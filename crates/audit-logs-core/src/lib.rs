@@ -33,6 +33,7 @@ pub mod context;
 pub mod error;
 pub mod history;
 pub mod migrate;
+pub mod protect;
 pub mod temporary;
 pub mod testing;
 pub mod tls;
@@ -51,6 +52,10 @@ pub use context::AuditContext;
 pub use error::{Error, Result};
 pub use history::{AuditEntry, HistoryQuery, Target};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
+pub use protect::{
+    MaintainOptions, MaintainReport, Problem, ProblemKind, RedactReport, RedactRequest, SealReport,
+    Settings, Subject, VerifyOptions, VerifyReport,
+};
 pub use temporary::TemporaryPostgres;
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 
