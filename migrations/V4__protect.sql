@@ -88,7 +88,9 @@ begin
   if audit.in_maintenance() then
     return case when tg_op = 'DELETE' then old else new end;
   end if;
-  raise exception 'audit-logs: % on %.% is refused: the audit log is append-only', tg_op, tg_table_schema, tg_table_name
+  -- Named by the partitioned table, not the monthly partition the row happens to live in.
+  raise exception 'audit-logs: % on % is refused: the audit log is append-only', tg_op,
+    coalesce(pg_partition_root(tg_relid), tg_relid::regclass)
     using errcode = 'AL008',
           hint = 'Rows leave the log only through audit.maintain() (retention, anonymization) and audit.redact() (erasure).';
 end
