@@ -14,7 +14,7 @@ struct Args {
     /// The full run (under 20 minutes; 1M and 10M audit rows) instead of the quick one (under 3).
     #[arg(long)]
     full: bool,
-    /// Only the seal and verify benchmark (1M audit rows).
+    /// Only the seal and verify benchmark (300k audit rows; 1M with --full).
     #[arg(long)]
     verify_only: bool,
     /// Also write the figures as JSON to this file.
