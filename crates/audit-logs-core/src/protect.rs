@@ -746,7 +746,6 @@ mod verify {
         let mut previous_to: Option<i64> = None;
         let mut against_found = false;
         let mut last_progress = 0u64;
-        let _ = first_from;
 
         while let Some(seal_row) = chunk_row.take() {
             let seal_id: i64 = seal_row.get(0);
