@@ -12,6 +12,35 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** A connection pool on one database, and everything audit-logs does with it. */
 export declare class AuditLogs {
   /**
+   * Chains every committed, not yet sealed audit row into the hash chain. Never blocks
+   * writers; rows of transactions still open are sealed next time. Safe to call concurrently.
+   */
+  seal(): Promise<SealReport>
+  /**
+   * Recomputes the chain from the rows (streamed) and reports the first difference with
+   * counts. A failed verification resolves with `ok: false`; rejects with
+   * `AUDIT_LOGS_INVALID_ARGUMENT` for a malformed `against`.
+   */
+  verify(options?: VerifyOptions | undefined | null): Promise<VerifyReport>
+  /**
+   * Creates the coming months' partitions, moves default-partition rows, seals, drops
+   * expired partitions and anonymizes due rows; each step is recorded as an audit event.
+   * Rejects with `AUDIT_LOGS_INVALID_ARGUMENT` for a negative option.
+   */
+  maintain(options?: MaintainOptions | undefined | null): Promise<MaintainReport>
+  /**
+   * Saves the retention policy {@link AuditLogs.maintain} applies (unset fields are kept;
+   * 0 turns retention or anonymization off) and resolves to it. Rejects with
+   * `AUDIT_LOGS_INVALID_SETTINGS`.
+   */
+  configure(settings: RetentionSettings): Promise<RetentionSettings>
+  /**
+   * GDPR erasure: replaces the subject's personal values with keyed hashes (`hmac:` and
+   * HMAC-SHA256 hex under `key`, at least 16 bytes, never stored) and records a redaction
+   * event; `verify()` still passes. Rejects with `AUDIT_LOGS_INVALID_REDACTION`.
+   */
+  redact(request: RedactRequest, key: string | Buffer): Promise<RedactReport>
+  /**
    * Connects with a URL as psql and Prisma write it (`?sslmode=`, `?schema=`,
    * `?connection_limit=`... are understood). Rejects with `AUDIT_LOGS_INVALID_URL`,
    * `AUDIT_LOGS_CONNECTION_FAILED`, `AUDIT_LOGS_AUTHENTICATION_FAILED` or `AUDIT_LOGS_TLS_FAILED`.
@@ -288,6 +317,31 @@ export interface LogOptions {
   context?: AuditContext | null
 }
 
+/**
+ * Options of one {@link AuditLogs.maintain} run; unset ones come from the saved policy
+ * ({@link AuditLogs.configure}).
+ */
+export interface MaintainOptions {
+  /** Monthly partitions to create ahead. Default: 2. */
+  monthsAhead?: number
+  /** Drop partitions whose month ended more than this many months ago; 0 skips it. */
+  retentionMonths?: number
+  /** Anonymize IP addresses and user agents of rows older than this; 0 skips it. Default: 90. */
+  anonymizeAfterDays?: number
+}
+
+/** What {@link AuditLogs.maintain} did. */
+export interface MaintainReport {
+  partitionsCreated: Array<string>
+  /** Rows moved out of the default partition. */
+  rowsMoved: number
+  partitionsDropped: Array<string>
+  rowsAnonymized: number
+  sealedRows: number
+  retentionMonths?: number
+  anonymizeAfterDays?: number
+}
+
 /** What {@link AuditLogs.migrate} did, or would do with `dryRun`. */
 export interface MigrateReport {
   applied: Array<Migration>
@@ -333,8 +387,58 @@ export interface RangeOptions {
   before?: number
 }
 
+/** What {@link AuditLogs.redact} did. */
+export interface RedactReport {
+  rowsRedacted: number
+  /** The `audit.redaction` event recording it. */
+  eventId: number
+  fields: Array<string>
+}
+
+/** Whose data {@link AuditLogs.redact} erases: `actorId`, or `targetType` and `targetId`. */
+export interface RedactRequest {
+  /** Every row attributed to this actor. */
+  actorId?: string
+  /** Every row about this record: its `target_type` (e.g. `public.users`) ... */
+  targetType?: string
+  /** ... and its key (an array for a composite key). */
+  targetId?: string | number | Array<string | number | boolean | null>
+  /**
+   * Columns (`actor_id`, `actor_email`, `ip_address`, `user_agent`, `target_id`,
+   * `old_target_id`, `old_values`, `new_values`, `metadata`), `values.KEY` or `metadata.KEY`.
+   * Default: the actor columns for an actor, `old_values` and `new_values` for a record.
+   */
+  fields?: Array<string>
+  /** Recorded in the redaction event. */
+  reason?: string
+}
+
+/** The retention policy kept in `audit.settings`. */
+export interface RetentionSettings {
+  /** Monthly partitions created ahead. Default: 2. */
+  monthsAhead?: number
+  /** Months kept; 0 (or null when read) keeps everything. Default: keep everything. */
+  retentionMonths?: number
+  /** Days before IP addresses and user agents are anonymized; 0 (null when read) never. Default: 90. */
+  anonymizeAfterDays?: number
+  /** `ip_address` and/or `user_agent`. Default: both. */
+  anonymizeFields?: Array<string>
+}
+
 /** Runs the `audit-logs` command line (without the program name) and returns its exit status. */
 export declare function runCli(argv: Array<string>): number
+
+/** What {@link AuditLogs.seal} sealed. */
+export interface SealReport {
+  /** The new seal; null when every committed row was already sealed. */
+  sealId?: number
+  rowCount: number
+  /** Rows with `fromTxid <= txid < toTxid` are covered. */
+  fromTxid: number
+  toTxid: number
+  /** The new chain head (64 hex digits). */
+  head?: string
+}
 
 /** A page of {@link AuditLogs.search} results. */
 export interface SearchPage {
@@ -436,4 +540,49 @@ export interface TransactionOptions {
   at?: Date | string
   limit?: number
   before?: number
+}
+
+/** Options of {@link AuditLogs.verify}. */
+export interface VerifyOptions {
+  /**
+   * A head exported earlier (16 to 64 hex digits; `shortHead` is 32): verification fails
+   * unless the recomputed chain passes through it. Detects a rewrite of the whole chain.
+   */
+  against?: string
+}
+
+/** The first difference {@link AuditLogs.verify} found. */
+export interface VerifyProblem {
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled'
+  /** The audit row (`audit_logs.id`), for row problems. */
+  rowId?: number
+  txid?: number
+  sealId?: number
+  message: string
+}
+
+/** What {@link AuditLogs.verify} found; `ok` is true when nothing differs. */
+export interface VerifyReport {
+  ok: boolean
+  rowsChecked: number
+  sealsChecked: number
+  /** Sealed rows of months dropped by retention (acknowledged). */
+  rowsExpired: number
+  /** Rows checked through a redaction or anonymization record. */
+  rowsRedacted: number
+  /** Rows not sealed yet. */
+  rowsUnsealed: number
+  rowsChanged: number
+  rowsMissing: number
+  rowsUnexpected: number
+  problemCount: number
+  firstProblem?: VerifyProblem
+  /** The last seal's head as recomputed (64 hex digits). */
+  head?: string
+  /** Its first 32 hex digits: export it, and pass it later as `against`. */
+  shortHead?: string
+  /** Whether the chain passes through `against`, when given. */
+  againstFound?: boolean
+  /** Append-only triggers found missing or disabled. */
+  guardProblems: Array<string>
 }

@@ -34,18 +34,27 @@ export async function freshDatabase(t) {
   cleanups.set(t, [])
   t.after(async () => {
     for (const fn of cleanups.get(t).reverse()) await fn()
-    await withClient(admin, async (c) => {
-      // pool.end() resolves before its connections have closed: let them go, so that the
-      // forced drop never kills a connection whose client would report it as an error.
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await c.query('select count(*)::int as n from pg_stat_activity where datname = $1', [name])
-        if (rows[0].n === 0) break
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-      await c.query(`drop database if exists ${name} with (force)`)
-    })
+    await dropDatabase(admin, name)
   })
   return withDatabase(admin, name)
+}
+
+/**
+ * Drops a test database. pg's `pool.end()` resolves before its sockets are closed, so a forced
+ * drop right away can terminate a client that is still closing, and pg raises that as an
+ * uncaught error: wait for the sessions to go first, and force only as a last resort.
+ */
+async function dropDatabase(admin, name) {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    try {
+      await withClient(admin, (c) => c.query(`drop database if exists ${name}`))
+      return
+    } catch (error) {
+      if (error.code !== '55006') throw error // object_in_use: sessions still closing
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  await withClient(admin, (c) => c.query(`drop database if exists ${name} with (force)`))
 }
 
 /** Runs `fn` with a connected pg client, then closes it. */

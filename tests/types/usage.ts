@@ -113,3 +113,17 @@ export async function events(audit: AuditLogs, client: pg.PoolClient): Promise<v
   // @ts-expect-error groupBy takes known keys only
   await audit.counts(['actor_id; drop table users'])
 }
+
+export async function protect(audit: AuditLogs): Promise<void> {
+  const sealed: number | null | undefined = (await audit.seal()).sealId
+  const report = await audit.verify({ against: 'abcdef0123456789' })
+  const ok: boolean = report.ok
+  const kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | undefined =
+    report.firstProblem?.kind
+  const dropped: string[] = (await audit.maintain({ retentionMonths: 24 })).partitionsDropped
+  const saved = await audit.configure({ anonymizeAfterDays: 30 })
+  const redacted: number = (await audit.redact({ actorId: '42', reason: 'GDPR' }, Buffer.from('a secret of at least sixteen bytes'))).rowsRedacted
+  void [sealed, ok, kind, dropped, saved, redacted]
+  // @ts-expect-error the key is a string or a Buffer
+  await audit.redact({ actorId: '42' }, 42)
+}

@@ -5,6 +5,7 @@
 
 mod queries;
 mod setups;
+mod verify;
 mod writes;
 
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct Plan {
     pub audit_rows: Vec<i64>,
     pub newer_rows: i64,
     pub query_samples: u32,
+    /// Audit rows sealed and verified.
+    pub verify_rows: i64,
 }
 
 impl Plan {
@@ -55,6 +58,8 @@ impl Plan {
                 audit_rows: vec![1_000_000],
                 newer_rows: 100_000,
                 query_samples: 60,
+                // Loading and sealing take ~60s per million rows: a third keeps the quick run quick.
+                verify_rows: 300_000,
             },
             Mode::Full => Plan {
                 accounts: 1_000_000,
@@ -67,6 +72,7 @@ impl Plan {
                 audit_rows: vec![1_000_000, 10_000_000],
                 newer_rows: 100_000,
                 query_samples: 300,
+                verify_rows: 1_000_000,
             },
         }
     }
@@ -117,11 +123,47 @@ pub struct Report {
     pub settings: Vec<(String, String)>,
     pub writes: writes::WriteReport,
     pub queries: Vec<queries::QueryReport>,
+    pub verify: Option<verify::VerifyReport>,
     pub seconds: f64,
 }
 
-/// Runs the whole benchmark in a database created (and dropped) on the server of `server_url`.
+/// Runs the whole benchmark in a database created (and dropped) on the server of `server_url`,
+/// then the seal and verify benchmark in another one.
 pub async fn run(mode: Mode, server_url: &str) -> BenchResult<Report> {
+    let started = Instant::now();
+    let mut report = run_writes_and_queries(mode, server_url).await?;
+    report.verify = Some(run_verify(mode, server_url).await?);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Only the seal and verify benchmark (`--verify-only`).
+pub async fn run_verify(mode: Mode, server_url: &str) -> BenchResult<verify::VerifyReport> {
+    let plan = Plan::for_mode(mode);
+    let admin = ConnectOptions::parse(server_url)?;
+    let name = format!("audit_logs_bench_verify_{}", std::process::id());
+    let client = admin.connect().await?;
+    client
+        .batch_execute(&format!("drop database if exists {name}"))
+        .await?;
+    client
+        .batch_execute(&format!("create database {name}"))
+        .await?;
+    let result = verify::measure(&plan, &database_url(server_url, &name)?, plan.verify_rows).await;
+    admin
+        .connect()
+        .await?
+        .batch_execute(&format!("drop database if exists {name} with (force)"))
+        .await?;
+    result
+}
+
+/// Prints the seal and verify figures.
+pub fn print_verify(report: &verify::VerifyReport) {
+    verify::print(report);
+}
+
+async fn run_writes_and_queries(mode: Mode, server_url: &str) -> BenchResult<Report> {
     let started = Instant::now();
     let plan = Plan::for_mode(mode);
     let admin = ConnectOptions::parse(server_url)?;
@@ -174,6 +216,7 @@ async fn run_in(mode: Mode, plan: &Plan, url: &str, started: Instant) -> BenchRe
         settings,
         writes,
         queries,
+        verify: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -201,5 +244,8 @@ pub fn print(report: &Report) {
     writes::print(&report.writes);
     for q in &report.queries {
         queries::print(q);
+    }
+    if let Some(v) = &report.verify {
+        verify::print(v);
     }
 }

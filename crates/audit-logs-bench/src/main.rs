@@ -1,7 +1,7 @@
 //! `audit-logs-bench [--full] [--json FILE]`: see the crate documentation. Uses DATABASE_URL's
 //! server when set (in a database of its own), otherwise a throwaway PostgreSQL.
 
-use audit_logs_bench::{print, run, Mode};
+use audit_logs_bench::{print, print_verify, run, run_verify, Mode};
 use audit_logs_core::temporary::Setup;
 use audit_logs_core::TemporaryPostgres;
 use clap::Parser;
@@ -14,6 +14,9 @@ struct Args {
     /// The full run (under 20 minutes; 1M and 10M audit rows) instead of the quick one (under 3).
     #[arg(long)]
     full: bool,
+    /// Only the seal and verify benchmark (300k audit rows; 1M with --full).
+    #[arg(long)]
+    verify_only: bool,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -39,6 +42,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             url
         }
     };
+    if args.verify_only {
+        let report = run_verify(mode, &url).await?;
+        print_verify(&report);
+        if let Some(path) = args.json {
+            std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(());
+    }
     let report = run(mode, &url).await?;
     print(&report);
     if let Some(path) = args.json {

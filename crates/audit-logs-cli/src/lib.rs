@@ -3,6 +3,7 @@
 
 mod demo;
 mod print;
+mod protect;
 mod query;
 
 use std::io::Write;
@@ -86,6 +87,16 @@ enum Command {
     Export(query::ExportArgs),
     /// Print a model of the audit table for your ORM (Prisma or Drizzle).
     Schema(query::SchemaArgs),
+    /// Chain every committed, not yet sealed audit row into the hash chain (run it often).
+    Seal,
+    /// Recompute the chain and report the first row that differs; exit 1 if anything does.
+    Verify(protect::VerifyArgs),
+    /// Create partitions, move default-partition rows, seal, drop expired partitions and
+    /// anonymize due rows (safe from cron).
+    Maintain(protect::MaintainArgs),
+    /// GDPR erasure: replace a data subject's values with keyed hashes (key in
+    /// AUDIT_LOGS_REDACTION_KEY).
+    Redact(protect::RedactArgs),
     /// Try it: migrate, track a table, make attributed changes and show their history, on a
     /// throwaway PostgreSQL (or, with a database URL, in a new database on that server).
     Demo {
@@ -207,6 +218,10 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             query::export(&audit, args).await?;
             0
         }
+        Command::Seal => protect::seal(&audit, &out).await?,
+        Command::Verify(args) => protect::verify(&audit, &out, args).await?,
+        Command::Maintain(args) => protect::maintain(&audit, &out, args).await?,
+        Command::Redact(args) => protect::redact(&audit, &out, args).await?,
         Command::Demo { .. } | Command::Schema(_) => unreachable!("handled above"),
     };
     audit.close();

@@ -9,7 +9,7 @@ pub struct Printer {
 }
 
 impl Printer {
-    fn json(&self, value: &impl Serialize) -> bool {
+    pub(crate) fn json(&self, value: &impl Serialize) -> bool {
         if self.json {
             println!(
                 "{}",

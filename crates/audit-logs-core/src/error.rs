@@ -110,6 +110,22 @@ pub enum Error {
     /// The connection broke while a request was in flight.
     #[error("the connection to PostgreSQL was lost: {reason}")]
     ConnectionLost { reason: String },
+
+    /// An UPDATE, DELETE or TRUNCATE of the append-only log was refused.
+    #[error("{message}")]
+    AppendOnly { message: String },
+
+    /// A redaction was refused (key too short, no subject, unknown field).
+    #[error("invalid redaction: {reason}")]
+    InvalidRedaction { reason: String },
+
+    /// A retention setting was out of range.
+    #[error("invalid retention settings: {reason}")]
+    InvalidSettings { reason: String },
+
+    /// A seal could not be made (for example inside a repeatable read transaction).
+    #[error("cannot seal: {reason}")]
+    Seal { reason: String },
 }
 
 fn applied_note(applied: &[i32]) -> String {
@@ -155,6 +171,10 @@ impl Error {
             Error::PoolTimeout { .. } => "AUDIT_LOGS_POOL_TIMEOUT",
             Error::Database { .. } => "AUDIT_LOGS_DATABASE_ERROR",
             Error::ConnectionLost { .. } => "AUDIT_LOGS_CONNECTION_LOST",
+            Error::AppendOnly { .. } => "AUDIT_LOGS_APPEND_ONLY",
+            Error::InvalidRedaction { .. } => "AUDIT_LOGS_INVALID_REDACTION",
+            Error::InvalidSettings { .. } => "AUDIT_LOGS_INVALID_SETTINGS",
+            Error::Seal { .. } => "AUDIT_LOGS_SEAL_FAILED",
         }
     }
 
@@ -168,6 +188,8 @@ impl Error {
                 | Error::InvalidArgument { .. }
                 | Error::InvalidEvent { .. }
                 | Error::InvalidColumn { .. }
+                | Error::InvalidRedaction { .. }
+                | Error::InvalidSettings { .. }
         )
     }
 
@@ -189,6 +211,10 @@ pub(crate) mod sqlstate {
     pub const RESERVED_TABLE: &str = "AL005";
     pub const CONTEXT_REQUIRED: &str = "AL006";
     pub const INVALID_EVENT: &str = "AL007";
+    pub const APPEND_ONLY: &str = "AL008";
+    pub const INVALID_REDACTION: &str = "AL009";
+    pub const INVALID_SETTINGS: &str = "AL010";
+    pub const SEAL: &str = "AL011";
 }
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
@@ -223,6 +249,18 @@ pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Err
             message: with_hint(message, db.hint()),
         },
         sqlstate::INVALID_EVENT => Error::InvalidEvent { reason: message },
+        sqlstate::APPEND_ONLY => Error::AppendOnly {
+            message: with_hint(message, db.hint()),
+        },
+        sqlstate::INVALID_REDACTION => Error::InvalidRedaction {
+            reason: with_hint(message, db.hint()),
+        },
+        sqlstate::INVALID_SETTINGS => Error::InvalidSettings {
+            reason: with_hint(message, db.hint()),
+        },
+        sqlstate::SEAL => Error::Seal {
+            reason: with_hint(message, db.hint()),
+        },
         // undefined_table: one of ours missing means the migrations have not run
         "42P01" if db.message().contains("\"audit.") => Error::NotMigrated,
         "42P01" => Error::TableNotFound {

@@ -35,6 +35,7 @@ pub mod events;
 pub mod history;
 pub mod migrate;
 pub mod orm;
+pub mod protect;
 pub mod queries;
 pub mod temporary;
 pub mod testing;
@@ -57,6 +58,10 @@ pub use error::{Error, Result};
 pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
+pub use protect::{
+    MaintainOptions, MaintainReport, Problem, ProblemKind, RedactReport, RedactRequest, SealReport,
+    Settings, Subject, VerifyOptions, VerifyReport,
+};
 pub use queries::{
     Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
     PointState, SearchPage, StatePoint, TimeRange,

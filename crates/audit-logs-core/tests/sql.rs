@@ -79,6 +79,11 @@ async fn privileges() {
     run("privileges").await;
 }
 
+#[tokio::test]
+async fn protect() {
+    run("protect").await;
+}
+
 #[test]
 fn every_sql_file_has_a_test_and_an_expected_output() {
     let mut names: Vec<String> = std::fs::read_dir(repo().join("tests/sql"))
@@ -95,7 +100,7 @@ fn every_sql_file_has_a_test_and_an_expected_output() {
     names.sort();
     assert_eq!(
         names,
-        ["capture", "errors", "events", "privileges"],
+        ["capture", "errors", "events", "privileges", "protect"],
         "add a #[tokio::test] for each new file"
     );
     for name in names {

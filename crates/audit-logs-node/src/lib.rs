@@ -1,6 +1,8 @@
 //! The Node.js face of audit-logs. Each export converts its arguments, calls the core and maps
 //! the result; no SQL and no rule lives here.
 
+mod protect;
+
 use std::future::Future;
 
 use audit_logs_core as core;

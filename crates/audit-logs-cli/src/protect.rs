@@ -1,0 +1,251 @@
+//! `audit-logs seal`, `verify`, `maintain` and `redact`: protecting the log.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use audit_logs_core::{
+    AuditLogs, Error, MaintainOptions, RedactRequest, Settings, Subject, VerifyOptions,
+    VerifyReport,
+};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::print::Printer;
+
+/// The environment variable `redact` reads its key from (never a command-line argument, which
+/// other users of the machine could see).
+pub const KEY_VARIABLE: &str = "AUDIT_LOGS_REDACTION_KEY";
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A head exported earlier (`audit-logs seal` or `verify` print it): fail unless the chain
+    /// still passes through it, which detects even a rewrite of the whole chain.
+    #[arg(long, value_name = "DIGEST")]
+    against: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    /// Keep this many months of partitions, dropping older ones whole (0: keep everything).
+    /// Saved in audit.settings for later runs.
+    #[arg(long, value_name = "N")]
+    retention_months: Option<i32>,
+    /// Anonymize IP addresses and user agents of rows older than this (0: never). Saved.
+    #[arg(long, value_name = "N")]
+    anonymize_after_days: Option<i32>,
+    /// Monthly partitions to create ahead of the current one. Saved.
+    #[arg(long, value_name = "N")]
+    months_ahead: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// Erase what is recorded about this actor (actor_id).
+    #[arg(long, conflicts_with_all = ["target_type", "target_id"], required_unless_present = "target_type")]
+    actor: Option<String>,
+    /// Erase the values of this record: its table as in the log (public.users) ...
+    #[arg(long, requires = "target_id")]
+    target_type: Option<String>,
+    /// ... and its key (42, abc, or a JSON array for a composite key).
+    #[arg(long, requires = "target_type")]
+    target_id: Option<String>,
+    /// A column, values.KEY or metadata.KEY to redact (repeat for several). Default: the actor
+    /// columns for --actor, old_values and new_values for a record.
+    #[arg(long = "field", value_name = "FIELD")]
+    fields: Vec<String>,
+    /// Why (recorded in the redaction event).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+pub async fn seal(audit: &AuditLogs, out: &Printer) -> Result<i32, Error> {
+    let report = audit.seal().await?;
+    if out.json(&report) {
+        return Ok(0);
+    }
+    match (&report.seal_id, &report.head) {
+        (Some(id), Some(head)) => {
+            println!(
+                "Sealed {} row(s) as seal #{id} (txids {} to {}).",
+                report.row_count,
+                report.from_txid,
+                report.to_txid - 1
+            );
+            println!("Head: {head}");
+            println!(
+                "Export {} and check later with audit-logs verify --against {}",
+                &head[..32],
+                &head[..32]
+            );
+        }
+        _ => println!("Nothing to seal: every committed row is sealed."),
+    }
+    Ok(0)
+}
+
+pub async fn verify(audit: &AuditLogs, out: &Printer, args: VerifyArgs) -> Result<i32, Error> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    });
+    let progress = bar.clone().map(|bar| {
+        Arc::new(move |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        }) as Arc<dyn Fn(u64, u64) + Send + Sync>
+    });
+    let report = audit
+        .verify(&VerifyOptions {
+            against: args.against,
+            progress,
+        })
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let status = i32::from(!report.ok);
+    if !out.json(&report) {
+        print_verify(&report);
+    }
+    Ok(status)
+}
+
+fn print_verify(report: &VerifyReport) {
+    let verdict = if report.ok { "OK" } else { "FAILED" };
+    println!(
+        "Verification {verdict}: {} row(s) in {} seal(s) checked.",
+        report.rows_checked, report.seals_checked
+    );
+    let mut notes = Vec::new();
+    if report.rows_expired > 0 {
+        notes.push(format!("{} expired by retention", report.rows_expired));
+    }
+    if report.rows_redacted > 0 {
+        notes.push(format!("{} redacted or anonymized", report.rows_redacted));
+    }
+    if report.rows_unsealed > 0 {
+        notes.push(format!("{} not sealed yet", report.rows_unsealed));
+    }
+    if !notes.is_empty() {
+        println!("  {}", notes.join(", "));
+    }
+    if !report.ok {
+        println!(
+            "  changed: {}, missing: {}, unexpected: {}, problems: {}",
+            report.rows_changed, report.rows_missing, report.rows_unexpected, report.problem_count
+        );
+    }
+    if let Some(problem) = &report.first_problem {
+        println!("  first problem: {}", problem.message);
+    }
+    for guard in &report.guard_problems {
+        println!("  append-only guard: {guard}");
+    }
+    if let Some(found) = report.against_found {
+        println!(
+            "  exported head: {}",
+            if found {
+                "found in the chain"
+            } else {
+                "NOT in the chain"
+            }
+        );
+    }
+    if let Some(short) = &report.short_head {
+        println!("Head: {short}");
+    }
+}
+
+pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> Result<i32, Error> {
+    if args.retention_months.is_some()
+        || args.anonymize_after_days.is_some()
+        || args.months_ahead.is_some()
+    {
+        audit
+            .configure(&Settings {
+                months_ahead: args.months_ahead,
+                retention_months: args.retention_months,
+                anonymize_after_days: args.anonymize_after_days,
+                anonymize_fields: None,
+            })
+            .await?;
+    }
+    let report = audit.maintain(&MaintainOptions::default()).await?;
+    if out.json(&report) {
+        return Ok(0);
+    }
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    println!("Partitions created: {}", list(&report.partitions_created));
+    println!(
+        "Rows moved out of the default partition: {}",
+        report.rows_moved
+    );
+    println!("Rows sealed: {}", report.sealed_rows);
+    match report.retention_months {
+        Some(months) => println!(
+            "Partitions dropped (older than {months} months): {}",
+            list(&report.partitions_dropped)
+        ),
+        None => println!("Retention: off (everything is kept)"),
+    }
+    match report.anonymize_after_days {
+        Some(days) => println!(
+            "Rows anonymized (older than {days} days): {}",
+            report.rows_anonymized
+        ),
+        None => println!("Anonymization: off"),
+    }
+    Ok(0)
+}
+
+pub async fn redact(audit: &AuditLogs, out: &Printer, args: RedactArgs) -> Result<i32, Error> {
+    let key = std::env::var(KEY_VARIABLE).map_err(|_| Error::InvalidRedaction {
+        reason: format!(
+            "set {KEY_VARIABLE} to the secret key (at least 16 bytes; the same key gives the same pseudonyms)"
+        ),
+    })?;
+    let subject = match (args.actor, args.target_type, args.target_id) {
+        (Some(actor), _, _) => Subject::Actor(actor),
+        (None, Some(target_type), Some(id)) => Subject::Target {
+            target_type,
+            id: crate::parse_id(&id),
+        },
+        _ => {
+            return Err(Error::InvalidRedaction {
+                reason: "give --actor, or --target-type and --target-id".into(),
+            })
+        }
+    };
+    let report = audit
+        .redact(
+            &RedactRequest {
+                subject,
+                fields: (!args.fields.is_empty()).then_some(args.fields),
+                reason: args.reason,
+            },
+            key.as_bytes(),
+        )
+        .await?;
+    if !out.json(&report) {
+        println!(
+            "Redacted {} row(s) ({}); recorded as event #{}.",
+            report.rows_redacted,
+            report.fields.join(", "),
+            report.event_id
+        );
+    }
+    Ok(0)
+}

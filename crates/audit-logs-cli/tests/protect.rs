@@ -1,0 +1,190 @@
+//! `audit-logs seal`, `verify`, `maintain` and `redact` as a user runs them.
+
+use assert_cmd::Command;
+use audit_logs_core::testing::TestDatabase;
+use predicates::prelude::*;
+
+fn audit_logs(url: &str) -> Command {
+    let mut command = Command::cargo_bin("audit-logs").unwrap();
+    command
+        .env("DATABASE_URL", url)
+        .env_remove("AUDIT_LOGS_REDACTION_KEY");
+    command
+}
+
+async fn sql(db: &TestDatabase, statements: &str) {
+    audit_logs_core::ConnectOptions::parse(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(statements)
+        .await
+        .unwrap();
+}
+
+async fn migrated_with_rows() -> TestDatabase {
+    let db = TestDatabase::create().await.unwrap();
+    audit_logs(&db.url).arg("migrate").assert().success();
+    sql(&db, "create table users (id int primary key, email text)").await;
+    audit_logs(&db.url)
+        .args(["enable", "users"])
+        .assert()
+        .success();
+    sql(
+        &db,
+        r#"begin; select audit.set_context('{"actor_id": "42", "ip_address": "203.0.113.7"}');
+           insert into users select g, 'u' || g || '@x.io' from generate_series(1, 20) g; commit;"#,
+    )
+    .await;
+    db
+}
+
+#[test]
+fn the_protect_commands_have_help() {
+    for command in ["seal", "verify", "maintain", "redact"] {
+        Command::cargo_bin("audit-logs")
+            .unwrap()
+            .args([command, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--database-url"));
+    }
+}
+
+#[tokio::test]
+async fn seal_then_verify_passes_and_tampering_fails_with_status_1() {
+    let db = migrated_with_rows().await;
+    audit_logs(&db.url)
+        .arg("seal")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Sealed 20 row(s) as seal #1"));
+    audit_logs(&db.url)
+        .arg("seal")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Nothing to seal"));
+    let ok = audit_logs(&db.url)
+        .args(["verify", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&ok.get_output().stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["rowsChecked"], 20);
+    let head = report["shortHead"].as_str().unwrap().to_owned();
+    audit_logs(&db.url)
+        .args(["verify", "--against", &head])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Verification OK")
+                .and(predicate::str::contains("found in the chain")),
+        );
+
+    sql(
+        &db,
+        "set session_replication_role = replica;
+         update audit.audit_logs set new_values = '{\"id\": 3, \"email\": \"evil@x.io\"}' where target_id = '3'",
+    )
+    .await;
+    audit_logs(&db.url).arg("verify").assert().code(1).stdout(
+        predicate::str::contains("Verification FAILED")
+            .and(predicate::str::contains("changed: 1, missing: 0"))
+            .and(predicate::str::contains("was changed after it was sealed")),
+    );
+    audit_logs(&db.url)
+        .args(["verify", "--against", "zz"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_ARGUMENT"));
+}
+
+#[tokio::test]
+async fn maintain_saves_the_policy_and_reports_what_it_did() {
+    let db = migrated_with_rows().await;
+    sql(
+        &db,
+        "insert into audit.audit_logs (created_at, action, ip_address) values (now() - interval '40 days', 'test.old', '10.1.2.3')",
+    )
+    .await;
+    audit_logs(&db.url)
+        .args([
+            "maintain",
+            "--retention-months",
+            "24",
+            "--anonymize-after-days",
+            "30",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Partitions dropped (older than 24 months): none")
+                .and(predicate::str::contains(
+                    "Rows anonymized (older than 30 days): 1",
+                ))
+                // 20 rows, the old one, and the settings_changed event of the flags.
+                .and(predicate::str::contains("Rows sealed: 22")),
+        );
+    let json = audit_logs(&db.url)
+        .args(["maintain", "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(report["retentionMonths"], 24);
+    assert_eq!(report["anonymizeAfterDays"], 30);
+    assert_eq!(report["rowsAnonymized"], 0);
+    audit_logs(&db.url)
+        .args(["maintain", "--retention-months", "5000"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_SETTINGS"));
+    audit_logs(&db.url).arg("verify").assert().success();
+}
+
+#[tokio::test]
+async fn redact_takes_its_key_from_the_environment() {
+    let db = migrated_with_rows().await;
+    audit_logs(&db.url)
+        .args(["redact", "--actor", "42"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_REDACTION_KEY"));
+    audit_logs(&db.url)
+        .args(["redact", "--actor", "42", "--target-type", "public.users"])
+        .assert()
+        .code(2);
+    audit_logs(&db.url)
+        .args(["redact", "--actor", "42", "--reason", "ticket 7"])
+        .env(
+            "AUDIT_LOGS_REDACTION_KEY",
+            "a secret of at least sixteen bytes",
+        )
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Redacted 20 row(s)"));
+    audit_logs(&db.url)
+        .args([
+            "redact",
+            "--target-type",
+            "public.users",
+            "--target-id",
+            "3",
+            "--field",
+            "values.email",
+        ])
+        .env(
+            "AUDIT_LOGS_REDACTION_KEY",
+            "a secret of at least sixteen bytes",
+        )
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Redacted 1 row(s) (values.email)"));
+    audit_logs(&db.url)
+        .args(["history", "users", "3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("hmac:").and(predicate::str::contains("u3@x.io").not()));
+    audit_logs(&db.url).arg("seal").assert().success();
+    audit_logs(&db.url).arg("verify").assert().success();
+}
