@@ -181,3 +181,23 @@ test('requireContext fails writes without a context, and bad contexts fail befor
     (e) => e.code === 'AUDIT_LOGS_INVALID_CONTEXT')
   assert.equal(await count('users'), 0)
 })
+
+test('an event logged in a Prisma transaction commits or rolls back with it', async (t) => {
+  const { url, prisma, log } = await setup(t)
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
+  const signup = await withAuditContext(prisma, { actorId: 'u-9', actorType: 'user' }, async (tx) => {
+    const user = await tx.user.create({ data: { email: 'new@x.io' } })
+    return audit.log({ action: 'user.signed_up', targetType: 'user', targetId: user.id }, { client: tx })
+  })
+  assert.equal(signup.actorId, 'u-9', "the transaction's context attributes the event")
+  assert.equal(typeof signup.id, 'number')
+  assert.ok(signup.createdAt instanceof Date)
+  await assert.rejects(withAuditContext(prisma, { actorId: 'u-9' }, async (tx) => {
+    await tx.user.create({ data: { email: 'twice@x.io' } })
+    await audit.logMany([{ action: 'user.signed_up' }, { action: 'welcome.sent' }], { client: tx })
+    throw new Error('mail server down')
+  }), /mail server down/)
+  assert.deepEqual((await log()).map((r) => [r.action, r.actor_id]),
+    [['INSERT', 'u-9'], ['user.signed_up', 'u-9']])
+})

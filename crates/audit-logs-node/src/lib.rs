@@ -42,6 +42,16 @@ where
     })
 }
 
+/// [`promise`] for the core calls that list entries.
+fn entry_list<'env, F>(env: &'env Env, future: F) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>>
+where
+    F: Future<Output = core::Result<Vec<core::AuditEntry>>> + Send + 'static,
+{
+    promise(env, async move {
+        Ok(future.await?.into_iter().map(Into::into).collect())
+    })
+}
+
 /// A table named without SQL quoting: `{ schema: 'Sales', name: 'Order Items' }`.
 #[napi(object)]
 pub struct TableName {
@@ -882,10 +892,9 @@ impl AuditLogs {
     ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
         let inner = self.inner.clone();
         let options = range_and_page(options);
-        promise(env, async move {
+        entry_list(env, async move {
             let (range, page) = options?;
-            let entries = inner.by_actor(&actor_id, range, &page).await?;
-            Ok(entries.into_iter().map(Into::into).collect())
+            inner.by_actor(&actor_id, range, &page).await
         })
     }
 
@@ -900,10 +909,9 @@ impl AuditLogs {
     ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
         let inner = self.inner.clone();
         let options = range_and_page(options);
-        promise(env, async move {
+        entry_list(env, async move {
             let (range, page) = options?;
-            let entries = inner.by_request(&request_id, range, &page).await?;
-            Ok(entries.into_iter().map(Into::into).collect())
+            inner.by_request(&request_id, range, &page).await
         })
     }
 
@@ -927,10 +935,10 @@ impl AuditLogs {
             )
         });
         let at = at.map(|at| time(at, "at")).transpose();
-        promise(env, async move {
-            let entries = inner.by_transaction(txid, at?, &page).await?;
-            Ok(entries.into_iter().map(Into::into).collect())
-        })
+        entry_list(
+            env,
+            async move { inner.by_transaction(txid, at?, &page).await },
+        )
     }
 
     /// Every UPDATE of one column, newest first, with the old and new value.
