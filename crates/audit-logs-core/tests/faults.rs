@@ -18,15 +18,18 @@ async fn tracked(f: &common::Fixture) {
         .unwrap();
 }
 
+/// Terminates a backend and waits until it is gone: a backend that has sent its FATAL error
+/// may take a while to roll back and close its socket, and until then its client cannot tell
+/// that the connection is dead (a pool would hand it out once more).
 async fn terminate(f: &common::Fixture, pid: i32) {
-    let killed: bool = f
-        .sql()
-        .await
-        .query_one("select pg_terminate_backend($1)", &[&pid])
+    let admin = f.sql().await;
+    let killed: bool = admin
+        .query_one("select pg_terminate_backend($1, 30000)", &[&pid])
         .await
         .unwrap()
         .get(0);
-    assert!(killed, "backend {pid} was running");
+    assert!(killed, "backend {pid} was running and is gone");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
