@@ -167,8 +167,13 @@ impl Sql {
             from,
             to,
         } = filters.clone();
-        if table.is_some() {
-            unreachable!("AuditLogs resolves a table to its target_type before building SQL");
+        if let Some(table) = table {
+            // AuditLogs resolves a table to its target_type; only a direct caller of
+            // `search_sql` can get here.
+            return Err(Error::invalid_argument(
+                "table",
+                format!("{table:?}: give the table's targetType here (schema.table)"),
+            ));
         }
         if let Some(target_type) = target_type {
             let p = sql.bind(target_type, Type::TEXT);
@@ -807,4 +812,28 @@ pub(crate) async fn bursts(
             last_change: row.get(3),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_sql_binds_every_value_and_refuses_an_unresolved_table() {
+        let sql = search_sql(&Filters {
+            actor_id: Some("x' or 1=1 --".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            sql.contains("actor_id = $1") && !sql.contains("or 1=1"),
+            "{sql}"
+        );
+        let err = search_sql(&Filters {
+            table: Some("users".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), "AUDIT_LOGS_INVALID_ARGUMENT");
+    }
 }

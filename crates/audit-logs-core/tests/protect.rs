@@ -844,21 +844,15 @@ async fn redaction_of_a_record_hashes_its_values_before_or_after_sealing() {
         .await
         .unwrap();
     // The update is not sealed yet: the redaction covers sealed and unsealed rows alike.
-    let report = f
-        .audit
-        .redact(
-            &RedactRequest {
-                subject: Subject::Target {
-                    target_type: "public.orders".into(),
-                    id: serde_json::json!(2),
-                },
-                fields: Some(vec!["values.email".into()]),
-                reason: None,
-            },
-            KEY,
-        )
-        .await
-        .unwrap();
+    let email_of_order_2 = RedactRequest {
+        subject: Subject::Target {
+            target_type: "public.orders".into(),
+            id: serde_json::json!(2),
+        },
+        fields: Some(vec!["values.email".into()]),
+        reason: None,
+    };
+    let report = f.audit.redact(&email_of_order_2, KEY).await.unwrap();
     assert_eq!(report.rows_redacted, 2);
     let history = f
         .audit
@@ -883,21 +877,7 @@ async fn redaction_of_a_record_hashes_its_values_before_or_after_sealing() {
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.rows_redacted, 2);
     // Redacting again (same key) changes nothing and still verifies.
-    let again = f
-        .audit
-        .redact(
-            &RedactRequest {
-                subject: Subject::Target {
-                    target_type: "public.orders".into(),
-                    id: serde_json::json!(2),
-                },
-                fields: Some(vec!["values.email".into()]),
-                reason: None,
-            },
-            KEY,
-        )
-        .await
-        .unwrap();
+    let again = f.audit.redact(&email_of_order_2, KEY).await.unwrap();
     assert_eq!(again.rows_redacted, 0);
     assert!(verify(&f).await.ok);
 }
