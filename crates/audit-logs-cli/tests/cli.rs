@@ -408,3 +408,59 @@ fn schema_prints_orm_models() {
         .stdout(predicate::str::contains("audit.table('audit_logs'"));
     audit_logs(None).arg("schema").assert().code(2);
 }
+
+#[tokio::test]
+async fn eight_migrate_processes_started_at_once_all_succeed_and_apply_each_migration_once() {
+    let db = database().await;
+    let binary = assert_cmd::cargo::cargo_bin("audit-logs");
+    let processes: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(&binary)
+                .arg("migrate")
+                .env("DATABASE_URL", &db.url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut applying = 0;
+    for process in processes {
+        let output = process.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "every migrate succeeds: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if stdout.contains("applied V1__audit_schema") {
+            applying += 1;
+        } else {
+            assert_eq!(stdout, "Up to date: no migration to apply.\n");
+        }
+    }
+    assert_eq!(applying, 1, "exactly one process applied the migrations");
+    let client = audit_logs_core::ConnectOptions::parse(&db.url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let versions: Vec<i32> = client
+        .query(
+            "select version from audit.refinery_schema_history order by version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        audit_logs_core::migrate::shipped()
+            .iter()
+            .map(|(v, _, _)| *v)
+            .collect::<Vec<_>>(),
+        "each migration is in the history once"
+    );
+}

@@ -66,7 +66,7 @@ pub use queries::{
     Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
     PointState, SearchPage, StatePoint, TimeRange,
 };
-pub use temporary::TemporaryPostgres;
+pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 
 /// A handle on one database: a connection pool plus the options it was opened with.

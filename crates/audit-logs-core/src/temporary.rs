@@ -30,14 +30,43 @@ pub struct Setup {
 #[derive(Debug)]
 pub struct TemporaryPostgres {
     port: u16,
-    pid: u32,
     path: PathBuf,
-    // Behind locks so that stop() works through a shared reference (servers kept in statics).
-    keeper: Mutex<Option<JoinHandle<()>>>,
+    // Behind locks so that stop() and restart() work through a shared reference (servers kept
+    // in statics).
+    running: Mutex<Option<Running>>,
     dir: Mutex<Option<tempfile::TempDir>>,
+    launch: Launch,
+}
+
+/// How [`TemporaryPostgres::restart`] stops the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Rolls back open transactions, disconnects clients, checkpoints.
+    Fast,
+    /// Kills every backend at once, with no checkpoint: a crash, recovered on start.
+    Immediate,
+}
+
+/// The server process and the thread that started it.
+#[derive(Debug)]
+struct Running {
+    pid: u32,
+    keeper: JoinHandle<()>,
+}
+
+/// What starting the server process needs, kept for restarts.
+#[derive(Debug)]
+struct Launch {
+    postgres: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    settings: Vec<(String, String)>,
+    run_as: Option<RunAs>,
+    password: Option<String>,
 }
 
 /// The OS user the server runs as: ourselves, or `postgres` when we are root (initdb refuses root).
+#[derive(Debug, Clone, Copy)]
 struct RunAs {
     uid: u32,
     gid: u32,
@@ -107,38 +136,71 @@ impl TemporaryPostgres {
         }
 
         let port = free_port()?;
-        let log_file = fs::File::create(&log)
-            .map_err(|e| fail(format!("cannot create {}: {e}", log.display())))?;
-        if let Some(user) = &run_as {
-            let _ = chown(&log, Some(user.uid), Some(user.gid));
+        let mut settings = vec![
+            ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
+            ("unix_socket_directories".to_owned(), String::new()),
+            // Throwaway data: durability buys nothing here.
+            ("fsync".to_owned(), "off".to_owned()),
+            ("synchronous_commit".to_owned(), "off".to_owned()),
+            ("full_page_writes".to_owned(), "off".to_owned()),
+            ("max_connections".to_owned(), "300".to_owned()),
+        ];
+        for (name, value) in setup.settings {
+            match settings.iter_mut().find(|(known, _)| *known == name) {
+                Some(setting) => setting.1 = value,
+                None => settings.push((name, value)),
+            }
         }
-        let mut server = Command::new(bin.join("postgres"));
+        let server = TemporaryPostgres {
+            port,
+            running: Mutex::new(None),
+            path: dir.path().to_path_buf(),
+            dir: Mutex::new(Some(dir)),
+            launch: Launch {
+                postgres: bin.join("postgres"),
+                data,
+                log,
+                settings,
+                run_as,
+                password: setup.password,
+            },
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// Starts the server process on the initialized data directory and waits until it answers.
+    async fn launch(&self) -> Result<()> {
+        let Launch {
+            postgres,
+            data,
+            log,
+            settings,
+            run_as,
+            password,
+        } = &self.launch;
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| fail(format!("cannot open {}: {e}", log.display())))?;
+        if let Some(user) = run_as {
+            let _ = chown(log, Some(user.uid), Some(user.gid));
+        }
+        let mut server = Command::new(postgres);
         server
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
-            // Throwaway data: durability buys nothing here.
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args(["-c", "max_connections=300"])
+            .arg(data)
+            .args(["-p", &self.port.to_string()])
             .args(
-                setup
-                    .settings
+                settings
                     .iter()
                     .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
             )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(|e| fail(e.to_string()))?)
             .stderr(log_file);
-        as_user(&mut server, &run_as);
+        as_user(&mut server, run_as);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGQUIT (immediate
         // shutdown) to the server if the thread that started it dies, so a crashed test run
         // leaves no server behind.
@@ -167,19 +229,44 @@ impl TemporaryPostgres {
         let pid = pid
             .recv()
             .expect("the keeper thread reports")
-            .map_err(|e| fail(format!("cannot run {}: {e}", "postgres")))?;
+            .map_err(|e| fail(format!("cannot run {}: {e}", postgres.display())))?;
+        *self.running.lock().expect("running lock") = Some(Running { pid, keeper });
+        self.wait_until_ready(log, password.as_deref()).await
+    }
 
-        let server = TemporaryPostgres {
-            port,
-            pid,
-            path: dir.path().to_path_buf(),
-            keeper: Mutex::new(Some(keeper)),
-            dir: Mutex::new(Some(dir)),
+    /// Shuts the server down and starts it again on the same data. With
+    /// [`Shutdown::Immediate`] the server stops as if it had crashed: every backend dies at once
+    /// and the start replays the WAL (crash recovery). Clients see their connections drop.
+    pub async fn restart(&self, shutdown: Shutdown) -> Result<()> {
+        self.shut_down(shutdown);
+        self.launch().await
+    }
+
+    /// Stops the server process, waiting up to 10 s before killing it.
+    fn shut_down(&self, shutdown: Shutdown) {
+        let Some(Running { pid, keeper }) = self.running.lock().expect("running lock").take()
+        else {
+            return;
         };
-        server
-            .wait_until_ready(&log, setup.password.as_deref())
-            .await?;
-        Ok(server)
+        let signal = match shutdown {
+            Shutdown::Fast => libc::SIGINT,
+            Shutdown::Immediate => libc::SIGQUIT,
+        };
+        // SAFETY: plain kill(2) on the pid we started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !keeper.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !keeper.is_finished() {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        let _ = keeper.join();
     }
 
     /// The port on 127.0.0.1 the server listens on.
@@ -221,11 +308,11 @@ impl TemporaryPostgres {
                 Err(_) => {}
             }
             let exited = self
-                .keeper
+                .running
                 .lock()
-                .expect("keeper lock")
+                .expect("running lock")
                 .as_ref()
-                .is_some_and(|k| k.is_finished());
+                .is_none_or(|r| r.keeper.is_finished());
             if exited || Instant::now() > deadline {
                 let log = fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
@@ -240,24 +327,7 @@ impl TemporaryPostgres {
 
     /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
     pub fn stop(&self) {
-        let Some(keeper) = self.keeper.lock().expect("keeper lock").take() else {
-            return;
-        };
-        // SAFETY: plain kill(2) on the pid we started.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !keeper.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !keeper.is_finished() {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-        let _ = keeper.join();
+        self.shut_down(Shutdown::Fast);
         self.dir.lock().expect("dir lock").take();
     }
 }

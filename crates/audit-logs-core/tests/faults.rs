@@ -124,3 +124,138 @@ async fn a_seal_killed_midway_reruns_cleanly_and_verifies() {
     let report = f.audit.verify(&VerifyOptions::default()).await.unwrap();
     assert!(report.ok && report.rows_checked == 150_000, "{report:?}");
 }
+
+/// Everything a migration creates in a database: relations, functions and triggers of the audit
+/// schema, and event triggers. (Roles are cluster-wide, and other tests create them too.)
+async fn audit_objects(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "select 'relation ' || relname || ' ' || relkind::text from pg_class
+              where relnamespace = 'audit'::regnamespace
+             union all
+             select 'function ' || p.oid::regprocedure::text from pg_proc p
+              where pronamespace = 'audit'::regnamespace
+             union all
+             select 'trigger ' || tgname || ' on ' || tgrelid::regclass::text from pg_trigger
+              where tgrelid in (select oid from pg_class where relnamespace = 'audit'::regnamespace)
+             union all
+             select 'event trigger ' || evtname from pg_event_trigger
+             order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backend_killed_mid_migrate_leaves_each_migration_whole_and_reruns_cleanly() {
+    let shipped = audit_logs_core::migrate::shipped();
+    for (version, name, _) in &shipped {
+        let f = common::empty().await;
+        let admin = f.sql().await;
+        // refinery's history table, made beforehand so that an uncommitted history row for
+        // this version can hold the migrate back after the migration's own SQL has run, in its
+        // transaction, uncommitted: the most partial moment there is.
+        admin
+            .batch_execute(
+                "create schema audit;
+                 create table audit.refinery_schema_history (
+                   version int4 primary key, name varchar(255), applied_on varchar(255),
+                   checksum varchar(255))",
+            )
+            .await
+            .unwrap();
+        let mut blocker = f.sql().await;
+        let hold = blocker.transaction().await.unwrap();
+        hold.execute(
+            "insert into audit.refinery_schema_history (version, name) values ($1, 'held')",
+            &[version],
+        )
+        .await
+        .unwrap();
+
+        let migrating = {
+            let audit = f.audit.clone();
+            tokio::spawn(async move { audit.migrate(false).await })
+        };
+        let pid = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let row = admin
+                .query_opt(
+                    "select pid from pg_stat_activity where datname = current_database()
+                       and wait_event_type = 'Lock' and query ilike '%insert into audit.refinery_schema_history%'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if let Some(row) = row {
+                break row.get::<_, i32>(0);
+            }
+            assert!(!migrating.is_finished(), "V{version} was never held back");
+        };
+        // What other sessions see now: the migrations before this one, committed.
+        let before = audit_objects(&admin).await;
+        terminate(&f, pid).await;
+        match migrating.await.unwrap() {
+            Err(audit_logs_core::Error::Migration {
+                migration, applied, ..
+            }) => {
+                assert_eq!(migration, format!("V{version}__{name}"));
+                assert_eq!(
+                    applied,
+                    (1..*version).collect::<Vec<_>>(),
+                    "the ones before V{version} were applied"
+                );
+            }
+            other => panic!("V{version}: a killed migrate reports a migration error: {other:?}"),
+        }
+        hold.rollback().await.unwrap();
+
+        assert_eq!(
+            audit_objects(&admin).await,
+            before,
+            "nothing of V{version} remains after its backend was killed"
+        );
+        let history: Vec<i32> = admin
+            .query(
+                "select version from audit.refinery_schema_history order by 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(history, (1..*version).collect::<Vec<_>>());
+
+        // The re-run applies the rest, once, and the log works and verifies.
+        let rerun = f.audit.migrate(false).await.unwrap();
+        assert_eq!(
+            rerun.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
+            shipped
+                .iter()
+                .map(|(v, _, _)| *v)
+                .filter(|v| v >= version)
+                .collect::<Vec<_>>()
+        );
+        assert_ne!(
+            audit_objects(&admin).await,
+            before,
+            "V{version} is in place"
+        );
+        assert!(f.audit.status().await.unwrap().is_up_to_date());
+        tracked(&f).await;
+        f.as_actor("after", "insert into items values (1, 1)").await;
+        assert_eq!(
+            f.count("select count(*) from audit.audit_logs where actor_id = 'after'")
+                .await,
+            1
+        );
+        f.audit.seal().await.unwrap();
+        let report = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+        assert!(report.ok && report.rows_checked == 1, "{report:?}");
+    }
+}

@@ -4,12 +4,25 @@
 //! - exact accounting: each committed transaction has exactly the audit rows of the row changes
 //!   it made, and each rolled-back transaction (or savepoint) has none;
 //! - attribution: every audit row names the writer whose transaction made it;
-//! - replay: each table rebuilt from the audit log alone equals the live table, row for row.
+//! - replay: each table rebuilt from the audit log alone equals the live table, row for row;
+//! - tamper evidence: the log, sealed while the writers ran, verifies.
+//!
+//! With faults, writers' backends are terminated at random and the server is crashed and
+//! restarted while they write. Each transaction also writes its request id to an untracked
+//! table, a witness committed with it or not at all: so even a transaction whose connection
+//! was lost while its COMMIT was in flight is accounted exactly, committed with all its audit
+//! rows or gone with all of them. (Not `txid_status`: after a crash, the id of a transaction
+//! that never reached the WAL is handed out again, and would report another's fate.)
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_logs_core::{AuditContext, AuditLogs, ConnectOptions, TrackingOptions};
+use audit_logs_core::temporary::Setup;
+use audit_logs_core::{
+    AuditContext, AuditLogs, ConnectOptions, Shutdown, TemporaryPostgres, TrackingOptions,
+    VerifyOptions,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -26,6 +39,16 @@ pub struct SoakOptions {
     /// ...or after this many transactions, whichever comes first.
     pub transactions_per_writer: usize,
     pub seed: u64,
+    pub faults: Faults,
+}
+
+/// Faults injected while the writers run.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Terminate a random writer's backend this often.
+    pub kill_every: Option<Duration>,
+    /// Crash this server (immediate shutdown) and start it again this often.
+    pub restart_every: Option<(Duration, Arc<TemporaryPostgres>)>,
 }
 
 /// What happened and what was checked.
@@ -39,6 +62,19 @@ pub struct SoakReport {
     pub savepoints_rolled_back: u64,
     pub row_changes_committed: u64,
     pub audit_rows: u64,
+    pub backends_killed: u64,
+    pub server_restarts: u64,
+    /// Transactions whose connection was lost (resolved by their witness row)...
+    pub transactions_interrupted: u64,
+    /// ...of which this many while their COMMIT was in flight...
+    pub commits_in_doubt: u64,
+    /// ...and of those, this many had committed.
+    pub commits_in_doubt_committed: u64,
+    /// Seals taken while the writers ran (some may have been cut short by a fault).
+    pub seals: u64,
+    /// Whether the log, sealed after the writers stopped, verified; and the rows it checked.
+    pub verified: bool,
+    pub rows_verified: u64,
     /// Transactions whose audit rows differ in number from the changes they committed.
     pub accounting_errors: Vec<String>,
     /// Audit rows attributed to another writer than the one whose transaction made them.
@@ -54,6 +90,8 @@ impl SoakReport {
         self.accounting_errors.is_empty()
             && self.attribution_errors == 0
             && self.replay_differences.values().all(|n| *n == 0)
+            && self.verified
+            && self.rows_verified == self.audit_rows
             && self.transactions_committed > 0
     }
 }
@@ -62,7 +100,8 @@ const TABLES: &str = "
   create table soak_accounts (id bigint primary key, owner text not null, balance int not null, secret text);
   create table soak_lines (order_id bigint, line int, qty int not null, primary key (order_id, line));
   create table \"Soak Tags\" (id bigint primary key, label text not null);
-  create table soak_scratch (id bigint primary key, note text);";
+  create table soak_scratch (id bigint primary key, note text);
+  create table soak_commits (request text primary key);";
 
 /// Each tracked table: its name in SQL, and how to select its rows as the log keys them, as
 /// they would be replayed (the excluded column left out).
@@ -76,6 +115,16 @@ const REPLAYED: [(&str, &str, &str); 4] = [
     ("\"Soak Tags\"", "id::text", "to_jsonb(t)"),
     ("soak_scratch", "id::text", "to_jsonb(t)"),
 ];
+
+/// A throwaway server to crash: it keeps every commit it acknowledged through a crash (the
+/// default throwaway server turns `synchronous_commit` off, and would lose some).
+pub async fn crash_safe_server() -> SoakResult<Arc<TemporaryPostgres>> {
+    let setup = Setup {
+        settings: vec![("synchronous_commit".into(), "on".into())],
+        ..Default::default()
+    };
+    Ok(Arc::new(TemporaryPostgres::start_with(setup).await?))
+}
 
 /// Creates and tracks the tables on a migrated database.
 pub async fn prepare(url: &str) -> SoakResult<()> {
@@ -101,9 +150,47 @@ async fn connect(url: &str) -> SoakResult<Client> {
     Ok(ConnectOptions::parse(url)?.connect().await?)
 }
 
-/// Runs the writers on a prepared database, then checks everything.
+/// Connects, retrying while the server restarts.
+async fn reconnect(url: &str) -> SoakResult<Client> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match connect(url).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Whether a transaction whose connection was lost committed: once its backend is gone (a
+/// terminated backend rolls back before it exits), its witness row tells.
+async fn committed(url: &str, backend: i32, request: &str) -> SoakResult<bool> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let client = reconnect(url).await?;
+        let answer = client
+            .query_one(
+                "select exists (select from pg_stat_activity where pid = $1),
+                        exists (select from soak_commits where request = $2)",
+                &[&backend, &request],
+            )
+            .await;
+        match answer {
+            Ok(row) if !row.get::<_, bool>(0) => return Ok(row.get(1)),
+            Ok(_) if Instant::now() > deadline => {
+                return Err(format!("backend {backend} still running after a minute").into())
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) if is_connection_fault(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Runs the writers on a prepared database (and the faults, if any), then checks everything.
 pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
     let started = Instant::now();
+    let deadline = started + options.duration;
     let mut tasks = Vec::new();
     for writer in 0..options.writers {
         let url = url.to_owned();
@@ -112,6 +199,17 @@ pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
             Writer::new(writer, &options).run(&url, &options).await
         }));
     }
+    let sealer = tokio::spawn(seal_while_writing(url.to_owned(), deadline));
+    let killer = options
+        .faults
+        .kill_every
+        .map(|every| tokio::spawn(kill_writers(url.to_owned(), every, deadline)));
+    let restarter = options
+        .faults
+        .restart_every
+        .clone()
+        .map(|(every, server)| tokio::spawn(restart_server(server, every, deadline)));
+
     let mut report = SoakReport {
         writers: options.writers,
         ..Default::default()
@@ -122,14 +220,89 @@ pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
         report.transactions_committed += writer.committed;
         report.transactions_rolled_back += writer.rolled_back;
         report.savepoints_rolled_back += writer.savepoints_rolled_back;
+        report.transactions_interrupted += writer.interrupted;
+        report.commits_in_doubt += writer.commits_in_doubt;
+        report.commits_in_doubt_committed += writer.commits_in_doubt_committed;
         for (request, changes) in writer.expected {
             report.row_changes_committed += changes;
             expected.insert(request, (writer.id, changes));
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
+    if let Some(killer) = killer {
+        report.backends_killed = killer.await??;
+    }
+    if let Some(restarter) = restarter {
+        report.server_restarts = restarter.await??;
+    }
+    report.seals = sealer.await?;
     check(url, &expected, &mut report).await?;
+
+    let audit = AuditLogs::connect(url).await?;
+    audit.seal().await?;
+    let verified = audit.verify(&VerifyOptions::default()).await?;
+    audit.close();
+    report.verified = verified.ok;
+    report.rows_verified = verified.rows_checked;
     Ok(report)
+}
+
+/// Seals the log every second while the writers run: seals must never skip or split a
+/// transaction that is still writing. Returns how many seals completed; faults may cut some
+/// short, which must leave nothing behind (the final verify checks).
+async fn seal_while_writing(url: String, deadline: Instant) -> u64 {
+    let mut seals = 0;
+    while Instant::now() + Duration::from_secs(1) < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A new pool each time: after a crash, every pooled connection is dead.
+        if let Ok(audit) = AuditLogs::connect(&url).await {
+            if audit.seal().await.is_ok() {
+                seals += 1;
+            }
+            audit.close();
+        }
+    }
+    seals
+}
+
+/// Terminates a random writer's backend every `every`; returns how many it killed.
+async fn kill_writers(url: String, every: Duration, deadline: Instant) -> SoakResult<u64> {
+    let mut killed = 0;
+    let mut client = reconnect(&url).await?;
+    while Instant::now() + every < deadline {
+        tokio::time::sleep(every).await;
+        let victim = client
+            .query_opt(
+                "select pg_terminate_backend(pid) from pg_stat_activity
+                  where datname = current_database() and application_name = $1
+                  order by random() limit 1",
+                &[&WRITER_APPLICATION],
+            )
+            .await;
+        match victim {
+            Ok(Some(row)) if row.get::<_, bool>(0) => killed += 1,
+            Ok(_) => {}
+            // The server restarted under us.
+            Err(e) if is_connection_fault(&e) => client = reconnect(&url).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(killed)
+}
+
+/// Crashes and restarts the server every `every`; returns how many times.
+async fn restart_server(
+    server: Arc<TemporaryPostgres>,
+    every: Duration,
+    deadline: Instant,
+) -> SoakResult<u64> {
+    let mut restarts = 0;
+    while Instant::now() + every < deadline {
+        tokio::time::sleep(every).await;
+        server.restart(Shutdown::Immediate).await?;
+        restarts += 1;
+    }
+    Ok(restarts)
 }
 
 /// Accounting, attribution and replay.
@@ -236,6 +409,38 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|db| ["40P01", "40001"].contains(&db.code().code()))
 }
 
+/// The connection is gone: its backend was terminated (57P01), the server crashed or is
+/// restarting (57P02, 57P03), or the socket closed.
+fn is_connection_fault(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => ["57P", "08"]
+            .iter()
+            .any(|class| db.code().code().starts_with(class)),
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
+/// How the fault injector recognises writers' backends.
+const WRITER_APPLICATION: &str = "audit-logs-soak-writer";
+
+/// A transaction that failed: its error, and (when it failed at COMMIT) the changes it was
+/// committing.
+struct Failure {
+    error: tokio_postgres::Error,
+    committing: Option<u64>,
+}
+
+impl Failure {
+    fn before_commit(error: tokio_postgres::Error) -> Failure {
+        Failure {
+            error,
+            committing: None,
+        }
+    }
+}
+
 fn writer_name(id: usize) -> String {
     format!("writer-{id}")
 }
@@ -253,6 +458,11 @@ struct Writer {
     committed: u64,
     rolled_back: u64,
     savepoints_rolled_back: u64,
+    interrupted: u64,
+    commits_in_doubt: u64,
+    commits_in_doubt_committed: u64,
+    /// The process id of the writer's backend.
+    backend: i32,
     /// Request id of each committed transaction and its row changes.
     expected: Vec<(String, u64)>,
 }
@@ -275,38 +485,111 @@ impl Writer {
             committed: 0,
             rolled_back: 0,
             savepoints_rolled_back: 0,
+            interrupted: 0,
+            commits_in_doubt: 0,
+            commits_in_doubt_committed: 0,
+            backend: 0,
             expected: Vec::new(),
         }
     }
 
     async fn run(mut self, url: &str, options: &SoakOptions) -> SoakResult<Writer> {
-        let mut client = connect(url).await?;
         let deadline = Instant::now() + options.duration;
+        let mut client: Option<Client> = None;
         let mut n = 0;
         while n < options.transactions_per_writer && Instant::now() < deadline {
+            let connection = match &mut client {
+                Some(connection) if !connection.is_closed() => connection,
+                _ => {
+                    let connection = reconnect(url).await?;
+                    match connection
+                        .query_one(
+                            "select set_config('application_name', $1, false), pg_backend_pid()",
+                            &[&WRITER_APPLICATION],
+                        )
+                        .await
+                    {
+                        Ok(row) => self.backend = row.get(1),
+                        Err(e) if is_connection_fault(&e) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                    client.insert(connection)
+                }
+            };
             let request = format!("w{}-t{n}", self.id);
-            let mut tx = client.transaction().await?;
-            match self.transaction(&mut tx, &request).await {
+            n += 1;
+            match self.attempt(connection, &request).await {
                 Ok(Some(changes)) => {
-                    tx.commit().await?;
                     self.committed += 1;
                     self.expected.push((request, changes));
                 }
-                Ok(None) => {
-                    tx.rollback().await?;
-                    self.rolled_back += 1;
-                }
+                Ok(None) => self.rolled_back += 1,
                 // A deadlock with another writer's TRUNCATE, say: the transaction failed and
                 // rolled back, so it must leave no audit row either.
-                Err(e) if is_transient(&e) => {
-                    drop(tx);
-                    self.rolled_back += 1;
+                Err(failure) if is_transient(&failure.error) => self.rolled_back += 1,
+                Err(failure) if is_connection_fault(&failure.error) => {
+                    client = None;
+                    self.interrupted += 1;
+                    self.resolve(url, request, failure.committing).await?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(failure) => return Err(failure.error.into()),
             }
-            n += 1;
         }
         Ok(self)
+    }
+
+    /// One transaction, committed or rolled back as `transaction` decides.
+    async fn attempt(
+        &mut self,
+        client: &mut Client,
+        request: &str,
+    ) -> Result<Option<u64>, Failure> {
+        let mut tx = client.transaction().await.map_err(Failure::before_commit)?;
+        match self
+            .transaction(&mut tx, request)
+            .await
+            .map_err(Failure::before_commit)?
+        {
+            Some(changes) => {
+                tx.commit().await.map_err(|error| Failure {
+                    error,
+                    committing: Some(changes),
+                })?;
+                Ok(Some(changes))
+            }
+            None => {
+                tx.rollback().await.map_err(Failure::before_commit)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Accounts for a transaction whose connection was lost, by its witness row.
+    async fn resolve(
+        &mut self,
+        url: &str,
+        request: String,
+        committing: Option<u64>,
+    ) -> SoakResult<()> {
+        if committing.is_some() {
+            self.commits_in_doubt += 1;
+        }
+        let committed = committed(url, self.backend, &request).await?;
+        match (committed, committing) {
+            (true, Some(changes)) => {
+                self.commits_in_doubt_committed += 1;
+                self.committed += 1;
+                self.expected.push((request, changes));
+            }
+            (true, None) => {
+                return Err(format!(
+                    "{request} committed although its connection was lost before its COMMIT"
+                )
+                .into())
+            }
+            (false, _) => self.rolled_back += 1,
+        }
+        Ok(())
     }
 
     /// One transaction's statements: `Some(changes)` to commit, `None` to roll back.
@@ -325,8 +608,13 @@ impl Writer {
             .to_setting()
             .expect("a valid context")
             .unwrap_or_default();
-        tx.execute("select set_config('audit.context', $1, true)", &[&setting])
-            .await?;
+        // The witness comes with the context, in the same round trip.
+        tx.execute(
+            "with witness as (insert into soak_commits values ($2))
+             select set_config('audit.context', $1, true)",
+            &[&setting, &request],
+        )
+        .await?;
         let mut changes = 0;
         for _ in 0..self.rng.random_range(1..=4) {
             changes += self.operation(tx).await?;

@@ -1,11 +1,11 @@
 //! `npm run soak` / `cargo run --release -p audit-logs-soak`: the soak test on a new database
-//! (on DATABASE_URL's server, or a throwaway one), with its report. Exit status 1 if any
-//! promise was broken.
+//! (on DATABASE_URL's server, or a throwaway one; always a throwaway one with `--restart-every`,
+//! which crashes its server), with its report. Exit status 1 if any promise was broken.
 
 use std::time::Duration;
 
 use audit_logs_core::testing::TestDatabase;
-use audit_logs_soak::{prepare, run, SoakOptions};
+use audit_logs_soak::{crash_safe_server, prepare, run, Faults, SoakOptions};
 use clap::Parser;
 
 /// Concurrent writers with rollbacks and savepoints, then exact accounting and replay.
@@ -23,6 +23,13 @@ struct Args {
     transactions: usize,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Terminate a random writer's backend every this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    kill_every: Option<u64>,
+    /// Crash the server (immediate shutdown) and restart it every this many seconds. Runs on a
+    /// throwaway server of its own, whatever DATABASE_URL says.
+    #[arg(long, value_name = "SECONDS")]
+    restart_every: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -31,8 +38,26 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    let db = TestDatabase::create().await?;
-    prepare(&db.url).await?;
+    let mut faults = Faults {
+        kill_every: args.kill_every.map(Duration::from_millis),
+        restart_every: None,
+    };
+    // Keeps the shared test database (if any) alive until the end.
+    let mut _database = None;
+    let url = match args.restart_every {
+        Some(seconds) => {
+            let server = crash_safe_server().await?;
+            faults.restart_every = Some((Duration::from_secs(seconds), server.clone()));
+            server.url("postgres")
+        }
+        None => {
+            let db = TestDatabase::create().await?;
+            let url = db.url.clone();
+            _database = Some(db);
+            url
+        }
+    };
+    prepare(&url).await?;
     eprintln!(
         "[soak] {} writers for {}s on a new database",
         args.writers, args.seconds
@@ -42,8 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         duration: Duration::from_secs(args.seconds),
         transactions_per_writer: args.transactions,
         seed: args.seed,
+        faults,
     };
-    let report = run(&db.url, &options).await?;
+    let report = run(&url, &options).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -60,6 +86,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         println!(
             "  row changes committed {}, audit rows {}, rows replayed {}",
             report.row_changes_committed, report.audit_rows, report.rows_replayed
+        );
+        println!(
+            "  faults: {} backends killed, {} server crashes; {} transactions interrupted, {} of them at COMMIT ({} had committed)",
+            report.backends_killed,
+            report.server_restarts,
+            report.transactions_interrupted,
+            report.commits_in_doubt,
+            report.commits_in_doubt_committed
+        );
+        println!(
+            "  {} seals while writing; final verify {} ({} rows)",
+            report.seals,
+            if report.verified { "ok" } else { "FAILED" },
+            report.rows_verified
         );
         println!(
             "  accounting errors {}, misattributed rows {}, replay differences {:?}",
