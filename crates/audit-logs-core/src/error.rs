@@ -144,6 +144,16 @@ fn hint_note(hint: &Option<String>) -> String {
 }
 
 impl Error {
+    /// Whether the connection that raised this error is finished: lost, or its backend was
+    /// terminated, shut down or its database dropped (SQLSTATE class 57P, and 08).
+    pub fn ends_connection(&self) -> bool {
+        match self {
+            Error::ConnectionLost { .. } => true,
+            Error::Database { code, .. } => code.starts_with("57P") || code.starts_with("08"),
+            _ => false,
+        }
+    }
+
     /// A stable code for programs: `AUDIT_LOGS_NO_PRIMARY_KEY`, `AUDIT_LOGS_INVALID_URL`, ...
     pub fn code(&self) -> &'static str {
         match self {

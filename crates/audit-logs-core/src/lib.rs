@@ -150,6 +150,21 @@ impl AuditLogs {
         self.options.checkout(&self.pool).await
     }
 
+    /// Runs `work` on a pooled connection. A connection that `work`'s error shows to be dead
+    /// leaves the pool: a backend that has sent its FATAL error takes a moment to close its
+    /// socket, and until then the pool would hand it to the next caller.
+    pub(crate) async fn with_client<T>(
+        &self,
+        work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T>,
+    ) -> Result<T> {
+        let client = self.client().await?;
+        let result = work(&client).await;
+        if result.as_ref().is_err_and(Error::ends_connection) {
+            drop(deadpool_postgres::Object::take(client));
+        }
+        result
+    }
+
     /// Applies pending migrations, one at a time per database however many processes try.
     /// With `dry_run`, reports what would run and changes nothing.
     pub async fn migrate(&self, dry_run: bool) -> Result<MigrateReport> {
@@ -183,21 +198,25 @@ impl AuditLogs {
         table: &TableRef,
         options: &TrackingOptions,
     ) -> Result<TrackedTable> {
-        let client = self.client().await?;
-        self.target_types.clear();
-        tracking::enable(&**client, table, options).await
+        self.with_client(async |client| {
+            self.target_types.clear();
+            tracking::enable(client, table, options).await
+        })
+        .await
     }
 
     /// Stops recording the table's changes; its history stays. Returns whether it was tracked.
     pub async fn disable_tracking(&self, table: &TableRef) -> Result<bool> {
-        let client = self.client().await?;
-        self.target_types.clear();
-        tracking::disable(&**client, table).await
+        self.with_client(async |client| {
+            self.target_types.clear();
+            tracking::disable(client, table).await
+        })
+        .await
     }
 
     pub async fn tracked_tables(&self) -> Result<Vec<TrackedTable>> {
-        let client = self.client().await?;
-        tracking::list(&**client).await
+        self.with_client(async |client| tracking::list(client).await)
+            .await
     }
 
     /// The `target_type` of a table's changes, cached (see [`TargetTypeCache`]).
@@ -235,18 +254,13 @@ impl AuditLogs {
     /// The entries of one record, newest first: row changes of a table's row (the table may
     /// have been dropped since) or events about a target. See [`HistoryQuery`].
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
-        let client = self.client().await?;
-        let target_type = match &query.target {
-            Target::Table(table) => self.target_type_of(&**client, table).await?,
-            Target::Type(target_type) => target_type.clone(),
-        };
-        history::of_record(
-            &**client,
-            &target_type,
-            &query.id,
-            query.limit,
-            query.before,
-        )
+        self.with_client(async |client| {
+            let target_type = match &query.target {
+                Target::Table(table) => self.target_type_of(client, table).await?,
+                Target::Type(target_type) => target_type.clone(),
+            };
+            history::of_record(client, &target_type, &query.id, query.limit, query.before).await
+        })
         .await
     }
 
@@ -267,8 +281,8 @@ impl AuditLogs {
         events: &[NewEvent],
         request: Option<&AuditContext>,
     ) -> Result<Vec<AuditEntry>> {
-        let client = self.client().await?;
-        events::log(&**client, events, request).await
+        self.with_client(async |client| events::log(client, events, request).await)
+            .await
     }
 
     /// The record as it was at `at` (after its last change at or before then), or `None` if it
@@ -279,9 +293,11 @@ impl AuditLogs {
         id: &Value,
         at: DateTime<Utc>,
     ) -> Result<Option<Value>> {
-        let client = self.client().await?;
-        let target_type = self.target_type_of(&**client, table).await?;
-        queries::state_at(&**client, &target_type, id, at).await
+        self.with_client(async |client| {
+            let target_type = self.target_type_of(client, table).await?;
+            queries::state_at(client, &target_type, id, at).await
+        })
+        .await
     }
 
     /// [`AuditLogs::state_at`] for many records and times at once, in the order given.
@@ -290,17 +306,21 @@ impl AuditLogs {
         table: &TableRef,
         points: &[StatePoint],
     ) -> Result<Vec<PointState>> {
-        let client = self.client().await?;
-        let target_type = self.target_type_of(&**client, table).await?;
-        queries::states_at(&**client, &target_type, points).await
+        self.with_client(async |client| {
+            let target_type = self.target_type_of(client, table).await?;
+            queries::states_at(client, &target_type, points).await
+        })
+        .await
     }
 
     /// Entries matching `filters`, newest first, one page; pass `next_cursor` as `before` for
     /// the next.
     pub async fn search(&self, filters: &Filters, page: &Page) -> Result<SearchPage> {
-        let client = self.client().await?;
-        let filters = self.resolve(&**client, filters).await?;
-        queries::search(&**client, &filters, page).await
+        self.with_client(async |client| {
+            let filters = self.resolve(client, filters).await?;
+            queries::search(client, &filters, page).await
+        })
+        .await
     }
 
     /// Every entry matching `filters`, in batches of `batch_size`, from one consistent snapshot.
@@ -376,21 +396,25 @@ impl AuditLogs {
         range: TimeRange,
         page: &Page,
     ) -> Result<Vec<FieldChange>> {
-        let client = self.client().await?;
-        let target_type = self.target_type_of(&**client, table).await?;
-        let within = Filters {
-            from: range.from,
-            to: range.to,
-            ..Default::default()
-        };
-        queries::field_changes(&**client, &target_type, field, id, &within, page).await
+        self.with_client(async |client| {
+            let target_type = self.target_type_of(client, table).await?;
+            let within = Filters {
+                from: range.from,
+                to: range.to,
+                ..Default::default()
+            };
+            queries::field_changes(client, &target_type, field, id, &within, page).await
+        })
+        .await
     }
 
     /// The number of entries matching `filters`, grouped by `group_by`.
     pub async fn counts(&self, group_by: &[CountKey], filters: &Filters) -> Result<Vec<CountRow>> {
-        let client = self.client().await?;
-        let filters = self.resolve(&**client, filters).await?;
-        queries::counts(&**client, group_by, &filters).await
+        self.with_client(async |client| {
+            let filters = self.resolve(client, filters).await?;
+            queries::counts(client, group_by, &filters).await
+        })
+        .await
     }
 
     /// Actors (or e-mails, or addresses) with at least `threshold` entries within some `window`
@@ -403,9 +427,11 @@ impl AuditLogs {
         by: BurstKey,
         filters: &Filters,
     ) -> Result<Vec<Burst>> {
-        let client = self.client().await?;
-        let filters = self.resolve(&**client, filters).await?;
-        queries::bursts(&**client, window, threshold, by, &filters).await
+        self.with_client(async |client| {
+            let filters = self.resolve(client, filters).await?;
+            queries::bursts(client, window, threshold, by, &filters).await
+        })
+        .await
     }
 
     /// Closes the pool; later calls fail.

@@ -206,51 +206,57 @@ impl AuditLogs {
     /// Chains every committed, not yet sealed row into a new seal. Never blocks writers; rows
     /// of transactions still in progress are sealed next time. Safe to run concurrently.
     pub async fn seal(&self) -> Result<SealReport> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "select seal_id, row_count, from_txid, to_txid, head from audit.seal()",
-                &[],
-            )
-            .await
-            .map_err(|e| from_query(e, None))?;
-        Ok(SealReport {
-            seal_id: row.get(0),
-            row_count: row.get(1),
-            from_txid: row.get(2),
-            to_txid: row.get(3),
-            head: row.get(4),
+        self.with_client(async |client| {
+            let row = client
+                .query_one(
+                    "select seal_id, row_count, from_txid, to_txid, head from audit.seal()",
+                    &[],
+                )
+                .await
+                .map_err(|e| from_query(e, None))?;
+            Ok(SealReport {
+                seal_id: row.get(0),
+                row_count: row.get(1),
+                from_txid: row.get(2),
+                to_txid: row.get(3),
+                head: row.get(4),
+            })
         })
+        .await
     }
 
     /// Changes the retention policy (`None` leaves a setting as it is) and returns it.
     /// Errors: [`Error::InvalidSettings`].
     pub async fn configure(&self, settings: &Settings) -> Result<Settings> {
-        let client = self.client().await?;
-        let row = client
-            .query_typed_one(
-                "select audit.configure($1, $2, $3, $4)",
-                &[
-                    (&settings.months_ahead, Type::INT4),
-                    (&settings.retention_months, Type::INT4),
-                    (&settings.anonymize_after_days, Type::INT4),
-                    (&settings.anonymize_fields, Type::TEXT_ARRAY),
-                ],
-            )
-            .await
-            .map_err(|e| from_query(e, None))?;
-        let value: Value = row.get(0);
-        settings_from(value)
+        self.with_client(async |client| {
+            let row = client
+                .query_typed_one(
+                    "select audit.configure($1, $2, $3, $4)",
+                    &[
+                        (&settings.months_ahead, Type::INT4),
+                        (&settings.retention_months, Type::INT4),
+                        (&settings.anonymize_after_days, Type::INT4),
+                        (&settings.anonymize_fields, Type::TEXT_ARRAY),
+                    ],
+                )
+                .await
+                .map_err(|e| from_query(e, None))?;
+            let value: Value = row.get(0);
+            settings_from(value)
+        })
+        .await
     }
 
     /// The retention policy.
     pub async fn settings(&self) -> Result<Settings> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("select to_jsonb(s) from audit.settings s", &[])
-            .await
-            .map_err(|e| from_query(e, None))?;
-        settings_from(row.get(0))
+        self.with_client(async |client| {
+            let row = client
+                .query_one("select to_jsonb(s) from audit.settings s", &[])
+                .await
+                .map_err(|e| from_query(e, None))?;
+            settings_from(row.get(0))
+        })
+        .await
     }
 
     /// Creates the coming months' partitions, moves rows out of the default partition, seals,
@@ -266,24 +272,26 @@ impl AuditLogs {
                 return Err(Error::invalid_argument(name, "must not be negative"));
             }
         }
-        let client = self.client().await?;
-        let row = client
-            .query_typed_one(
-                "select audit.maintain($1, $2, $3)",
-                &[
-                    (&options.months_ahead, Type::INT4),
-                    (&options.retention_months, Type::INT4),
-                    (&options.anonymize_after_days, Type::INT4),
-                ],
-            )
-            .await
-            .map_err(|e| from_query(e, None))?;
-        let value: Value = row.get(0);
-        serde_json::from_value(value).map_err(|e| Error::Database {
-            code: "XX000".into(),
-            message: format!("unexpected maintain() result: {e}"),
-            hint: None,
+        self.with_client(async |client| {
+            let row = client
+                .query_typed_one(
+                    "select audit.maintain($1, $2, $3)",
+                    &[
+                        (&options.months_ahead, Type::INT4),
+                        (&options.retention_months, Type::INT4),
+                        (&options.anonymize_after_days, Type::INT4),
+                    ],
+                )
+                .await
+                .map_err(|e| from_query(e, None))?;
+            let value: Value = row.get(0);
+            serde_json::from_value(value).map_err(|e| Error::Database {
+                code: "XX000".into(),
+                message: format!("unexpected maintain() result: {e}"),
+                hint: None,
+            })
         })
+        .await
     }
 
     /// Replaces a data subject's personal values with keyed hashes (HMAC-SHA256 under `key`,
@@ -305,32 +313,34 @@ impl AuditLogs {
                 (None, Some(target_type.clone()), Some(id.clone()))
             }
         };
-        let client = self.client().await?;
-        // The key goes as a bound parameter, never into the SQL text.
-        let row = client
-            .query_typed_one(
-                "select audit.redact($1, actor_id => $2, target_type => $3,
-                   target_id => case when pg_catalog.jsonb_typeof($4::pg_catalog.jsonb) = 'array'
-                                     then $4::pg_catalog.jsonb::pg_catalog.text
-                                     else $4::pg_catalog.jsonb operator(pg_catalog.#>>) '{}' end,
-                   fields => $5, reason => $6)",
-                &[
-                    (&key, Type::BYTEA),
-                    (&actor, Type::TEXT),
-                    (&target_type, Type::TEXT),
-                    (&target_id, Type::JSONB),
-                    (&request.fields, Type::TEXT_ARRAY),
-                    (&request.reason, Type::TEXT),
-                ],
-            )
-            .await
-            .map_err(|e| from_query(e, None))?;
-        let value: Value = row.get(0);
-        serde_json::from_value(value).map_err(|e| Error::Database {
-            code: "XX000".into(),
-            message: format!("unexpected redact() result: {e}"),
-            hint: None,
+        self.with_client(async |client| {
+            // The key goes as a bound parameter, never into the SQL text.
+            let row = client
+                .query_typed_one(
+                    "select audit.redact($1, actor_id => $2, target_type => $3,
+                       target_id => case when pg_catalog.jsonb_typeof($4::pg_catalog.jsonb) = 'array'
+                                         then $4::pg_catalog.jsonb::pg_catalog.text
+                                         else $4::pg_catalog.jsonb operator(pg_catalog.#>>) '{}' end,
+                       fields => $5, reason => $6)",
+                    &[
+                        (&key, Type::BYTEA),
+                        (&actor, Type::TEXT),
+                        (&target_type, Type::TEXT),
+                        (&target_id, Type::JSONB),
+                        (&request.fields, Type::TEXT_ARRAY),
+                        (&request.reason, Type::TEXT),
+                    ],
+                )
+                .await
+                .map_err(|e| from_query(e, None))?;
+            let value: Value = row.get(0);
+            serde_json::from_value(value).map_err(|e| Error::Database {
+                code: "XX000".into(),
+                message: format!("unexpected redact() result: {e}"),
+                hint: None,
+            })
         })
+        .await
     }
 
     /// Recomputes the chain from the rows and reports the first difference, with counts.
