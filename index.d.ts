@@ -104,7 +104,15 @@ export interface PrismaLike {
  * node-postgres: BEGIN, set the context, `fn(client)`, COMMIT; ROLLBACK and rethrow on error;
  * a pool's client is always released; nested calls on one client use a savepoint.
  * Prisma: an interactive `$transaction`, `fn(tx)`.
- * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid.
+ * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid, and
+ * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction.
+ *
+ * A connection lost before COMMIT rejects with the driver's error as is: nothing was committed,
+ * and the pool discards the connection rather than hand it out again. A connection lost while
+ * COMMIT is in flight rejects with AUDIT_LOGS_COMMIT_UNKNOWN (the driver's error as `cause`):
+ * the transaction may or may not have committed, its changes and their audit rows together or
+ * not at all. Find out before retrying: look for its audit rows with
+ * `audit.byRequest(requestId)` (give the context a `requestId`), or re-read the data.
  */
 export function withAuditContext<T, Client extends PgQueryable>(
   pool: PgPoolLike<Client>,

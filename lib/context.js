@@ -17,9 +17,9 @@ function currentAuditContext() {
   return storage.getStore()
 }
 
-/** A JS error with a stable `code`, like the ones the native layer throws. */
-function codedError(code, message) {
-  const error = new Error(message)
+/** A JS error with a stable `code`, like the ones the native layer throws; `options.cause`. */
+function codedError(code, message, options) {
+  const error = new Error(message, options)
   error.code = code
   return error
 }

@@ -1,7 +1,7 @@
 'use strict'
 // withAuditContext for node-postgres: one transaction, the context set transaction-locally first
 // (so it is safe behind transaction-mode poolers and never leaks to the connection's next user).
-const { settingFor, codedError } = require('./context.js')
+const { currentAuditContext, settingFor, codedError } = require('./context.js')
 
 const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
 
@@ -20,39 +20,70 @@ const depth = new WeakMap()
 /**
  * Runs `fn(client)` in a transaction attributed to `context`: BEGIN, set the context, `fn`,
  * COMMIT; ROLLBACK and rethrow on error. Given a pool it checks a client out and always releases
- * it. On a client already in a transaction (a nested call, or one the caller began) it uses a
- * savepoint instead, and restores the outer context afterwards.
+ * it, discarding it if its connection was lost. On a client already in a transaction (a nested
+ * call, or one the caller began) it uses a savepoint instead, and restores the outer context
+ * afterwards.
  */
 async function withPgContext(target, context, fn, options) {
   const setting = settingFor(context, options)
+  const requestId = (context ?? currentAuditContext())?.requestId
   const client = isPool(target) ? await target.connect() : target
-  let broken
+  // pg reports a connection lost between queries as an 'error' event, which crashes the process
+  // when nobody listens (a checked-out client has no listener): note it, and let queries fail.
+  let lost
+  const onError = (error) => { lost ??= error }
+  client.on('error', onError)
   try {
     const status = client.getTransactionStatus()
     if (status === 'E') {
       throw codedError('AUDIT_LOGS_TRANSACTION_FAILED',
         'the client is in a failed transaction: roll it back before withAuditContext()')
     }
-    return status === 'T' ? await nested(client, setting, fn) : await outermost(client, setting, fn)
+    return status === 'T'
+      ? await nested(client, setting, fn)
+      : await outermost(client, setting, fn, requestId)
   } catch (error) {
-    broken = isConnectionError(error) ? error : undefined
+    if (isConnectionError(error)) lost ??= error
     throw error
   } finally {
-    if (client !== target) client.release(broken)
+    client.removeListener('error', onError)
+    // Released with an error, the pool destroys the client instead of handing it out again.
+    if (client !== target) client.release(lost)
   }
 }
 
-async function outermost(client, setting, fn) {
+async function outermost(client, setting, fn, requestId) {
   await client.query('begin')
+  let result
   try {
     await client.query(SET_CONTEXT, [setting])
-    const result = await fn(client)
-    await client.query('commit')
-    return result
+    result = await fn(client)
   } catch (error) {
     await client.query('rollback').catch(() => {})
     throw error
   }
+  try {
+    await client.query('commit')
+  } catch (error) {
+    throw commitFailure(error, requestId)
+  }
+  return result
+}
+
+/**
+ * The error to throw for a failed COMMIT. The server rolls back a COMMIT it answers with an
+ * error (a deferred constraint, a serialization failure): that error as is. A COMMIT whose
+ * answer was lost may have committed: AUDIT_LOGS_COMMIT_UNKNOWN, unless pg never sent it.
+ */
+function commitFailure(error, requestId) {
+  if (!isConnectionError(error) || NOT_SENT.test(String(error.message))) return error
+  const lookup = requestId == null
+    ? 'look for its audit rows (give the context a requestId and use audit.byRequest(requestId))'
+    : `look for its audit rows with audit.byRequest(${JSON.stringify(requestId)})`
+  return codedError('AUDIT_LOGS_COMMIT_UNKNOWN',
+    'the connection was lost while COMMIT was in flight, so the transaction may or may not have ' +
+    'committed; its changes and their audit rows committed together or not at all. Before ' +
+    `retrying, find out: ${lookup}, or re-read the data it changed`, { cause: error })
 }
 
 async function nested(client, setting, fn) {
@@ -79,10 +110,20 @@ async function nested(client, setting, fn) {
   }
 }
 
+// SQLSTATEs of a server ending the session: admin_shutdown (pg_terminate_backend, fast
+// shutdown), crash_shutdown, cannot_connect_now. Class 08 is "connection exception".
+const SESSION_ENDED = new Set(['57P01', '57P02', '57P03'])
+const SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
+// pg's error for a query it did not send, its connection being already lost or closed.
+const NOT_SENT = /not queryable/
+
 /** Errors after which the connection must not go back to the pool. */
 function isConnectionError(error) {
-  return error != null && (error.code === 'ECONNRESET' || error.code === 'EPIPE' ||
-    /Connection terminated|connection is closed|not queryable/i.test(String(error.message)))
+  if (error == null) return false
+  const code = typeof error.code === 'string' ? error.code : ''
+  return SESSION_ENDED.has(code) || code.startsWith('08') || SOCKET_ERRORS.has(code) ||
+    // pg's own errors for a lost or closed connection carry no code.
+    /Connection terminated|connection is closed|not queryable/i.test(String(error.message))
 }
 
-module.exports = { withPgContext, isPool, isPgClient }
+module.exports = { withPgContext, isPool, isPgClient, commitFailure }

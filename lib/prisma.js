@@ -4,6 +4,7 @@
 // own client is extended.
 const { currentAuditContext, settingFor } = require('./context.js')
 const { readMetadata, readEvent } = require('./reads.js')
+const { commitFailure } = require('./pg.js')
 
 const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
 
@@ -18,10 +19,19 @@ const READS = new Set([
 /** `fn(tx)` in an interactive transaction whose first statement sets the context. */
 async function withPrismaContext(prisma, context, fn, options = {}) {
   const setting = settingFor(context, options)
-  return prisma.$transaction(async (tx) => {
-    await tx.$executeRawUnsafe(SET_CONTEXT, setting)
-    return fn(tx)
-  }, options.transaction)
+  const requestId = (context ?? currentAuditContext())?.requestId
+  let committing = false
+  try {
+    return await prisma.$transaction(async (tx) => {
+      await tx.$executeRawUnsafe(SET_CONTEXT, setting)
+      const result = await fn(tx)
+      committing = true
+      return result
+    }, options.transaction)
+  } catch (error) {
+    // Once fn has resolved, Prisma has only the COMMIT left to send.
+    throw committing ? commitFailure(error, requestId) : error
+  }
 }
 
 /**
