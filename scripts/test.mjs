@@ -2,7 +2,7 @@
 // `npm test`: every gate and every suite, in order. Uses DATABASE_URL when set; otherwise one
 // throwaway PostgreSQL (started through the package itself) serves all suites.
 import { spawnSync } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
@@ -48,6 +48,10 @@ function checkNodeCounts(output, files) {
   console.log(`Node: ${passed} tests passed in ${files.length} files.`)
 }
 
+// A fresh clone: the dev dependencies (napi's CLI, pg, Prisma, TypeScript...) come first.
+if (!existsSync(new URL('../node_modules/.bin/napi', import.meta.url))) {
+  step('dependencies', 'npm', ['install', '--no-audit', '--no-fund'])
+}
 step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',

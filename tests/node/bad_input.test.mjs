@@ -89,6 +89,8 @@ refused('an empty URL', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect(''))
 refused('a broken IPv6 host', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://[::1/db'))
 refused('a port out of range', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://localhost:99999/db'))
 refused('an unknown sslmode', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://localhost/db?sslmode=maybe'))
+refused('a broken percent escape', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://postgres%zz@127.0.0.1/db'), /%zz/)
+refused('a NUL byte in the password', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://postgres:pa%00ss@127.0.0.1/db'), /NUL/)
 refused('an unreachable server', 'AUDIT_LOGS_CONNECTION_FAILED', () => AuditLogs.connect('postgres://postgres@127.0.0.1:1/db?connect_timeout=2'))
 // The test server has either no TLS or a certificate no public root signed.
 refused('TLS verification that cannot succeed', 'AUDIT_LOGS_TLS_FAILED', async ({ url }) => {
@@ -109,6 +111,10 @@ refused('an oversized context', 'AUDIT_LOGS_INVALID_CONTEXT', async () =>
   serializeContext({ metadata: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 'v'.repeat(40)])) }))
 refused('a prototype-polluting key', 'AUDIT_LOGS_INVALID_CONTEXT', async () =>
   serializeContext({ metadata: JSON.parse('{"nested": {"__proto__": {"admin": true}}}') }), /prototype/)
+// jsonb cannot hold U+0000: refused up front, not by the capture trigger failing the update.
+refused('a NUL character in a context', 'AUDIT_LOGS_INVALID_CONTEXT', ({ pool }) =>
+  withAuditContext(pool, { userAgent: 'curl\u0000', metadata: { tags: ['a\u0000'] } }, (c) =>
+    c.query("update users set email = 'changed' where id = 1")), /NUL/)
 refused('a bad context given to withAuditContext runs nothing', 'AUDIT_LOGS_INVALID_CONTEXT', ({ pool }) =>
   withAuditContext(pool, { ipAddress: 'localhost' }, (c) => c.query("update users set email = 'changed' where id = 1")))
 

@@ -1,8 +1,8 @@
 // Faults around withAuditContext, with real pg and Prisma against a real PostgreSQL: a backend
 // terminated mid-transaction, the connection lost just before or just after COMMIT reached the
 // server, and a connection lost inside a nested call. After each: no partial state (a change and
-// its audit row commit together or not at all), no dead connection left in a pool, and the next
-// call works and is attributed.
+// its audit row commit together or not at all), no dead connection left in a pool, the next
+// call works and is attributed, and the log seals and verifies.
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
@@ -68,6 +68,20 @@ const transactionStatus = (url, xid) => withClient(url, (c) =>
   c.query('select pg_catalog.pg_xact_status($1::xid8) as status', [xid]).then((r) => r.rows[0].status))
 const currentXid = async (client) => (await client.query('select pg_catalog.pg_current_xact_id()::text as xid')).rows[0].xid
 
+/** Seals the log and verifies it: every audit row the test left is sealed and checks out. */
+async function assertVerifies(url) {
+  const audit = await AuditLogs.connect(url)
+  try {
+    await audit.seal()
+    const report = await audit.verify()
+    const { rows } = await withClient(url, (c) => c.query('select count(*)::int as n from audit.audit_logs'))
+    assert.ok(report.ok, JSON.stringify(report))
+    assert.equal(report.rowsChecked, rows[0].n, 'every audit row is sealed and checked')
+  } finally {
+    audit.close()
+  }
+}
+
 /** What pg raises for a connection that its server ended: the FATAL itself, or the lost socket. */
 function lostConnection(error) {
   assert.ok(error instanceof Error, 'an Error')
@@ -98,6 +112,7 @@ test('pg: a backend terminated while fn runs rejects, leaves no row and no audit
   assert.notEqual(pid, killed)
   assert.deepEqual(await contents(url), { rows: ['next'], audit: [['INSERT', 'public.notes', 'next', 'req-next']] })
   assert.equal(pool.idleCount, 1, 'the live client went back to the pool')
+  await assertVerifies(url)
 })
 
 test('pg: the connection lost after COMMIT reached the server rejects with AUDIT_LOGS_COMMIT_UNKNOWN; row and audit row committed together', async (t) => {
@@ -133,6 +148,7 @@ test('pg: the connection lost after COMMIT reached the server rejects with AUDIT
 
   await withAuditContext(pool, { actorId: 'bob' }, (client) => client.query("insert into notes (author) values ('bob')"))
   assert.deepEqual((await contents(url)).audit.map(([, , actor]) => actor), ['ann', 'bob'])
+  await assertVerifies(url)
 })
 
 test('pg: the connection lost before COMMIT reached the server rejects with AUDIT_LOGS_COMMIT_UNKNOWN; nothing committed', async (t) => {
@@ -165,6 +181,7 @@ test('pg: the connection lost before COMMIT reached the server rejects with AUDI
   await withAuditContext(pool, { actorId: 'bob', requestId: 'req-retry' }, (client) =>
     client.query("insert into notes (author) values ('bob')"))
   assert.deepEqual(await contents(url), { rows: ['bob'], audit: [['INSERT', 'public.notes', 'bob', 'req-retry']] })
+  await assertVerifies(url)
 })
 
 test('pg: a COMMIT the server refuses (a deferred constraint) rejects with its own error, not AUDIT_LOGS_COMMIT_UNKNOWN', async (t) => {
@@ -181,6 +198,7 @@ test('pg: a COMMIT the server refuses (a deferred constraint) rejects with its o
   assert.equal(pool.idleCount, 1)
   await withAuditContext(pool, { actorId: 'bob' }, (client) => client.query("insert into notes (author) values ('bob')"))
   assert.deepEqual(await contents(url), { rows: ['bob'], audit: [['INSERT', 'public.notes', 'bob', null]] })
+  await assertVerifies(url)
 })
 
 test('pg: a connection lost inside a nested call propagates its error through the savepoint, and nothing of the outer transaction commits', async (t) => {
@@ -203,6 +221,7 @@ test('pg: a connection lost inside a nested call propagates its error through th
 
   await withAuditContext(pool, { actorId: 'next' }, (client) => client.query("insert into notes (author) values ('next')"))
   assert.deepEqual(await contents(url), { rows: ['next'], audit: [['INSERT', 'public.notes', 'next', null]] })
+  await assertVerifies(url)
 })
 
 test('pg: when fn swallows a nested call\'s lost connection, the outer call rejects without sending COMMIT and nothing commits', async (t) => {
@@ -223,6 +242,7 @@ test('pg: when fn swallows a nested call\'s lost connection, the outer call reje
   })
   assert.equal(pool.totalCount, 0, 'the dead client is not back in the pool')
   assert.deepEqual(await contents(url), { rows: [], audit: [] })
+  await assertVerifies(url)
 })
 
 test('Prisma: a backend terminated inside withAuditContext rejects, leaves nothing, and the next call works and is attributed', async (t) => {
@@ -251,6 +271,7 @@ test('Prisma: a backend terminated inside withAuditContext rejects, leaves nothi
   })
   assert.notEqual(pid, killed)
   assert.deepEqual(await contents(url, 'users'), { rows: ['next@x.io'], audit: [['INSERT', 'public.users', 'next', 'req-next']] })
+  await assertVerifies(url)
 })
 
 test('Prisma: the connection lost around COMMIT rejects with AUDIT_LOGS_COMMIT_UNKNOWN; row and audit row commit together or not at all', async (t) => {
@@ -289,6 +310,7 @@ test('Prisma: the connection lost around COMMIT rejects with AUDIT_LOGS_COMMIT_U
   // The client carries on, on a new connection.
   await withAuditContext(prisma, { actorId: 'cid' }, (tx) => tx.user.create({ data: { email: 'cid@x.io' } }))
   assert.deepEqual((await contents(url, 'users')).audit.map(([, , actor]) => actor), ['ann', 'cid'])
+  await assertVerifies(url)
 })
 
 test('Prisma: when fn swallows a lost connection, the call rejects with it, not AUDIT_LOGS_COMMIT_UNKNOWN, and nothing commits', async (t) => {
@@ -307,4 +329,5 @@ test('Prisma: when fn swallows a lost connection, the call rejects with it, not 
     return true
   })
   assert.deepEqual(await contents(url, 'users'), { rows: [], audit: [] })
+  await assertVerifies(url)
 })

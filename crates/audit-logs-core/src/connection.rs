@@ -102,6 +102,7 @@ impl ConnectOptions {
                 format!("the scheme is {scheme}://; it must be postgres:// or postgresql://")
             }));
         };
+        check_escapes(rest)?;
         let rest = rest.split_once('#').map(|(r, _)| r).unwrap_or(rest);
         let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
         let authority = base.split('/').next().unwrap_or("");
@@ -419,6 +420,27 @@ fn invalid(reason: impl Into<String>) -> Error {
     Error::InvalidUrl {
         reason: reason.into(),
     }
+}
+
+/// Every `%` starts a percent-encoded byte (libpq refuses the URL otherwise), and none of them,
+/// nor the text itself, is a NUL: no name, password or setting may hold one.
+fn check_escapes(url: &str) -> Result<()> {
+    let bytes = url.as_bytes();
+    for (i, _) in url.match_indices('%') {
+        let escape = bytes.get(i + 1..i + 3);
+        if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+            let found: String = url[i..].chars().take(3).collect();
+            return Err(invalid(format!(
+                "{found:?} is not a percent-encoded byte (% and two hex digits); write % itself as %25"
+            )));
+        }
+    }
+    if percent_decode_str(url).any(|byte| byte == 0) {
+        return Err(invalid(
+            "it holds a NUL character (%00), which no user, password, host, database or setting may contain",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_sslmode(value: &str) -> Result<TlsMode> {

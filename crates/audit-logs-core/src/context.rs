@@ -106,6 +106,7 @@ impl AuditContext {
             ("migrationName", &self.migration_name),
         ] {
             if let Some(value) = value {
+                check_no_nul(value, name)?;
                 if value.len() > MAX_FIELD_BYTES {
                     return Err(Error::InvalidContext {
                         reason: format!(
@@ -117,7 +118,7 @@ impl AuditContext {
             }
         }
         if let Some(metadata) = &self.metadata {
-            check_keys(metadata, "metadata")?;
+            check_metadata(metadata, "metadata")?;
         }
         if *self == AuditContext::default() {
             return Ok(None);
@@ -190,7 +191,8 @@ impl AuditContext {
     }
 }
 
-fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
+/// No prototype-pollution key at any depth, and no NUL in any key or string.
+fn check_metadata(object: &Map<String, Value>, path: &str) -> Result<()> {
     for (key, value) in object {
         if FORBIDDEN_KEYS.contains(&key.as_str()) {
             return Err(Error::InvalidContext {
@@ -199,9 +201,34 @@ fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
                 ),
             });
         }
-        if let Value::Object(inner) = value {
-            check_keys(inner, &format!("{path}.{key}"))?;
-        }
+        let inner_path = format!("{path}.{key}");
+        check_no_nul(key, &inner_path)?;
+        check_value(value, &inner_path)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Value, path: &str) -> Result<()> {
+    match value {
+        Value::String(text) => check_no_nul(text, path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_value(item, &format!("{path}[{i}]"))),
+        Value::Object(inner) => check_metadata(inner, path),
+        _ => Ok(()),
+    }
+}
+
+/// PostgreSQL's jsonb cannot hold U+0000: refused here, before anything is written, rather
+/// than failing the application's own statement in the capture trigger.
+fn check_no_nul(text: &str, path: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::InvalidContext {
+            reason: format!(
+                "{path} holds a NUL character (U+0000), which PostgreSQL cannot store; remove it"
+            ),
+        });
     }
     Ok(())
 }

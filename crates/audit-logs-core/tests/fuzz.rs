@@ -1,9 +1,12 @@
 //! Property tests (proptest) of what takes untrusted text: connection URLs and audit contexts.
-//! Failing cases are kept by proptest in `proptest-regressions/` and replayed first on every run.
+//! Failing cases are kept by proptest in `fuzz.proptest-regressions` beside this file and
+//! replayed first on every run; `fuzz-corpus/` keeps hand-picked and past inputs with the
+//! outcome each must have.
 
 use audit_logs_core::{AuditContext, ConnectOptions, Error};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value};
 
 /// Any JSON value, nested a few levels.
@@ -34,7 +37,11 @@ fn any_json() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Any text is either a URL or a typed InvalidUrl error, never a panic.
     #[test]
@@ -102,4 +109,57 @@ proptest! {
             Err(e) => prop_assert!(e.to_string().contains(&format!("{text:?}")), "{e}"),
         }
     }
+}
+
+/// A kept corpus: `ok` or `invalid`, a tab, the input; `#` lines are comments.
+fn corpus(file: &str) -> Vec<(bool, String)> {
+    let path = format!("{}/tests/fuzz-corpus/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| match line.split_once('\t') {
+            Some(("ok", input)) => (true, input.to_owned()),
+            Some(("invalid", input)) => (false, input.to_owned()),
+            _ => panic!("{path}: not `ok` or `invalid`, a tab, the input: {line:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_url_of_the_corpus_parses_or_fails_as_kept() {
+    let urls = corpus("urls.txt");
+    assert!(urls.len() >= 20, "the corpus is there");
+    let wrong: Vec<String> = urls
+        .iter()
+        .filter_map(|(valid, url)| match ConnectOptions::parse(url) {
+            Ok(_) if !valid => Some(format!("{url:?} parsed, and should be refused")),
+            Err(Error::InvalidUrl { reason, .. }) if *valid => {
+                Some(format!("{url:?} was refused ({reason}), and should parse"))
+            }
+            Ok(_) | Err(Error::InvalidUrl { .. }) => None,
+            Err(other) => Some(format!("{url:?}: not an InvalidUrl: {other:?}")),
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn every_context_of_the_corpus_is_accepted_or_refused_as_kept() {
+    let contexts = corpus("contexts.jsonl");
+    assert!(contexts.len() >= 20, "the corpus is there");
+    let wrong: Vec<String> = contexts
+        .iter()
+        .filter_map(|(valid, text)| {
+            let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            match AuditContext::from_camel_case(value).and_then(|c| c.to_setting()) {
+                Ok(_) if !valid => Some(format!("{text} was accepted, and should be refused")),
+                Err(Error::InvalidContext { reason }) if *valid => Some(format!(
+                    "{text} was refused ({reason}), and should be accepted"
+                )),
+                Ok(_) | Err(Error::InvalidContext { .. }) => None,
+                Err(other) => Some(format!("{text}: not an InvalidContext: {other:?}")),
+            }
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
