@@ -492,10 +492,17 @@ comment on column audit.settings.anonymize_fields is 'Columns anonymized: ip_add
 comment on column audit.settings.updated_at is 'When the policy last changed.';
 insert into audit.settings default values;
 
--- Rows still holding a full IP address or a user agent: anonymization reads only the due ones.
-create index audit_logs_anonymize_idx on audit.audit_logs (created_at)
-  where user_agent is not null
-     or pg_catalog.masklen(ip_address) > (case when pg_catalog.family(ip_address) = 4 then 24 else 48 end);
+-- How far anonymization has got: every row created before `before` has had `fields` anonymized.
+-- Each run reads only the rows since, through the BRIN time index: capture writes pay nothing
+-- for anonymization (a partial index on the rows still holding personal data would cost each).
+create table audit.anonymized (
+  singleton boolean primary key default true check (singleton),
+  before timestamptz not null default '-infinity',
+  fields text[] not null default '{}'
+);
+comment on table audit.anonymized is
+  'Anonymization watermark (one row): every row created before "before" has had "fields" anonymized.';
+insert into audit.anonymized default values;
 
 create function audit.configure(
   months_ahead integer default null,
@@ -653,6 +660,7 @@ set search_path = ''
 as $$
 declare
   cutoff timestamptz := now() - make_interval(days => after_days);
+  since timestamptz;
   do_ip boolean := 'ip_address' = any(fields);
   do_agent boolean := 'user_agent' = any(fields);
   event_id bigint;
@@ -664,12 +672,16 @@ begin
   perform set_config('audit.maintenance', 'on', true);
   select id into event_id from audit.log_event('audit.anonymized', 'audit.audit_logs', null,
                               jsonb_build_object('older_than', cutoff, 'fields', to_jsonb(fields)));
-  -- The predicate repeats the partial index's, so only due rows are read.
+  -- Rows before the watermark are done, unless more fields are asked for than it covers. The
+  -- row lock also serializes concurrent runs.
+  select case when anonymize_due.fields <@ a.fields then a.before else '-infinity' end
+    into since from audit.anonymized a for update;
   with due as (
     select l.id, l.txid, audit.personal_digest(l) as digest
       from audit.audit_logs l
      where (l.user_agent is not null
             or pg_catalog.masklen(l.ip_address) > (case when pg_catalog.family(l.ip_address) = 4 then 24 else 48 end))
+       and l.created_at >= since
        and l.created_at < cutoff
   ), changed as (
     update audit.audit_logs l set
@@ -679,6 +691,7 @@ begin
       user_agent = case when do_agent then null else l.user_agent end
      where (l.user_agent is not null
             or pg_catalog.masklen(l.ip_address) > (case when pg_catalog.family(l.ip_address) = 4 then 24 else 48 end))
+       and l.created_at >= since
        and l.created_at < cutoff
        and l.id = any (array(select d.id from due d))
     returning l.id, audit.personal_digest(l) as digest
@@ -688,6 +701,7 @@ begin
     from due d join changed c on c.id = d.id
    where d.digest <> c.digest;
   get diagnostics n = row_count;
+  update audit.anonymized set before = greatest(cutoff, since), fields = anonymize_due.fields;
   perform set_config('audit.maintenance', '', true);
   return n;
 end
