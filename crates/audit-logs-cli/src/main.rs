@@ -2,7 +2,9 @@
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let status = runtime.block_on(audit_logs_cli::run(std::env::args().skip(1).collect()));
+    let mut arguments: Vec<String> = std::env::args().collect();
+    arguments.remove(0); // the program's own name
+    let status = runtime.block_on(audit_logs_cli::run(arguments));
     drop(runtime);
     std::process::exit(status);
 }
