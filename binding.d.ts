@@ -226,6 +226,12 @@ export interface CreateAuditLogInput {
 }
 
 /**
+ * Whether a SQLSTATE means the server ended the session (its backend terminated, a crash, a
+ * shutdown, a connection exception, an idle-in-transaction timeout): the connection is dead.
+ */
+export declare function endsSession(code: string): boolean
+
+/**
  * The statement that records `inputs` in the caller's transaction (a pg client or a Prisma
  * transaction), so they commit or roll back with it; its rows are `AuditLogEntry` objects.
  * Throws `AUDIT_LOGS_INVALID_EVENT` or `AUDIT_LOGS_INVALID_CONTEXT` before anything runs.

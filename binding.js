@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.AuditLogs = nativeBinding.AuditLogs
 module.exports.EntryBatches = nativeBinding.EntryBatches
 module.exports.TemporaryPostgres = nativeBinding.TemporaryPostgres
+module.exports.endsSession = nativeBinding.endsSession
 module.exports.eventStatement = nativeBinding.eventStatement
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext

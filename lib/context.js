@@ -17,6 +17,11 @@ function currentAuditContext() {
   return storage.getStore()
 }
 
+/** The context a wrapper call uses: the one given, else the current one. */
+function effectiveContext(context) {
+  return context ?? storage.getStore()
+}
+
 /** A JS error with a stable `code`, like the ones the native layer throws; `options.cause`. */
 function codedError(code, message, options) {
   const error = new Error(message, options)
@@ -30,7 +35,7 @@ function codedError(code, message, options) {
  * `requireContext` asks for one.
  */
 function settingFor(context, options = {}) {
-  const effective = context ?? storage.getStore()
+  const effective = effectiveContext(context)
   if (effective == null) {
     if (options.requireContext) {
       throw codedError(
@@ -43,4 +48,4 @@ function settingFor(context, options = {}) {
   return serializeContext(effective) ?? ''
 }
 
-module.exports = { runWithAuditContext, currentAuditContext, settingFor, codedError }
+module.exports = { runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError }

@@ -1,7 +1,8 @@
 'use strict'
 // withAuditContext for node-postgres: one transaction, the context set transaction-locally first
 // (so it is safe behind transaction-mode poolers and never leaks to the connection's next user).
-const { currentAuditContext, settingFor, codedError } = require('./context.js')
+const { endsSession } = require('../binding.js')
+const { effectiveContext, settingFor, codedError } = require('./context.js')
 
 const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
 
@@ -26,7 +27,7 @@ const depth = new WeakMap()
  */
 async function withPgContext(target, context, fn, options) {
   const setting = settingFor(context, options)
-  const requestId = (context ?? currentAuditContext())?.requestId
+  const requestId = effectiveContext(context)?.requestId
   const client = isPool(target) ? await target.connect() : target
   // pg reports a connection lost between queries as an 'error' event, which crashes the process
   // when nobody listens (a checked-out client has no listener): note it, and let queries fail.
@@ -110,9 +111,6 @@ async function nested(client, setting, fn) {
   }
 }
 
-// SQLSTATEs of a server ending the session: admin_shutdown (pg_terminate_backend, fast
-// shutdown), crash_shutdown, cannot_connect_now. Class 08 is "connection exception".
-const SESSION_ENDED = new Set(['57P01', '57P02', '57P03'])
 const SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
 // pg's error for a query it did not send, its connection being already lost or closed.
 const NOT_SENT = /not queryable/
@@ -121,7 +119,7 @@ const NOT_SENT = /not queryable/
 function isConnectionError(error) {
   if (error == null) return false
   const code = typeof error.code === 'string' ? error.code : ''
-  return SESSION_ENDED.has(code) || code.startsWith('08') || SOCKET_ERRORS.has(code) ||
+  return (/^[0-9A-Z]{5}$/.test(code) && endsSession(code)) || SOCKET_ERRORS.has(code) ||
     // pg's own errors for a lost or closed connection carry no code.
     /Connection terminated|connection is closed|not queryable/i.test(String(error.message))
 }

@@ -2,7 +2,7 @@
 // Prisma 7 (with a driver adapter such as @prisma/adapter-pg): the same transaction-local
 // context, set as the first statement of a transaction. No import of @prisma/client: the user's
 // own client is extended.
-const { currentAuditContext, settingFor } = require('./context.js')
+const { currentAuditContext, effectiveContext, settingFor } = require('./context.js')
 const { readMetadata, readEvent } = require('./reads.js')
 const { commitFailure } = require('./pg.js')
 
@@ -19,7 +19,7 @@ const READS = new Set([
 /** `fn(tx)` in an interactive transaction whose first statement sets the context. */
 async function withPrismaContext(prisma, context, fn, options = {}) {
   const setting = settingFor(context, options)
-  const requestId = (context ?? currentAuditContext())?.requestId
+  const requestId = effectiveContext(context)?.requestId
   let committing = false
   try {
     return await prisma.$transaction(async (tx) => {

@@ -492,17 +492,27 @@ comment on column audit.settings.anonymize_fields is 'Columns anonymized: ip_add
 comment on column audit.settings.updated_at is 'When the policy last changed.';
 insert into audit.settings default values;
 
--- How far anonymization has got: every row created before `before` has had `fields` anonymized.
--- Each run reads only the rows since, through the BRIN time index: capture writes pay nothing
--- for anonymization (a partial index on the rows still holding personal data would cost each).
-create table audit.anonymized (
+-- How far anonymization has got. Each run reads only the rows created since the last one, or
+-- written by a transaction the last one could not see, through the BRIN index on
+-- (created_at, txid): capture writes pay nothing for anonymization (a partial index on the rows
+-- still holding personal data would cost every one of them).
+create table audit.anonymization_watermark (
   singleton boolean primary key default true check (singleton),
-  before timestamptz not null default '-infinity',
+  anonymized_before timestamptz not null default '-infinity',
+  seen_before_txid bigint not null default 0,
   fields text[] not null default '{}'
 );
-comment on table audit.anonymized is
-  'Anonymization watermark (one row): every row created before "before" has had "fields" anonymized.';
-insert into audit.anonymized default values;
+comment on table audit.anonymization_watermark is
+  'How far audit.anonymize_due() has got (one row).';
+comment on column audit.anonymization_watermark.singleton is 'Always true: there is one row.';
+comment on column audit.anonymization_watermark.anonymized_before is
+  'Every row created before this by a transaction before seen_before_txid has had its fields anonymized.';
+comment on column audit.anonymization_watermark.seen_before_txid is
+  'audit.seal_boundary() at the last run: rows of later transactions (a backfill with an old created_at, '
+  'a transaction open for days) are read again.';
+comment on column audit.anonymization_watermark.fields is
+  'The fields anonymized up to the watermark; asking for another reads every due row once.';
+insert into audit.anonymization_watermark default values;
 
 create function audit.configure(
   months_ahead integer default null,
@@ -661,6 +671,8 @@ as $$
 declare
   cutoff timestamptz := now() - make_interval(days => after_days);
   since timestamptz;
+  since_txid bigint;
+  boundary bigint;
   do_ip boolean := 'ip_address' = any(fields);
   do_agent boolean := 'user_agent' = any(fields);
   event_id bigint;
@@ -672,17 +684,21 @@ begin
   perform set_config('audit.maintenance', 'on', true);
   select id into event_id from audit.log_event('audit.anonymized', 'audit.audit_logs', null,
                               jsonb_build_object('older_than', cutoff, 'fields', to_jsonb(fields)));
-  -- Rows before the watermark are done, unless more fields are asked for than it covers. The
+  -- Rows behind the watermark are done, unless more fields are asked for than it covers. The
   -- row lock also serializes concurrent runs.
-  select case when anonymize_due.fields <@ a.fields then a.before else '-infinity' end
-    into since from audit.anonymized a for update;
+  select case when anonymize_due.fields <@ w.fields then w.anonymized_before else '-infinity' end,
+         case when anonymize_due.fields <@ w.fields then w.seen_before_txid else 0 end
+    into since, since_txid
+    from audit.anonymization_watermark w for update;
+  -- Every transaction below it has ended, so this run's statements see all of its rows.
+  boundary := audit.seal_boundary();
   with due as (
     select l.id, l.txid, audit.personal_digest(l) as digest
       from audit.audit_logs l
      where (l.user_agent is not null
             or pg_catalog.masklen(l.ip_address) > (case when pg_catalog.family(l.ip_address) = 4 then 24 else 48 end))
-       and l.created_at >= since
        and l.created_at < cutoff
+       and (l.created_at >= since or l.txid >= since_txid)
   ), changed as (
     update audit.audit_logs l set
       ip_address = case when do_ip and l.ip_address is not null
@@ -691,8 +707,8 @@ begin
       user_agent = case when do_agent then null else l.user_agent end
      where (l.user_agent is not null
             or pg_catalog.masklen(l.ip_address) > (case when pg_catalog.family(l.ip_address) = 4 then 24 else 48 end))
-       and l.created_at >= since
        and l.created_at < cutoff
+       and (l.created_at >= since or l.txid >= since_txid)
        and l.id = any (array(select d.id from due d))
     returning l.id, audit.personal_digest(l) as digest
   )
@@ -701,7 +717,12 @@ begin
     from due d join changed c on c.id = d.id
    where d.digest <> c.digest;
   get diagnostics n = row_count;
-  update audit.anonymized set before = greatest(cutoff, since), fields = anonymize_due.fields;
+  -- A longer delay than last time leaves the watermark where it was: the rows between the two
+  -- cutoffs that later transactions wrote are not due yet, and must be read again.
+  update audit.anonymization_watermark
+     set anonymized_before = greatest(cutoff, since),
+         seen_before_txid = case when cutoff >= since then boundary else since_txid end,
+         fields = anonymize_due.fields;
   perform set_config('audit.maintenance', '', true);
   return n;
 end
@@ -930,7 +951,7 @@ do $grants$
 begin
   if exists (select from pg_catalog.pg_roles where rolname = 'audit_reader') then
     grant select on audit.audit_logs, audit.seals, audit.seal_chunks, audit.redactions, audit.dropped_partitions,
-      audit.settings, audit.tracked_tables to audit_reader;
+      audit.settings, audit.anonymization_watermark, audit.tracked_tables to audit_reader;
   end if;
   if exists (select from pg_catalog.pg_roles where rolname = 'audit_maintainer') then
     grant execute on function audit.seal(), audit.maintain(integer, integer, integer),

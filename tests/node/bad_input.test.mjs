@@ -142,6 +142,8 @@ refused('a stream batch of zero', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => 
 refused('an event posing as a row change', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.log({ action: 'DELETE', targetType: 'public.users', targetId: 1 }))
 refused('an event action with SQL', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.log({ action: "x'); delete from users; --" }))
 refused('an event action too long', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.log({ action: 'a'.repeat(101) }))
+refused('a NUL character in an event', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) =>
+  audit.log({ action: 'user.login', targetType: 'user', targetId: 'a', metadata: { note: 'x\u0000' } }), /metadata\.note.*NUL/)
 refused('event metadata too large', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.log({ action: 'big', metadata: { blob: 'x'.repeat(70_000) } }))
 refused('too many events at once', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.logMany(Array.from({ length: 10_001 }, () => ({ action: 'many' }))))
 

@@ -106,7 +106,11 @@ impl AuditContext {
             ("migrationName", &self.migration_name),
         ] {
             if let Some(value) = value {
-                check_no_nul(value, name)?;
+                if value.contains('\0') {
+                    return Err(Error::InvalidContext {
+                        reason: nul_reason(name),
+                    });
+                }
                 if value.len() > MAX_FIELD_BYTES {
                     return Err(Error::InvalidContext {
                         reason: format!(
@@ -118,7 +122,12 @@ impl AuditContext {
             }
         }
         if let Some(metadata) = &self.metadata {
-            check_metadata(metadata, "metadata")?;
+            check_keys(metadata, "metadata")?;
+            if let Some(at) = nul_in(&Value::Object(metadata.clone()), "metadata") {
+                return Err(Error::InvalidContext {
+                    reason: nul_reason(&at),
+                });
+            }
         }
         if *self == AuditContext::default() {
             return Ok(None);
@@ -191,8 +200,8 @@ impl AuditContext {
     }
 }
 
-/// No prototype-pollution key at any depth, and no NUL in any key or string.
-fn check_metadata(object: &Map<String, Value>, path: &str) -> Result<()> {
+/// No prototype-pollution key at any depth.
+fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
     for (key, value) in object {
         if FORBIDDEN_KEYS.contains(&key.as_str()) {
             return Err(Error::InvalidContext {
@@ -201,36 +210,37 @@ fn check_metadata(object: &Map<String, Value>, path: &str) -> Result<()> {
                 ),
             });
         }
-        let inner_path = format!("{path}.{key}");
-        check_no_nul(key, &inner_path)?;
-        check_value(value, &inner_path)?;
+        if let Value::Object(inner) = value {
+            check_keys(inner, &format!("{path}.{key}"))?;
+        }
     }
     Ok(())
 }
 
-fn check_value(value: &Value, path: &str) -> Result<()> {
+/// Where a NUL character (U+0000) sits in a JSON value, in a key or a string, if anywhere.
+/// PostgreSQL's jsonb and text cannot hold one: values are checked before anything is written,
+/// rather than failing the application's own statement in a trigger.
+pub(crate) fn nul_in(value: &Value, path: &str) -> Option<String> {
     match value {
-        Value::String(text) => check_no_nul(text, path),
+        Value::String(text) => text.contains('\0').then(|| path.to_owned()),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| check_value(item, &format!("{path}[{i}]"))),
-        Value::Object(inner) => check_metadata(inner, path),
-        _ => Ok(()),
+            .find_map(|(i, item)| nul_in(item, &format!("{path}[{i}]"))),
+        Value::Object(object) => object.iter().find_map(|(key, value)| {
+            let inner = format!("{path}.{key}");
+            if key.contains('\0') {
+                Some(inner)
+            } else {
+                nul_in(value, &inner)
+            }
+        }),
+        _ => None,
     }
 }
 
-/// PostgreSQL's jsonb cannot hold U+0000: refused here, before anything is written, rather
-/// than failing the application's own statement in the capture trigger.
-fn check_no_nul(text: &str, path: &str) -> Result<()> {
-    if text.contains('\0') {
-        return Err(Error::InvalidContext {
-            reason: format!(
-                "{path} holds a NUL character (U+0000), which PostgreSQL cannot store; remove it"
-            ),
-        });
-    }
-    Ok(())
+pub(crate) fn nul_reason(path: &str) -> String {
+    format!("{path} holds a NUL character (U+0000), which PostgreSQL cannot store; remove it")
 }
 
 #[cfg(test)]

@@ -144,12 +144,12 @@ fn hint_note(hint: &Option<String>) -> String {
 }
 
 impl Error {
-    /// Whether the connection that raised this error is finished: lost, or its backend was
-    /// terminated, shut down or its database dropped (SQLSTATE class 57P, and 08).
+    /// Whether the connection that raised this error is finished: lost, or its session ended
+    /// by the server (see [`ends_session`]).
     pub fn ends_connection(&self) -> bool {
         match self {
             Error::ConnectionLost { .. } => true,
-            Error::Database { code, .. } => code.starts_with("57P") || code.starts_with("08"),
+            Error::Database { code, .. } => ends_session(code),
             _ => false,
         }
     }
@@ -212,6 +212,13 @@ impl Error {
     }
 }
 
+/// Whether a SQLSTATE means the server ended the session: class 57P (terminated, shut down,
+/// crashed, database dropped), class 08 (connection exception), or an idle-in-transaction or
+/// transaction timeout (25P03, 25P04).
+pub fn ends_session(code: &str) -> bool {
+    code.starts_with("57P") || code.starts_with("08") || code == "25P03" || code == "25P04"
+}
+
 /// Errors raised by our own SQL functions carry these SQLSTATEs (see the migrations).
 pub(crate) mod sqlstate {
     pub const NO_PRIMARY_KEY: &str = "AL001";
@@ -231,8 +238,19 @@ pub(crate) mod sqlstate {
 /// statement was about, when there is one.
 pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Error {
     let Some(db) = err.as_db_error() else {
-        return Error::ConnectionLost {
-            reason: err.to_string(),
+        let lost = err.is_closed()
+            || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>());
+        return if lost {
+            Error::ConnectionLost {
+                reason: err.to_string(),
+            }
+        } else {
+            // The driver's own complaint (a row count, a type conversion): the connection is fine.
+            Error::Database {
+                code: "XX000".into(),
+                message: err.to_string(),
+                hint: None,
+            }
         };
     };
     let table_name = || table.unwrap_or("?").to_owned();

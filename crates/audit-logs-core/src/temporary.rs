@@ -35,7 +35,7 @@ pub struct TemporaryPostgres {
     // in statics).
     running: Mutex<Option<Running>>,
     dir: Mutex<Option<tempfile::TempDir>>,
-    launch: Launch,
+    command: ServerCommand,
 }
 
 /// How [`TemporaryPostgres::restart`] stops the server.
@@ -54,9 +54,23 @@ struct Running {
     keeper: JoinHandle<()>,
 }
 
+impl Running {
+    /// Kills what is left of a server that did not stop in time (its whole process group:
+    /// orphaned backends would hold its shared memory), and joins the keeper thread.
+    fn finish(self) {
+        if !self.keeper.is_finished() {
+            // SAFETY: plain kill(2) on the process group the server leads.
+            unsafe {
+                libc::kill(-(self.pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        let _ = self.keeper.join();
+    }
+}
+
 /// What starting the server process needs, kept for restarts.
 #[derive(Debug)]
-struct Launch {
+struct ServerCommand {
     postgres: PathBuf,
     data: PathBuf,
     log: PathBuf,
@@ -156,7 +170,7 @@ impl TemporaryPostgres {
             running: Mutex::new(None),
             path: dir.path().to_path_buf(),
             dir: Mutex::new(Some(dir)),
-            launch: Launch {
+            command: ServerCommand {
                 postgres: bin.join("postgres"),
                 data,
                 log,
@@ -171,14 +185,14 @@ impl TemporaryPostgres {
 
     /// Starts the server process on the initialized data directory and waits until it answers.
     async fn launch(&self) -> Result<()> {
-        let Launch {
+        let ServerCommand {
             postgres,
             data,
             log,
             settings,
             run_as,
             password,
-        } = &self.launch;
+        } = &self.command;
         let log_file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -201,6 +215,8 @@ impl TemporaryPostgres {
             .stdout(log_file.try_clone().map_err(|e| fail(e.to_string()))?)
             .stderr(log_file);
         as_user(&mut server, run_as);
+        // Its own process group, so that a last-resort SIGKILL reaches its backends too.
+        server.process_group(0);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGQUIT (immediate
         // shutdown) to the server if the thread that started it dies, so a crashed test run
         // leaves no server behind.
@@ -238,35 +254,28 @@ impl TemporaryPostgres {
     /// [`Shutdown::Immediate`] the server stops as if it had crashed: every backend dies at once
     /// and the start replays the WAL (crash recovery). Clients see their connections drop.
     pub async fn restart(&self, shutdown: Shutdown) -> Result<()> {
-        self.shut_down(shutdown);
+        if let Some(running) = self.signal(shutdown) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !running.keeper.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            running.finish();
+        }
         self.launch().await
     }
 
-    /// Stops the server process, waiting up to 10 s before killing it.
-    fn shut_down(&self, shutdown: Shutdown) {
-        let Some(Running { pid, keeper }) = self.running.lock().expect("running lock").take()
-        else {
-            return;
-        };
+    /// Asks the server process to stop; returns it, to wait for.
+    fn signal(&self, shutdown: Shutdown) -> Option<Running> {
+        let running = self.running.lock().expect("running lock").take()?;
         let signal = match shutdown {
             Shutdown::Fast => libc::SIGINT,
             Shutdown::Immediate => libc::SIGQUIT,
         };
         // SAFETY: plain kill(2) on the pid we started.
         unsafe {
-            libc::kill(pid as libc::pid_t, signal);
+            libc::kill(running.pid as libc::pid_t, signal);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !keeper.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !keeper.is_finished() {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-        let _ = keeper.join();
+        Some(running)
     }
 
     /// The port on 127.0.0.1 the server listens on.
@@ -327,7 +336,13 @@ impl TemporaryPostgres {
 
     /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
     pub fn stop(&self) {
-        self.shut_down(Shutdown::Fast);
+        if let Some(running) = self.signal(Shutdown::Fast) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !running.keeper.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            running.finish();
+        }
         self.dir.lock().expect("dir lock").take();
     }
 }

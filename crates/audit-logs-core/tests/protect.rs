@@ -743,8 +743,8 @@ async fn anonymization_touches_only_due_rows() {
     );
     assert_eq!(
         f.count(
-            "select count(*) from audit.anonymized
-              where before between now() - interval '90 days 1 minute' and now() - interval '90 days'"
+            "select count(*) from audit.anonymization_watermark
+              where anonymized_before between now() - interval '90 days 1 minute' and now() - interval '90 days'"
         )
         .await,
         1,
@@ -753,7 +753,7 @@ async fn anonymization_touches_only_due_rows() {
 }
 
 #[tokio::test]
-async fn anonymization_reads_only_rows_since_its_watermark_unless_more_fields_are_asked_for() {
+async fn anonymization_reads_only_rows_since_its_watermark_yet_finds_backfills_and_new_fields() {
     let f = with_orders(0).await;
     let client = f.sql().await;
     client
@@ -817,13 +817,24 @@ async fn anonymization_reads_only_rows_since_its_watermark_unless_more_fields_ar
             ("203.0.113.0/24".to_owned(), firefox())
         ]
     );
-    // The same policy again finds nothing to do.
+    // The same policy again finds nothing to do...
+    assert_eq!(anonymize(30, &["ip_address"]).await, 0);
+    // ...but a row written since with an old time (a backfill) is still found.
+    client
+        .batch_execute(
+            "insert into audit.audit_logs (created_at, action, ip_address, user_agent) values
+               (now() - interval '120 days', 'test.backfilled', '203.0.113.9', 'Firefox')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(anonymize(30, &["ip_address"]).await, 1);
     assert_eq!(anonymize(30, &["ip_address"]).await, 0);
     // A field the watermark does not cover: every due row is read again, the old ones too.
-    assert_eq!(anonymize(30, &["ip_address", "user_agent"]).await, 2);
+    assert_eq!(anonymize(30, &["ip_address", "user_agent"]).await, 3);
     assert_eq!(
         state().await,
         [
+            ("203.0.113.0/24".to_owned(), None),
             ("203.0.113.0/24".to_owned(), None),
             ("203.0.113.0/24".to_owned(), None)
         ]

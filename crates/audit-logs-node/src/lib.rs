@@ -1050,6 +1050,13 @@ impl AuditLogs {
     }
 }
 
+/// Whether a SQLSTATE means the server ended the session (its backend terminated, a crash, a
+/// shutdown, a connection exception, an idle-in-transaction timeout): the connection is dead.
+#[napi]
+pub fn ends_session(code: String) -> bool {
+    core::error::ends_session(&code)
+}
+
 /// Validates a context (`{ actorId, actorType, actorEmail, ipAddress, userAgent, requestId,
 /// reason, migrationName, metadata }`) and returns the value for
 /// `set_config('audit.context', value, true)`, or null for an empty context. Throws

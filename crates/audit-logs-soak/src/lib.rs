@@ -409,13 +409,11 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|db| ["40P01", "40001"].contains(&db.code().code()))
 }
 
-/// The connection is gone: its backend was terminated (57P01), the server crashed or is
-/// restarting (57P02, 57P03), or the socket closed.
+/// The connection is gone: the server ended the session (its backend terminated, a crash, a
+/// restart) or the socket closed.
 fn is_connection_fault(e: &tokio_postgres::Error) -> bool {
     match e.as_db_error() {
-        Some(db) => ["57P", "08"]
-            .iter()
-            .any(|class| db.code().code().starts_with(class)),
+        Some(db) => audit_logs_core::error::ends_session(db.code().code()),
         None => {
             e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
         }

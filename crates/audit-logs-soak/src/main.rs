@@ -2,6 +2,7 @@
 //! (on DATABASE_URL's server, or a throwaway one; always a throwaway one with `--restart-every`,
 //! which crashes its server), with its report. Exit status 1 if any promise was broken.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use audit_logs_core::testing::TestDatabase;
@@ -36,19 +37,22 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     let mut faults = Faults {
         kill_every: args.kill_every.map(Duration::from_millis),
         restart_every: None,
     };
-    // Keeps the shared test database (if any) alive until the end.
+    // Held to the end, then dropped: the database, or the throwaway server.
     let mut _database = None;
+    let mut _server = None;
     let url = match args.restart_every {
         Some(seconds) => {
             let server = crash_safe_server().await?;
             faults.restart_every = Some((Duration::from_secs(seconds), server.clone()));
-            server.url("postgres")
+            let url = server.url("postgres");
+            _server = Some(server);
+            url
         }
         None => {
             let db = TestDatabase::create().await?;
@@ -119,5 +123,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         );
     }
-    std::process::exit(if report.passed() { 0 } else { 1 });
+    // Returned, not exit(): the database and the throwaway server are dropped on the way out.
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
