@@ -123,7 +123,7 @@ impl AuditContext {
         }
         if let Some(metadata) = &self.metadata {
             check_keys(metadata, "metadata")?;
-            if let Some(at) = nul_in(&Value::Object(metadata.clone()), "metadata") {
+            if let Some(at) = nul_in_object(metadata, "metadata") {
                 return Err(Error::InvalidContext {
                     reason: nul_reason(&at),
                 });
@@ -220,21 +220,25 @@ fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
 /// Where a NUL character (U+0000) sits in a JSON value, in a key or a string, if anywhere.
 /// PostgreSQL's jsonb and text cannot hold one: values are checked before anything is written,
 /// rather than failing the application's own statement in a trigger.
-pub(crate) fn nul_in(value: &Value, path: &str) -> Option<String> {
+pub(crate) fn nul_in_object(object: &Map<String, Value>, path: &str) -> Option<String> {
+    object.iter().find_map(|(key, value)| {
+        let inner = format!("{path}.{key}");
+        if key.contains('\0') {
+            Some(inner)
+        } else {
+            nul_in(value, &inner)
+        }
+    })
+}
+
+fn nul_in(value: &Value, path: &str) -> Option<String> {
     match value {
         Value::String(text) => text.contains('\0').then(|| path.to_owned()),
         Value::Array(items) => items
             .iter()
             .enumerate()
             .find_map(|(i, item)| nul_in(item, &format!("{path}[{i}]"))),
-        Value::Object(object) => object.iter().find_map(|(key, value)| {
-            let inner = format!("{path}.{key}");
-            if key.contains('\0') {
-                Some(inner)
-            } else {
-                nul_in(value, &inner)
-            }
-        }),
+        Value::Object(object) => nul_in_object(object, path),
         _ => None,
     }
 }

@@ -219,6 +219,18 @@ pub fn ends_session(code: &str) -> bool {
     code.starts_with("57P") || code.starts_with("08") || code == "25P03" || code == "25P04"
 }
 
+/// Whether a driver error means its connection is finished: the socket closed or failed, or
+/// the server ended the session.
+pub fn ends_connection(err: &tokio_postgres::Error) -> bool {
+    match err.as_db_error() {
+        Some(db) => ends_session(db.code().code()),
+        None => {
+            err.is_closed()
+                || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    }
+}
+
 /// Errors raised by our own SQL functions carry these SQLSTATEs (see the migrations).
 pub(crate) mod sqlstate {
     pub const NO_PRIMARY_KEY: &str = "AL001";
@@ -238,9 +250,7 @@ pub(crate) mod sqlstate {
 /// statement was about, when there is one.
 pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Error {
     let Some(db) = err.as_db_error() else {
-        let lost = err.is_closed()
-            || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>());
-        return if lost {
+        return if ends_connection(&err) {
             Error::ConnectionLost {
                 reason: err.to_string(),
             }
@@ -326,3 +336,31 @@ fn with_hint(message: String, hint: Option<&str>) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_session_knows_the_codes_that_end_a_session_and_no_others() {
+        for code in [
+            "57P01", "57P02", "57P03", "57P04", "08006", "08003", "25P03", "25P04",
+        ] {
+            assert!(ends_session(code), "{code}");
+        }
+        for code in ["23505", "40P01", "40001", "25P02", "42P01", "XX000"] {
+            assert!(!ends_session(code), "{code}");
+        }
+        let terminated = Error::Database {
+            code: "57P01".into(),
+            message: "terminating connection due to administrator command".into(),
+            hint: None,
+        };
+        assert!(terminated.ends_connection());
+        assert!(Error::ConnectionLost {
+            reason: "connection closed".into()
+        }
+        .ends_connection());
+        assert!(!Error::NotMigrated.ends_connection());
+    }
+}

@@ -141,14 +141,19 @@ impl NewEvent {
                 "targetType (at most {MAX_TARGET_TYPE_BYTES} bytes) or targetId (at most {MAX_TARGET_ID_BYTES} bytes) is too long"
             )));
         }
-        for (name, value) in [
-            ("targetType", self.target_type.clone().map(Value::String)),
-            ("targetId", self.target_id.clone().map(Value::String)),
-            ("metadata", self.metadata.clone().map(Value::Object)),
-        ] {
-            if let Some(at) = value.and_then(|value| crate::context::nul_in(&value, name)) {
-                return Err(invalid(crate::context::nul_reason(&at)));
-            }
+        let nul_at = [
+            ("targetType", &self.target_type),
+            ("targetId", &self.target_id),
+        ]
+        .into_iter()
+        .find(|(_, text)| text.as_ref().is_some_and(|t| t.contains('\0')))
+        .map(|(name, _)| name.to_owned())
+        .or_else(|| {
+            let metadata = self.metadata.as_ref()?;
+            crate::context::nul_in_object(metadata, "metadata")
+        });
+        if let Some(at) = nul_at {
+            return Err(invalid(crate::context::nul_reason(&at)));
         }
         if let Some(metadata) = &self.metadata {
             let size = Value::Object(metadata.clone()).to_string().len();

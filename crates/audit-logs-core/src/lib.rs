@@ -175,13 +175,11 @@ impl AuditLogs {
     pub async fn status(&self) -> Result<Status> {
         let mut client = self.options.connect().await?;
         let migrations = migrate::status(&mut client).await?;
-        let migrated = migrations
-            .iter()
-            .any(|m| m.state == MigrationState::Applied);
-        let tracked_tables = if migrated {
-            tracking::list(&client).await?
-        } else {
-            Vec::new()
+        // Nothing, or half, migrated (a migration failed): no tracking functions yet, and the
+        // status must still say which migrations are pending.
+        let tracked_tables = match tracking::list(&client).await {
+            Err(Error::NotMigrated) => Vec::new(),
+            listed => listed?,
         };
         Ok(Status {
             database: self.options.target(),

@@ -55,9 +55,13 @@ struct Running {
 }
 
 impl Running {
-    /// Kills what is left of a server that did not stop in time (its whole process group:
-    /// orphaned backends would hold its shared memory), and joins the keeper thread.
+    /// Waits up to 10 s for a signalled server to exit, then kills what is left (its whole
+    /// process group: orphaned backends would hold its shared memory), and joins the keeper.
     fn finish(self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.keeper.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if !self.keeper.is_finished() {
             // SAFETY: plain kill(2) on the process group the server leads.
             unsafe {
@@ -255,11 +259,10 @@ impl TemporaryPostgres {
     /// and the start replays the WAL (crash recovery). Clients see their connections drop.
     pub async fn restart(&self, shutdown: Shutdown) -> Result<()> {
         if let Some(running) = self.signal(shutdown) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !running.keeper.is_finished() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            running.finish();
+            // Waiting blocks: not on a runtime thread.
+            tokio::task::spawn_blocking(move || running.finish())
+                .await
+                .expect("the shutdown task");
         }
         self.launch().await
     }
@@ -337,10 +340,6 @@ impl TemporaryPostgres {
     /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
     pub fn stop(&self) {
         if let Some(running) = self.signal(Shutdown::Fast) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !running.keeper.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
             running.finish();
         }
         self.dir.lock().expect("dir lock").take();

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use audit_logs_core::error::ends_connection;
 use audit_logs_core::temporary::Setup;
 use audit_logs_core::{
     AuditContext, AuditLogs, ConnectOptions, Shutdown, TemporaryPostgres, TrackingOptions,
@@ -166,8 +167,8 @@ async fn reconnect(url: &str) -> SoakResult<Client> {
 /// terminated backend rolls back before it exits), its witness row tells.
 async fn committed(url: &str, backend: i32, request: &str) -> SoakResult<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = reconnect(url).await?;
     loop {
-        let client = reconnect(url).await?;
         let answer = client
             .query_one(
                 "select exists (select from pg_stat_activity where pid = $1),
@@ -181,7 +182,8 @@ async fn committed(url: &str, backend: i32, request: &str) -> SoakResult<bool> {
                 return Err(format!("backend {backend} still running after a minute").into())
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) if is_connection_fault(&e) => {}
+            // The server restarted under us.
+            Err(e) if ends_connection(&e) => client = reconnect(url).await?,
             Err(e) => return Err(e.into()),
         }
     }
@@ -235,7 +237,7 @@ pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
     if let Some(restarter) = restarter {
         report.server_restarts = restarter.await??;
     }
-    report.seals = sealer.await?;
+    report.seals = sealer.await??;
     check(url, &expected, &mut report).await?;
 
     let audit = AuditLogs::connect(url).await?;
@@ -249,20 +251,19 @@ pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
 
 /// Seals the log every second while the writers run: seals must never skip or split a
 /// transaction that is still writing. Returns how many seals completed; faults may cut some
-/// short, which must leave nothing behind (the final verify checks).
-async fn seal_while_writing(url: String, deadline: Instant) -> u64 {
+/// short, which must leave nothing behind (the final verify checks), and the pool must drop
+/// the dead connection so that the next seal works.
+async fn seal_while_writing(url: String, deadline: Instant) -> SoakResult<u64> {
+    let audit = AuditLogs::connect(&url).await?;
     let mut seals = 0;
     while Instant::now() + Duration::from_secs(1) < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        // A new pool each time: after a crash, every pooled connection is dead.
-        if let Ok(audit) = AuditLogs::connect(&url).await {
-            if audit.seal().await.is_ok() {
-                seals += 1;
-            }
-            audit.close();
+        if audit.seal().await.is_ok() {
+            seals += 1;
         }
     }
-    seals
+    audit.close();
+    Ok(seals)
 }
 
 /// Terminates a random writer's backend every `every`; returns how many it killed.
@@ -283,7 +284,7 @@ async fn kill_writers(url: String, every: Duration, deadline: Instant) -> SoakRe
             Ok(Some(row)) if row.get::<_, bool>(0) => killed += 1,
             Ok(_) => {}
             // The server restarted under us.
-            Err(e) if is_connection_fault(&e) => client = reconnect(&url).await?,
+            Err(e) if ends_connection(&e) => client = reconnect(&url).await?,
             Err(e) => return Err(e.into()),
         }
     }
@@ -409,17 +410,6 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|db| ["40P01", "40001"].contains(&db.code().code()))
 }
 
-/// The connection is gone: the server ended the session (its backend terminated, a crash, a
-/// restart) or the socket closed.
-fn is_connection_fault(e: &tokio_postgres::Error) -> bool {
-    match e.as_db_error() {
-        Some(db) => audit_logs_core::error::ends_session(db.code().code()),
-        None => {
-            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-        }
-    }
-}
-
 /// How the fault injector recognises writers' backends.
 const WRITER_APPLICATION: &str = "audit-logs-soak-writer";
 
@@ -508,7 +498,7 @@ impl Writer {
                         .await
                     {
                         Ok(row) => self.backend = row.get(1),
-                        Err(e) if is_connection_fault(&e) => continue,
+                        Err(e) if ends_connection(&e) => continue,
                         Err(e) => return Err(e.into()),
                     }
                     client.insert(connection)
@@ -525,7 +515,7 @@ impl Writer {
                 // A deadlock with another writer's TRUNCATE, say: the transaction failed and
                 // rolled back, so it must leave no audit row either.
                 Err(failure) if is_transient(&failure.error) => self.rolled_back += 1,
-                Err(failure) if is_connection_fault(&failure.error) => {
+                Err(failure) if ends_connection(&failure.error) => {
                     client = None;
                     self.interrupted += 1;
                     self.resolve(url, request, failure.committing).await?;
