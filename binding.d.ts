@@ -519,9 +519,19 @@ export interface TrackedTable {
   requireContext: boolean
   /**
    * Empty when tracking is current; otherwise what changed since it was enabled
-   * (call `enableTracking` again to refresh).
+   * (call `enableTracking` again to refresh). Includes every capture problem.
    */
   needsRefresh: Array<string>
+  /**
+   * The role capture runs as: `audit_writer`, or the audit log's owner where the migration
+   * could not create that role.
+   */
+  captureRole: string
+  /**
+   * Capture triggers missing, disabled or firing only for replication: changes that go
+   * unrecorded until `enableTracking` runs again.
+   */
+  captureProblems: Array<string>
 }
 
 /** Options of {@link AuditLogs.enableTracking}. */
@@ -559,7 +569,7 @@ export interface VerifyOptions {
 
 /** The first difference {@link AuditLogs.verify} found. */
 export interface VerifyProblem {
-  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled'
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'
   /** The audit row (`audit_logs.id`), for row problems. */
   rowId?: number
   txid?: number
@@ -591,4 +601,6 @@ export interface VerifyReport {
   againstFound?: boolean
   /** Append-only triggers found missing or disabled. */
   guardProblems: Array<string>
+  /** Tracked tables whose capture does not fire (`table: problem`). */
+  captureProblems: Array<string>
 }

@@ -148,6 +148,9 @@ fn print_verify(report: &VerifyReport) {
     for guard in &report.guard_problems {
         println!("  append-only guard: {guard}");
     }
+    for capture in &report.capture_problems {
+        println!("  capture: {capture}");
+    }
     if let Some(found) = report.against_found {
         println!(
             "  exported head: {}",

@@ -126,6 +126,23 @@ pub enum Error {
     /// A seal could not be made (for example inside a repeatable read transaction).
     #[error("cannot seal: {reason}")]
     Seal { reason: String },
+
+    /// A capture function fired on a table it was not generated for (attached there by hand):
+    /// it records nothing there, and the write fails.
+    #[error("{message}")]
+    CaptureRefused { message: String },
+
+    /// A lock that any session can take (an advisory lock) was held longer than the wait allows.
+    #[error("{purpose} waited {waited_seconds}s for its lock, held by {holders}; another {purpose} may still be running, otherwise end that session (select pg_terminate_backend(pid))")]
+    LockTimeout {
+        purpose: String,
+        waited_seconds: f64,
+        holders: String,
+    },
+
+    /// The table has a trigger of its own under one of the capture triggers' names.
+    #[error("{message}")]
+    TriggerNameTaken { table: String, message: String },
 }
 
 fn applied_note(applied: &[i32]) -> String {
@@ -185,6 +202,9 @@ impl Error {
             Error::InvalidRedaction { .. } => "AUDIT_LOGS_INVALID_REDACTION",
             Error::InvalidSettings { .. } => "AUDIT_LOGS_INVALID_SETTINGS",
             Error::Seal { .. } => "AUDIT_LOGS_SEAL_FAILED",
+            Error::CaptureRefused { .. } => "AUDIT_LOGS_CAPTURE_REFUSED",
+            Error::TriggerNameTaken { .. } => "AUDIT_LOGS_TRIGGER_NAME_TAKEN",
+            Error::LockTimeout { .. } => "AUDIT_LOGS_LOCK_TIMEOUT",
         }
     }
 
@@ -244,6 +264,8 @@ pub(crate) mod sqlstate {
     pub const INVALID_REDACTION: &str = "AL009";
     pub const INVALID_SETTINGS: &str = "AL010";
     pub const SEAL: &str = "AL011";
+    pub const CAPTURE_REFUSED: &str = "AL013";
+    pub const TRIGGER_NAME_TAKEN: &str = "AL014";
 }
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
@@ -298,6 +320,13 @@ pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Err
         },
         sqlstate::SEAL => Error::Seal {
             reason: with_hint(message, db.hint()),
+        },
+        sqlstate::CAPTURE_REFUSED => Error::CaptureRefused {
+            message: with_hint(message, db.hint()),
+        },
+        sqlstate::TRIGGER_NAME_TAKEN => Error::TriggerNameTaken {
+            table: table_name(),
+            message: with_hint(message, db.hint()),
         },
         // undefined_table: one of ours missing means the migrations have not run
         "42P01" if db.message().contains("\"audit.") => Error::NotMigrated,

@@ -2,6 +2,8 @@
 //! PostgreSQL advisory lock: refinery takes none, and two deploys migrating at once would
 //! otherwise both try to apply the same migration.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -131,15 +133,46 @@ async fn applied_migrations(client: &mut Client) -> Result<Vec<refinery::Migrati
     }
 }
 
+/// How [`run`] migrates.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// List what would be applied, and the SQL, without applying anything.
+    pub dry_run: bool,
+    /// Apply up to this version only (an install as an earlier release left it, for upgrade
+    /// tests); all when `None`.
+    pub until: Option<i32>,
+    /// How long to wait for another migrate (or any session holding its advisory lock).
+    pub lock_wait: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            dry_run: false,
+            until: None,
+            lock_wait: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Applies the pending migrations (or lists them, with `dry_run`), holding the advisory lock.
 pub async fn migrate(options: &ConnectOptions, dry_run: bool) -> Result<MigrateReport> {
+    run(
+        options,
+        &MigrateOptions {
+            dry_run,
+            ..MigrateOptions::default()
+        },
+    )
+    .await
+}
+
+/// Applies the pending migrations as `how` says, holding the advisory lock.
+pub async fn run(options: &ConnectOptions, how: &MigrateOptions) -> Result<MigrateReport> {
     // Its own connection: the lock is held by the session.
     let mut client = options.connect().await?;
-    client
-        .execute("select pg_catalog.pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await
-        .map_err(|e| crate::error::from_query(e, None))?;
-    let result = migrate_locked(&mut client, dry_run).await;
+    lock(&client, how.lock_wait).await?;
+    let result = migrate_locked(&mut client, how.dry_run, how.until).await;
     // Released explicitly; closing the connection would release it too.
     let _ = client
         .execute("select pg_catalog.pg_advisory_unlock($1)", &[&LOCK_KEY])
@@ -147,7 +180,51 @@ pub async fn migrate(options: &ConnectOptions, dry_run: bool) -> Result<MigrateR
     result
 }
 
-async fn migrate_locked(client: &mut Client, dry_run: bool) -> Result<MigrateReport> {
+/// Takes the migrate lock, polling rather than waiting in the server: any role can take the
+/// same advisory lock, and a server-side wait would outlive a client that gave up.
+async fn lock(client: &Client, max_wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + max_wait;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let locked: bool = client
+            .query_one("select pg_catalog.pg_try_advisory_lock($1)", &[&LOCK_KEY])
+            .await
+            .map_err(|e| crate::error::from_query(e, None))?
+            .get(0);
+        if locked {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let holders: String = client
+                .query_one(
+                    "select coalesce(pg_catalog.string_agg(pg_catalog.format('pid %s (role %s%s)', a.pid, a.usename,
+                              case when a.application_name <> '' then ', application ' || a.application_name else '' end), ', '),
+                            'a session that has since ended')
+                       from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+                      where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                        and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+                        and l.classid = (($1::int8 >> 32) & 4294967295)::oid and l.objid = ($1::int8 & 4294967295)::oid",
+                    &[&LOCK_KEY],
+                )
+                .await
+                .map_err(|e| crate::error::from_query(e, None))?
+                .get(0);
+            return Err(Error::LockTimeout {
+                purpose: "migrate".into(),
+                waited_seconds: max_wait.as_secs_f64(),
+                holders,
+            });
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn migrate_locked(
+    client: &mut Client,
+    dry_run: bool,
+    version: Option<i32>,
+) -> Result<MigrateReport> {
     let current = status(client).await?;
     if let Some(diverged) = current.iter().find(|m| m.state == MigrationState::Diverged) {
         return Err(Error::MigrationDiverged {
@@ -163,7 +240,7 @@ async fn migrate_locked(client: &mut Client, dry_run: bool) -> Result<MigrateRep
     }
     let pending: Vec<MigrationInfo> = current
         .into_iter()
-        .filter(|m| m.state == MigrationState::Pending)
+        .filter(|m| m.state == MigrationState::Pending && version.is_none_or(|v| m.version <= v))
         .collect();
     if dry_run {
         let shipped = shipped();
@@ -189,7 +266,8 @@ async fn migrate_locked(client: &mut Client, dry_run: bool) -> Result<MigrateRep
         .map_err(|e| crate::error::from_query(e, None))?;
     let mut runner = embedded::migrations::runner()
         .set_abort_divergent(true)
-        .set_abort_missing(true);
+        .set_abort_missing(true)
+        .set_target(version.map_or(refinery::Target::Latest, refinery::Target::Version));
     runner.set_migration_table_name(HISTORY_TABLE);
     let report = runner.run_async(client).await.map_err(from_refinery)?;
     let applied = report

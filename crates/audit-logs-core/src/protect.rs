@@ -80,6 +80,9 @@ pub enum ProblemKind {
     DigestNotFound,
     /// An append-only trigger is missing or disabled.
     GuardDisabled,
+    /// A tracked table's capture does not fire (a trigger dropped, disabled or replica-only):
+    /// its changes go unrecorded, and no seal can notice.
+    CaptureDisabled,
 }
 
 /// The first difference found.
@@ -122,6 +125,8 @@ pub struct VerifyReport {
     pub against_found: Option<bool>,
     /// Append-only triggers that are missing or disabled.
     pub guard_problems: Vec<String>,
+    /// Tracked tables whose capture does not fire (`table: problem`).
+    pub capture_problems: Vec<String>,
 }
 
 /// The retention policy kept in `audit.settings`.
@@ -678,8 +683,12 @@ mod verify {
             .await
             .map_err(|e| from_query(e, None))?
             .get::<_, i64>(0) as u64;
+        verifier.report.capture_problems = capture_problems(&rows_tx).await?;
         for guard in verifier.report.guard_problems.clone() {
             verifier.problem(ProblemKind::GuardDisabled, None, None, guard);
+        }
+        for capture in verifier.report.capture_problems.clone() {
+            verifier.problem(ProblemKind::CaptureDisabled, None, None, capture);
         }
 
         let (first_from, last_to) = (first_from.unwrap_or(0), last_to.unwrap_or(0));
@@ -1031,6 +1040,22 @@ mod verify {
             original: r.get::<&[u8]>(2).to_vec(),
             redacted: r.get::<&[u8]>(3).to_vec(),
         }))
+    }
+
+    /// Capture that no longer fires for a tracked table (its owner's `alter table ... disable
+    /// trigger`, a dropped trigger), as `audit.tracked_tables` reports it.
+    async fn capture_problems(tx: &tokio_postgres::Transaction<'_>) -> Result<Vec<String>> {
+        let rows = tx
+            .query(
+                "select pg_catalog.format('%s: %s', t.target_type, p.problem)
+                   from audit.tracked_tables t
+                  cross join pg_catalog.unnest(t.capture_problems) as p(problem)
+                  order by 1",
+                &[],
+            )
+            .await
+            .map_err(|e| from_query(e, None))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Append-only triggers that are missing or disabled (a superuser's `alter table ...

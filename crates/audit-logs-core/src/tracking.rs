@@ -192,7 +192,14 @@ pub struct TrackedTable {
     pub skip_unchanged: bool,
     pub require_context: bool,
     /// Empty when tracking is current; else what changed since (enable tracking again to refresh).
+    /// Includes every capture problem.
     pub needs_refresh: Vec<String>,
+    /// The role capture runs as: `audit_writer`, or the audit log's owner where the migration
+    /// could not create that role.
+    pub capture_role: String,
+    /// Capture triggers missing, disabled or firing only for replication, and a missing event
+    /// trigger that capture relies on: changes that go unrecorded until tracking is enabled again.
+    pub capture_problems: Vec<String>,
 }
 
 pub(crate) async fn enable(
@@ -234,14 +241,14 @@ pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Re
     Ok(row.get(0))
 }
 
-const TRACKED_COLUMNS: &str =
-    "schema_name, table_name, target_type, primary_key, excluded_columns, \
-     skip_unchanged, require_context, needs_refresh";
+/// The view's rows as JSON, so that a database whose newer migrations are still pending (an
+/// older view, without the later columns) lists its tables too.
+const TRACKED_ROWS: &str = "select pg_catalog.to_jsonb(t) from audit.tracked_tables t";
 
 pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<TrackedTable>> {
     let rows = client
         .query_typed(
-            &format!("select {TRACKED_COLUMNS} from audit.tracked_tables order by schema_name, table_name"),
+            &format!("{TRACKED_ROWS} order by t.schema_name, t.table_name"),
             &[],
         )
         .await
@@ -253,8 +260,8 @@ async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTab
     let row = client
         .query_typed_opt(
             &format!(
-                "select {TRACKED_COLUMNS} from audit.tracked_tables
-                  where pg_catalog.format('%I.%I', schema_name, table_name)::pg_catalog.regclass
+                "{TRACKED_ROWS}
+                  where pg_catalog.format('%I.%I', t.schema_name, t.table_name)::pg_catalog.regclass
                         = $1::pg_catalog.oid::pg_catalog.regclass"
             ),
             &[(&oid, Type::OID)],
@@ -265,14 +272,28 @@ async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTab
 }
 
 fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
+    let view: serde_json::Value = row.get(0);
+    let text = |key: &str| view[key].as_str().unwrap_or_default().to_owned();
+    let texts = |key: &str| -> Vec<String> {
+        view[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     TrackedTable {
-        schema: row.get(0),
-        name: row.get(1),
-        target_type: row.get(2),
-        primary_key: row.get(3),
-        excluded_columns: row.get(4),
-        skip_unchanged: row.get(5),
-        require_context: row.get(6),
-        needs_refresh: row.get(7),
+        schema: text("schema_name"),
+        name: text("table_name"),
+        target_type: text("target_type"),
+        primary_key: texts("primary_key"),
+        excluded_columns: texts("excluded_columns"),
+        skip_unchanged: view["skip_unchanged"].as_bool().unwrap_or(true),
+        require_context: view["require_context"].as_bool().unwrap_or(false),
+        needs_refresh: texts("needs_refresh"),
+        capture_role: text("capture_role"),
+        capture_problems: texts("capture_problems"),
     }
 }

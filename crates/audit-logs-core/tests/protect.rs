@@ -117,11 +117,7 @@ async fn an_application_role_is_recorded_but_cannot_alter_rows_or_maintain() {
         ))
         .await
         .unwrap();
-    let app = ConnectOptions::parse(&f.db.url_for(&role))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let app = f.connect_as(&role).await;
     app.batch_execute(
         "begin; select audit.set_context('{\"actor_id\": \"7\"}');
          insert into orders values (2, 20); update orders set total = 21 where id = 2; commit;",
@@ -188,11 +184,7 @@ async fn a_maintainer_that_is_not_the_owner_can_seal_maintain_and_verify() {
     let report = ops.verify(&VerifyOptions::default()).await.unwrap();
     assert!(report.ok, "{report:?}");
     // Maintenance through the functions does not let it change rows directly.
-    let client = ConnectOptions::parse(&f.db.url_for(&role))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let client = f.connect_as(&role).await;
     let err = client
         .batch_execute("delete from audit.audit_logs")
         .await

@@ -20,11 +20,7 @@ async fn app_role(f: &common::Fixture) -> tokio_postgres::Client {
         .enable_tracking(&"orders".into(), &TrackingOptions::default())
         .await
         .unwrap();
-    ConnectOptions::parse(&f.db.url_for(&role))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    f.connect_as(&role).await
 }
 
 #[tokio::test]
@@ -68,8 +64,29 @@ async fn an_application_role_cannot_write_the_log_directly() {
 
 #[tokio::test]
 async fn a_hostile_search_path_cannot_hijack_the_capture_function() {
+    // Each way capture serializes rows: to_jsonb directly (kept safe by the event trigger),
+    // gated by a probe of pg_cast (no event trigger), sandboxed (a column of a user type).
+    for serialization in ["plain", "gated", "sandboxed"] {
+        hostile_search_path(serialization).await;
+    }
+}
+
+async fn hostile_search_path(serialization: &str) {
     let f = common::migrated().await;
     let app = app_role(&f).await;
+    let setup = match serialization {
+        "gated" => "drop event trigger audit_capture_ddl; select audit.enable_tracking('orders');",
+        "sandboxed" => "create type mood as enum ('ok'); alter table orders add column m mood;",
+        _ => "",
+    };
+    f.sql().await.batch_execute(setup).await.unwrap();
+    let used = f
+        .count(&format!(
+            "select count(*) from pg_trigger where tgrelid = 'orders'::regclass
+              and convert_from(substring(tgargs from 1 for length(tgargs) - 1), 'UTF8')::jsonb ->> 'serialization' = '{serialization}'"
+        ))
+        .await;
+    assert_eq!(used, 4, "capture of orders serializes {serialization}");
     // Objects with the names the capture code uses, in a schema searched before pg_catalog.
     // Had any of them been called, it would have written to evil.calls as the audit owner.
     app.batch_execute(
@@ -116,10 +133,358 @@ async fn a_hostile_search_path_cannot_hijack_the_capture_function() {
         .get(0);
     assert_eq!(
         calls, 0,
-        "a shadowing object was called by the capture function"
+        "a shadowing object was called by the capture function ({serialization})"
     );
     let e = f.entries().await;
     assert_eq!(e.len(), 3);
     assert!(e.iter().all(|x| x.actor_id.as_deref() == Some("7")));
     assert_eq!(e[1].changed_fields, Some(vec!["total".to_owned()]));
+}
+
+/// An application role that owns its tables and types (as most do), and a table `payroll` it
+/// cannot read; both tracked by the privileged role that migrated.
+async fn owning_app(f: &common::Fixture) -> (tokio_postgres::Client, String) {
+    let role = f.db.create_role("owner").await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(&format!(
+            "grant create on schema public to {role};
+             create table payroll (id int primary key, salary int);
+             insert into payroll values (1, 100);"
+        ))
+        .await
+        .unwrap();
+    let app = f.connect_as(&role).await;
+    app.batch_execute(
+        "create table orders (id int primary key, total int);
+         create table attempts (what text, outcome text);
+         grant insert on attempts to public;",
+    )
+    .await
+    .unwrap();
+    for table in ["orders", "payroll"] {
+        f.audit
+            .enable_tracking(&table.into(), &TrackingOptions::default())
+            .await
+            .unwrap();
+    }
+    (app, role)
+}
+
+/// A cast to json on the application's own type whose function tries, from inside capture,
+/// to create an object in the audit schema, to append a forged entry and to read a table the
+/// application cannot read; it records who it ran as and what each attempt did.
+const HOSTILE_CAST: &str = r#"
+    create type mood as enum ('ok');
+    create function mood_json(m mood) returns json language plpgsql as $$
+    begin
+      insert into attempts values ('ran as', current_user::text);
+      begin
+        create table audit.pwned (x int);
+        insert into attempts values ('create in audit', 'succeeded');
+      exception when others then insert into attempts values ('create in audit', sqlstate);
+      end;
+      begin
+        insert into audit.audit_logs (action, target_type, target_id) values ('DELETE', 'public.payroll', '1');
+        insert into attempts values ('forge an entry', 'succeeded');
+      exception when others then insert into attempts values ('forge an entry', sqlstate);
+      end;
+      begin
+        perform from payroll;
+        insert into attempts values ('read payroll', 'succeeded');
+      exception when others then insert into attempts values ('read payroll', sqlstate);
+      end;
+      return to_json(m::text);
+    end $$;
+    create cast (mood as json) with function mood_json(mood);"#;
+
+async fn attempts(f: &common::Fixture) -> Vec<(String, String)> {
+    f.sql()
+        .await
+        .query("select what, outcome from attempts", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_application_cast_runs_inside_capture_with_no_rights() {
+    // With the event trigger (capture regenerated when the column is added) and without it
+    // (capture probes for such casts on every statement).
+    for event_trigger in [true, false] {
+        let f = common::migrated().await;
+        if !event_trigger {
+            f.sql()
+                .await
+                .batch_execute("drop event trigger audit_capture_ddl")
+                .await
+                .unwrap();
+        }
+        let (app, _) = owning_app(&f).await;
+        app.batch_execute(HOSTILE_CAST).await.unwrap();
+        app.batch_execute(
+            "alter table orders add column m mood;
+             begin; select audit.set_context('{\"actor_id\": \"7\"}');
+             insert into orders values (1, 10, 'ok'); update orders set total = 11; commit;",
+        )
+        .await
+        .unwrap();
+
+        let tried = attempts(&f).await;
+        assert!(!tried.is_empty(), "the cast ran");
+        for (what, outcome) in &tried {
+            match what.as_str() {
+                "ran as" => assert_eq!(outcome, "audit_sandbox"),
+                _ => assert_eq!(outcome, "42501", "{what} from inside capture: {tried:?}"),
+            }
+        }
+        assert_eq!(
+            f.count("select count(*) from pg_class where relname = 'pwned'")
+                .await,
+            0
+        );
+        let e = f.entries().await;
+        let recorded: Vec<_> = e
+            .iter()
+            .map(|x| (x.action.as_str(), x.target_type.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            recorded,
+            [("INSERT", "public.orders"), ("UPDATE", "public.orders")],
+            "exactly the two changes, and no forged entry (event trigger: {event_trigger})"
+        );
+        assert_eq!(
+            e[0].new_values,
+            Some(serde_json::json!({"id": 1, "total": 10, "m": "ok"}))
+        );
+        assert!(e.iter().all(|x| x.actor_id.as_deref() == Some("7")));
+    }
+}
+
+#[tokio::test]
+async fn capture_runs_as_audit_writer_and_nobody_else_may_call_it() {
+    let f = common::migrated().await;
+    let (app, role) = owning_app(&f).await;
+    let tables = f.audit.tracked_tables().await.unwrap();
+    assert!(
+        tables.iter().all(|t| t.capture_role == "audit_writer"),
+        "{tables:?}"
+    );
+    let executable_by_public = f
+        .count(
+            "select count(*) from pg_proc
+              where pronamespace = 'audit'::regnamespace and proname like 'capture %'
+                and (proacl is null or proacl::text like '%\"=X/%' or proacl::text like '{=X/%' or proacl::text like '%,=X/%')",
+        )
+        .await;
+    assert_eq!(executable_by_public, 0);
+
+    // The application may not attach another table's capture function to a table of its own,
+    // to write entries in payroll's name.
+    app.batch_execute("create table mine (id int primary key, salary int)")
+        .await
+        .unwrap();
+    let err = app
+        .batch_execute(
+            "create trigger forge after insert on mine referencing new table as new_rows
+             for each statement execute function audit.\"capture public.payroll\"()",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501", "{err:?}");
+
+    // Even one who may (a superuser) gets a capture function that records only its own table.
+    let admin = f.sql().await;
+    admin
+        .batch_execute(
+            "create trigger forge after insert on mine referencing new table as new_rows
+             for each statement execute function audit.\"capture public.payroll\"()",
+        )
+        .await
+        .unwrap();
+    let err = app
+        .batch_execute("insert into mine values (2, 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "AL013", "{err:?}");
+    assert_eq!(f.entries().await.len(), 0);
+    let _ = role;
+}
+
+#[tokio::test]
+async fn switching_capture_off_is_reported_by_status_and_verify_and_enable_repairs_it() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    for (switch_off, problem) in [
+        (
+            "alter table orders disable trigger user",
+            "audit_capture_insert on orders is disabled",
+        ),
+        (
+            "alter table orders enable replica trigger audit_capture_update",
+            "audit_capture_update on orders is enabled only for replication",
+        ),
+        (
+            "drop trigger audit_capture_delete on orders",
+            "audit_capture_delete on orders is missing",
+        ),
+    ] {
+        app.batch_execute(switch_off).await.unwrap();
+        let orders = f
+            .audit
+            .tracked_tables()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "orders")
+            .expect("orders is still listed");
+        assert!(
+            orders.capture_problems.iter().any(|p| p == problem),
+            "{switch_off}: {:?}",
+            orders.capture_problems
+        );
+        assert!(orders.needs_refresh.iter().any(|p| p == problem));
+        let report = f
+            .audit
+            .verify(&audit_logs_core::VerifyOptions::default())
+            .await
+            .unwrap();
+        assert!(!report.ok, "{switch_off}");
+        assert_eq!(
+            report.first_problem.unwrap().kind,
+            audit_logs_core::ProblemKind::CaptureDisabled
+        );
+        assert!(report
+            .capture_problems
+            .iter()
+            .any(|p| p == &format!("public.orders: {problem}")));
+
+        // Enabling again repairs whatever is left of the set.
+        f.audit
+            .enable_tracking(&"orders".into(), &TrackingOptions::default())
+            .await
+            .unwrap();
+        let orders = f.audit.tracked_tables().await.unwrap();
+        assert!(orders.iter().all(|t| t.capture_problems.is_empty()));
+        assert!(
+            f.audit
+                .verify(&audit_logs_core::VerifyOptions::default())
+                .await
+                .unwrap()
+                .ok
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_of_the_application_that_shares_a_capture_name_is_not_read_as_one() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    app.batch_execute(
+        "create table notes (id int primary key);
+         create function notes_trigger() returns trigger language plpgsql as $$ begin return null; end $$;
+         create trigger audit_capture_insert after insert on notes
+           for each statement execute function notes_trigger('not json');",
+    )
+    .await
+    .unwrap();
+    let tables = f.audit.tracked_tables().await.unwrap();
+    let mut names: Vec<_> = tables.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["orders", "payroll"]);
+    let err = f
+        .audit
+        .enable_tracking(&"notes".into(), &TrackingOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_TRIGGER_NAME_TAKEN", "{err:?}");
+}
+
+#[tokio::test]
+async fn an_application_holding_the_seal_and_migrate_locks_stalls_nothing() {
+    let f = common::migrated().await;
+    let (app, role) = owning_app(&f).await;
+    // Any role can take any advisory lock: the application takes the ones seal and migrate use.
+    app.batch_execute(
+        "select pg_advisory_lock(6878582169062960236); select pg_advisory_lock(7022629598041763687)",
+    )
+    .await
+    .unwrap();
+
+    let err = f
+        .sql()
+        .await
+        .batch_execute("set audit.lock_wait = '300ms'; select audit.seal()")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "AL011", "{err:?}");
+    assert!(
+        db.message().contains(&format!("(role {role}")),
+        "names the holder: {}",
+        db.message()
+    );
+
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let started = std::time::Instant::now();
+    let err = audit_logs_core::migrate::run(
+        &options,
+        &audit_logs_core::migrate::MigrateOptions {
+            lock_wait: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_LOCK_TIMEOUT", "{err:?}");
+    assert!(err.to_string().contains(&format!("(role {role}")), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Nothing is left waiting in the server for either lock.
+    assert_eq!(
+        f.count("select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()")
+            .await,
+        0
+    );
+
+    // Released, both work again.
+    app.batch_execute("select pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    f.audit.seal().await.unwrap();
+    f.audit.migrate(false).await.unwrap();
+}
+
+#[tokio::test]
+async fn whatever_set_context_accepts_can_be_written() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    // An actor_id under the context's 8 KiB but over what an index entry holds.
+    let long = "a".repeat(2880);
+    let err = app
+        .batch_execute(&format!(
+            "begin; select audit.set_context('{{\"actor_id\": \"{long}\"}}'); insert into orders values (1, 1); commit"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "AL004", "{err:?}");
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("the limit is 1024"));
+    app.batch_execute("rollback").await.unwrap();
+    // At the limit, the write and its entry go through.
+    let longest = "a".repeat(1024);
+    app.batch_execute(&format!(
+        "begin; select audit.set_context('{{\"actor_id\": \"{longest}\", \"user_agent\": \"{longest}\", \"request_id\": \"{longest}\"}}');
+         insert into orders values (1, 1); commit"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        f.entries().await[0].actor_id.as_deref(),
+        Some(longest.as_str())
+    );
 }

@@ -92,8 +92,14 @@ pub struct TrackedTable {
     /// Whether a write without an audit context fails.
     pub require_context: bool,
     /// Empty when tracking is current; otherwise what changed since it was enabled
-    /// (call `enableTracking` again to refresh).
+    /// (call `enableTracking` again to refresh). Includes every capture problem.
     pub needs_refresh: Vec<String>,
+    /// The role capture runs as: `audit_writer`, or the audit log's owner where the migration
+    /// could not create that role.
+    pub capture_role: String,
+    /// Capture triggers missing, disabled or firing only for replication: changes that go
+    /// unrecorded until `enableTracking` runs again.
+    pub capture_problems: Vec<String>,
 }
 
 impl From<core::TrackedTable> for TrackedTable {
@@ -107,6 +113,8 @@ impl From<core::TrackedTable> for TrackedTable {
             skip_unchanged: t.skip_unchanged,
             require_context: t.require_context,
             needs_refresh: t.needs_refresh,
+            capture_role: t.capture_role,
+            capture_problems: t.capture_problems,
         }
     }
 }

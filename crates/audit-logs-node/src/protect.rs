@@ -33,7 +33,7 @@ pub struct VerifyOptions {
 #[napi(object)]
 pub struct VerifyProblem {
     #[napi(
-        ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled'"
+        ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'"
     )]
     pub kind: String,
     /// The audit row (`audit_logs.id`), for row problems.
@@ -68,6 +68,8 @@ pub struct VerifyReport {
     pub against_found: Option<bool>,
     /// Append-only triggers found missing or disabled.
     pub guard_problems: Vec<String>,
+    /// Tracked tables whose capture does not fire (`table: problem`).
+    pub capture_problems: Vec<String>,
 }
 
 /// Options of one {@link AuditLogs.maintain} run; unset ones come from the saved policy
@@ -212,6 +214,7 @@ impl AuditLogs {
                 short_head: r.short_head,
                 against_found: r.against_found,
                 guard_problems: r.guard_problems,
+                capture_problems: r.capture_problems,
             })
         })
     }

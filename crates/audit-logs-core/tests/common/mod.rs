@@ -34,6 +34,15 @@ impl Fixture {
             .expect("connect")
     }
 
+    /// A plain connection as another role of the test server (see `TestDatabase::create_role`).
+    pub async fn connect_as(&self, role: &str) -> Client {
+        audit_logs_core::ConnectOptions::parse(&self.db.url_for(role))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect as role")
+    }
+
     /// Runs statements in one transaction attributed to `actor`.
     pub async fn as_actor(&self, actor: &str, statements: &str) {
         let mut client = self.sql().await;

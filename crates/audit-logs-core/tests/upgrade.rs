@@ -1,0 +1,127 @@
+//! Upgrades: a database migrated, tracked and filled by released migrations, then migrated by
+//! this build, keeps its history and gets every fix.
+mod common;
+
+use audit_logs_core::{migrate, ConnectOptions, VerifyOptions};
+
+/// A database as V1-V4 left it: tracked tables (an excluded column, a required context, a
+/// partitioned table), history in them, and an application role that, as V4 allowed, attached
+/// payroll's capture function to a table of its own and forged an entry with it.
+async fn released_v4_install() -> (common::Fixture, tokio_postgres::Client) {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v4 = migrate::MigrateOptions {
+        until: Some(4),
+        ..Default::default()
+    };
+    let report = migrate::run(&options, &until_v4).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    let app_role = f.db.create_role("app").await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(&format!(
+            "create table payroll (id int primary key, salary int);
+             create table users (id int primary key, email text, password_hash text);
+             create table events (id int, region text, v int, primary key (id, region)) partition by list (region);
+             create table events_eu partition of events for values in ('eu');
+             select audit.enable_tracking('payroll');
+             select audit.enable_tracking('users', '{{password_hash}}', true, true);
+             select audit.enable_tracking('events');
+             begin;
+             select audit.set_context('{{\"actor_id\": \"1\"}}');
+             insert into payroll values (1, 100);
+             insert into users values (1, 'a@x.io', 'secret');
+             insert into events values (1, 'eu', 1);
+             update payroll set salary = 110;
+             commit;
+             grant create on schema public to {app_role};"
+        ))
+        .await
+        .unwrap();
+    let app = f.connect_as(&app_role).await;
+    app.batch_execute(
+        "create table mine (id int primary key, salary int);
+         create trigger forge after insert on mine referencing new table as new_rows
+           for each statement execute function audit.\"capture public.payroll\"('{\"target_type\": \"public.payroll\", \"primary_key\": [\"id\"], \"columns\": [\"id\", \"salary\"], \"exclude_columns\": [], \"skip_unchanged\": true}');
+         insert into mine values (99, 1);",
+    )
+    .await
+    .unwrap();
+    (f, app)
+}
+
+#[tokio::test]
+async fn a_v4_install_upgrades_to_capture_without_rights_and_keeps_its_history() {
+    let (f, app) = released_v4_install().await;
+    let forged = f
+        .count("select count(*) from audit.audit_logs where target_type = 'public.payroll' and target_id = '99'")
+        .await;
+    assert_eq!(forged, 1, "V4 let the application forge an entry");
+    let history_before = f.entries().await;
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert!(report.applied.iter().any(|m| m.version == 5));
+    assert_eq!(f.entries().await, history_before, "history is untouched");
+
+    // Every tracked table kept its options and now captures as audit_writer.
+    let tables = f.audit.tracked_tables().await.unwrap();
+    let by_name = |name: &str| tables.iter().find(|t| t.name == name).unwrap().clone();
+    assert_eq!(by_name("users").excluded_columns, ["password_hash"]);
+    assert!(by_name("users").require_context);
+    assert!(tables.iter().all(|t| t.capture_role == "audit_writer"));
+    assert!(
+        tables.iter().all(|t| t.needs_refresh.is_empty()),
+        "{tables:?}"
+    );
+    assert_eq!(
+        f.count("select count(*) from pg_trigger where tgname = 'forge'")
+            .await,
+        0,
+        "the forging trigger is gone"
+    );
+
+    // Writes are recorded as before; the forging table records nothing in payroll's name.
+    f.as_actor(
+        "2",
+        "update payroll set salary = 120; insert into users values (2, 'b@x.io', 'x');
+         insert into events values (2, 'eu', 2); insert into events_eu values (3, 'eu', 3)",
+    )
+    .await;
+    app.batch_execute("insert into mine values (100, 1)")
+        .await
+        .unwrap();
+    let new_entries: Vec<_> = f.entries().await[history_before.len()..]
+        .iter()
+        .map(|e| {
+            (
+                e.action.clone(),
+                e.target_type.clone().unwrap(),
+                e.target_id.clone().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("UPDATE", "public.payroll", "1"),
+        ("INSERT", "public.users", "2"),
+        ("INSERT", "public.events", "[2, \"eu\"]"),
+        ("INSERT", "public.events", "[3, \"eu\"]"),
+    ]
+    .iter()
+    .map(|(a, t, i)| (a.to_string(), t.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(new_entries, expected);
+    assert!(f.entries().await[history_before.len() + 1]
+        .new_values
+        .as_ref()
+        .unwrap()
+        .get("password_hash")
+        .is_none());
+
+    // The old history still verifies in the same chain as the new.
+    f.audit.seal().await.unwrap();
+    let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(verified.ok, "{verified:?}");
+}
