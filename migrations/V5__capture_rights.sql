@@ -98,7 +98,11 @@ revoke all on function audit.give_function(regprocedure, text) from public;
 -- ---------------------------------------------------------------------------------------------
 
 -- to_jsonb of a row, run as audit_sandbox: a cast to json defined by the application runs with
--- no rights. Called per row, so no set clause: the one name is qualified.
+-- no rights. A json column may hold the escape "\u0000", which json accepts and jsonb cannot:
+-- to_jsonb then fails (22P05), and the row is read through its JSON text with each such escape
+-- (one whose backslash is not itself escaped) turned into the six characters \u0000, so that
+-- the write is never refused for being tracked. Called per row, so no set clause: every name is
+-- qualified.
 create function audit.sandboxed_jsonb(r record)
 returns jsonb
 language plpgsql
@@ -107,10 +111,14 @@ security definer
 as $$
 begin
   return pg_catalog.to_jsonb(r);
+exception when untranslatable_character then
+  return pg_catalog.regexp_replace(pg_catalog.row_to_json(r)::pg_catalog.text,
+                                   '(?<!\\)((?:\\\\)*)\\u0000', '\1\\\\u0000', 'g')::pg_catalog.jsonb;
 end
 $$;
 comment on function audit.sandboxed_jsonb(record) is
-  'to_jsonb(row) as audit_sandbox, a role with no rights: how capture serializes rows whose types could have a cast to json.';
+  'to_jsonb(row) as audit_sandbox, a role with no rights (what capture uses for rows whose types could have a cast '
+  'to json); an escaped NUL (\u0000) in a json value, which jsonb cannot hold, is kept as the six characters \u0000.';
 revoke all on function audit.sandboxed_jsonb(record) from public;
 do $sandbox$
 begin
@@ -123,10 +131,11 @@ begin
 end
 $sandbox$;
 
--- Whether to_jsonb of the table's rows runs only the server's own code: every column's type,
--- looked through domains, arrays and composites, was created by initdb. Any other type may get a
--- cast to json, which to_jsonb would call.
-create function audit.server_types_only(target regclass)
+-- Whether to_jsonb of the table's rows runs only the server's own code and cannot fail: every
+-- column's type, looked through domains, arrays and composites, was created by initdb (any other
+-- type may get a cast to json, which to_jsonb would call), and none is json (whose "\u0000"
+-- jsonb cannot hold).
+create function audit.serializes_plainly(target regclass)
 returns boolean
 language sql
 stable
@@ -147,12 +156,12 @@ as $$
   )
   select not exists (
     select from reached r join pg_type t on t.oid = r.type_id
-     where r.type_id >= 16384
-       and t.typtype not in ('d', 'c') and not (t.typcategory = 'A' and t.typelem <> 0))
+     where t.typtype not in ('d', 'c') and not (t.typcategory = 'A' and t.typelem <> 0)
+       and (r.type_id >= 16384 or r.type_id = 'json'::regtype))
 $$;
-comment on function audit.server_types_only(regclass) is
-  'True when every column type of the table (through domains, arrays and composites) was created by initdb, '
-  'so that to_jsonb of its rows calls no user-defined cast.';
+comment on function audit.serializes_plainly(regclass) is
+  'True when every column type of the table (through domains, arrays and composites) was created by initdb and is '
+  'not json: to_jsonb of its rows then calls no user-defined cast and cannot fail.';
 
 -- The SQL expression a capture function uses for the jsonb of a row variable, by serialization:
 -- sandboxed (a column type could have a cast to json), plain (server types only, kept so by the
@@ -451,7 +460,7 @@ language sql
 stable
 set search_path = ''
 as $$
-  select case when not audit.server_types_only(target) then 'sandboxed'
+  select case when not audit.serializes_plainly(target) then 'sandboxed'
               when exists (select from pg_event_trigger where evtname = 'audit_capture_ddl' and evtenabled in ('O', 'A'))
                 then 'plain'
               else 'gated' end

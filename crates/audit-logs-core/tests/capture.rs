@@ -848,3 +848,35 @@ async fn entries_follow_a_primary_key_that_moves_to_another_column() {
         ["code"]
     );
 }
+
+#[tokio::test]
+async fn a_json_value_that_jsonb_cannot_hold_is_recorded_not_refused() {
+    let f = common::migrated().await;
+    // "\u0000" is legal in json, not in jsonb: the same insert succeeds untracked.
+    tracked(
+        &f,
+        "create table docs (id int primary key, body json, tags jsonb)",
+        "docs",
+    )
+    .await;
+    f.as_actor(
+        "u",
+        r#"insert into docs values (1, '{"a": "\u0000", "b": "\\u0000"}', '["x"]'), (2, '{"a": 1}', null);
+           update docs set body = '{"b": "\u0000"}' where id = 2; delete from docs where id = 1"#,
+    )
+    .await;
+    let e = f.entries().await;
+    assert_eq!(e.len(), 4, "every change recorded: {e:?}");
+    assert_eq!(
+        e[0].new_values,
+        Some(json!({"id": 1, "body": {"a": "\\u0000", "b": "\\u0000"}, "tags": ["x"]})),
+        "the escaped NUL that jsonb cannot hold is kept as the six characters \\u0000"
+    );
+    assert_eq!(
+        e[1].new_values,
+        Some(json!({"id": 2, "body": {"a": 1}, "tags": null}))
+    );
+    assert_eq!(e[2].changed_fields, Some(vec!["body".to_owned()]));
+    assert_eq!(e[2].old_values, Some(json!({"body": {"a": 1}})));
+    assert_eq!(e[3].action, "DELETE");
+}
