@@ -138,14 +138,16 @@ export declare class TemporaryPostgres {
 
 /** The context shape accepted by {@link serializeContext}. */
 export interface AuditContext {
-  actorId?: string
+  /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
+  actorId?: string | number
   /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
   actorType?: string
   actorEmail?: string
   /** IPv4 or IPv6. */
   ipAddress?: string
   userAgent?: string
-  requestId?: string
+  /** Stored as text: an integer is stored as its digits. */
+  requestId?: string | number
   reason?: string
   migrationName?: string
   /** Free-form details, merged into the `metadata` column. */
@@ -419,6 +421,16 @@ export interface RedactRequest {
   reason?: string
 }
 
+/**
+ * What an HTTP request says about itself (all attacker-controlled), made storable; never
+ * throws.
+ */
+export interface RequestParts {
+  ipAddress?: string
+  userAgent?: string
+  requestId?: string
+}
+
 /** The retention policy kept in `audit.settings`. */
 export interface RetentionSettings {
   /** Monthly partitions created ahead. Default: 2. */
@@ -491,6 +503,13 @@ export interface Status {
   /** Every shipped migration is applied. */
   upToDate: boolean
 }
+
+/**
+ * The request parts of a context, made storable: an address that is not one is dropped, a
+ * user agent cut to 1024 bytes at a character boundary, and a request id that cannot be stored
+ * (over 1024 bytes, a control character) dropped, for the caller to make one. Never throws.
+ */
+export declare function storableRequestParts(parts: RequestParts): RequestParts
 
 /** Options of `entries()`. */
 export interface StreamOptions {

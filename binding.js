@@ -842,3 +842,4 @@ module.exports.endsSession = nativeBinding.endsSession
 module.exports.eventStatement = nativeBinding.eventStatement
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext
+module.exports.storableRequestParts = nativeBinding.storableRequestParts

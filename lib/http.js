@@ -1,32 +1,39 @@
 'use strict'
 // Request scope for Express and Fastify: every database call made while handling a request
-// carries who made it, from where, and the request id.
+// carries who made it, from where, and the request id. Headers are the attacker's: what cannot
+// be stored is cut or dropped (by the core), and no error escapes to crash the server; each
+// goes to the framework's error handling.
 const { randomUUID } = require('node:crypto')
+const { storableRequestParts } = require('../binding.js')
 const { runWithAuditContext } = require('./context.js')
-
-/** The client address, with IPv4-mapped IPv6 (::ffff:1.2.3.4) shown as the IPv4 it is. */
-function clientIp(address) {
-  if (typeof address !== 'string' || address === '') return undefined
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
-}
 
 /** The context of a request: IP, user agent, request id, then whatever getActor adds. */
 async function requestContext(request, { getActor, requestIdHeader = 'x-request-id' } = {}) {
   const headers = request.headers ?? {}
+  const header = (name) => (typeof headers[name] === 'string' ? headers[name] : undefined)
+  const parts = storableRequestParts({
+    ipAddress: request.ip ?? request.socket?.remoteAddress,
+    userAgent: header('user-agent'),
+    requestId: header(requestIdHeader) ?? request.id?.toString?.(),
+  })
   const actor = getActor ? await getActor(request) : undefined
-  const context = {
-    ipAddress: clientIp(request.ip ?? request.socket?.remoteAddress),
-    userAgent: headers['user-agent'] || undefined,
-    requestId: headers[requestIdHeader] || request.id?.toString?.() || randomUUID(),
-    ...actor,
-  }
+  const context = { ...parts, requestId: parts.requestId ?? randomUUID(), ...actor }
   return Object.fromEntries(Object.entries(context).filter(([, value]) => value !== undefined && value !== null))
 }
 
-/** Express middleware: `app.use(auditContextMiddleware({ getActor: (req) => ({ actorId: req.user?.id }) }))`. */
+/**
+ * Express middleware: `app.use(auditContextMiddleware({ getActor: (req) => ({ actorId: req.user?.id }) }))`.
+ * Echoes the request id in the response (`x-request-id`, or `requestIdHeader`).
+ */
 function auditContextMiddleware(options = {}) {
+  const echo = options.requestIdHeader ?? 'x-request-id'
   return function auditContext(req, res, next) {
-    requestContext(req, options).then((context) => runWithAuditContext(context, next), next)
+    requestContext(req, options)
+      .then((context) => {
+        if (!res.headersSent) res.setHeader(echo, context.requestId)
+        runWithAuditContext(context, next)
+      })
+      .catch(next)
   }
 }
 
@@ -35,8 +42,14 @@ function auditContextMiddleware(options = {}) {
  * default, after authentication hooks, so getActor can read what they set.
  */
 function auditContextPlugin(fastify, options, done) {
+  const echo = options.requestIdHeader ?? 'x-request-id'
   fastify.addHook(options.hook ?? 'preHandler', (request, reply, next) => {
-    requestContext(request, options).then((context) => runWithAuditContext(context, () => next()), next)
+    requestContext(request, options)
+      .then((context) => {
+        reply.header(echo, context.requestId)
+        runWithAuditContext(context, () => next())
+      })
+      .catch(next)
   })
   done()
 }

@@ -212,6 +212,75 @@ test('Fastify plugin sees what authentication set and attributes the request\'s 
   assert.ok(row.request_id, 'a request id even without the header')
 })
 
+test('hostile headers and odd actors never take the Express server down', async (t) => {
+  const { pool } = await setup(t)
+  const app = express()
+  app.use(auditContextMiddleware({
+    getActor: (req) => {
+      const kind = req.get('x-actor-kind')
+      if (kind === 'number') return { actorId: 42 }            // Prisma Int ids are numbers
+      if (kind === 'extra') return { actorId: '7', role: 'admin' } // a key the context has not
+      if (kind === 'throws') throw new Error('session store down')
+      return { actorId: 'u-1' }
+    },
+  }))
+  app.post('/notes', async (req, res) => {
+    await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('x')"))
+    res.json({ ok: true })
+  })
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  const post = (headers) => fetch(`http://127.0.0.1:${server.address().port}/notes`, { method: 'POST', headers })
+
+  const longAgent = `agent/${'é'.repeat(600)}` // 1206 bytes
+  let response = await post({ 'user-agent': longAgent, 'x-request-id': 'r'.repeat(2000) })
+  assert.equal(response.status, 200)
+  const generated = response.headers.get('x-request-id')
+  assert.match(generated, /^[0-9a-f-]{36}$/, 'an unstorable request id is replaced, and echoed')
+  response = await post({ 'x-actor-kind': 'number', 'x-request-id': 'req-7' })
+  assert.equal(response.status, 200)
+  assert.equal(response.headers.get('x-request-id'), 'req-7')
+  for (const kind of ['extra', 'throws']) {
+    response = await post({ 'x-actor-kind': kind })
+    assert.equal(response.status, 500, `${kind}: the framework's error handling answers`)
+  }
+  response = await post({})
+  assert.equal(response.status, 200, 'the server is still up')
+
+  const rows = await entries(pool)
+  assert.equal(rows.length, 3, 'the refused requests wrote nothing')
+  assert.ok(Buffer.byteLength(rows[0].user_agent) <= 1024 && longAgent.startsWith(rows[0].user_agent))
+  assert.equal(rows[0].request_id, generated)
+  assert.deepEqual([rows[1].actor_id, rows[1].request_id], ['42', 'req-7'])
+  assert.equal(rows[2].actor_id, 'u-1')
+})
+
+test('hostile headers never take the Fastify server down either', async (t) => {
+  const { pool } = await setup(t)
+  const app = Fastify()
+  await app.register(auditContextPlugin, {
+    getActor: (request) => (request.headers['x-actor-kind'] === 'extra' ? { actorId: '7', role: 'admin' } : { actorId: 9 }),
+  })
+  app.post('/notes', async () => {
+    await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('x')"))
+    return { ok: true }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  deferCleanup(t, () => app.close())
+  const post = (headers) => fetch(`http://127.0.0.1:${app.server.address().port}/notes`, { method: 'POST', headers })
+  let response = await post({ 'user-agent': 'a'.repeat(1100), 'x-request-id': 'q'.repeat(2000) })
+  assert.equal(response.status, 200)
+  assert.match(response.headers.get('x-request-id'), /^[0-9a-f-]{36}$/)
+  response = await post({ 'x-actor-kind': 'extra' })
+  assert.equal(response.status, 500)
+  response = await post({})
+  assert.equal(response.status, 200)
+  const rows = await entries(pool)
+  assert.equal(rows.length, 2)
+  assert.deepEqual([rows[0].actor_id, rows[0].user_agent.length], ['9', 1024])
+})
+
 test('auditRead records who read which rows, bounded, and nothing for other reads', async (t) => {
   const { pool } = await setup(t)
   await pool.query("insert into notes (author) select 'x' from generate_series(1, 30)")

@@ -178,8 +178,10 @@ impl AuditContext {
             });
         }
         let input: ContextInput =
-            serde_json::from_value(value).map_err(|e| Error::InvalidContext {
-                reason: e.to_string(),
+            serde_json::from_value(with_ids_as_text(value)?).map_err(|e| {
+                Error::InvalidContext {
+                    reason: e.to_string(),
+                }
             })?;
         let ip_address = input
             .ip_address
@@ -198,6 +200,98 @@ impl AuditContext {
             metadata: input.metadata,
         })
     }
+}
+
+/// The camelCase keys whose values are text.
+const TEXT_KEYS: [&str; 8] = [
+    "actorId",
+    "actorType",
+    "actorEmail",
+    "ipAddress",
+    "userAgent",
+    "requestId",
+    "reason",
+    "migrationName",
+];
+
+/// Integer ids (an ORM's `Int` primary key) as their text, as they are stored; any other value
+/// that is not text is refused with the key named.
+fn with_ids_as_text(mut value: Value) -> Result<Value> {
+    let Value::Object(object) = &mut value else {
+        return Ok(value);
+    };
+    for key in TEXT_KEYS {
+        let Some(field) = object.get_mut(key) else {
+            continue;
+        };
+        match field {
+            Value::String(_) | Value::Null => {}
+            Value::Number(n) if (key == "actorId" || key == "requestId") && !n.is_f64() => {
+                *field = Value::String(n.to_string());
+            }
+            other => {
+                let kind = match other {
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::Array(_) => "an array",
+                    _ => "an object",
+                };
+                let expected = if key == "actorId" || key == "requestId" {
+                    "a string or an integer"
+                } else {
+                    "a string"
+                };
+                return Err(Error::InvalidContext {
+                    reason: format!("{key} must be {expected}, got {kind}"),
+                });
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// What an HTTP request says about itself, made storable: every part is attacker-controlled,
+/// so nothing here fails. An address that is not one is dropped, a user agent is cut to
+/// [`MAX_FIELD_BYTES`] at a character boundary, and a request id that cannot be stored (too long,
+/// a NUL, a control character) is dropped, for the caller to make one.
+pub fn from_request(
+    ip_address: Option<&str>,
+    user_agent: Option<&str>,
+    request_id: Option<&str>,
+) -> AuditContext {
+    let ip_address = ip_address.and_then(|ip| {
+        let ip = ip
+            .strip_prefix("::ffff:")
+            .filter(|v4| v4.contains('.'))
+            .unwrap_or(ip);
+        ip.trim().parse().ok()
+    });
+    let user_agent = user_agent
+        .map(|agent| cut_to_bytes(&agent.replace('\0', ""), MAX_FIELD_BYTES).to_owned())
+        .filter(|agent| !agent.is_empty());
+    let request_id = request_id
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_FIELD_BYTES && !id.chars().any(char::is_control)
+        })
+        .map(str::to_owned);
+    AuditContext {
+        ip_address,
+        user_agent,
+        request_id,
+        ..AuditContext::default()
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_to_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// No prototype-pollution key at any depth.
@@ -311,7 +405,14 @@ mod tests {
         for (bad, mentions) in [
             (serde_json::json!({"actorID": "42"}), "actorID"),
             (serde_json::json!({"ipAddress": "300.1.1.1"}), "300.1.1.1"),
-            (serde_json::json!({"actorId": 42}), "invalid type"),
+            (
+                serde_json::json!({"actorId": 4.2}),
+                "actorId must be a string or an integer",
+            ),
+            (
+                serde_json::json!({"actorType": 7}),
+                "actorType must be a string, got a number",
+            ),
             (serde_json::json!("user 42"), "got a string"),
             (serde_json::json!([]), "got an array"),
         ] {
@@ -319,6 +420,41 @@ mod tests {
             assert_eq!(err.code(), "AUDIT_LOGS_INVALID_CONTEXT");
             assert!(err.to_string().contains(mentions), "{err}");
         }
+    }
+
+    #[test]
+    fn integer_ids_are_stored_as_text() {
+        let context =
+            AuditContext::from_camel_case(serde_json::json!({"actorId": 42, "requestId": 7}))
+                .unwrap();
+        assert_eq!(context.actor_id.as_deref(), Some("42"));
+        assert_eq!(context.request_id.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn what_a_request_says_is_made_storable_never_refused() {
+        let long_agent = "é".repeat(700);
+        let context = from_request(
+            Some("::ffff:203.0.113.9"),
+            Some(&long_agent),
+            Some(&"r".repeat(2000)),
+        );
+        assert_eq!(context.ip_address, Some("203.0.113.9".parse().unwrap()));
+        let agent = context.user_agent.unwrap();
+        assert!(agent.len() <= MAX_FIELD_BYTES && agent.len() >= MAX_FIELD_BYTES - 1);
+        assert!(long_agent.starts_with(&agent));
+        assert_eq!(
+            context.request_id, None,
+            "too long to store: the caller makes one"
+        );
+        let context = from_request(Some("not an ip"), Some(""), Some("ok\u{7}bell"));
+        assert_eq!(context, AuditContext::default());
+        assert_eq!(
+            from_request(None, None, Some("req-1"))
+                .request_id
+                .as_deref(),
+            Some("req-1")
+        );
     }
 
     #[test]

@@ -1076,6 +1076,32 @@ pub fn serialize_context(context: Value) -> Result<Option<String>, Code> {
         .map_err(sync_error)
 }
 
+/// What an HTTP request says about itself (all attacker-controlled), made storable; never
+/// throws.
+#[napi(object)]
+pub struct RequestParts {
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The request parts of a context, made storable: an address that is not one is dropped, a
+/// user agent cut to 1024 bytes at a character boundary, and a request id that cannot be stored
+/// (over 1024 bytes, a control character) dropped, for the caller to make one. Never throws.
+#[napi]
+pub fn storable_request_parts(parts: RequestParts) -> RequestParts {
+    let context = core::context::from_request(
+        parts.ip_address.as_deref(),
+        parts.user_agent.as_deref(),
+        parts.request_id.as_deref(),
+    );
+    RequestParts {
+        ip_address: context.ip_address.map(|ip| ip.to_string()),
+        user_agent: context.user_agent,
+        request_id: context.request_id,
+    }
+}
+
 /// Runs the `audit-logs` command line (without the program name) and returns its exit status.
 #[napi]
 pub fn run_cli(argv: Vec<String>) -> i32 {
@@ -1126,6 +1152,8 @@ impl TemporaryPostgres {
 /// The context shape accepted by {@link serializeContext}.
 #[napi(object)]
 pub struct AuditContext {
+    /// Stored as text: an integer id (an ORM's `Int` key) is stored as its digits.
+    #[napi(ts_type = "string | number")]
     pub actor_id: Option<String>,
     /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
     pub actor_type: Option<String>,
@@ -1133,6 +1161,8 @@ pub struct AuditContext {
     /// IPv4 or IPv6.
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+    /// Stored as text: an integer is stored as its digits.
+    #[napi(ts_type = "string | number")]
     pub request_id: Option<String>,
     pub reason: Option<String>,
     pub migration_name: Option<String>,
