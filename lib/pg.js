@@ -4,7 +4,7 @@
 const { endsSession } = require('../binding.js')
 const { effectiveContext, settingFor, codedError } = require('./context.js')
 
-const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
+const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 /** A pg.Pool (or anything with connect() handing out clients that release()). */
 function isPool(target) {

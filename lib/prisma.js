@@ -6,7 +6,7 @@ const { currentAuditContext, effectiveContext, settingFor } = require('./context
 const { readMetadata, readEvent } = require('./reads.js')
 const { commitFailure } = require('./pg.js')
 
-const SET_CONTEXT = "select pg_catalog.set_config('audit.context', $1, true)"
+const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 const WRITES = new Set([
   'create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn',

@@ -230,7 +230,7 @@ declare
   minus_excluded text := '';
   where_changed text := '';
   context_keys constant text :=
-    '''{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata}''::pg_catalog.text[]';
+    '''{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata,@transaction}''::pg_catalog.text[]';
   columns_written constant text :=
     'actor_id, actor_type, actor_email, ip_address, user_agent, request_id, metadata';
   context_values constant text :=
@@ -244,7 +244,7 @@ begin
   end if;
   if require_context then
     missing_context := format($check$
-  if raw is null or raw operator(pg_catalog.=) '' then
+  if not attributed then
     raise exception 'audit-logs: %% on %% needs an audit context: the table requires one', tg_op, %L
       using errcode = 'AL006',
             hint = 'Make the change in withAuditContext(), or after select audit.set_context(...).';
@@ -264,6 +264,7 @@ declare
   c audit.context_columns;
   meta pg_catalog.jsonb;
   ctx pg_catalog.jsonb;
+  attributed pg_catalog.bool := false;
   truncated pg_catalog.text;
   saved_row_security pg_catalog.text;
 begin
@@ -273,11 +274,18 @@ begin
   end if;
   if raw operator(pg_catalog.<>) '' then
     ctx := raw::pg_catalog.jsonb;
-    c := pg_catalog.jsonb_populate_record(null::audit.context_columns, ctx);
-    meta := (ctx operator(pg_catalog.-) %3$s)
-            operator(pg_catalog.||) coalesce((ctx operator(pg_catalog.->) 'metadata'), '{}'::pg_catalog.jsonb);
-    if meta operator(pg_catalog.=) '{}'::pg_catalog.jsonb then
-      meta := null;
+    -- Set for this transaction by audit.set_context (or a client that checked it): a value
+    -- left by a session-level SET, or set_config'd by hand, attributes nothing.
+    if (ctx operator(pg_catalog.->) '@transaction') operator(pg_catalog.=) pg_catalog.to_jsonb(pg_catalog.now()) then
+      attributed := true;
+      c := pg_catalog.jsonb_populate_record(null::audit.context_columns, ctx);
+      meta := (ctx operator(pg_catalog.-) %3$s)
+              operator(pg_catalog.||) coalesce((ctx operator(pg_catalog.->) 'metadata'), '{}'::pg_catalog.jsonb);
+      if meta operator(pg_catalog.=) '{}'::pg_catalog.jsonb then
+        meta := null;
+      end if;
+    else
+      meta := '{"audit_context_ignored": "not set for this transaction by audit.set_context"}';
     end if;
   end if;
 %12$s
@@ -538,11 +546,13 @@ comment on function audit.install_capture(regclass, jsonb) is
   'Generates the capture function of a table for these options (target_type included), owned by audit_writer, and attaches its triggers.';
 revoke all on function audit.install_capture(regclass, jsonb) from public;
 
+-- Options passed as null keep what the table has when it is tracked already (enabling again
+-- after an ALTER TABLE must not start storing an excluded password hash), else the defaults.
 create or replace function audit.enable_tracking(
   target regclass,
-  exclude_columns text[] default '{}',
-  skip_unchanged boolean default true,
-  require_context boolean default false
+  exclude_columns text[] default null,
+  skip_unchanged boolean default null,
+  require_context boolean default null
 )
 returns jsonb
 language plpgsql
@@ -554,7 +564,14 @@ declare
   unknown_columns text[];
   options jsonb;
   audit_owner name;
+  recorded jsonb := (select convert_from(substring(t.arguments from 1 for length(t.arguments) - 1), 'UTF8')::jsonb
+                       from audit.capture_triggers t
+                      where t.relid = target and t.name = 'audit_capture_insert');
 begin
+  exclude_columns := coalesce(exclude_columns,
+                              array(select jsonb_array_elements_text(recorded -> 'exclude_columns')), '{}');
+  skip_unchanged := coalesce(skip_unchanged, (recorded ->> 'skip_unchanged')::boolean, true);
+  require_context := coalesce(require_context, (recorded ->> 'require_context')::boolean, false);
   if target is null then
     raise exception 'audit-logs: enable_tracking needs a table, got null' using errcode = '22004';
   end if;
@@ -612,7 +629,8 @@ $$;
 comment on function audit.enable_tracking(regclass, text[], boolean, boolean) is
   'Records every INSERT, UPDATE, DELETE and TRUNCATE of a table in audit.audit_logs. Options: exclude_columns '
   '(never stored, e.g. password_hash), skip_unchanged (default true: updates that change nothing are not '
-  'recorded), require_context (default false: when true, a write with no audit context fails with AL006). '
+  'recorded), require_context (default false: when true, a write with no audit context fails with AL006); an '
+  'option passed as null keeps what the table has when it is tracked already. '
   'Idempotent; run it again after altering the table to refresh, or to repair its triggers. Errors: AL001 no '
   'primary key, AL002 not a table, AL003 bad excluded column, AL005 audit-logs'' own table, AL014 a trigger of '
   'the table''s own has a capture trigger''s name.';
@@ -995,6 +1013,65 @@ $$;
 comment on function audit.normalize_context(jsonb) is
   'Checks an audit context (an object of strings of at most 1024 bytes; ip_address an IP address; metadata an '
   'object; at most 8 KiB in all) and drops null keys.';
+
+-- ---------------------------------------------------------------------------------------------
+-- A context counts only in the transaction that set it
+-- ---------------------------------------------------------------------------------------------
+
+-- Set through audit.set_context (or audit.set_checked_context, for clients that checked it), a
+-- context carries its transaction's start time ("@transaction": now()). Capture and events take
+-- a context only when it is their transaction's: one left by a session-level SET (which would
+-- attribute every later transaction of that session) or set_config'd by hand is recorded as
+-- ignored, with nothing of it. One comparison per statement.
+create or replace function audit.set_context(context jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  normalized jsonb := audit.normalize_context(context);
+begin
+  perform set_config('audit.context',
+                     coalesce((normalized || jsonb_build_object('@transaction', now()))::text, ''), true);
+  return normalized;
+end
+$$;
+comment on function audit.set_context(jsonb) is
+  'Attributes the rest of the current transaction: keys actor_id, actor_type, actor_email, ip_address, '
+  'user_agent, request_id, reason, migration_name and metadata (an object). Transaction-local, so it is '
+  'safe behind transaction-mode poolers. Example: select audit.set_context(''{"actor_type": "migration", '
+  '"migration_name": "0042_backfill"}'');';
+
+-- What the Node and Rust layers call, having checked the context themselves: one inlined
+-- set_config, no function call. Not a way around the checks: a context only ever attributes
+-- the application's own changes, and the application chooses it.
+create function audit.set_checked_context(context text)
+returns text
+language sql
+volatile
+as $$
+  select pg_catalog.set_config('audit.context',
+    case when context is null or context operator(pg_catalog.=) '' then ''
+         else (context::pg_catalog.jsonb
+               operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text end,
+    true)
+$$;
+comment on function audit.set_checked_context(text) is
+  'Sets the audit context of the current transaction from a context the caller checked (the Node and Rust '
+  'layers), as JSON text; an empty text clears it. SQL users call audit.set_context, which checks it.';
+grant execute on function audit.set_checked_context(text) to public;
+
+create or replace function audit.current_context()
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select case when c -> '@transaction' = to_jsonb(now()) then c - '@transaction' end
+    from (select nullif(current_setting('audit.context', true), '')::jsonb as c) as setting
+$$;
+comment on function audit.current_context() is
+  'The audit context of the current transaction, or null (also when the setting was not made in this transaction).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Bring every tracked table along

@@ -15,7 +15,7 @@ async function migrated(t) {
 function asActor(url, context, statements) {
   return withClient(url, async (client) => {
     await client.query('begin')
-    await client.query("select set_config('audit.context', $1, true)", [serializeContext(context) ?? ''])
+    await client.query('select audit.set_checked_context($1)', [serializeContext(context) ?? ''])
     for (const sql of statements) await client.query(sql)
     await client.query('commit')
   })

@@ -11,8 +11,8 @@ use crate::setups::{self, Setup, ALL};
 use crate::{progress, BenchResult, Plan, Stat};
 
 /// Every transaction sets a context, for every setup (each setup reads its own setting).
-const CONTEXT: &str = "select set_config('audit.context', '{\"actor_id\":\"user-' || :actor || '\",\"actor_type\":\"user\",\
-\"ip_address\":\"10.0.0.1\",\"request_id\":\"req-' || :id || '\"}', true), set_config('app.current_user', \
+const CONTEXT: &str = "select audit.set_checked_context('{\"actor_id\":\"user-' || :actor || '\",\"actor_type\":\"user\",\
+\"ip_address\":\"10.0.0.1\",\"request_id\":\"req-' || :id || '\"}'), set_config('app.current_user', \
 '{\"user_id\":\"user-' || :actor || '\",\"ip_address\":\"10.0.0.1\"}', true);";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -300,7 +300,7 @@ create or replace function bench_bulk(operation text, n integer) returns float8 
 declare
   started timestamptz;
 begin
-  perform set_config('audit.context', '{"actor_id":"user-1","actor_type":"user","ip_address":"10.0.0.1","request_id":"req-1"}', true);
+  perform audit.set_checked_context('{"actor_id":"user-1","actor_type":"user","ip_address":"10.0.0.1","request_id":"req-1"}');
   perform set_config('app.current_user', '{"user_id":"user-1","ip_address":"10.0.0.1"}', true);
   started := clock_timestamp();
   if operation = 'UPDATE' then

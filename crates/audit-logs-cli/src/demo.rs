@@ -97,7 +97,7 @@ async fn story(options: ConnectOptions) -> Result<(), Error> {
             .enable_tracking(
                 &"accounts".into(),
                 &TrackingOptions {
-                    exclude_columns: vec!["password_hash".into()],
+                    exclude_columns: Some(vec!["password_hash".into()]),
                     ..Default::default()
                 },
             )

@@ -47,19 +47,29 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Record every change of a table (run again after altering the table).
+    /// Record every change of a table (run again after altering the table: options not given
+    /// are kept).
     Enable {
         /// The table: users, public.users, or public."Order Items" (quoted as in SQL).
         table: String,
         /// A column whose values are never stored (repeat for several), e.g. password_hash.
-        #[arg(long = "exclude", value_name = "COLUMN")]
+        #[arg(long = "exclude", value_name = "COLUMN", conflicts_with = "no_exclude")]
         exclude: Vec<String>,
+        /// Store every column again (drop the excluded ones).
+        #[arg(long)]
+        no_exclude: bool,
         /// Also record updates that change nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "skip_unchanged")]
         record_unchanged: bool,
-        /// Fail writes that carry no audit context instead of recording them unattributed.
+        /// Skip updates that change nothing (the default).
         #[arg(long)]
+        skip_unchanged: bool,
+        /// Fail writes that carry no audit context instead of recording them unattributed.
+        #[arg(long, conflicts_with = "no_require_context")]
         require_context: bool,
+        /// Record writes without an audit context again (the default).
+        #[arg(long)]
+        no_require_context: bool,
     },
     /// Stop recording a table's changes (its history is kept).
     Disable {
@@ -168,13 +178,17 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Enable {
             table,
             exclude,
+            no_exclude,
             record_unchanged,
+            skip_unchanged,
             require_context,
+            no_require_context,
         } => {
+            let given = |set: bool, unset: bool| (set || unset).then_some(set);
             let options = TrackingOptions {
-                exclude_columns: exclude,
-                record_unchanged,
-                require_context,
+                exclude_columns: (no_exclude || !exclude.is_empty()).then_some(exclude),
+                record_unchanged: given(record_unchanged, skip_unchanged),
+                require_context: given(require_context, no_require_context),
             };
             out.enabled(
                 &audit

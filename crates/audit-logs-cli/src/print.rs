@@ -98,15 +98,24 @@ impl Printer {
         if self.json(table) {
             return;
         }
-        let excluded = if table.excluded_columns.is_empty() {
-            String::new()
-        } else {
-            format!(", never storing {}", table.excluded_columns.join(", "))
-        };
+        let mut notes = Vec::new();
+        if !table.excluded_columns.is_empty() {
+            notes.push(format!(
+                "never storing {}",
+                table.excluded_columns.join(", ")
+            ));
+        }
+        if !table.skip_unchanged {
+            notes.push("recording unchanged updates".into());
+        }
+        if table.require_context {
+            notes.push("requiring a context".into());
+        }
         println!(
-            "Tracking {} (key {}){excluded}.",
+            "Tracking {} (key {}){}.",
             table.target_type,
-            table.primary_key.join(", ")
+            table.primary_key.join(", "),
+            join_notes(&notes)
         );
     }
 

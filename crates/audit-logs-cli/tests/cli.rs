@@ -141,6 +141,35 @@ async fn migrate_status_enable_history_disable() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_COLUMN"));
+    // Enabling again, as `--help` says to after altering the table, keeps the options.
+    audit_logs(Some(&url))
+        .args(["enable", "users", "--require-context"])
+        .assert()
+        .success();
+    audit_logs(Some(&url))
+        .args(["enable", "users"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("never storing password_hash")
+                .and(predicate::str::contains("requiring a context")),
+        );
+    audit_logs(Some(&url))
+        .arg("tracked")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("excluding password_hash")
+                .and(predicate::str::contains("requiring a context")),
+        );
+    audit_logs(Some(&url))
+        .args(["enable", "users", "--no-require-context"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("never storing password_hash")
+                .and(predicate::str::contains("requiring a context").not()),
+        );
 
     sql(
         &db,

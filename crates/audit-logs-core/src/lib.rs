@@ -9,7 +9,7 @@
 //! audit.migrate(false).await?;
 //! audit
 //!     .enable_tracking(&"public.users".into(), &TrackingOptions {
-//!         exclude_columns: vec!["password_hash".into()],
+//!         exclude_columns: Some(vec!["password_hash".into()]),
 //!         ..Default::default()
 //!     })
 //!     .await?;
@@ -444,7 +444,7 @@ pub async fn set_context(client: &impl GenericClient, context: &AuditContext) ->
     let setting = context.to_setting()?.unwrap_or_default();
     client
         .query_typed(
-            "select pg_catalog.set_config('audit.context', $1, true)",
+            "select audit.set_checked_context($1)",
             &[(&setting, Type::TEXT)],
         )
         .await

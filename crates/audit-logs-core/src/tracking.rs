@@ -167,16 +167,19 @@ impl TableRef {
     }
 }
 
-/// Options of [`crate::AuditLogs::enable_tracking`].
+/// Options of [`crate::AuditLogs::enable_tracking`]. An option left `None` keeps what the table
+/// has when it is tracked already (enabling again after altering it must not start recording
+/// an excluded password hash), and takes the default otherwise.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TrackingOptions {
     /// Columns whose values are never stored (their changes are still named in changed_fields).
-    pub exclude_columns: Vec<String>,
-    /// Record updates that change nothing; by default they are skipped.
-    pub record_unchanged: bool,
-    /// Fail writes that carry no audit context (by default they are recorded, unattributed).
-    pub require_context: bool,
+    /// Default: none.
+    pub exclude_columns: Option<Vec<String>>,
+    /// Record updates that change nothing. Default: they are skipped.
+    pub record_unchanged: Option<bool>,
+    /// Fail writes that carry no audit context. Default: they are recorded, unattributed.
+    pub require_context: Option<bool>,
 }
 
 /// A tracked table, from the `audit.tracked_tables` view.
@@ -215,7 +218,7 @@ pub(crate) async fn enable(
             &[
                 (&resolved.oid, Type::OID),
                 (&options.exclude_columns, Type::TEXT_ARRAY),
-                (&!options.record_unchanged, Type::BOOL),
+                (&options.record_unchanged.map(|record| !record), Type::BOOL),
                 (&options.require_context, Type::BOOL),
             ],
         )

@@ -111,7 +111,7 @@ async fn excluded_columns_are_never_stored_but_their_changes_are_named() {
         .enable_tracking(
             &"accounts".into(),
             &TrackingOptions {
-                exclude_columns: vec!["password_hash".into()],
+                exclude_columns: Some(vec!["password_hash".into()]),
                 ..Default::default()
             },
         )
@@ -160,7 +160,7 @@ async fn updates_that_change_nothing_are_skipped_unless_asked() {
         .enable_tracking(
             &"t".into(),
             &TrackingOptions {
-                record_unchanged: true,
+                record_unchanged: Some(true),
                 ..Default::default()
             },
         )
@@ -560,7 +560,7 @@ async fn bad_table_names_get_typed_errors() {
         .enable_tracking(
             &"users".into(),
             &TrackingOptions {
-                exclude_columns: vec!["pasword".into()],
+                exclude_columns: Some(vec!["pasword".into()]),
                 ..Default::default()
             },
         )
@@ -740,7 +740,7 @@ async fn require_context_fails_unattributed_writes_and_nothing_else() {
         .enable_tracking(
             &"t".into(),
             &TrackingOptions {
-                require_context: true,
+                require_context: Some(true),
                 ..Default::default()
             },
         )
@@ -879,4 +879,66 @@ async fn a_json_value_that_jsonb_cannot_hold_is_recorded_not_refused() {
     assert_eq!(e[2].changed_fields, Some(vec!["body".to_owned()]));
     assert_eq!(e[2].old_values, Some(json!({"body": {"a": 1}})));
     assert_eq!(e[3].action, "DELETE");
+}
+
+#[tokio::test]
+async fn enabling_again_keeps_the_options_not_given() {
+    let f = common::migrated().await;
+    f.sql()
+        .await
+        .batch_execute("create table users (id int primary key, email text, password_hash text)")
+        .await
+        .unwrap();
+    let users = TableRef::from("users");
+    f.audit
+        .enable_tracking(
+            &users,
+            &TrackingOptions {
+                exclude_columns: Some(vec!["password_hash".into()]),
+                require_context: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // After altering the table, as the docs say: enable again, with no options.
+    let again = f
+        .audit
+        .enable_tracking(&users, &TrackingOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.excluded_columns, ["password_hash"]);
+    assert!(again.require_context);
+    f.as_actor("u", "insert into users values (1, 'a@x.io', 'secret')")
+        .await;
+    assert_eq!(
+        f.entries().await[0].new_values,
+        Some(json!({"id": 1, "email": "a@x.io"}))
+    );
+    // Options given are changed, the others still kept.
+    let changed = f
+        .audit
+        .enable_tracking(
+            &users,
+            &TrackingOptions {
+                require_context: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.excluded_columns, ["password_hash"]);
+    assert!(!changed.require_context);
+    let cleared = f
+        .audit
+        .enable_tracking(
+            &users,
+            &TrackingOptions {
+                exclude_columns: Some(Vec::new()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(cleared.excluded_columns.is_empty());
 }

@@ -28,7 +28,7 @@ async fn an_application_role_without_audit_privileges_is_recorded() {
     let f = common::migrated().await;
     let app = app_role(&f).await;
     app.batch_execute(
-        "begin; select set_config('audit.context', '{\"actor_id\": \"7\"}', true);
+        "begin; select audit.set_context('{\"actor_id\": \"7\"}');
          insert into orders values (1, 10); update orders set total = 11; delete from orders; commit;",
     )
     .await
@@ -118,7 +118,7 @@ async fn hostile_search_path(serialization: &str) {
     .await
     .unwrap();
     app.batch_execute(
-        "begin; select pg_catalog.set_config('audit.context', '{\"actor_id\": \"7\"}', true);
+        "begin; select audit.set_checked_context('{\"actor_id\": \"7\"}');
          insert into public.orders values (1, 10); update public.orders set total = 11;
          delete from public.orders; commit;",
     )
@@ -486,5 +486,43 @@ async fn whatever_set_context_accepts_can_be_written() {
     assert_eq!(
         f.entries().await[0].actor_id.as_deref(),
         Some(longest.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_context_set_around_set_context_attributes_nothing_and_says_so() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    app.batch_execute(
+        // Session-level: would attribute every later transaction of this session.
+        "set audit.context = '{\"actor_id\": \"stale\"}';
+         insert into orders values (1, 1);
+         begin; insert into orders values (2, 2); commit;
+         reset audit.context;
+         -- By hand, unchecked: a number, mangled metadata, an oversized id.
+         begin;
+         select set_config('audit.context', '{\"actor_id\": 42, \"metadata\": \"x\"}', true);
+         insert into orders values (3, 3);
+         select audit.log_event('order.viewed', 'public.orders', '3');
+         commit;
+         -- Through set_context: attributed.
+         begin; select audit.set_context('{\"actor_id\": \"7\", \"metadata\": {\"k\": \"v\"}}');
+         insert into orders values (4, 4); commit;",
+    )
+    .await
+    .unwrap();
+    let e = f.entries().await;
+    let ignored = serde_json::json!({"audit_context_ignored": "not set for this transaction by audit.set_context"});
+    for entry in &e[..3] {
+        assert_eq!(entry.actor_id, None, "{entry:?}");
+        assert_eq!(entry.metadata.as_ref(), Some(&ignored), "{entry:?}");
+    }
+    assert_eq!(e[3].action, "order.viewed");
+    assert_eq!(e[3].actor_id, None, "events take no stale context either");
+    assert_eq!(e[4].actor_id.as_deref(), Some("7"));
+    assert_eq!(
+        e[4].metadata,
+        Some(serde_json::json!({"k": "v"})),
+        "no marker in metadata"
     );
 }

@@ -679,9 +679,9 @@ impl AuditLogs {
         let table = table_ref(table);
         let options =
             options.map_or_else(core::TrackingOptions::default, |o| core::TrackingOptions {
-                exclude_columns: o.exclude_columns.unwrap_or_default(),
-                record_unchanged: o.record_unchanged.unwrap_or(false),
-                require_context: o.require_context.unwrap_or(false),
+                exclude_columns: o.exclude_columns,
+                record_unchanged: o.record_unchanged,
+                require_context: o.require_context,
             });
         promise(env, async move {
             inner

@@ -134,11 +134,7 @@ pub async fn prepare(url: &str) -> SoakResult<()> {
     connect(url).await?.batch_execute(TABLES).await?;
     for (table, _, _) in REPLAYED {
         let options = TrackingOptions {
-            exclude_columns: if table == "soak_accounts" {
-                vec!["secret".into()]
-            } else {
-                Vec::new()
-            },
+            exclude_columns: (table == "soak_accounts").then(|| vec!["secret".into()]),
             ..Default::default()
         };
         audit.enable_tracking(&table.into(), &options).await?;
@@ -599,7 +595,7 @@ impl Writer {
         // The witness comes with the context, in the same round trip.
         tx.execute(
             "with witness as (insert into soak_commits values ($2))
-             select set_config('audit.context', $1, true)",
+             select audit.set_checked_context($1)",
             &[&setting, &request],
         )
         .await?;
