@@ -467,11 +467,11 @@ export interface SearchPage {
 
 /**
  * Validates a context (`{ actorId, actorType, actorEmail, ipAddress, userAgent, requestId,
- * reason, migrationName, metadata }`) and returns the value for
- * `set_config('audit.context', value, true)`, or null for an empty context. Throws
- * `AUDIT_LOGS_INVALID_CONTEXT` naming the bad key or value.
+ * reason, migrationName, metadata }`), over `base` when given (its fields win; metadata is
+ * merged key by key), and returns the value for `audit.set_checked_context(value)`, or null
+ * for an empty context. Throws `AUDIT_LOGS_INVALID_CONTEXT` naming the bad key or value.
  */
-export declare function serializeContext(context: AuditContext): string | null
+export declare function serializeContext(context: AuditContext, base?: AuditContext | null): string | null
 
 /** Options of {@link AuditLogs.stateAt}. */
 export interface StateAtOptions {

@@ -17,9 +17,10 @@ function currentAuditContext() {
   return storage.getStore()
 }
 
-/** The context a wrapper call uses: the one given, else the current one. */
+/** The context a wrapper call uses: the one given over the current one (shallow: for its ids). */
 function effectiveContext(context) {
-  return context ?? storage.getStore()
+  const current = storage.getStore()
+  return context == null ? current : { ...current, ...context }
 }
 
 /** A JS error with a stable `code`, like the ones the native layer throws; `options.cause`. */
@@ -30,12 +31,15 @@ function codedError(code, message, options) {
 }
 
 /**
- * The `audit.context` value for a wrapper call: the context given, else the current one.
- * Returns '' for none (which the triggers read as "no context"), or throws when
+ * The `audit.context` value for a wrapper call: the context given over the current one (a
+ * `{ reason }` inside a request keeps the request's actor, IP and request id), else the current
+ * one. Returns '' for none (which the triggers read as "no context"), or throws when
  * `requireContext` asks for one.
  */
 function settingFor(context, options = {}) {
-  const effective = effectiveContext(context)
+  const current = storage.getStore()
+  if (context != null) return serializeContext(context, current) ?? ''
+  const effective = current
   if (effective == null) {
     if (options.requireContext) {
       throw codedError(

@@ -212,6 +212,19 @@ test('Fastify plugin sees what authentication set and attributes the request\'s 
   assert.ok(row.request_id, 'a request id even without the header')
 })
 
+test('a partial context given inside a request is merged over the request\'s', async (t) => {
+  const { pool } = await setup(t)
+  const request = { actorId: 'u-1', actorType: 'user', ipAddress: '203.0.113.9', requestId: 'req-1', metadata: { a: '1' } }
+  await runWithAuditContext(request, async () => {
+    await withAuditContext(pool, { reason: 'duplicate', metadata: { b: '2' } }, (c) => c.query("insert into notes (author) values ('a')"))
+    await withAuditContext(pool, { actorId: 'job-7', actorType: 'system' }, (c) => c.query("insert into notes (author) values ('b')"))
+  })
+  const [merged, overridden] = await entries(pool)
+  assert.deepEqual([merged.actor_id, merged.actor_type, merged.ip, merged.request_id], ['u-1', 'user', '203.0.113.9', 'req-1'])
+  assert.deepEqual(merged.metadata, { a: '1', b: '2', reason: 'duplicate' })
+  assert.deepEqual([overridden.actor_id, overridden.actor_type, overridden.request_id], ['job-7', 'system', 'req-1'])
+})
+
 test('hostile headers and odd actors never take the Express server down', async (t) => {
   const { pool } = await setup(t)
   const app = express()

@@ -1066,14 +1066,17 @@ pub fn ends_session(code: String) -> bool {
 }
 
 /// Validates a context (`{ actorId, actorType, actorEmail, ipAddress, userAgent, requestId,
-/// reason, migrationName, metadata }`) and returns the value for
-/// `set_config('audit.context', value, true)`, or null for an empty context. Throws
-/// `AUDIT_LOGS_INVALID_CONTEXT` naming the bad key or value.
-#[napi(ts_args_type = "context: AuditContext")]
-pub fn serialize_context(context: Value) -> Result<Option<String>, Code> {
-    core::AuditContext::from_camel_case(context)
-        .and_then(|c| c.to_setting())
-        .map_err(sync_error)
+/// reason, migrationName, metadata }`), over `base` when given (its fields win; metadata is
+/// merged key by key), and returns the value for `audit.set_checked_context(value)`, or null
+/// for an empty context. Throws `AUDIT_LOGS_INVALID_CONTEXT` naming the bad key or value.
+#[napi(ts_args_type = "context: AuditContext, base?: AuditContext | null")]
+pub fn serialize_context(context: Value, base: Option<Value>) -> Result<Option<String>, Code> {
+    let own = core::AuditContext::from_camel_case(context).map_err(sync_error)?;
+    let merged = match base.filter(|b| !b.is_null()) {
+        Some(base) => own.over(&core::AuditContext::from_camel_case(base).map_err(sync_error)?),
+        None => own,
+    };
+    merged.to_setting().map_err(sync_error)
 }
 
 /// What an HTTP request says about itself (all attacker-controlled), made storable; never
