@@ -185,6 +185,28 @@ comment on function audit.row_json_expression(text, text) is
   'SQL text of the jsonb of a row in capture, for a serialization: plain, gated or sandboxed.';
 
 -- ---------------------------------------------------------------------------------------------
+-- Keys of any length
+-- ---------------------------------------------------------------------------------------------
+
+-- target_id as stored: the key itself, or for a key over 1024 bytes (a table may accept one up
+-- to its own limits, an index entry of the log holds about 2.7 kB) "sha256:" and the hex digest
+-- of its text, so that the write is never refused and the entry is still found by its key
+-- (queries apply the same function). Inlined where it is used: no set clause.
+create function audit.stored_key(key text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+  select case when pg_catalog.octet_length(key) operator(pg_catalog.<=) 1024 then key
+              else 'sha256:' operator(pg_catalog.||)
+                   pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(key, 'UTF8')), 'hex') end
+$$;
+comment on function audit.stored_key(text) is
+  'A record key as audit_logs.target_id stores it: itself, or "sha256:" and its hex digest when over 1024 bytes.';
+grant execute on function audit.stored_key(text) to public;
+
+-- ---------------------------------------------------------------------------------------------
 -- Capture bound to its table
 -- ---------------------------------------------------------------------------------------------
 
@@ -358,8 +380,8 @@ $template$,
     excluded,                                        -- 6
     all_columns,                                     -- 7
     context_values,                                  -- 8
-    audit.key_expression('p.o', key_columns),        -- 9
-    audit.key_expression('p.n', key_columns),        -- 10
+    format('audit.stored_key(%s)', audit.key_expression('p.o', key_columns)), -- 9
+    format('audit.stored_key(%s)', audit.key_expression('p.n', key_columns)), -- 10
     where_changed,                                   -- 11
     missing_context,                                 -- 12
     relation_ids,                                    -- 13

@@ -322,11 +322,11 @@ impl AuditLogs {
             // The key goes as a bound parameter, never into the SQL text.
             let row = client
                 .query_typed_one(
-                    "select audit.redact($1, actor_id => $2, target_type => $3,
-                       target_id => case when pg_catalog.jsonb_typeof($4::pg_catalog.jsonb) = 'array'
-                                         then $4::pg_catalog.jsonb::pg_catalog.text
-                                         else $4::pg_catalog.jsonb operator(pg_catalog.#>>) '{}' end,
-                       fields => $5, reason => $6)",
+                    &format!(
+                        "select audit.redact($1, actor_id => $2, target_type => $3, target_id => {},
+                           fields => $5, reason => $6)",
+                        crate::history::key_sql("$4")
+                    ),
                     &[
                         (&key, Type::BYTEA),
                         (&actor, Type::TEXT),

@@ -942,3 +942,51 @@ async fn enabling_again_keeps_the_options_not_given() {
         .unwrap();
     assert!(cleared.excluded_columns.is_empty());
 }
+
+#[tokio::test]
+async fn a_key_too_long_for_an_index_entry_is_recorded_and_found_by_its_key() {
+    let f = common::migrated().await;
+    tracked(
+        &f,
+        "create table docs (path text primary key, v int)",
+        "docs",
+    )
+    .await;
+    let long = "p/".repeat(1500); // 3000 bytes: more than an index entry of the log holds
+    f.as_actor(
+        "u",
+        &format!(
+            "insert into docs values ('{long}', 1); update docs set v = 2;
+             insert into docs values ('short', 1); delete from docs where path = '{long}'"
+        ),
+    )
+    .await;
+    let history = f
+        .audit
+        .history(&HistoryQuery::of_table("docs", long.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["DELETE", "UPDATE", "INSERT"]
+    );
+    assert!(history[0]
+        .target_id
+        .as_deref()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(
+        history[2].new_values.as_ref().unwrap()["path"],
+        json!(long),
+        "the whole key is in the row"
+    );
+    let short = f
+        .audit
+        .history(&HistoryQuery::of_table("docs", "short"))
+        .await
+        .unwrap();
+    assert_eq!(short[0].target_id.as_deref(), Some("short"));
+}
