@@ -191,11 +191,12 @@ comment on function audit.row_json_expression(text, text) is
 -- target_id as stored: the key itself, or for a key over 1024 bytes (a table may accept one up
 -- to its own limits, an index entry of the log holds about 2.7 kB) "sha256:" and the hex digest
 -- of its text, so that the write is never refused and the entry is still found by its key
--- (queries apply the same function). Inlined where it is used: no set clause.
+-- (queries apply the same function). Inlined where it is used: no set clause, and stable, not
+-- immutable, because convert_to is (an immutable function with a stable body is not inlined).
 create function audit.stored_key(key text)
 returns text
 language sql
-immutable
+stable
 parallel safe
 as $$
   select case when pg_catalog.octet_length(key) operator(pg_catalog.<=) 1024 then key
