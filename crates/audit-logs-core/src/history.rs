@@ -122,7 +122,7 @@ pub(crate) fn check_target_id(id: &Value) -> Result<()> {
 
 /// A record id (the jsonb expression `id`) as `target_id` holds it: a string or number as
 /// text, a composite key as the JSON array PostgreSQL prints, and a key over 1024 bytes as its
-/// digest (`audit.stored_key`, inlined, so a known id is still a constant for the index).
+/// digest (`audit.stored_key`: stable, so a known id is computed once, for the index).
 pub(crate) fn key_sql(id: &str) -> String {
     format!(
         "audit.stored_key(case when pg_catalog.jsonb_typeof({id}::pg_catalog.jsonb) = 'array' \

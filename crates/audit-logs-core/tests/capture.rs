@@ -946,9 +946,10 @@ async fn enabling_again_keeps_the_options_not_given() {
 #[tokio::test]
 async fn a_key_too_long_for_an_index_entry_is_recorded_and_found_by_its_key() {
     let f = common::migrated().await;
+    // A short key when tracking began, widened since: capture follows (the event trigger).
     tracked(
         &f,
-        "create table docs (path text primary key, v int)",
+        "create table docs (path varchar(20) primary key, v int)",
         "docs",
     )
     .await;
@@ -956,7 +957,8 @@ async fn a_key_too_long_for_an_index_entry_is_recorded_and_found_by_its_key() {
     f.as_actor(
         "u",
         &format!(
-            "insert into docs values ('{long}', 1); update docs set v = 2;
+            "alter table docs alter column path type text;
+             insert into docs values ('{long}', 1); update docs set v = 2;
              insert into docs values ('short', 1); delete from docs where path = '{long}'"
         ),
     )
