@@ -149,22 +149,80 @@ impl TableRef {
                 .to_owned(),
             TableRef::Exact { name, .. } => name.clone(),
         };
-        let row = client
-            .query_typed_opt(
-                "select pg_catalog.format('%I.%I', n.nspname, c.relname)
+        let rows = client
+            .query_typed(
+                "select pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text
                    from pg_catalog.pg_class c
                    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                  where pg_catalog.lower(c.relname) = pg_catalog.lower($1) and c.relkind in ('r', 'p')
-                    and n.nspname not in ('pg_catalog', 'information_schema')
-                  order by n.nspname = pg_catalog.current_schema() desc
-                  limit 1",
-                &[(&bare, Type::TEXT)],
+                  where c.relkind in ('r', 'p') and not c.relispartition
+                    and n.nspname not in ('pg_catalog', 'information_schema', 'audit')
+                    and n.nspname not like 'pg\\_%'
+                  order by n.nspname = pg_catalog.current_schema() desc, 1",
+                &[],
             )
             .await
-            .ok()
-            .flatten()?;
-        Some(format!("did you mean {}?", row.get::<_, String>(0)))
+            .ok()?;
+        let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        closest_table(&bare, &tables).map(|name| format!("did you mean {name}?"))
     }
+}
+
+/// The table a mistyped name most likely meant: the same name in another case, the singular or
+/// plural of it, a model name (`BlogPost`) as the table an ORM makes of it (`blog_posts`), or
+/// the nearest name at most two edits away. `tables` holds (qualified name, bare name), the
+/// current schema first.
+fn closest_table<'a>(wanted: &str, tables: &'a [(String, String)]) -> Option<&'a str> {
+    let snake = to_snake_case(wanted);
+    let wanted = wanted.to_lowercase();
+    let forms: Vec<String> = [wanted.clone(), snake.clone()]
+        .into_iter()
+        .flat_map(|w| {
+            let singular = w
+                .strip_suffix("es")
+                .filter(|_| w.ends_with("ses") || w.ends_with("xes"))
+                .or_else(|| w.strip_suffix('s'))
+                .map(str::to_owned);
+            [
+                Some(format!("{w}s")),
+                Some(format!("{w}es")),
+                singular,
+                Some(w),
+            ]
+        })
+        .flatten()
+        .collect();
+    let exact = tables
+        .iter()
+        .find(|(_, name)| forms.iter().any(|f| *f == name.to_lowercase()));
+    if let Some((qualified, _)) = exact {
+        return Some(qualified);
+    }
+    let limit = if wanted.chars().count() < 4 { 1 } else { 2 };
+    tables
+        .iter()
+        .map(|(qualified, name)| {
+            let name = name.to_lowercase();
+            let distance = strsim::damerau_levenshtein(&wanted, &name)
+                .min(strsim::damerau_levenshtein(&snake, &name));
+            (distance, qualified)
+        })
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, qualified)| qualified.as_str())
+}
+
+/// `BlogPost` or `blogPost` as `blog_post`, the table name an ORM makes of a model.
+fn to_snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_uppercase() && previous_lower {
+            snake.push('_');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        snake.extend(c.to_lowercase());
+    }
+    snake
 }
 
 /// Options of [`crate::AuditLogs::enable_tracking`]. An option left `None` keeps what the table
@@ -298,5 +356,30 @@ fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
         needs_refresh: texts("needs_refresh"),
         capture_role: text("capture_role"),
         capture_problems: texts("capture_problems"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_table_is_matched_by_case_number_model_name_or_a_small_typo() {
+        let tables: Vec<(String, String)> = ["users", "posts", "blog_posts", "addresses", "orders"]
+            .iter()
+            .map(|t| (format!("public.{t}"), (*t).to_owned()))
+            .collect();
+        for (wanted, meant) in [
+            ("user", Some("public.users")),
+            ("Post", Some("public.posts")),
+            ("USERS", Some("public.users")),
+            ("usres", Some("public.users")),
+            ("BlogPost", Some("public.blog_posts")),
+            ("address", Some("public.addresses")),
+            ("order_item", None),
+            ("xyz", None),
+        ] {
+            assert_eq!(closest_table(wanted, &tables), meant, "{wanted}");
+        }
     }
 }

@@ -530,6 +530,18 @@ async fn bad_table_names_get_typed_errors() {
         case.to_string().contains("did you mean public.users"),
         "{case}"
     );
+    // The singular, a model name, a typo: each points at the table meant.
+    for mistyped in ["user", "User", "usres"] {
+        let err = f
+            .audit
+            .enable_tracking(&mistyped.into(), &TrackingOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean public.users?"),
+            "{mistyped}: {err}"
+        );
+    }
     for bad in [
         "Order Items",
         "users\"; drop table users; --",
