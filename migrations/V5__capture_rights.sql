@@ -25,6 +25,13 @@
 --   entries in that table's name. Triggers that did so before V5 are dropped here.
 -- * Migrations that may not create roles still apply: capture then keeps running as the owner,
 --   with a WARNING at migrate time, and audit.tracked_tables names the role capture runs as.
+-- * A legal write is never refused for being tracked: json columns (whose "\u0000" jsonb cannot
+--   hold) take the sandboxed path, which keeps such an escape as text; a key over 1024 bytes is
+--   stored as its digest (audit.stored_key); context strings are capped at 1024 bytes, as in
+--   the Node and Rust layers.
+-- * A context counts only in the transaction that set it (set_context marks it): a session-level
+--   SET or a hand-written set_config attributes nothing, and the entry says so.
+-- * seal waits a bounded time for its advisory lock (any role can take it) and names the holder.
 
 -- ---------------------------------------------------------------------------------------------
 -- Roles
