@@ -38,9 +38,7 @@ function codedError(code, message, options) {
  */
 function settingFor(context, options = {}) {
   const current = storage.getStore()
-  if (context != null) return serializeContext(context, current) ?? ''
-  const effective = current
-  if (effective == null) {
+  if (context == null && current == null) {
     if (options.requireContext) {
       throw codedError(
         'AUDIT_LOGS_CONTEXT_REQUIRED',
@@ -49,7 +47,10 @@ function settingFor(context, options = {}) {
     }
     return ''
   }
-  return serializeContext(effective) ?? ''
+  return (context == null ? serializeContext(current) : serializeContext(context, current)) ?? ''
 }
 
-module.exports = { runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError }
+/** Sets a setting from settingFor() for the rest of the transaction (marked as this transaction's). */
+const SET_CONTEXT = 'select audit.set_checked_context($1)'
+
+module.exports = { runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError, SET_CONTEXT }

@@ -2,9 +2,7 @@
 // withAuditContext for node-postgres: one transaction, the context set transaction-locally first
 // (so it is safe behind transaction-mode poolers and never leaks to the connection's next user).
 const { endsSession } = require('../binding.js')
-const { effectiveContext, settingFor, codedError } = require('./context.js')
-
-const SET_CONTEXT = 'select audit.set_checked_context($1)'
+const { effectiveContext, settingFor, codedError, SET_CONTEXT } = require('./context.js')
 
 /** A pg.Pool (or anything with connect() handing out clients that release()). */
 function isPool(target) {

@@ -2,11 +2,9 @@
 // Prisma 7 (with a driver adapter such as @prisma/adapter-pg): the same transaction-local
 // context, set as the first statement of a transaction. No import of @prisma/client: the user's
 // own client is extended.
-const { currentAuditContext, effectiveContext, settingFor } = require('./context.js')
+const { currentAuditContext, effectiveContext, settingFor, SET_CONTEXT } = require('./context.js')
 const { readMetadata, readEvent } = require('./reads.js')
 const { commitFailure } = require('./pg.js')
-
-const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 const WRITES = new Set([
   'create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn',

@@ -129,7 +129,9 @@ comment on function audit.sandboxed_jsonb(record) is
 revoke all on function audit.sandboxed_jsonb(record) from public;
 do $sandbox$
 begin
-  if exists (select from pg_catalog.pg_roles where rolname = 'audit_sandbox') then
+  if exists (select from pg_catalog.pg_roles where rolname = 'audit_sandbox')
+     and ((select rolsuper from pg_catalog.pg_roles where rolname = current_user)
+          or pg_catalog.pg_has_role(current_user, 'audit_sandbox', 'member')) then
     perform audit.give_function('audit.sandboxed_jsonb(record)', 'audit_sandbox');
   end if;
   if exists (select from pg_catalog.pg_roles where rolname = 'audit_writer') then
@@ -433,7 +435,8 @@ comment on function audit.capture_function_sql(text, jsonb) is
 -- name is neither read nor dropped as one of them.
 create view audit.capture_triggers as
 select t.oid, t.tgrelid as relid, t.tgname::text as name, t.tgenabled as enabled, t.tgfoid as function_id,
-       t.tgargs as arguments
+       pg_catalog.convert_from(pg_catalog.substring(t.tgargs, 1, pg_catalog.length(t.tgargs) - 1), 'UTF8')::pg_catalog.jsonb
+         as options
   from pg_catalog.pg_trigger t
   join pg_catalog.pg_proc p on p.oid = t.tgfoid
  where p.pronamespace = 'audit'::pg_catalog.regnamespace and p.proname::text like 'capture %'
@@ -444,7 +447,7 @@ comment on column audit.capture_triggers.relid is 'The table or partition it is 
 comment on column audit.capture_triggers.name is 'audit_capture_insert, _update, _delete or _truncate.';
 comment on column audit.capture_triggers.enabled is 'pg_trigger.tgenabled: O or A fire for the application, D and R do not.';
 comment on column audit.capture_triggers.function_id is 'The capture function it calls.';
-comment on column audit.capture_triggers.arguments is 'The tracking options (JSON, as the trigger argument).';
+comment on column audit.capture_triggers.options is 'The tracking options (the trigger argument, read as JSON).';
 
 create or replace function audit.disable_tracking(target regclass)
 returns boolean
@@ -520,6 +523,22 @@ $$;
 comment on function audit.capture_options(regclass, text, text[], boolean, boolean) is
   'The tracking options (trigger argument) of a table as it is now, with the given choices.';
 
+-- The excluded columns recorded for a table that it still has: enabling again after dropping
+-- one must neither fail nor forget the others.
+create function audit.kept_exclusions(target regclass, recorded jsonb)
+returns text[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(select jsonb_array_elements_text(recorded -> 'exclude_columns')
+               intersect
+               select attname::text from pg_attribute where attrelid = target and attnum > 0 and not attisdropped
+               order by 1)
+$$;
+comment on function audit.kept_exclusions(regclass, jsonb) is
+  'The excluded columns of recorded tracking options that the table still has.';
+
 -- How capture of a table serializes its rows now (see audit.row_json_expression).
 create function audit.capture_serialization(target regclass)
 returns text
@@ -546,7 +565,11 @@ declare
   function_name text;
   capture_function regprocedure;
   rel regclass;
-  writer boolean := exists (select from pg_roles where rolname = 'audit_writer');
+  -- Usable when this role may give functions to it (a superuser, or a member); else capture
+  -- runs as this role, said loudly below and in audit.tracked_tables.
+  writer boolean := exists (select from pg_roles where rolname = 'audit_writer')
+                    and ((select rolsuper from pg_roles where rolname = current_user)
+                         or pg_has_role(current_user, 'audit_writer', 'member'));
   event text;
 begin
   options := options || jsonb_build_object('serialization', audit.capture_serialization(target),
@@ -597,8 +620,10 @@ begin
   if writer then
     perform audit.give_function(capture_function, 'audit_writer');
   else
-    raise warning 'audit-logs: capture of % runs as %, not as audit_writer (no such role)', options ->> 'target_type', current_user
-      using hint = 'As a superuser: create role audit_writer nologin bypassrls; create role audit_sandbox nologin; then run the migrations and enable tracking again.';
+    raise warning 'audit-logs: capture of % runs as %, not as audit_writer (no such role, or % is not a member of it)',
+      options ->> 'target_type', current_user, current_user
+      using hint = format('As a superuser: create role audit_writer nologin bypassrls; create role audit_sandbox nologin; '
+                          'grant audit_writer, audit_sandbox to %I; then enable tracking again.', current_user);
   end if;
 end
 $$;
@@ -624,17 +649,15 @@ declare
   unknown_columns text[];
   options jsonb;
   audit_owner name;
-  recorded jsonb := (select convert_from(substring(t.arguments from 1 for length(t.arguments) - 1), 'UTF8')::jsonb
-                       from audit.capture_triggers t
+  recorded jsonb := (select t.options from audit.capture_triggers t
                       where t.relid = target and t.name = 'audit_capture_insert');
 begin
-  exclude_columns := coalesce(exclude_columns,
-                              array(select jsonb_array_elements_text(recorded -> 'exclude_columns')), '{}');
-  skip_unchanged := coalesce(skip_unchanged, (recorded ->> 'skip_unchanged')::boolean, true);
-  require_context := coalesce(require_context, (recorded ->> 'require_context')::boolean, false);
   if target is null then
     raise exception 'audit-logs: enable_tracking needs a table, got null' using errcode = '22004';
   end if;
+  exclude_columns := coalesce(exclude_columns, audit.kept_exclusions(target, recorded));
+  skip_unchanged := coalesce(skip_unchanged, (recorded ->> 'skip_unchanged')::boolean, true);
+  require_context := coalesce(require_context, (recorded ->> 'require_context')::boolean, false);
   select c.relkind, c.relispartition, n.nspname, c.relname into rel
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
    where c.oid = target;
@@ -714,7 +737,7 @@ declare
   capture_function oid;
   current_options jsonb;
 begin
-  select convert_from(substring(t.arguments from 1 for length(t.arguments) - 1), 'UTF8')::jsonb, t.function_id
+  select t.options, t.function_id
     into recorded, capture_function
     from audit.capture_triggers t where t.relid = root
    order by t.name = 'audit_capture_insert' desc limit 1;
@@ -722,9 +745,7 @@ begin
     return false;
   end if;
   current_options := audit.capture_options(
-    root, recorded ->> 'target_type',
-    array(select jsonb_array_elements_text(recorded -> 'exclude_columns')
-          intersect select attname::text from pg_attribute where attrelid = root and attnum > 0 and not attisdropped),
+    root, recorded ->> 'target_type', audit.kept_exclusions(root, recorded),
     (recorded ->> 'skip_unchanged')::boolean, (recorded ->> 'require_context')::boolean);
   if current_options -> 'primary_key' = '[]' then
     raise warning 'audit-logs: % has no primary key any more: its capture was left as it was', root
@@ -804,19 +825,19 @@ create or replace view audit.tracked_tables as
 select
   n.nspname::text as schema_name,
   c.relname::text as table_name,
-  o.options ->> 'target_type' as target_type,
-  array(select jsonb_array_elements_text(o.options -> 'primary_key')) as primary_key,
-  array(select jsonb_array_elements_text(o.options -> 'exclude_columns')) as excluded_columns,
-  (o.options ->> 'skip_unchanged')::boolean as skip_unchanged,
-  coalesce((o.options ->> 'require_context')::boolean, false) as require_context,
+  t.options ->> 'target_type' as target_type,
+  array(select jsonb_array_elements_text(t.options -> 'primary_key')) as primary_key,
+  array(select jsonb_array_elements_text(t.options -> 'exclude_columns')) as excluded_columns,
+  (t.options ->> 'skip_unchanged')::boolean as skip_unchanged,
+  coalesce((t.options ->> 'require_context')::boolean, false) as require_context,
   t.function_id::regprocedure::text as capture_function,
   array_remove(array[
-    case when o.options ->> 'target_type' <> format('%I.%I', n.nspname, c.relname)
+    case when t.options ->> 'target_type' <> format('%I.%I', n.nspname, c.relname)
          then 'the table was renamed' end,
-    case when o.options -> 'columns' <> coalesce((select jsonb_agg(a.attname order by a.attnum) from pg_attribute a
+    case when t.options -> 'columns' <> coalesce((select jsonb_agg(a.attname order by a.attnum) from pg_attribute a
                                                   where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '[]')
          then 'its columns changed' end,
-    case when o.options -> 'primary_key' <> coalesce((select jsonb_agg(a.attname order by k.position)
+    case when t.options -> 'primary_key' <> coalesce((select jsonb_agg(a.attname order by k.position)
                                                       from pg_index i
                                                       cross join unnest(i.indkey) with ordinality as k(attnum, position)
                                                       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
@@ -831,14 +852,11 @@ select
   ] || problems.list, null) collate "default" as needs_refresh,
   pg_get_userbyid(p.proowner)::text as capture_role,
   problems.list as capture_problems,
-  o.options ->> 'serialization' as serialization
+  t.options ->> 'serialization' as serialization
 from audit.capture_triggers t
 join pg_class c on c.oid = t.relid
 join pg_namespace n on n.oid = c.relnamespace
 join pg_proc p on p.oid = t.function_id
-cross join lateral (
-  select convert_from(substring(t.arguments from 1 for length(t.arguments) - 1), 'UTF8')::jsonb as options
-) as o
 -- Capture that no longer fires for the application: a trigger dropped, disabled, or set to fire
 -- only for replication, on the table or on a partition that has the others.
 cross join lateral (
@@ -858,7 +876,7 @@ cross join lateral (
      order by r.relid, e.position)
   -- Rows serialized with to_jsonb directly are safe only while the event trigger regenerates
   -- capture when a column changes type.
-  || case when o.options ->> 'serialization' = 'plain'
+  || case when t.options ->> 'serialization' = 'plain'
                and not exists (select from pg_event_trigger where evtname = 'audit_capture_ddl' and evtenabled in ('O', 'A'))
           then array['the event trigger audit_capture_ddl is missing or disabled'] else '{}' end as list
 ) as problems
@@ -1155,21 +1173,15 @@ declare
 begin
   for tracked in
     select c.oid::regclass as rel, format('%I.%I', n.nspname, c.relname) as name,
-           t.function_id::regprocedure as capture_function,
-           convert_from(substring(t.arguments from 1 for length(t.arguments) - 1), 'UTF8')::jsonb as options
+           t.function_id::regprocedure as capture_function
       from audit.capture_triggers t
       join pg_class c on c.oid = t.relid
       join pg_namespace n on n.oid = c.relnamespace
      where t.name = 'audit_capture_insert' and not c.relispartition
   loop
     begin
-      perform audit.enable_tracking(
-        tracked.rel,
-        array(select jsonb_array_elements_text(tracked.options -> 'exclude_columns')
-              intersect
-              select attname::text from pg_attribute where attrelid = tracked.rel and attnum > 0 and not attisdropped),
-        coalesce((tracked.options ->> 'skip_unchanged')::boolean, true),
-        coalesce((tracked.options ->> 'require_context')::boolean, false));
+      -- No options given: it keeps the ones it has.
+      perform audit.enable_tracking(tracked.rel);
     exception when others then
       raise warning 'audit-logs: capture of % could not be regenerated (%): it keeps its old capture function, locked down',
         tracked.rel, sqlerrm

@@ -214,8 +214,11 @@ const TEXT_KEYS: [&str; 8] = [
     "migrationName",
 ];
 
-/// Integer ids (an ORM's `Int` primary key) as their text, as they are stored; any other value
-/// that is not text is refused with the key named.
+/// The text keys that also take an integer (an ORM's `Int` primary key), stored as its digits.
+const ID_KEYS: [&str; 2] = ["actorId", "requestId"];
+
+/// Integer ids as their text, as they are stored; any other value that is not text is refused
+/// with the key named.
 fn with_ids_as_text(mut value: Value) -> Result<Value> {
     let Value::Object(object) = &mut value else {
         return Ok(value);
@@ -226,7 +229,7 @@ fn with_ids_as_text(mut value: Value) -> Result<Value> {
         };
         match field {
             Value::String(_) | Value::Null => {}
-            Value::Number(n) if (key == "actorId" || key == "requestId") && !n.is_f64() => {
+            Value::Number(n) if ID_KEYS.contains(&key) && !n.is_f64() => {
                 *field = Value::String(n.to_string());
             }
             other => {
@@ -236,7 +239,7 @@ fn with_ids_as_text(mut value: Value) -> Result<Value> {
                     Value::Array(_) => "an array",
                     _ => "an object",
                 };
-                let expected = if key == "actorId" || key == "requestId" {
+                let expected = if ID_KEYS.contains(&key) {
                     "a string or an integer"
                 } else {
                     "a string"
@@ -266,8 +269,15 @@ pub fn from_request(
             .unwrap_or(ip);
         ip.trim().parse().ok()
     });
+    // Every request passes here: copy the agent only to drop a NUL (jsonb cannot hold one).
     let user_agent = user_agent
-        .map(|agent| cut_to_bytes(&agent.replace('\0', ""), MAX_FIELD_BYTES).to_owned())
+        .map(|agent| {
+            if agent.contains('\0') {
+                cut_to_bytes(&agent.replace('\0', ""), MAX_FIELD_BYTES).to_owned()
+            } else {
+                cut_to_bytes(agent, MAX_FIELD_BYTES).to_owned()
+            }
+        })
         .filter(|agent| !agent.is_empty());
     let request_id = request_id
         .filter(|id| {

@@ -321,9 +321,13 @@ async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTab
     let row = client
         .query_typed_opt(
             &format!(
+                // By name, not by casting each row's name to regclass: that cast would be tried
+                // on rows the role may not see (pg_toast), and fail for a role that is not a
+                // superuser.
                 "{TRACKED_ROWS}
-                  where pg_catalog.format('%I.%I', t.schema_name, t.table_name)::pg_catalog.regclass
-                        = $1::pg_catalog.oid::pg_catalog.regclass"
+                  join pg_catalog.pg_namespace n on n.nspname = t.schema_name
+                  join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = t.table_name
+                 where c.oid = $1"
             ),
             &[(&oid, Type::OID)],
         )

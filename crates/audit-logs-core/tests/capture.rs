@@ -953,6 +953,29 @@ async fn enabling_again_keeps_the_options_not_given() {
         .await
         .unwrap();
     assert!(cleared.excluded_columns.is_empty());
+
+    // An excluded column dropped since: enabling again neither fails nor forgets the others.
+    f.audit
+        .enable_tracking(
+            &users,
+            &TrackingOptions {
+                exclude_columns: Some(vec!["email".into(), "password_hash".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    f.sql()
+        .await
+        .batch_execute("alter table users drop column email")
+        .await
+        .unwrap();
+    let after_drop = f
+        .audit
+        .enable_tracking(&users, &TrackingOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(after_drop.excluded_columns, ["password_hash"]);
 }
 
 #[tokio::test]
