@@ -7,6 +7,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::{from_query, Error, Result};
+use crate::queries::TARGET_NAMES_CTE;
 use crate::tracking::TableRef;
 
 /// What a history is about: a table's rows, or any `target_type` (application events).
@@ -132,19 +133,23 @@ pub(crate) fn key_sql(id: &str) -> String {
 }
 
 /// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit.
-/// Two ordered index scans (the key, and the old key of key-changing UPDATEs) merged newest first.
+/// For each name the table had (it follows renames), two ordered index scans (the key, and the
+/// old key of key-changing UPDATEs), merged newest first.
 pub fn record_history_sql() -> String {
     // The key is computed inline (not in a CTE) so that, planned with its value, it is a
     // constant the index condition can use.
     let key = key_sql("$2");
     format!(
-        "select {ENTRY_COLUMNS} from (
+        "{TARGET_NAMES_CTE}
+         select {ENTRY_COLUMNS} from names n cross join lateral (
            (select * from audit.audit_logs
-             where target_id = {key} and target_type = $1 and id < $3
+             where target_id = {key} and target_type = n.name and id < $3
+               and id > n.after_id and id < n.before_id
              order by id desc limit $4)
            union all
            (select * from audit.audit_logs
-             where old_target_id = {key} and target_type = $1 and id < $3
+             where old_target_id = {key} and target_type = n.name and id < $3
+               and id > n.after_id and id < n.before_id
              order by id desc limit $4)
          ) as entries
          order by id desc

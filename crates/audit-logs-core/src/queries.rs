@@ -371,21 +371,30 @@ pub(crate) fn stream(
     Ok(EntryStream { batches })
 }
 
+/// Every name the table had (`audit.target_names`: history follows renames), with the entry ids
+/// each covers; $1 is the table's current target_type. A CTE, computed once per query.
+pub(crate) const TARGET_NAMES_CTE: &str =
+    "with names as materialized (select * from audit.target_names($1))";
+
 /// The state of one record at a time: its newest row change at or before then, and whether
 /// that left the record in existence. `id` and `at` are SQL expressions (parameters, or the
-/// columns of a lateral join); $1 is the target_type.
+/// columns of a lateral join); the query is under [`TARGET_NAMES_CTE`].
 fn state_sql(id: &str, at: &str) -> String {
     let key = key_sql(id);
     format!(
         "select case when e.action in ('INSERT', 'UPDATE') and e.target_id = {key} then e.new_values end as state,
                 e.id as entry_id
-           from ((select action, target_id, new_values, id from audit.audit_logs
-                   where target_id = {key} and target_type = $1 collate \"C\" and created_at <= {at}
+           from names n
+           cross join lateral (
+                (select action, target_id, new_values, id from audit.audit_logs
+                   where target_id = {key} and target_type = n.name and created_at <= {at}
+                     and id > n.after_id and id < n.before_id
                      and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
                    order by id desc limit 1)
                  union all
                  (select action, target_id, new_values, id from audit.audit_logs
-                   where old_target_id = {key} and target_type = $1 collate \"C\" and created_at <= {at}
+                   where old_target_id = {key} and target_type = n.name and created_at <= {at}
+                     and id > n.after_id and id < n.before_id
                    order by id desc limit 1)) as e
           order by e.id desc
           limit 1"
@@ -394,7 +403,7 @@ fn state_sql(id: &str, at: &str) -> String {
 
 /// The query behind [`state_at`]: $1 target_type, $2 id (jsonb), $3 at (timestamptz).
 pub fn state_at_sql() -> String {
-    state_sql("$2", "$3")
+    format!("{TARGET_NAMES_CTE} {}", state_sql("$2", "$3"))
 }
 
 /// A record as it was at `at`: the row after its last change at or before then; `None` when it
@@ -443,7 +452,8 @@ pub struct PointState {
 /// one row per point, in order.
 pub fn states_at_sql() -> String {
     format!(
-        "select s.state, s.entry_id
+        "{TARGET_NAMES_CTE}
+         select s.state, s.entry_id
            from rows from (pg_catalog.unnest($2::pg_catalog.jsonb[]), pg_catalog.unnest($3::pg_catalog.timestamptz[]))
                 with ordinality as p(id, at, n)
            left join lateral ({}) as s on true

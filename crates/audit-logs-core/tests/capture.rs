@@ -167,9 +167,15 @@ async fn updates_that_change_nothing_are_skipped_unless_asked() {
         .await
         .unwrap();
     f.as_actor("u", "update t set v = v").await;
-    let e = f.entries().await;
+    let e = f.row_changes().await;
     assert_eq!(e.len(), 3);
     assert_eq!(e[2].changed_fields, Some(vec![]));
+    let changed = f.schema_changes().await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].action, "ddl.tracking_changed");
+    let metadata = changed[0].metadata.as_ref().unwrap();
+    assert_eq!(metadata["before"]["skip_unchanged"], true);
+    assert_eq!(metadata["after"]["skip_unchanged"], false);
 }
 
 #[tokio::test]
@@ -608,7 +614,7 @@ async fn enable_and_disable_are_idempotent_and_listed() {
     assert_eq!(
         f.entries().await.len(),
         1,
-        "enabled twice still records once"
+        "enabled twice still records once (and, the same options, no ddl entry)"
     );
 
     assert!(f.audit.disable_tracking(&"t".into()).await.unwrap());
@@ -622,9 +628,18 @@ async fn enable_and_disable_are_idempotent_and_listed() {
     );
     f.as_actor("u", "insert into t values (2, 1)").await;
     assert_eq!(
-        f.entries().await.len(),
+        f.row_changes().await.len(),
         1,
         "nothing recorded after disabling; history kept"
+    );
+    let disabled = f.schema_changes().await;
+    assert_eq!(
+        disabled
+            .iter()
+            .map(|e| (e.action.as_str(), e.target_type.as_deref()))
+            .collect::<Vec<_>>(),
+        [("ddl.tracking_disabled", Some("public.t"))],
+        "disabling is itself recorded, once"
     );
 }
 
@@ -804,12 +819,20 @@ async fn a_detached_partition_is_no_longer_recorded_under_its_parent() {
     )
     .await;
     let ids: Vec<_> = f
-        .entries()
+        .row_changes()
         .await
         .into_iter()
         .map(|e| e.target_id.unwrap())
         .collect();
     assert_eq!(ids, [r#"[1, "eu"]"#, r#"[2, "us"]"#, r#"[4, "eu"]"#]);
+    let detached = f.schema_changes().await;
+    assert_eq!(detached.len(), 1, "{detached:?}");
+    assert_eq!(detached[0].action, "ddl.alter_table");
+    assert_eq!(detached[0].actor_id.as_deref(), Some("u"));
+    assert_eq!(
+        detached[0].metadata.as_ref().unwrap()["partitions_detached"],
+        serde_json::json!(["public.events_us"])
+    );
     assert!(f.audit.tracked_tables().await.unwrap()[0]
         .needs_refresh
         .is_empty());
@@ -838,7 +861,7 @@ async fn entries_follow_a_primary_key_that_moves_to_another_column() {
     )
     .await;
     let ids: Vec<_> = f
-        .entries()
+        .row_changes()
         .await
         .into_iter()
         .map(|e| (e.action, e.target_id, e.old_target_id))

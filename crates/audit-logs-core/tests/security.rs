@@ -134,7 +134,7 @@ async fn hostile_search_path(serialization: &str) {
         calls, 0,
         "a shadowing object was called by the capture function ({serialization})"
     );
-    let e = f.entries().await;
+    let e = f.row_changes().await;
     assert_eq!(e.len(), 3);
     assert!(e.iter().all(|x| x.actor_id.as_deref() == Some("7")));
     assert_eq!(e[1].changed_fields, Some(vec!["total".to_owned()]));
@@ -244,7 +244,7 @@ async fn an_application_cast_runs_inside_capture_with_no_rights() {
                 .await,
             0
         );
-        let e = f.entries().await;
+        let e = f.row_changes().await;
         let recorded: Vec<_> = e
             .iter()
             .map(|x| (x.action.as_str(), x.target_type.as_deref().unwrap()))
@@ -625,4 +625,299 @@ async fn a_migrator_that_is_not_a_superuser_still_gets_capture_and_is_told_what_
         (e[0].action.as_str(), e[0].actor_id.as_deref()),
         ("INSERT", Some("7"))
     );
+}
+
+/// The ddl.* entries, as (action, metadata).
+async fn schema_changes(f: &common::Fixture) -> Vec<(String, serde_json::Value)> {
+    f.schema_changes()
+        .await
+        .into_iter()
+        .map(|e| (e.action, e.metadata.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn schema_changes_of_a_tracked_table_are_entries_that_the_application_cannot_forge() {
+    let f = common::migrated().await;
+    let (app, role) = owning_app(&f).await;
+    app.batch_execute(
+        "insert into orders values (1, 10);
+         begin;
+         select audit.set_context('{\"actor_id\": \"9\"}');
+         alter table orders disable trigger audit_capture_update;
+         commit;
+         drop trigger audit_capture_delete on orders;
+         alter table orders alter column total type bigint using total * 100;
+         create table special_orders (note text) inherits (orders);",
+    )
+    .await
+    .unwrap();
+    let changes = schema_changes(&f).await;
+    let actions: Vec<_> = changes.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "ddl.alter_table",
+            "ddl.drop_trigger",
+            "ddl.rewrite",
+            "ddl.alter_table",
+            "ddl.child_table"
+        ]
+    );
+    let entries = f.schema_changes().await;
+    assert!(entries
+        .iter()
+        .all(|e| e.target_type.as_deref() == Some("public.orders")));
+    assert_eq!(
+        entries[0].actor_id.as_deref(),
+        Some("9"),
+        "attributed like any change"
+    );
+    assert!(changes.iter().all(|(_, m)| m["db_role"] == role.as_str()));
+    assert_eq!(
+        changes[0].1["capture_problems"],
+        serde_json::json!(["audit_capture_update on public.orders is disabled"])
+    );
+    assert_eq!(changes[1].1["trigger"], "audit_capture_delete");
+    assert_eq!(
+        changes[2].1["reasons"],
+        serde_json::json!(["a column rewritten (type changed)"])
+    );
+    assert_eq!(
+        changes[3].1["column_types"],
+        serde_json::json!({"before": ["integer", "integer"], "after": ["integer", "bigint"]})
+    );
+    assert_eq!(changes[4].1["child"], "public.special_orders");
+    let orders = f.audit.tracked_tables().await.unwrap();
+    let orders = orders.iter().find(|t| t.name == "orders").unwrap();
+    assert!(
+        orders
+            .capture_problems
+            .iter()
+            .any(|p| p.contains("special_orders inherits from it and is not tracked")),
+        "{:?}",
+        orders.capture_problems
+    );
+
+    // Only the package writes ddl.* entries.
+    let err = app
+        .batch_execute(
+            "select audit.log_event('ddl.rename', 'public.orders', null, '{\"renamed_from\": \"public.payroll\"}')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "AL007", "{err:?}");
+    for forge in [
+        "select audit.record_schema_change('ddl.rename', 'public.orders', '{\"renamed_from\": \"public.payroll\"}')",
+        "insert into audit.table_renames values (1, 'public.payroll', 'public.orders')",
+    ] {
+        let err = app.batch_execute(forge).await.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42501", "{forge}: {err:?}");
+    }
+
+    app.batch_execute("drop table orders cascade")
+        .await
+        .unwrap();
+    let last = f.schema_changes().await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.target_type.as_deref()),
+        ("ddl.drop_table", Some("public.orders"))
+    );
+}
+
+#[tokio::test]
+async fn history_follows_a_table_across_renames_and_its_old_name_starts_afresh() {
+    use audit_logs_core::HistoryQuery;
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    // Each in its own transaction, at its own time.
+    for statement in [
+        "insert into orders values (1, 10)",
+        "alter table orders rename to purchases",
+        "update purchases set total = 20 where id = 1",
+        "alter table purchases rename to sales",
+        "update sales set total = 30 where id = 1",
+        "create table purchases (id int primary key, total int)",
+    ] {
+        app.batch_execute(statement).await.unwrap();
+    }
+    f.audit
+        .enable_tracking(&"purchases".into(), &TrackingOptions::default())
+        .await
+        .unwrap();
+    app.batch_execute("insert into purchases values (1, 99)")
+        .await
+        .unwrap();
+
+    let history = f
+        .audit
+        .history(&HistoryQuery::of_table("sales", 1))
+        .await
+        .unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|e| (e.action.as_str(), e.target_type.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("UPDATE", "public.sales"),
+            ("UPDATE", "public.purchases"),
+            ("INSERT", "public.orders")
+        ]
+    );
+    let inserted_at = history[2].created_at;
+    let state = f
+        .audit
+        .state_at(&"sales".into(), &1.into(), inserted_at)
+        .await
+        .unwrap();
+    assert_eq!(state, Some(serde_json::json!({"id": 1, "total": 10})));
+
+    let fresh = f
+        .audit
+        .history(&HistoryQuery::of_table("purchases", 1))
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert_eq!(fresh[0].new_values.as_ref().unwrap()["total"], 99);
+
+    let renames: Vec<_> = f
+        .schema_changes()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "ddl.rename")
+        .map(|e| {
+            (
+                e.target_type.unwrap(),
+                e.metadata.unwrap()["renamed_from"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        renames,
+        [
+            (
+                "public.purchases".to_owned(),
+                serde_json::json!("public.orders")
+            ),
+            (
+                "public.sales".to_owned(),
+                serde_json::json!("public.purchases")
+            )
+        ]
+    );
+    assert!(f
+        .audit
+        .tracked_tables()
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.needs_refresh.is_empty()));
+}
+
+#[tokio::test]
+async fn without_event_triggers_status_names_every_drift_and_enable_repairs_it() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    f.sql()
+        .await
+        .batch_execute(
+            "drop event trigger audit_capture_ddl; drop event trigger audit_capture_drop;
+             drop event trigger audit_capture_rewrite;",
+        )
+        .await
+        .unwrap();
+    app.batch_execute(
+        "insert into orders values (1, 10);
+         alter table orders alter column total type bigint using total * 100;
+         alter table orders rename to purchases;
+         create table special_orders (note text) inherits (purchases);",
+    )
+    .await
+    .unwrap();
+    f.sql()
+        .await
+        .batch_execute("revoke select on payroll from audit_writer")
+        .await
+        .unwrap();
+    let tables = f.audit.tracked_tables().await.unwrap();
+    let drifts = |name: &str| {
+        tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .needs_refresh
+            .clone()
+    };
+    let purchases = drifts("purchases");
+    for drift in [
+        "the table was renamed",
+        "a column changed type",
+        "special_orders inherits from it and is not tracked: its rows are not recorded",
+    ] {
+        assert!(
+            purchases.iter().any(|d| d == drift),
+            "{drift}: {purchases:?}"
+        );
+    }
+    assert!(
+        drifts("payroll")
+            .iter()
+            .any(|d| d == "audit_writer cannot read payroll: a TRUNCATE of it would fail"),
+        "{:?}",
+        drifts("payroll")
+    );
+
+    for table in ["purchases", "payroll"] {
+        f.audit
+            .enable_tracking(&table.into(), &TrackingOptions::default())
+            .await
+            .unwrap();
+    }
+    let tables = f.audit.tracked_tables().await.unwrap();
+    let purchases = tables.iter().find(|t| t.name == "purchases").unwrap();
+    assert_eq!(purchases.target_type, "public.purchases");
+    assert_eq!(
+        purchases.needs_refresh,
+        ["special_orders inherits from it and is not tracked: its rows are not recorded"]
+    );
+    assert!(tables
+        .iter()
+        .find(|t| t.name == "payroll")
+        .unwrap()
+        .needs_refresh
+        .is_empty());
+    // Enabling after the rename records it, so history still follows.
+    let history = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery::of_table("purchases", 1))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].target_type.as_deref(), Some("public.orders"));
+}
+
+#[tokio::test]
+async fn a_context_set_by_hand_that_is_not_json_fails_no_write() {
+    let f = common::migrated().await;
+    let (app, _) = owning_app(&f).await;
+    app.batch_execute(
+        "begin;
+         select set_config('audit.context', 'not json {', true);
+         insert into orders values (1, 1);
+         select audit.log_event('order.viewed', 'public.orders', '1');
+         commit;",
+    )
+    .await
+    .unwrap();
+    let e = f.entries().await;
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        e[0].metadata,
+        Some(
+            serde_json::json!({"audit_context_ignored": "not set for this transaction by audit.set_context"})
+        )
+    );
+    assert_eq!(e[1].actor_id, None);
 }

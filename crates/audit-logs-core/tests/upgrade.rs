@@ -125,3 +125,88 @@ async fn a_v4_install_upgrades_to_capture_without_rights_and_keeps_its_history()
     let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
     assert!(verified.ok, "{verified:?}");
 }
+
+/// A database as V1-V5 left it, with a tracked table renamed under V5 (which kept recording it
+/// under its old name), then migrated by this build.
+#[tokio::test]
+async fn a_v5_install_upgrades_to_recorded_schema_changes_and_history_follows_its_renames() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v5 = migrate::MigrateOptions {
+        until: Some(5),
+        ..Default::default()
+    };
+    migrate::run(&options, &until_v5).await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(
+            "create table users (id int primary key, email text);
+             select audit.enable_tracking('users');
+             insert into users values (1, 'a@x.io');
+             alter table users rename to members;
+             update members set email = 'b@x.io';",
+        )
+        .await
+        .unwrap();
+    let before = f.entries().await;
+    assert!(
+        before
+            .iter()
+            .all(|e| e.target_type.as_deref() == Some("public.users")),
+        "V5 kept the old name"
+    );
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [6]
+    );
+    assert_eq!(
+        &f.entries().await[..before.len()],
+        &before[..],
+        "history untouched"
+    );
+    let rename = f.schema_changes().await;
+    assert_eq!(rename.len(), 1, "{rename:?}");
+    assert_eq!(rename[0].action, "ddl.rename");
+    assert_eq!(rename[0].target_type.as_deref(), Some("public.members"));
+
+    f.as_actor("2", "update members set email = 'c@x.io'").await;
+    let history = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery::of_table("members", 1))
+        .await
+        .unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|e| (e.action.as_str(), e.target_type.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("UPDATE", "public.members"),
+            ("UPDATE", "public.users"),
+            ("INSERT", "public.users")
+        ]
+    );
+    assert!(f.audit.tracked_tables().await.unwrap()[0]
+        .needs_refresh
+        .is_empty());
+
+    // Schema changes are recorded from now on, and a hand-set context no longer breaks a write.
+    f.sql()
+        .await
+        .batch_execute(
+            "alter table members add column name text;
+             begin; select set_config('audit.context', 'oops', true);
+             insert into members values (2, 'd@x.io', 'D'); commit;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.schema_changes().await.last().unwrap().action,
+        "ddl.alter_table"
+    );
+    f.audit.seal().await.unwrap();
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}

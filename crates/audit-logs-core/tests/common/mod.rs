@@ -74,6 +74,20 @@ impl Fixture {
             .collect()
     }
 
+    /// Every row change (not the ddl.* entries of schema changes), oldest first.
+    pub async fn row_changes(&self) -> Vec<AuditEntry> {
+        let mut entries = self.entries().await;
+        entries.retain(|e| !e.action.starts_with("ddl."));
+        entries
+    }
+
+    /// The ddl.* entries (schema changes of tracked tables), oldest first.
+    pub async fn schema_changes(&self) -> Vec<AuditEntry> {
+        let mut entries = self.entries().await;
+        entries.retain(|e| e.action.starts_with("ddl."));
+        entries
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
     }
