@@ -244,7 +244,6 @@ declare
   c audit.context_columns;
   meta pg_catalog.jsonb;
   ctx pg_catalog.jsonb;
-  stamp pg_catalog.jsonb;
   attributed pg_catalog.bool := false;
   truncated pg_catalog.text;
   saved_row_security pg_catalog.text;
@@ -253,15 +252,15 @@ begin
   if tg_relid operator(pg_catalog.<>) all (%13$L::pg_catalog.oid[]) then
     perform audit.check_capture_target(tg_relid, %2$L);
   end if;
-  if raw operator(pg_catalog.<>) '' then
-    -- Set for this transaction by audit.set_context (or a client that checked it), which wrote
-    -- the marker (see audit.transaction_marker): a value left by a session-level SET, or
-    -- set_config'd by hand (even one that is not JSON), attributes nothing.
-    stamp := pg_catalog.to_jsonb(pg_catalog.now());
-    if pg_catalog.strpos(raw, '"@transaction": ' operator(pg_catalog.||) stamp::pg_catalog.text) operator(pg_catalog.>) 0 then
-      ctx := raw::pg_catalog.jsonb;
-    end if;
-    if (ctx operator(pg_catalog.->) '@transaction') operator(pg_catalog.=) stamp then
+  -- Set for this transaction by audit.set_context (or a client that checked it), which wrote
+  -- the marker, checked here once parsed: a value left by a session-level SET, or set_config'd
+  -- by hand, attributes nothing. A value without the marker's key is not even parsed, so one
+  -- that is not JSON fails no write (only one crafted with the key and broken JSON does). This
+  -- test replaces raw <> '': each function in an expression costs every transaction an
+  -- EXECUTE check, capture not running as a superuser.
+  if raw operator(pg_catalog.~~) '{%%"@transaction": "%%' then
+    ctx := raw::pg_catalog.jsonb;
+    if (ctx operator(pg_catalog.->) '@transaction') operator(pg_catalog.=) pg_catalog.to_jsonb(pg_catalog.now()) then
       attributed := true;
       c := pg_catalog.jsonb_populate_record(null::audit.context_columns, ctx);
       meta := (ctx operator(pg_catalog.-) %3$s)
@@ -272,6 +271,8 @@ begin
     else
       meta := '{"audit_context_ignored": "not set for this transaction by audit.set_context"}';
     end if;
+  elsif raw operator(pg_catalog.<>) '' then
+    meta := '{"audit_context_ignored": "not set for this transaction by audit.set_context"}';
   end if;
 %12$s
   if tg_op operator(pg_catalog.=) 'UPDATE' then
