@@ -946,7 +946,12 @@ select
   t.function_id::regprocedure::text as capture_function,
   array_remove(array[
     case when t.options ->> 'target_type' <> format('%I.%I', n.nspname, c.relname)
-         then 'the table was renamed' end,
+         then case when exists (select from audit.capture_triggers o
+                                 where o.function_id = t.function_id and o.relid <> c.oid
+                                   and o.relid = to_regclass(t.options ->> 'target_type'))
+                   then format('it was detached from %s, and its writes are still recorded as %s''s',
+                               t.options ->> 'target_type', t.options ->> 'target_type')
+                   else 'the table was renamed' end end,
     case when t.options -> 'columns' <> coalesce((select jsonb_agg(a.attname order by a.attnum) from pg_attribute a
                                                   where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '[]')
          then 'its columns changed' end,

@@ -832,7 +832,19 @@ async fn without_event_triggers_status_names_every_drift_and_enable_repairs_it()
         "insert into orders values (1, 10);
          alter table orders alter column total type bigint using total * 100;
          alter table orders rename to purchases;
-         create table special_orders (note text) inherits (purchases);",
+         create table special_orders (note text) inherits (purchases);
+         create table events (id int, region text, primary key (id, region)) partition by list (region);
+         create table events_eu partition of events for values in ('eu');",
+    )
+    .await
+    .unwrap();
+    f.audit
+        .enable_tracking(&"events".into(), &TrackingOptions::default())
+        .await
+        .unwrap();
+    app.batch_execute(
+        "alter table events detach partition events_eu;
+         create table events_us partition of events for values in ('us');",
     )
     .await
     .unwrap();
@@ -868,8 +880,13 @@ async fn without_event_triggers_status_names_every_drift_and_enable_repairs_it()
         "{:?}",
         drifts("payroll")
     );
+    assert_eq!(
+        drifts("events_eu"),
+        ["it was detached from public.events, and its writes are still recorded as public.events's"]
+    );
+    assert_eq!(drifts("events"), ["some partitions are not tracked"]);
 
-    for table in ["purchases", "payroll"] {
+    for table in ["purchases", "payroll", "events"] {
         f.audit
             .enable_tracking(&table.into(), &TrackingOptions::default())
             .await
@@ -885,6 +902,16 @@ async fn without_event_triggers_status_names_every_drift_and_enable_repairs_it()
     assert!(tables
         .iter()
         .find(|t| t.name == "payroll")
+        .unwrap()
+        .needs_refresh
+        .is_empty());
+    assert!(
+        !tables.iter().any(|t| t.name == "events_eu"),
+        "enabling the parent again releases its detached partition"
+    );
+    assert!(tables
+        .iter()
+        .find(|t| t.name == "events")
         .unwrap()
         .needs_refresh
         .is_empty());
