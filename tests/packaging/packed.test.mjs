@@ -1,14 +1,14 @@
-// The package as a registry user gets it (issue 13). The root is packed as the release packs it
-// (its files, without the clone-only addon) and this platform's package with the addon this run
-// built. A scratch app outside the repository, with no Rust toolchain on PATH, installs the root
-// alone: its optionalDependencies must bring the platform package (an npm override points that
-// name at the local tarball, the registry being the only thing left out). Then migrate, enable, attributed writes and history run
-// through npx, require and import against a fresh database.
+// The package as a registry user gets it (issue 13): the root packed as it is published, and this
+// platform's package with the addon this run built (the copy the release's `napi artifacts`
+// makes). A scratch app outside the repository, with no Rust toolchain on PATH, installs the
+// root alone: its optionalDependencies must bring the platform package (an npm override points
+// that name at the local tarball, the registry being the only thing left out). Then migrate,
+// enable, attributed writes and history run through npx, require and import on a fresh database.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
 import { freshDatabase, withClient } from '../node/helpers.mjs'
@@ -61,21 +61,12 @@ before(() => {
   work = mkdtempSync(join(tmpdir(), 'audit-logs-packed-'))
   assert.ok(!work.startsWith(root), 'the scratch app is outside the repository')
 
-  // The root as the release packs it: npm's own file list, less a locally built addon (a
-  // clone's `npm pack` carries one so that `npx audit-logs` runs it; the release's root has none).
-  const stage = join(work, 'root')
-  const [{ files }] = JSON.parse(run('npm', ['pack', '--dry-run', '--json'], { cwd: root }).stdout)
-  for (const { path } of files) {
-    if (/^[^/]+\.node$/.test(path)) continue
-    mkdirSync(join(stage, dirname(path)), { recursive: true })
-    cpSync(join(root, path), join(stage, path))
-  }
-  rootTarball = pack(stage, work)
+  // In a clone with the addon built, as npm pack leaves the root's addon out anyway.
+  rootTarball = pack(root, work)
 
-  // The platform package with this run's addon, put there by napi's CLI as in the release.
+  // napi artifacts would insist on every target's addon: the copy it makes, by hand.
   const built = join(root, addonFile)
   assert.ok(existsSync(built), `${addonFile} is built (npm run build)`)
-  // The release's `napi artifacts` does this copy, but insists on every target's addon.
   const platformDir = join(work, platform)
   cpSync(join(root, 'npm', platform), platformDir, { recursive: true })
   cpSync(built, join(platformDir, addonFile))
