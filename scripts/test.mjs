@@ -85,8 +85,9 @@ try {
     ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })
   checkNodeCounts(nodeOutput, nodeFiles)
   // The published shape: packed root and platform package installed in a scratch app with no
-  // Rust on PATH; and the musl addon's ELF checks where it was built.
-  const packagingFiles = ['tests/packaging/packed.test.mjs', ...(muslHere ? ['tests/packaging/musl.test.mjs'] : [])]
+  // Rust on PATH; npx in this clone building nothing; the musl addon's ELF checks where built.
+  const packagingFiles = ['tests/packaging/packed.test.mjs', 'tests/packaging/clone.test.mjs',
+    ...(muslHere ? ['tests/packaging/musl.test.mjs'] : [])]
   const packagingOutput = step('Packaging tests', process.execPath,
     ['--test', '--test-reporter=tap', ...packagingFiles], { capture: true })
   checkNodeCounts(packagingOutput, packagingFiles)
