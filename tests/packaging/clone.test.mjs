@@ -21,6 +21,7 @@ test('npx audit-logs in a clone runs the clone as built, without building', (t) 
     .filter((dir) => !tools.some((tool) => existsSync(join(dir, tool)))).join(delimiter)
   const env = { ...process.env, PATH, npm_config_cache: cache }
   for (const key of Object.keys(env)) if (key.startsWith('npm_') && key !== 'npm_config_cache') delete env[key]
+  for (const key of Object.keys(env)) if (key.toUpperCase() === 'PATH' && key !== 'PATH') delete env[key] // Windows' Path
 
   const started = Date.now()
   const result = spawnSync(windows ? 'npx.cmd' : 'npx', ['--yes', 'audit-logs', '--version'],

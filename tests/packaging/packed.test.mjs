@@ -39,11 +39,14 @@ function pathWithoutRust() {
 }
 
 const env = { ...process.env, PATH: pathWithoutRust() }
+for (const key of Object.keys(env)) if (key.toUpperCase() === 'PATH' && key !== 'PATH') delete env[key] // Windows' Path
 delete env.DATABASE_URL
 for (const key of Object.keys(env)) if (key.startsWith('npm_')) delete env[key] // npm test's own
 
 function run(command, args, { cwd, extraEnv = {} } = {}) {
-  const result = spawnSync(windows ? `${command}.cmd` : command, args, {
+  // npm and npx are .cmd scripts on Windows.
+  const cmd = windows && (command === 'npm' || command === 'npx') ? `${command}.cmd` : command
+  const result = spawnSync(cmd, args, {
     cwd, env: { ...env, ...extraEnv }, encoding: 'utf8', shell: windows,
   })
   assert.equal(result.status, 0, `${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
@@ -145,7 +148,8 @@ withAuditContext(pool, { actorId: 'cjs-user', actorType: 'user' },
   .then(() => console.log(Object.keys(require.cache).find((f) => f.endsWith('.node'))))
 `)
   const loaded = run('node', ['write.cjs'], withUrl).stdout.trim()
-  assert.equal(loaded, join(app, 'node_modules', platformPackage, addonFile), 'the addon comes from the platform package')
+  // (A suffix: on macOS the temporary folder is reached through a symlink.)
+  assert.ok(loaded.endsWith(join('node_modules', platformPackage, addonFile)), `the addon comes from the platform package: ${loaded}`)
 
   writeFileSync(join(app, 'write.mjs'), `
 import { withAuditContext, ActorType } from 'audit-logs'
