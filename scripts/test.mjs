@@ -56,13 +56,14 @@ step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
   '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
-// The Alpine (musl) addon, built here as the release builds it: musl-gcc compiles and links, so
-// the .node needs musl's libc and not glibc's. Its own release build, so a few minutes.
+// The Alpine (musl) addon, built here as the release builds it: musl-gcc compiles and links
+// (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. Its own release
+// build of every crate for that target, so a few minutes.
 const muslHere = process.platform === 'linux' && process.arch === 'x64'
 if (muslHere) {
   step('musl addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
     '--target', 'x86_64-unknown-linux-musl', '--no-js', '--dts', 'binding.d.ts', '-o', 'target/musl-addon'],
-  { env: { CC_x86_64_unknown_linux_musl: 'musl-gcc', CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER: 'musl-gcc' } })
+  { env: { CC_x86_64_unknown_linux_musl: 'musl-gcc', CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER: `${root}scripts/musl-linker.sh` } })
 }
 // The Prisma client the tests use. Generating needs neither the network (no update check) nor
 // the schema engine, which Prisma would otherwise download.
