@@ -56,6 +56,15 @@ step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
   '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
+// The Alpine (musl) addon, built here as the release builds it: musl-gcc compiles and links
+// (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. Its own release
+// build of every crate for that target, so a few minutes.
+const muslHere = process.platform === 'linux' && process.arch === 'x64'
+if (muslHere) {
+  step('musl addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
+    '--target', 'x86_64-unknown-linux-musl', '--no-js', '--dts', 'binding.d.ts', '-o', 'target/musl-addon'],
+  { env: { CC_x86_64_unknown_linux_musl: 'musl-gcc', CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER: `${root}scripts/musl-linker.sh` } })
+}
 // The Prisma client the tests use. Generating needs neither the network (no update check) nor
 // the schema engine, which Prisma would otherwise download.
 step('prisma client', 'npx', ['prisma', 'generate', '--schema', 'tests/prisma/schema.prisma'],
@@ -76,6 +85,13 @@ try {
   const nodeOutput = step('Node tests', process.execPath,
     ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })
   checkNodeCounts(nodeOutput, nodeFiles)
+  // The published shape: packed root and platform package installed in a scratch app with no
+  // Rust on PATH; npx in this clone building nothing; the musl addon's ELF checks where built.
+  const packagingFiles = ['tests/packaging/packed.test.mjs', 'tests/packaging/clone.test.mjs',
+    ...(muslHere ? ['tests/packaging/musl.test.mjs'] : [])]
+  const packagingOutput = step('Packaging tests', process.execPath,
+    ['--test', '--test-reporter=tap', ...packagingFiles], { capture: true })
+  checkNodeCounts(packagingOutput, packagingFiles)
 } finally {
   server?.stop()
 }

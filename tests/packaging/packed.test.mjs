@@ -1,0 +1,170 @@
+// The package as a registry user gets it (issue 13): the root packed as it is published, and this
+// platform's package with the addon this run built (the copy the release's `napi artifacts`
+// makes). A scratch app outside the repository, with no Rust toolchain on PATH, installs the
+// root alone: its optionalDependencies must bring the platform package (an npm override points
+// that name at the local tarball, the registry being the only thing left out). Then migrate,
+// enable, attributed writes and history run through npx, require and import on a fresh database.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { after, before, test } from 'node:test'
+import { freshDatabase, withClient } from '../node/helpers.mjs'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+const windows = process.platform === 'win32'
+const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepare']
+
+/** napi's name for this machine: linux-x64-gnu, linux-x64-musl, darwin-arm64, win32-x64-msvc... */
+function hostPlatform() {
+  if (process.platform === 'linux') {
+    const glibc = process.report.getReport().header.glibcVersionRuntime
+    return `linux-${process.arch}-${glibc ? 'gnu' : 'musl'}`
+  }
+  return windows ? `win32-${process.arch}-msvc` : `${process.platform}-${process.arch}`
+}
+const platform = hostPlatform()
+const platformPackage = `${manifest.name}-${platform}`
+const addonFile = `${manifest.napi.binaryName}.${platform}.node`
+
+/** PATH without any folder holding cargo or rustc: whatever runs below cannot build Rust. */
+function pathWithoutRust() {
+  const tools = windows ? ['cargo.exe', 'rustc.exe'] : ['cargo', 'rustc']
+  return process.env.PATH.split(delimiter)
+    .filter((dir) => !tools.some((tool) => existsSync(join(dir, tool))))
+    .join(delimiter)
+}
+
+const env = { ...process.env, PATH: pathWithoutRust() }
+for (const key of Object.keys(env)) if (key.toUpperCase() === 'PATH' && key !== 'PATH') delete env[key] // Windows' Path
+delete env.DATABASE_URL
+for (const key of Object.keys(env)) if (key.startsWith('npm_')) delete env[key] // npm test's own
+
+function run(command, args, { cwd, extraEnv = {} } = {}) {
+  // npm and npx are .cmd scripts on Windows.
+  const cmd = windows && (command === 'npm' || command === 'npx') ? `${command}.cmd` : command
+  const result = spawnSync(cmd, args, {
+    cwd, env: { ...env, ...extraEnv }, encoding: 'utf8', shell: windows,
+  })
+  assert.equal(result.status, 0, `${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
+  return result
+}
+
+function pack(dir, destination) {
+  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', destination], { cwd: dir }).stdout)
+  return { ...packed, path: join(destination, packed.filename) }
+}
+
+let work, app, rootTarball, platformTarball, install
+
+before(() => {
+  work = mkdtempSync(join(tmpdir(), 'audit-logs-packed-'))
+  assert.ok(!work.startsWith(root), 'the scratch app is outside the repository')
+
+  // In a clone with the addon built, as npm pack leaves the root's addon out anyway.
+  rootTarball = pack(root, work)
+
+  // napi artifacts would insist on every target's addon: the copy it makes, by hand.
+  const built = join(root, addonFile)
+  assert.ok(existsSync(built), `${addonFile} is built (npm run build)`)
+  const platformDir = join(work, platform)
+  cpSync(join(root, 'npm', platform), platformDir, { recursive: true })
+  cpSync(built, join(platformDir, addonFile))
+  cpSync(join(root, 'LICENSE'), join(platformDir, 'LICENSE'))
+  platformTarball = pack(platformDir, work)
+
+  // A user's app: the root alone is asked for; pg comes from the npm cache like any dependency.
+  app = join(work, 'app')
+  mkdirSync(app)
+  const pgVersion = JSON.parse(readFileSync(join(root, 'node_modules/pg/package.json'), 'utf8')).version
+  writeFileSync(join(app, 'package.json'), JSON.stringify({
+    name: 'scratch-app',
+    private: true,
+    overrides: { [platformPackage]: `file:${platformTarball.path}` },
+  }, null, 2))
+  install = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', rootTarball.path,
+    `pg@${pgVersion}`], { cwd: app })
+})
+
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true })
+})
+
+test('the root tarball carries no install script, the LICENSE, and its platform packages at its version', () => {
+  const paths = rootTarball.files.map((f) => f.path)
+  assert.ok(paths.includes('LICENSE'), 'LICENSE is packed')
+  assert.ok(paths.includes('bin/audit-logs.js') && paths.includes('binding.js') && paths.includes('index.d.ts'))
+  assert.deepEqual(paths.filter((p) => p.endsWith('.node')), [], 'the root carries no addon')
+  const packed = JSON.parse(readFileSync(join(app, 'node_modules', manifest.name, 'package.json'), 'utf8'))
+  for (const script of INSTALL_SCRIPTS) assert.equal(packed.scripts?.[script], undefined, `no ${script} script`)
+  assert.equal(packed.optionalDependencies[platformPackage], packed.version)
+  // Every napi target has its package, all at the root's version.
+  assert.equal(Object.keys(packed.optionalDependencies).length, packed.napi.targets.length)
+  for (const version of Object.values(packed.optionalDependencies)) assert.equal(version, packed.version)
+  assert.equal(packed.license, 'MIT')
+  assert.ok(packed.repository?.url, 'repository is set')
+})
+
+test('the platform package holds the addon and says which platform it is for', () => {
+  assert.deepEqual(platformTarball.files.map((f) => f.path).sort(), ['LICENSE', 'README.md', addonFile, 'package.json'])
+  const pkg = JSON.parse(readFileSync(join(app, 'node_modules', platformPackage, 'package.json'), 'utf8'))
+  assert.equal(pkg.version, manifest.version)
+  assert.deepEqual(pkg.os, [process.platform])
+  assert.deepEqual(pkg.cpu, [process.arch])
+  if (process.platform === 'linux') assert.deepEqual(pkg.libc, [platform.endsWith('musl') ? 'musl' : 'glibc'])
+})
+
+test('installing the root alone brings the platform package, without running or warning about scripts', () => {
+  const lock = JSON.parse(readFileSync(join(app, 'package-lock.json'), 'utf8'))
+  const entry = lock.packages[`node_modules/${platformPackage}`]
+  assert.ok(entry, `${platformPackage} was installed`)
+  assert.equal(entry.optional, true, 'as an optional dependency of the root')
+  assert.ok(statSync(join(app, 'node_modules', platformPackage, addonFile)).size > 0)
+  assert.deepEqual(readdirSync(join(app, 'node_modules', manifest.name)).filter((f) => f.endsWith('.node')), [])
+  // npm 11 warns about install scripts not covered by allowScripts; there must be none.
+  assert.doesNotMatch(`${install.stdout}${install.stderr}`, /allowScripts|install script|prepare/i)
+})
+
+test('migrate, enable, attributed writes and history through npx, require and import, with no Rust', async (t) => {
+  const url = await freshDatabase(t)
+  const withUrl = { cwd: app, extraEnv: { DATABASE_URL: url } }
+  assert.notEqual(spawnSync('cargo', ['--version'], { env }).status, 0, 'no cargo on PATH')
+
+  // --no: npx must find the installed bin, never install or build anything.
+  assert.match(run('npx', ['--no', 'audit-logs', 'migrate'], withUrl).stdout, /\S/)
+  await withClient(url, (c) => c.query('create table notes (id int primary key, body text)'))
+  run('npx', ['--no', 'audit-logs', 'enable', 'notes'], withUrl)
+
+  writeFileSync(join(app, 'write.cjs'), `
+const { withAuditContext } = require('audit-logs')
+const pg = require('pg')
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
+withAuditContext(pool, { actorId: 'cjs-user', actorType: 'user' },
+  (client) => client.query("insert into notes values (1, 'from require')"))
+  .then(() => pool.end())
+  .then(() => console.log(Object.keys(require.cache).find((f) => f.endsWith('.node'))))
+`)
+  const loaded = run('node', ['write.cjs'], withUrl).stdout.trim()
+  // (A suffix: on macOS the temporary folder is reached through a symlink.)
+  assert.ok(loaded.endsWith(join('node_modules', platformPackage, addonFile)), `the addon comes from the platform package: ${loaded}`)
+
+  writeFileSync(join(app, 'write.mjs'), `
+import { withAuditContext, ActorType } from 'audit-logs'
+import pg from 'pg'
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
+await withAuditContext(pool, { actorId: 'esm-user', actorType: ActorType.MODERATOR, reason: 'import' },
+  (client) => client.query("update notes set body = 'from import' where id = 1"))
+await pool.end()
+`)
+  run('node', ['write.mjs'], withUrl)
+
+  const history = JSON.parse(run('npx', ['--no', 'audit-logs', 'history', 'notes', '1', '--json'], withUrl).stdout)
+  assert.deepEqual(history.map((e) => [e.action, e.actorId, e.actorType]), [
+    ['UPDATE', 'esm-user', 'moderator'],
+    ['INSERT', 'cjs-user', 'user'],
+  ])
+  assert.deepEqual(history[0].newValues, { id: 1, body: 'from import' })
+})
