@@ -56,12 +56,13 @@ step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
   '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
-// The Alpine (musl) addon, built here as the release builds it: musl-gcc compiles and links
-// (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. Its own release
-// build of every crate for that target, so a few minutes.
+// The Alpine (musl) addon, linked as the release links it: musl-gcc compiles and links
+// (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. A debug build
+// (the link is what is checked here; the release workflow tests the release build on Alpine),
+// of every crate for that target, so a couple of minutes.
 const muslHere = process.platform === 'linux' && process.arch === 'x64'
 if (muslHere) {
-  step('musl addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
+  step('musl addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform',
     '--target', 'x86_64-unknown-linux-musl', '--no-js', '--dts', 'binding.d.ts', '-o', 'target/musl-addon'],
   { env: { CC_x86_64_unknown_linux_musl: 'musl-gcc', CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER: `${root}scripts/musl-linker.sh` } })
 }
