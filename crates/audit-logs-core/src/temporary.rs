@@ -223,7 +223,9 @@ impl TemporaryPostgres {
         server.process_group(0);
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGQUIT (immediate
         // shutdown) to the server if the thread that started it dies, so a crashed test run
-        // leaves no server behind.
+        // leaves no server behind. Linux only: elsewhere (macOS) the drop and the last-resort
+        // kill stop it.
+        #[cfg(target_os = "linux")]
         unsafe {
             server.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
