@@ -61,13 +61,14 @@ impl NewEvent {
     /// Reads `{ action, targetType, targetId, metadata, actorId, actorType, actorEmail,
     /// ipAddress, userAgent, requestId, reason }`; unknown keys are refused by name.
     pub fn from_camel_case(value: Value) -> Result<NewEvent> {
-        if !value.is_object() {
+        let Value::Object(mut object) = value else {
             return Err(invalid(format!(
                 "expected an object such as {{ action: 'user.login', actorId: '42' }}, got {value}"
             )));
-        }
+        };
+        crate::context::integer_ids_as_text(&mut object);
         let input: EventInput =
-            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+            crate::context::read_named(Value::Object(object)).map_err(invalid)?;
         let target_id = match input.target_id {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id),
@@ -191,6 +192,126 @@ impl NewEvent {
     }
 }
 
+/// The `targetType`s that make an event part of a table's history, from the table's own
+/// target type (`public.users`, `public."BlogPost"`). The rule: an event is about a table's
+/// record when its `targetType` names the table as code naturally does, that is the table's
+/// name or its singular, written as is, in lower case, in snake_case or in PascalCase (a Prisma
+/// model's name), with the schema (`public.users`, `public.User`) or, for a table in `public`,
+/// without it. For `public.users`: `users`, `user`, `Users`, `User`, `public.user`... For
+/// `public.blog_posts`: `blog_post`, `BlogPost`... Matching is exact among these names, so
+/// that the history query stays an index lookup.
+pub fn table_target_types(target_type: &str) -> Vec<String> {
+    let mut names = vec![target_type.to_owned()];
+    let Some((schema, table)) = split_qualified(target_type) else {
+        return names;
+    };
+    let mut forms = Vec::new();
+    for name in [table.clone(), singular(&table)] {
+        forms.push(name.clone());
+        forms.push(name.to_lowercase());
+        forms.push(snake_case(&name));
+        forms.push(pascal_case(&name));
+    }
+    for form in forms {
+        if schema == "public" {
+            names.push(form.clone());
+        }
+        names.push(format!("{schema}.{form}"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| !name.is_empty() && seen.insert(name.clone()));
+    names
+}
+
+/// `public."Order Items"` as (`public`, `Order Items`): a target type's two identifiers, unquoted.
+fn split_qualified(target_type: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut chars = target_type.chars().peekable();
+    while chars.peek().is_some() {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().filter(|c| **c != '.') {
+                part.push(*c);
+                chars.next();
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return None,
+        }
+    }
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, table]) => Some((schema, table)),
+        Err(_) => None,
+    }
+}
+
+/// `users` as `user`, `categories` as `category`, `addresses` as `address`; a singular as is.
+fn singular(name: &str) -> String {
+    if !name.is_ascii() {
+        return name.to_owned();
+    }
+    let lower = name.to_lowercase();
+    if let Some(stem) = lower.strip_suffix("ies").filter(|_| name.len() > 3) {
+        return format!(
+            "{}{}",
+            &name[..stem.len()],
+            if name.ends_with("IES") { "Y" } else { "y" }
+        );
+    }
+    if ["sses", "xes", "ches", "shes", "zes"]
+        .iter()
+        .any(|end| lower.ends_with(end))
+    {
+        return name[..name.len() - 2].to_owned();
+    }
+    if lower.ends_with('s') && !lower.ends_with("ss") && name.len() > 1 {
+        return name[..name.len() - 1].to_owned();
+    }
+    name.to_owned()
+}
+
+/// `BlogPost` as `blog_post`; `blog_post` as is.
+fn snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_uppercase() && previous_lower {
+            snake.push('_');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        snake.extend(c.to_lowercase());
+    }
+    snake
+}
+
+/// `blog_post` as `BlogPost`; `BlogPost` as is.
+fn pascal_case(name: &str) -> String {
+    name.split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 fn invalid(reason: String) -> Error {
     Error::InvalidEvent { reason }
 }
@@ -292,12 +413,31 @@ mod tests {
             ),
             (json!({"action": "ok", "actorID": "1"}), "actorID"),
             (json!({"actorId": "1"}), "action"),
+            (json!({"action": 42}), "action: invalid type: integer `42`"),
+            (
+                json!({"action": "ok", "actorEmail": 42}),
+                "actorEmail: invalid type",
+            ),
+            (
+                json!({"action": "ok", "actorId": 1.5}),
+                "actorId: invalid type",
+            ),
         ] {
             let err = NewEvent::from_camel_case(input)
                 .and_then(|e| e.check())
                 .unwrap_err();
             assert!(err.to_string().contains(mentions), "{err}");
         }
+    }
+
+    #[test]
+    fn integer_ids_are_stored_as_their_digits() {
+        let event = NewEvent::from_camel_case(
+            json!({"action": "user.login", "actorId": 42, "requestId": 7}),
+        )
+        .unwrap();
+        assert_eq!(event.context.actor_id.as_deref(), Some("42"));
+        assert_eq!(event.context.request_id.as_deref(), Some("7"));
     }
 
     #[test]
@@ -314,6 +454,52 @@ mod tests {
             json["context"],
             json!({"actor_id": "17", "request_id": "req-1"})
         );
+    }
+
+    #[test]
+    fn events_name_a_table_as_code_does() {
+        let users = table_target_types("public.users");
+        for name in [
+            "public.users",
+            "users",
+            "user",
+            "Users",
+            "User",
+            "public.user",
+            "public.User",
+        ] {
+            assert!(users.contains(&name.to_owned()), "{name} in {users:?}");
+        }
+        assert!(!users.contains(&"usr".to_owned()));
+        let posts = table_target_types("public.blog_posts");
+        for name in [
+            "blog_posts",
+            "blog_post",
+            "BlogPost",
+            "BlogPosts",
+            "public.BlogPost",
+        ] {
+            assert!(posts.contains(&name.to_owned()), "{name} in {posts:?}");
+        }
+        // A Prisma table named after its model (no @@map), quoted in the target type.
+        let model = table_target_types("public.\"BlogPost\"");
+        for name in [
+            "public.\"BlogPost\"",
+            "BlogPost",
+            "blog_post",
+            "blogpost",
+            "public.BlogPost",
+        ] {
+            assert!(model.contains(&name.to_owned()), "{name} in {model:?}");
+        }
+        assert!(table_target_types("public.categories").contains(&"Category".to_owned()));
+        assert!(table_target_types("public.addresses").contains(&"address".to_owned()));
+        // Outside public the schema is part of every name.
+        let invoices = table_target_types("billing.invoices");
+        assert!(invoices.contains(&"billing.Invoice".to_owned()));
+        assert!(!invoices.contains(&"invoice".to_owned()));
+        let spaced = table_target_types("public.\"Order Items\"");
+        assert!(spaced.contains(&"Order Items".to_owned()), "{spaced:?}");
     }
 
     #[test]
