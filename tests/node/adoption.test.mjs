@@ -69,7 +69,7 @@ test('runWithAuditContext(ctx, () => db.post.update(...)) attributes a lazy Pris
 test('events about a record show in its history under the names code gives the table', async (t) => {
   const { url, audit, pool } = await setup(t)
   await withAuditContext(pool, { actorId: '1' }, (c) => c.query("insert into users (id, email) values (2, 'bo@x.io'), (3, 'cy@x.io')"))
-  const named = ['user', 'users', 'User', 'public.users', 'public.User']
+  const named = ['user', 'users', 'User', 'Users', 'public.users']
   for (const targetType of named) await audit.log({ action: 'user.login', targetType, targetId: 2, metadata: { as: targetType } })
   // Not this record, or not this table.
   await audit.log({ action: 'user.login', targetType: 'user', targetId: 3 })

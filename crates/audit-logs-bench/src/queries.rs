@@ -201,7 +201,7 @@ async fn time_query(
             .await?;
         let (txid, tx_at): (i64, DateTime<Utc>) = (entry.get(0), entry.get(1));
         let tx_end = tx_at + chrono::Duration::milliseconds(1);
-        let accounts_names = audit_logs_core::events::table_target_types("public.accounts");
+        let accounts_names = audit_logs_core::events::table_aliases("public.accounts");
         let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
             "history of one record" => vec![
                 (&"public.accounts", Type::TEXT),

@@ -192,18 +192,16 @@ impl NewEvent {
     }
 }
 
-/// The `targetType`s that make an event part of a table's history, from the table's own
-/// target type (`public.users`, `public."BlogPost"`). The rule: an event is about a table's
-/// record when its `targetType` names the table as code naturally does, that is the table's
-/// name or its singular, written as is, in lower case, in snake_case or in PascalCase (a Prisma
-/// model's name), with the schema (`public.users`, `public.User`) or, for a table in `public`,
-/// without it. For `public.users`: `users`, `user`, `Users`, `User`, `public.user`... For
-/// `public.blog_posts`: `blog_post`, `BlogPost`... Matching is exact among these names, so
-/// that the history query stays an index lookup.
-pub fn table_target_types(target_type: &str) -> Vec<String> {
-    let mut names = vec![target_type.to_owned()];
+/// The other `targetType`s that make an event part of a table's history, besides the table's
+/// own target type (`public.users`, `public."BlogPost"`), which row changes carry. The rule: an
+/// event is about a table's record when its `targetType` names the table as code naturally
+/// does, that is the table's name or its singular, written as is, in lower case, in snake_case
+/// or in PascalCase (a Prisma model's name), qualified by its schema (`billing.Invoice`) or, for
+/// a table in `public`, bare (`users`, `user`, `User`, `Users`; `blog_post`, `BlogPost`...).
+/// Matching is exact among these names, so that the history query stays an index lookup.
+pub fn table_aliases(target_type: &str) -> Vec<String> {
     let Some((schema, table)) = split_qualified(target_type) else {
-        return names;
+        return Vec::new();
     };
     let mut forms = Vec::new();
     for name in [table.clone(), singular(&table)] {
@@ -212,14 +210,20 @@ pub fn table_target_types(target_type: &str) -> Vec<String> {
         forms.push(snake_case(&name));
         forms.push(pascal_case(&name));
     }
-    for form in forms {
-        if schema == "public" {
-            names.push(form.clone());
-        }
-        names.push(format!("{schema}.{form}"));
-    }
+    let mut names: Vec<String> = forms
+        .into_iter()
+        .map(|form| {
+            if schema == "public" {
+                form
+            } else {
+                format!("{schema}.{form}")
+            }
+        })
+        .collect();
+    // The target type unquoted: `public.BlogPost` for `public."BlogPost"`.
+    names.push(format!("{schema}.{table}"));
     let mut seen = std::collections::HashSet::new();
-    names.retain(|name| !name.is_empty() && seen.insert(name.clone()));
+    names.retain(|name| !name.is_empty() && name != target_type && seen.insert(name.clone()));
     names
 }
 
@@ -458,47 +462,36 @@ mod tests {
 
     #[test]
     fn events_name_a_table_as_code_does() {
-        let users = table_target_types("public.users");
-        for name in [
-            "public.users",
-            "users",
-            "user",
-            "Users",
-            "User",
-            "public.user",
-            "public.User",
-        ] {
-            assert!(users.contains(&name.to_owned()), "{name} in {users:?}");
-        }
-        assert!(!users.contains(&"usr".to_owned()));
-        let posts = table_target_types("public.blog_posts");
-        for name in [
-            "blog_posts",
-            "blog_post",
-            "BlogPost",
-            "BlogPosts",
-            "public.BlogPost",
-        ] {
+        assert_eq!(
+            table_aliases("public.users"),
+            ["users", "Users", "user", "User"].map(String::from)
+        );
+        let posts = table_aliases("public.blog_posts");
+        for name in ["blog_posts", "blog_post", "BlogPost", "BlogPosts"] {
             assert!(posts.contains(&name.to_owned()), "{name} in {posts:?}");
         }
         // A Prisma table named after its model (no @@map), quoted in the target type.
-        let model = table_target_types("public.\"BlogPost\"");
-        for name in [
-            "public.\"BlogPost\"",
-            "BlogPost",
-            "blog_post",
-            "blogpost",
-            "public.BlogPost",
-        ] {
+        let model = table_aliases("public.\"BlogPost\"");
+        for name in ["BlogPost", "blog_post", "blogpost", "public.BlogPost"] {
             assert!(model.contains(&name.to_owned()), "{name} in {model:?}");
         }
-        assert!(table_target_types("public.categories").contains(&"Category".to_owned()));
-        assert!(table_target_types("public.addresses").contains(&"address".to_owned()));
+        assert!(
+            !model.contains(&"public.\"BlogPost\"".to_owned()),
+            "not the target type itself"
+        );
+        assert!(table_aliases("public.categories").contains(&"Category".to_owned()));
+        assert!(table_aliases("public.addresses").contains(&"address".to_owned()));
         // Outside public the schema is part of every name.
-        let invoices = table_target_types("billing.invoices");
-        assert!(invoices.contains(&"billing.Invoice".to_owned()));
-        assert!(!invoices.contains(&"invoice".to_owned()));
-        let spaced = table_target_types("public.\"Order Items\"");
+        let invoices = table_aliases("billing.invoices");
+        assert!(
+            invoices.contains(&"billing.Invoice".to_owned()),
+            "{invoices:?}"
+        );
+        assert!(
+            !invoices.iter().any(|name| !name.starts_with("billing.")),
+            "{invoices:?}"
+        );
+        let spaced = table_aliases("public.\"Order Items\"");
         assert!(spaced.contains(&"Order Items".to_owned()), "{spaced:?}");
     }
 

@@ -132,15 +132,19 @@ pub(crate) fn key_sql(id: &str) -> String {
 }
 
 /// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit,
-/// $5 the target types of events about the record (text[], $1 among them: see
-/// [`crate::events::table_target_types`]). Two ordered index scans (the key, and the old key of
-/// key-changing UPDATEs) merged newest first.
+/// $5 the other target types of events about the record (text[]: see
+/// [`crate::events::table_aliases`]). Ordered index scans (the key, the key under the other
+/// names, and the old key of key-changing UPDATEs) merged newest first.
 pub fn record_history_sql() -> String {
     // The key is computed inline (not in a CTE) so that, planned with its value, it is a
     // constant the index condition can use.
     let key = key_sql("$2");
     format!(
         "select {ENTRY_COLUMNS} from (
+           (select * from audit.audit_logs
+             where target_id = {key} and target_type = $1 and id < $3
+             order by id desc limit $4)
+           union all
            (select * from audit.audit_logs
              where target_id = {key} and target_type = any($5) and id < $3
              order by id desc limit $4)
@@ -159,7 +163,7 @@ pub fn record_history_sql() -> String {
 pub(crate) async fn of_record(
     client: &impl GenericClient,
     target_type: &str,
-    event_target_types: &[String],
+    aliases: &[String],
     id: &Value,
     limit: Option<u32>,
     before: Option<i64>,
@@ -180,7 +184,7 @@ pub(crate) async fn of_record(
                 (id, Type::JSONB),
                 (&before.unwrap_or(i64::MAX), Type::INT8),
                 (&limit, Type::INT8),
-                (&event_target_types, Type::TEXT_ARRAY),
+                (&aliases, Type::TEXT_ARRAY),
             ],
         )
         .await

@@ -256,18 +256,18 @@ impl AuditLogs {
     /// have been dropped since) or events about a target. See [`HistoryQuery`].
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
         self.with_client(async |client| {
-            let (target_type, event_target_types) = match &query.target {
+            let (target_type, aliases) = match &query.target {
                 Target::Table(table) => {
                     let target_type = self.target_type_of(client, table).await?;
-                    let names = events::table_target_types(&target_type);
-                    (target_type, names)
+                    let aliases = events::table_aliases(&target_type);
+                    (target_type, aliases)
                 }
-                Target::Type(target_type) => (target_type.clone(), vec![target_type.clone()]),
+                Target::Type(target_type) => (target_type.clone(), Vec::new()),
             };
             history::of_record(
                 client,
                 &target_type,
-                &event_target_types,
+                &aliases,
                 &query.id,
                 query.limit,
                 query.before,
