@@ -90,18 +90,32 @@ export async function pgClient(pool: pg.Pool, client: pg.Client): Promise<void> 
     same<typeof c, pg.Client>(true)
     return c.query<{ n: number }>('select 1 as n')
   })
-  // @ts-expect-error the context's keys are checked: actorID is not one (reported on the context)
-  await withAuditContext(pool, { actorID: '42' }, async () => {})
-  // @ts-expect-error the same for a client
-  await withAuditContext(client, { actorid: '42' }, async () => {})
+  // A wrong context key is reported on the context itself (one directive per line: an error on
+  // the pool, as "missing from type PrismaLike" was, would leave the directive unused).
+  await withAuditContext(
+    pool,
+    // @ts-expect-error actorID is not a key of AuditContext
+    { actorID: '42' },
+    async () => {},
+  )
+  await withAuditContext(
+    client,
+    // @ts-expect-error the same for a client
+    { actorid: '42' },
+    async () => {},
+  )
   // @ts-expect-error a pg Pool is not a Prisma client: the callback's client has no models
   await withAuditContext(pool, null, async (c) => c.user.findMany())
 }
 
 export async function prismaClient(prisma: PrismaClient): Promise<void> {
   const count: number = await withAuditContext(prisma, { actorId: '1' }, async (tx) => tx.user.count())
-  // @ts-expect-error the context's keys are checked with Prisma too
-  await withAuditContext(prisma, { actor: '1' }, async (tx) => tx.user.count())
+  await withAuditContext(
+    prisma,
+    // @ts-expect-error the context's keys are checked with Prisma too
+    { actor: '1' },
+    async (tx) => tx.user.count(),
+  )
   // A lazy Prisma promise returned to runWithAuditContext comes back as a Promise of its result.
   const created = runWithAuditContext({ actorId: '1' }, () => prisma.user.create({ data: { email: 'a@x.io' } }))
   same<typeof created, Promise<User>>(true)
