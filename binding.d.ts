@@ -210,20 +210,25 @@ export interface CountRow {
   count: number
 }
 
-/** An application event to record (seed 004's `CreateAuditLogInput`). */
+/**
+ * An application event to record (seed 004's `CreateAuditLogInput`). Declares the type only:
+ * events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
+ * and takes an integer `actorId`.
+ */
 export interface CreateAuditLogInput {
   /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
   action: string
   targetType?: string
   targetId?: string | number
   metadata?: any
-  actorId?: string
+  /** An integer (an ORM's `Int` id) is stored as its digits. */
+  actorId?: string | number
   /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
   actorType?: string
   actorEmail?: string
   ipAddress?: string
   userAgent?: string
-  requestId?: string
+  requestId?: string | number
   reason?: string
 }
 
@@ -367,6 +372,20 @@ export interface Migration {
   appliedOn?: string
 }
 
+/**
+ * The audit-logs error for one of its own SQLSTATEs (class `AL`, raised by its triggers and
+ * functions) as node-postgres or Prisma report it: the code and message the native API gives
+ * for it. Null for any other SQLSTATE (the caller's own error stays as it is).
+ */
+export declare function ownError(sqlstate: string, message: string, hint?: string | undefined | null): OwnError | null
+
+/** A driver's error recast as audit-logs' own (see {@link ownError}). */
+export interface OwnError {
+  /** The stable code: `AUDIT_LOGS_CONTEXT_REQUIRED`, `AUDIT_LOGS_APPEND_ONLY`... */
+  code: string
+  message: string
+}
+
 /** A page of a list, newest first. */
 export interface PageOptions {
   /** 1 to 10000. Default: 100. */
@@ -379,10 +398,10 @@ export interface PageOptions {
 export interface PointState {
   id: string | number | Array<string | number | boolean | null>
   at: Date
-  /** The row as it was, or null if it did not exist then. */
-  state?: Record<string, unknown> | null
-  /** The entry the state comes from. */
-  entryId?: number
+  /** The row as it was, or null if it did not exist then (always present). */
+  state: Record<string, unknown> | null
+  /** The entry the state comes from; null when there is none. */
+  entryId: number | null
 }
 
 /** Options of {@link AuditLogs.byActor} and {@link AuditLogs.byRequest}. */
@@ -454,7 +473,10 @@ export interface SealReport {
   /** Rows with `fromTxid <= txid < toTxid` are covered. */
   fromTxid: number
   toTxid: number
-  /** The new chain head (64 hex digits). */
+  /**
+   * The chain head after this call (64 hex digits): the new seal's, or, when nothing was
+   * waiting, the latest seal's; null only when nothing was ever sealed.
+   */
   head?: string
 }
 

@@ -3,10 +3,20 @@ import type {
   AuditContext,
   AuditLogEntry,
   CreateAuditLogInput as NativeEventInput,
+  FieldChange,
+  FieldChangesOptions,
   Filters,
-  LogOptions,
+  HistoryOptions,
+  PageOptions,
+  PointState,
+  RangeOptions,
+  SearchPage,
+  StateAtOptions,
+  StatesAtOptions,
   StreamOptions,
+  TransactionOptions,
 } from './binding'
+import { AuditLogs as NativeAuditLogs } from './binding'
 
 export * from './binding'
 
@@ -25,18 +35,74 @@ export declare const ActorType: {
 export type ActorType = (typeof ActorType)[keyof typeof ActorType] | (string & {})
 
 /**
+ * Declare your application's event actions once, for every read and write of the package:
+ *
+ * ```ts
+ * declare module 'audit-logs' {
+ *   interface AuditLogsTypes { action: 'user.login' | 'project.created' }
+ * }
+ * ```
+ *
+ * `log()` then refuses other actions, and `history()`, `search()`... type `action` as
+ * `RowAction | 'user.login' | 'project.created'`. Undeclared, an event's action is any string.
+ */
+export interface AuditLogsTypes {}
+
+/** The application's event actions ({@link AuditLogsTypes}), or any string when undeclared. */
+export type EventAction = AuditLogsTypes extends { action: infer Action extends string } ? Action : string & {}
+
+/** Any action of the log: a row change's or an application event's. */
+export type Action = RowAction | EventAction
+
+/** A row of a table as the log stores it (JSON): give your own type, `history<User>()`. */
+export type RowValues = Record<string, unknown>
+
+/**
+ * An entry of the log with its values typed as rows of `Row` (`history<User>(...)`) and its
+ * action as a row change or one of `Action`. Old values hold the changed columns only, and
+ * excluded columns are never stored: both are partial rows.
+ */
+export type AuditEntry<Row extends object = RowValues, Action extends string = EventAction> = Omit<
+  AuditLogEntry,
+  'action' | 'actorType' | 'oldValues' | 'newValues' | 'metadata'
+> & {
+  action: RowAction | Action
+  actorType?: ActorType
+  oldValues?: Partial<Row>
+  newValues?: Partial<Row>
+  metadata?: Record<string, unknown>
+}
+
+/**
  * An entry of the log whose event actions are narrowed to your own union:
  * `type AppAction = 'user.login' | 'project.created'; const e: AuditLog<AppAction>`.
  */
-export type AuditLog<Action extends string = string> = Omit<AuditLogEntry, 'action' | 'actorType'> & {
-  action: Action | RowAction
-  actorType?: ActorType | null
-}
+export type AuditLog<Action extends string = EventAction, Row extends object = RowValues> = AuditEntry<Row, Action>
 
 /** An application event to record (seed 004), with `action` narrowed to your own union. */
-export type CreateAuditLogInput<Action extends string = string> = Omit<NativeEventInput, 'action' | 'actorType'> & {
+export type CreateAuditLogInput<Action extends string = EventAction> = Omit<NativeEventInput, 'action' | 'actorType'> & {
   action: Action
-  actorType?: ActorType | null
+  actorType?: ActorType
+}
+
+/** {@link PointState} with the row typed: `statesAt<User>(...)`. */
+export type StateAt<Row extends object = RowValues> = Omit<PointState, 'state' | 'entryId'> & {
+  /** The row as it was, or null if it did not exist then. */
+  state: Row | null
+  /** The entry the state comes from; null when there is none. */
+  entryId: number | null
+}
+
+/** {@link FieldChange} with the column's type: `fieldChanges<string>({ table: 'users', field: 'email' })`. */
+export type FieldChangeOf<Value = unknown> = Omit<FieldChange, 'oldValue' | 'newValue'> & {
+  /** Undefined for an excluded column. */
+  oldValue?: Value | null
+  newValue?: Value | null
+}
+
+/** {@link SearchPage} with typed entries. */
+export type SearchPageOf<Row extends object = RowValues> = Omit<SearchPage, 'entries'> & {
+  entries: Array<AuditEntry<Row>>
 }
 
 /** What {@link AuditLogs.log} can write through: a pg client or a Prisma transaction client. */
@@ -53,23 +119,44 @@ export interface LogEventOptions {
   client?: EventClient
 }
 
-// Names the augmentation below can see past the binding's own, non-generic ones.
-type EventInput<Action extends string> = CreateAuditLogInput<Action>
-type EventEntry<Action extends string> = AuditLog<Action>
-
-declare module './binding' {
-  interface AuditLogs {
-    /** Records an application event, with the current request's context unless told otherwise. */
-    log<Action extends string>(input: EventInput<Action>, options?: LogEventOptions): Promise<EventEntry<Action>>
-    /** Records up to 10000 events in one statement, all or none; resolves to them in order. */
-    logMany<Action extends string>(inputs: Array<EventInput<Action>>, options?: LogEventOptions): Promise<Array<EventEntry<Action>>>
-    /**
-     * Every entry matching `filters` (newest first unless `order: 'oldest'`), read in batches
-     * from one consistent snapshot: `for await (const entry of audit.entries({ actorId }))`.
-     * Breaking out of the loop ends the read and frees its connection.
-     */
-    entries(filters?: Filters | null, options?: StreamOptions | null): AsyncGenerator<AuditLogEntry, void, undefined>
-  }
+/**
+ * The binding's `AuditLogs`, with row types and the application's actions (a subclass in types
+ * only: its methods replace the native ones' signatures instead of adding overloads beside them,
+ * so that a wrong action is refused rather than matched by the native `action: string`), and the
+ * methods index.js adds. See binding.d.ts for the others.
+ */
+export declare class AuditLogs extends NativeAuditLogs {
+  /** Connects with a URL as psql and Prisma write it; see binding.d.ts. */
+  static connect(url: string): Promise<AuditLogs>
+  /** Records an application event, with the current request's context unless told otherwise. */
+  log<Action extends EventAction>(input: CreateAuditLogInput<Action>, options?: LogEventOptions): Promise<AuditLog<Action>>
+  /** Records up to 10000 events in one statement, all or none; resolves to them in order. */
+  logMany<Action extends EventAction>(inputs: Array<CreateAuditLogInput<Action>>, options?: LogEventOptions): Promise<Array<AuditLog<Action>>>
+  /**
+   * Every entry matching `filters` (newest first unless `order: 'oldest'`), read in batches
+   * from one consistent snapshot: `for await (const entry of audit.entries({ actorId }))`.
+   * Breaking out of the loop ends the read and frees its connection.
+   */
+  entries<Row extends object = RowValues>(filters?: Filters | null, options?: StreamOptions | null): AsyncGenerator<AuditEntry<Row>, void, undefined>
+  /**
+   * One record's entries, newest first: its row changes, and the events about it (an event's
+   * `targetType` names the table as the README's "Events in a record's history" says).
+   */
+  history<Row extends object = RowValues>(options: HistoryOptions): Promise<Array<AuditEntry<Row>>>
+  /** The record as it was at `at`, or null if it did not exist then (or was not tracked yet). */
+  stateAt<Row extends object = RowValues>(options: StateAtOptions): Promise<Row | null>
+  /** Many records at many times in one query, in the order given; `state` is null where none. */
+  statesAt<Row extends object = RowValues>(options: StatesAtOptions): Promise<Array<StateAt<Row>>>
+  /** Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`). */
+  search<Row extends object = RowValues>(filters?: Filters | null, page?: PageOptions | null): Promise<SearchPageOf<Row>>
+  /** What one actor did, newest first. */
+  byActor<Row extends object = RowValues>(actorId: string, options?: RangeOptions | null): Promise<Array<AuditEntry<Row>>>
+  /** What one request did, newest first. */
+  byRequest<Row extends object = RowValues>(requestId: string, options?: RangeOptions | null): Promise<Array<AuditEntry<Row>>>
+  /** What one transaction did, newest first. */
+  byTransaction<Row extends object = RowValues>(txid: number, options?: TransactionOptions | null): Promise<Array<AuditEntry<Row>>>
+  /** Every change of one column, newest first, typed as `Value`. */
+  fieldChanges<Value = unknown>(options: FieldChangesOptions): Promise<Array<FieldChangeOf<Value>>>
 }
 
 /** Options of {@link withAuditContext}. */
@@ -84,8 +171,8 @@ export interface WithAuditContextOptions {
 export interface PgQueryable {
   query(text: string, values?: unknown[]): Promise<{ rows: any[] }>
 }
-export interface PgPoolLike<Client extends PgQueryable = PgQueryable> extends PgQueryable {
-  connect(): Promise<Client & { release(error?: Error | boolean): void }>
+export interface PgPoolLike extends PgQueryable {
+  connect(): Promise<PgQueryable & { release(error?: Error | boolean): void }>
   readonly totalCount: number
 }
 export interface PgClientLike extends PgQueryable {
@@ -99,13 +186,31 @@ export interface PrismaLike {
 }
 
 /**
+ * The client a pool hands out: pg's `PoolClient` for a `pg.Pool` (read from its callback form
+ * of `connect`, so that this package needs no `@types/pg` of its own).
+ */
+export type PoolClientOf<Pool> =
+  Pool extends { connect(callback: (error: any, client: infer Client, done: any) => void): void }
+    ? Exclude<Client, undefined>
+    : Pool extends { connect(): Promise<infer Client> } ? Client : PgQueryable
+
+/** What `fn` of {@link withAuditContext} receives for a target: a transaction client. */
+export type AuditTransactionClient<Target> =
+  Target extends PrismaLike ? Omit<Target, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>
+    : Target extends PgPoolLike ? PoolClientOf<Target>
+      : Target
+
+/**
  * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
  * omitted, to the current request's context from {@link runWithAuditContext} or the middleware).
- * node-postgres: BEGIN, set the context, `fn(client)`, COMMIT; ROLLBACK and rethrow on error;
- * a pool's client is always released; nested calls on one client use a savepoint.
+ * node-postgres: BEGIN, set the context, `fn(client)` (a `pg.PoolClient` for a pool), COMMIT;
+ * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
+ * use a savepoint.
  * Prisma: an interactive `$transaction`, `fn(tx)`.
- * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid, and
- * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction.
+ * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid,
+ * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction, and
+ * AUDIT_LOGS_CONTEXT_REQUIRED (the driver's error as `cause`) when a table requiring a context
+ * refused a write without one.
  *
  * A connection lost before COMMIT rejects with the driver's error as is: nothing was committed,
  * and the pool discards the connection rather than hand it out again. A connection lost while
@@ -114,27 +219,19 @@ export interface PrismaLike {
  * not at all. Find out before retrying: look for its audit rows with
  * `audit.byRequest(requestId)` (give the context a `requestId`), or re-read the data.
  */
-export function withAuditContext<T, Client extends PgQueryable>(
-  pool: PgPoolLike<Client>,
+export function withAuditContext<Target extends PgPoolLike | PgClientLike | PrismaLike, T>(
+  target: Target,
   context: AuditContext | null | undefined,
-  fn: (client: Client) => Promise<T>,
-  options?: WithAuditContextOptions,
-): Promise<T>
-export function withAuditContext<T, Client extends PgClientLike>(
-  client: Client,
-  context: AuditContext | null | undefined,
-  fn: (client: Client) => Promise<T>,
-  options?: WithAuditContextOptions,
-): Promise<T>
-export function withAuditContext<T, Prisma extends PrismaLike>(
-  prisma: Prisma,
-  context: AuditContext | null | undefined,
-  fn: (tx: Omit<Prisma, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>) => Promise<T>,
+  fn: (client: AuditTransactionClient<Target>) => Promise<T>,
   options?: WithAuditContextOptions,
 ): Promise<T>
 
-/** Runs `fn` with `context` as the audit context of everything it starts (validated first). */
-export function runWithAuditContext<T>(context: AuditContext, fn: () => T): T
+/**
+ * Runs `fn` with `context` as the audit context of everything it starts (validated first). A
+ * lazy thenable `fn` returns (a Prisma query not awaited) is started inside the context and
+ * comes back as a Promise.
+ */
+export function runWithAuditContext<T>(context: AuditContext, fn: () => T): T extends PromiseLike<infer U> ? Promise<U> : T
 
 /** The audit context of the current request or job, if any. */
 export function currentAuditContext(): Readonly<AuditContext> | undefined

@@ -2,14 +2,25 @@
 // The request-scoped audit context: set once per request (or job), read by every wrapper below
 // it, across await, timers and promise chains (AsyncLocalStorage).
 const { AsyncLocalStorage } = require('node:async_hooks')
-const { serializeContext } = require('../binding.js')
+const { serializeContext, ownError } = require('../binding.js')
 
 const storage = new AsyncLocalStorage()
 
-/** Runs `fn` with `context` as the audit context of everything it starts. Validates first. */
+/**
+ * Runs `fn` with `context` as the audit context of everything it starts. Validates first.
+ * A lazy thenable returned by `fn` (a Prisma query not awaited: `() => db.post.update(...)`)
+ * only starts when someone calls its `then`, which the caller does outside `fn`: it is started
+ * here, inside the context, and its result returned as a Promise. A Promise, already running,
+ * is returned as is.
+ */
 function runWithAuditContext(context, fn) {
   serializeContext(context)
-  return storage.run(Object.freeze({ ...context }), fn)
+  const store = Object.freeze({ ...context })
+  return storage.run(store, () => {
+    const result = fn()
+    if (result instanceof Promise || result == null || typeof result.then !== 'function') return result
+    return new Promise((resolve, reject) => result.then(resolve, reject))
+  })
 }
 
 /** The audit context of the current request or job, if any. */
@@ -28,6 +39,33 @@ function codedError(code, message, options) {
   const error = new Error(message, options)
   error.code = code
   return error
+}
+
+/**
+ * A driver's error as audit-logs' own when it carries one of its SQLSTATEs (a table requiring
+ * a context refused an unattributed write: `AL006` from node-postgres, `P2039` wrapping it from
+ * Prisma): the code and message the native API gives (`AUDIT_LOGS_CONTEXT_REQUIRED`), the
+ * driver's error as `cause`. Any other error is returned as is.
+ */
+function asOwnError(error) {
+  const raised = sqlstateOf(error)
+  const own = raised && ownError(raised.code, raised.message, raised.hint ?? null)
+  return own ? codedError(own.code, own.message, { cause: error }) : error
+}
+
+const OWN_SQLSTATE = /^AL[0-9A-Z]{3}$/
+
+/** The SQLSTATE, message and hint of a node-postgres or Prisma (driver adapter) error. */
+function sqlstateOf(error) {
+  if (error == null || typeof error !== 'object') return undefined
+  if (typeof error.code === 'string' && OWN_SQLSTATE.test(error.code)) {
+    return { code: error.code, message: error.message, hint: error.hint }
+  }
+  const cause = error.meta?.driverAdapterError?.cause
+  if (cause != null && OWN_SQLSTATE.test(cause.originalCode ?? '')) {
+    return { code: cause.originalCode, message: cause.originalMessage ?? error.message, hint: cause.hint }
+  }
+  return undefined
 }
 
 /**
@@ -53,4 +91,6 @@ function settingFor(context, options = {}) {
 /** Sets a setting from settingFor() for the rest of the transaction (marked as this transaction's). */
 const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
-module.exports = { runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError, SET_CONTEXT }
+module.exports = {
+  runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT,
+}

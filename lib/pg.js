@@ -2,7 +2,7 @@
 // withAuditContext for node-postgres: one transaction, the context set transaction-locally first
 // (so it is safe behind transaction-mode poolers and never leaks to the connection's next user).
 const { endsSession } = require('../binding.js')
-const { effectiveContext, settingFor, codedError, SET_CONTEXT } = require('./context.js')
+const { effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT } = require('./context.js')
 
 /** A pg.Pool (or anything with connect() handing out clients that release()). */
 function isPool(target) {
@@ -43,7 +43,7 @@ async function withPgContext(target, context, fn, options) {
       : await outermost(client, setting, fn, requestId)
   } catch (error) {
     if (isConnectionError(error)) lost ??= error
-    throw error
+    throw asOwnError(error)
   } finally {
     client.removeListener('error', onError)
     // Released with an error, the pool destroys the client instead of handing it out again.

@@ -2,7 +2,7 @@
 // Prisma 7 (with a driver adapter such as @prisma/adapter-pg): the same transaction-local
 // context, set as the first statement of a transaction. No import of @prisma/client: the user's
 // own client is extended.
-const { currentAuditContext, effectiveContext, settingFor, SET_CONTEXT } = require('./context.js')
+const { currentAuditContext, effectiveContext, settingFor, asOwnError, SET_CONTEXT } = require('./context.js')
 const { readMetadata, readEvent } = require('./reads.js')
 const { commitFailure } = require('./pg.js')
 
@@ -28,7 +28,7 @@ async function withPrismaContext(prisma, context, fn, options = {}) {
     }, options.transaction)
   } catch (error) {
     // Once fn has resolved, Prisma has only the COMMIT left to send.
-    throw committing ? commitFailure(error, requestId) : error
+    throw committing ? commitFailure(error, requestId) : asOwnError(error)
   }
 }
 
@@ -75,7 +75,7 @@ function auditExtension(options = {}) {
           }
           return inOurTransaction.run(true, () =>
             parentTransaction.call(this, [client.$executeRawUnsafe(SET_CONTEXT, setting), ...input], transactionOptions))
-            .then((results) => results.slice(1))
+            .then((results) => results.slice(1), (error) => { throw asOwnError(error) })
         },
       },
       query: {
@@ -84,12 +84,16 @@ function auditExtension(options = {}) {
             const inTransaction = __internalParams
               ? __internalParams.transaction !== undefined
               : inOurTransaction.getStore() === true
-            // Re-wrapping a write that is in a transaction would move it out of that transaction.
-            if (inTransaction) return query(args)
-            const setting = settingNow()
-            if (setting === '') return query(args)
-            const [, result] = await client.$transaction([client.$executeRawUnsafe(SET_CONTEXT, setting), query(args)])
-            return result
+            try {
+              // Re-wrapping a write that is in a transaction would move it out of that transaction.
+              if (inTransaction) return await query(args)
+              const setting = settingNow()
+              if (setting === '') return await query(args)
+              const [, result] = await client.$transaction([client.$executeRawUnsafe(SET_CONTEXT, setting), query(args)])
+              return result
+            } catch (error) {
+              throw asOwnError(error)
+            }
           }
           const result = await query(args)
           const target = READS.has(operation) && auditedModels.get(model)

@@ -201,12 +201,14 @@ async fn time_query(
             .await?;
         let (txid, tx_at): (i64, DateTime<Utc>) = (entry.get(0), entry.get(1));
         let tx_end = tx_at + chrono::Duration::milliseconds(1);
+        let accounts_names = audit_logs_core::events::table_aliases("public.accounts");
         let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
             "history of one record" => vec![
                 (&"public.accounts", Type::TEXT),
                 (&target_json, Type::JSONB),
                 (&i64::MAX, Type::INT8),
                 (&50i64, Type::INT8),
+                (&accounts_names, Type::TEXT_ARRAY),
             ],
             "state at a time" => vec![
                 (&"public.accounts", Type::TEXT),

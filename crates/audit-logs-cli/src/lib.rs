@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 
 /// A PostgreSQL audit trail: who changed what, when, from where.
 #[derive(Debug, Parser)]
-#[command(name = "audit-logs", version, about, propagate_version = true)]
+#[command(name = "audit-logs", version, propagate_version = true)]
 struct Cli {
     /// Database URL, as psql or Prisma write it (postgres://user:password@host:5432/db?sslmode=require).
+    /// Default: DATABASE_URL from the environment, else from ./.env (as Prisma's CLI reads it).
     #[arg(
         short = 'D',
         long,
@@ -156,9 +157,12 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         }
         _ => {}
     }
-    let url = cli.database_url.ok_or_else(|| Error::InvalidUrl {
-        reason: "no database given: set DATABASE_URL or pass --database-url (-D)".into(),
-    })?;
+    let url = match cli.database_url {
+        Some(url) => url,
+        None => dot_env_database_url()?.ok_or_else(|| Error::InvalidUrl {
+            reason: "no database given: set DATABASE_URL (in the environment or in ./.env) or pass --database-url (-D)".into(),
+        })?,
+    };
     let audit = AuditLogs::connect(&url).await?;
     let out = print::Printer { json: cli.json };
     let status = match cli.command {
@@ -240,6 +244,35 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
     };
     audit.close();
     Ok(status)
+}
+
+/// The file read for `DATABASE_URL` when the environment has none: `.env` in the current
+/// directory, where Prisma's CLI and most Node projects keep it.
+const DOT_ENV: &str = ".env";
+
+/// `DATABASE_URL` from `./.env` (dotenv syntax: quotes, `export`, `${VAR}` expansion), saying
+/// so on stderr; `None` without the file or the variable. The process environment is left
+/// alone: a variable set there wins, and is read by clap before this is asked.
+fn dot_env_database_url() -> Result<Option<String>, Error> {
+    let entries = match dotenvy::from_path_iter(DOT_ENV) {
+        Ok(entries) => entries,
+        Err(e) if e.not_found() => return Ok(None),
+        Err(e) => return Err(dot_env_error(e)),
+    };
+    for entry in entries {
+        let (key, value) = entry.map_err(dot_env_error)?;
+        if key == "DATABASE_URL" {
+            eprintln!("audit-logs: DATABASE_URL read from {DOT_ENV}");
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
+
+fn dot_env_error(e: dotenvy::Error) -> Error {
+    Error::InvalidUrl {
+        reason: format!("cannot read DATABASE_URL from {DOT_ENV}: {e}"),
+    }
 }
 
 /// `42` and `[1, "a"]` are JSON; anything else is the key as text.

@@ -78,7 +78,11 @@ pub async fn seal(audit: &AuditLogs, out: &Printer) -> Result<i32, Error> {
                 &head[..32]
             );
         }
-        _ => println!("Nothing to seal: every committed row is sealed."),
+        (None, Some(head)) => {
+            println!("Nothing to seal: every committed row is sealed.");
+            println!("Head: {head}");
+        }
+        _ => println!("Nothing to seal, and nothing sealed yet: no committed audit row."),
     }
     Ok(0)
 }
@@ -161,7 +165,8 @@ fn print_verify(report: &VerifyReport) {
             }
         );
     }
-    if let Some(short) = &report.short_head {
+    // A head recomputed from rows that do not verify is nothing to export.
+    if let (Some(short), true) = (&report.short_head, report.ok) {
         println!("Head: {short}");
     }
 }

@@ -177,12 +177,8 @@ impl AuditContext {
                 reason: format!("expected an object such as {{ actorId: '42' }}, got {kind}"),
             });
         }
-        let input: ContextInput =
-            serde_json::from_value(with_ids_as_text(value)?).map_err(|e| {
-                Error::InvalidContext {
-                    reason: e.to_string(),
-                }
-            })?;
+        let input: ContextInput = read_named(with_ids_as_text(value)?)
+            .map_err(|reason| Error::InvalidContext { reason })?;
         let ip_address = input
             .ip_address
             .as_deref()
@@ -216,6 +212,31 @@ const TEXT_KEYS: [&str; 8] = [
 
 /// The text keys that also take an integer (an ORM's `Int` primary key), stored as its digits.
 const ID_KEYS: [&str; 2] = ["actorId", "requestId"];
+
+/// Deserializes `value`, naming the field at fault in the error (`actorId: invalid type:
+/// integer `42`, expected a string`) where serde alone names none.
+pub(crate) fn read_named<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
+
+/// An integer `actorId` or `requestId` (an ORM's `Int` id) as its digits, as it is stored.
+pub(crate) fn integer_ids_as_text(object: &mut Map<String, Value>) {
+    for key in ID_KEYS {
+        if let Some(Value::Number(n)) = object.get(key) {
+            if !n.is_f64() {
+                let digits = n.to_string();
+                object.insert(key.to_owned(), Value::String(digits));
+            }
+        }
+    }
+}
 
 /// Integer ids as their text, as they are stored; any other value that is not text is refused
 /// with the key named.

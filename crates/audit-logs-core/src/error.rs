@@ -91,6 +91,15 @@ pub enum Error {
     #[error("permission denied: {reason}")]
     PermissionDenied { reason: String },
 
+    /// The role may not read the log: it lacks `audit_reader` (same code as
+    /// [`Error::PermissionDenied`], so that one `switch` case covers both). `role` is the
+    /// connected role when it could be asked.
+    #[error("{denied}: this role may not read the audit log; as the audit schema's owner, grant it the reader role: grant audit_reader to {}", role.as_deref().unwrap_or("<role>"))]
+    NotAReader {
+        denied: String,
+        role: Option<String>,
+    },
+
     /// A throwaway PostgreSQL cluster could not be started.
     #[error("could not start a temporary PostgreSQL: {reason}")]
     TemporaryPostgres { reason: String },
@@ -193,7 +202,9 @@ impl Error {
             Error::InvalidEvent { .. } => "AUDIT_LOGS_INVALID_EVENT",
             Error::Output { .. } => "AUDIT_LOGS_OUTPUT_FAILED",
             Error::InvalidArgument { .. } => "AUDIT_LOGS_INVALID_ARGUMENT",
-            Error::PermissionDenied { .. } => "AUDIT_LOGS_PERMISSION_DENIED",
+            Error::PermissionDenied { .. } | Error::NotAReader { .. } => {
+                "AUDIT_LOGS_PERMISSION_DENIED"
+            }
             Error::TemporaryPostgres { .. } => "AUDIT_LOGS_TEMPORARY_POSTGRES_FAILED",
             Error::PoolTimeout { .. } => "AUDIT_LOGS_POOL_TIMEOUT",
             Error::Database { .. } => "AUDIT_LOGS_DATABASE_ERROR",
@@ -285,68 +296,131 @@ pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Err
             }
         };
     };
+    from_server(db.code().code(), db.message(), db.hint(), table)
+}
+
+/// The error for one of audit-logs' own SQLSTATEs (class `AL`, raised by its SQL functions and
+/// triggers) as another driver reports it (node-postgres, Prisma): the same variant, code and
+/// message as through the core. `None` for any other SQLSTATE: the caller's own error stays as is.
+pub fn from_own_sqlstate(code: &str, message: &str, hint: Option<&str>) -> Option<Error> {
+    code.starts_with("AL")
+        .then(|| from_server(code, message, hint, None))
+}
+
+/// Maps an error the server sent (its SQLSTATE, message and hint).
+fn from_server(code: &str, message: &str, hint: Option<&str>, table: Option<&str>) -> Error {
     let table_name = || table.unwrap_or("?").to_owned();
+    let full_message = message;
     // Our own SQL errors start with "audit-logs: " for psql users; here the caller adds context.
-    let message = db.message().trim_start_matches("audit-logs: ").to_owned();
-    match db.code().code() {
+    let message = message.trim_start_matches("audit-logs: ").to_owned();
+    match code {
         sqlstate::NO_PRIMARY_KEY => Error::NoPrimaryKey {
             table: table_name(),
         },
         sqlstate::NOT_A_TABLE => Error::NotATable {
             table: table_name(),
-            message: with_hint(message, db.hint()),
+            message: with_hint(message, hint),
         },
         sqlstate::INVALID_COLUMN => Error::InvalidColumn {
             table: table_name(),
-            message: with_hint(message, db.hint()),
+            message: with_hint(message, hint),
         },
         sqlstate::RESERVED_TABLE => Error::ReservedTable {
             table: table_name(),
             message,
         },
         sqlstate::INVALID_CONTEXT => Error::InvalidContext { reason: message },
+        // Drivers that drop the hint (Prisma) still get the way out.
         sqlstate::CONTEXT_REQUIRED => Error::ContextRequired {
-            message: with_hint(message, db.hint()),
+            message: with_hint(
+                message,
+                hint.or(Some(
+                    "Make the change in withAuditContext(), or after select audit.set_context(...)",
+                )),
+            ),
         },
         sqlstate::INVALID_EVENT => Error::InvalidEvent { reason: message },
         sqlstate::APPEND_ONLY => Error::AppendOnly {
-            message: with_hint(message, db.hint()),
+            message: with_hint(message, hint),
         },
         sqlstate::INVALID_REDACTION => Error::InvalidRedaction {
-            reason: with_hint(message, db.hint()),
+            reason: with_hint(message, hint),
         },
         sqlstate::INVALID_SETTINGS => Error::InvalidSettings {
-            reason: with_hint(message, db.hint()),
+            reason: with_hint(message, hint),
         },
         sqlstate::SEAL => Error::Seal {
-            reason: with_hint(message, db.hint()),
+            reason: with_hint(message, hint),
         },
         sqlstate::CAPTURE_REFUSED => Error::CaptureRefused {
-            message: with_hint(message, db.hint()),
+            message: with_hint(message, hint),
         },
         sqlstate::TRIGGER_NAME_TAKEN => Error::TriggerNameTaken {
             table: table_name(),
-            message: with_hint(message, db.hint()),
+            message: with_hint(message, hint),
         },
         // undefined_table: one of ours missing means the migrations have not run
-        "42P01" if db.message().contains("\"audit.") => Error::NotMigrated,
+        "42P01" if full_message.contains("\"audit.") => Error::NotMigrated,
         "42P01" => Error::TableNotFound {
             table: table_name(),
             hint: None,
         },
         // invalid_schema_name: the audit schema is missing
-        "3F000" if db.message().contains("\"audit\"") => Error::NotMigrated,
+        "3F000" if full_message.contains("\"audit\"") => Error::NotMigrated,
         // undefined_function on one of ours also means the migrations have not run
-        "42883" if db.message().contains("audit.") => Error::NotMigrated,
+        "42883" if full_message.contains("audit.") => Error::NotMigrated,
+        // insufficient_privilege on the log itself: the role is not an audit_reader
+        "42501" if is_about_the_log(full_message) => Error::NotAReader {
+            denied: full_message.to_owned(),
+            role: None,
+        },
         // insufficient_privilege
         "42501" => Error::PermissionDenied {
-            reason: with_hint(db.message().to_owned(), db.hint()),
+            reason: with_hint(full_message.to_owned(), hint),
         },
         code => Error::Database {
             code: code.to_owned(),
-            message: db.message().to_owned(),
-            hint: db.hint().map(str::to_owned),
+            message: full_message.to_owned(),
+            hint: hint.map(str::to_owned),
         },
+    }
+}
+
+/// Whether a "permission denied" names one of the tables `audit_reader` may read.
+fn is_about_the_log(message: &str) -> bool {
+    const READABLE: [&str; 7] = [
+        "table audit_logs",
+        "table seals",
+        "table seal_chunks",
+        "table redactions",
+        "table dropped_partitions",
+        "table anonymization_watermark",
+        "view tracked_tables",
+    ];
+    READABLE.iter().any(|name| message.ends_with(name))
+}
+
+impl Error {
+    /// Names the connected role in a [`Error::NotAReader`] (the server's message does not), so
+    /// that its `grant audit_reader to ...` can be run as printed.
+    pub(crate) async fn naming_the_role(
+        self,
+        client: &impl tokio_postgres::GenericClient,
+    ) -> Error {
+        match self {
+            Error::NotAReader { denied, role: None } => {
+                let role = client
+                    .query_one(
+                        "select pg_catalog.quote_ident(current_user::pg_catalog.text)",
+                        &[],
+                    )
+                    .await
+                    .ok()
+                    .map(|row| row.get(0));
+                Error::NotAReader { denied, role }
+            }
+            other => other,
+        }
     }
 }
 

@@ -61,13 +61,14 @@ impl NewEvent {
     /// Reads `{ action, targetType, targetId, metadata, actorId, actorType, actorEmail,
     /// ipAddress, userAgent, requestId, reason }`; unknown keys are refused by name.
     pub fn from_camel_case(value: Value) -> Result<NewEvent> {
-        if !value.is_object() {
+        let Value::Object(mut object) = value else {
             return Err(invalid(format!(
                 "expected an object such as {{ action: 'user.login', actorId: '42' }}, got {value}"
             )));
-        }
+        };
+        crate::context::integer_ids_as_text(&mut object);
         let input: EventInput =
-            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+            crate::context::read_named(Value::Object(object)).map_err(invalid)?;
         let target_id = match input.target_id {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id),
@@ -191,6 +192,130 @@ impl NewEvent {
     }
 }
 
+/// The other `targetType`s that make an event part of a table's history, besides the table's
+/// own target type (`public.users`, `public."BlogPost"`), which row changes carry. The rule: an
+/// event is about a table's record when its `targetType` names the table as code naturally
+/// does, that is the table's name or its singular, written as is, in lower case, in snake_case
+/// or in PascalCase (a Prisma model's name), qualified by its schema (`billing.Invoice`) or, for
+/// a table in `public`, bare (`users`, `user`, `User`, `Users`; `blog_post`, `BlogPost`...).
+/// Matching is exact among these names, so that the history query stays an index lookup.
+pub fn table_aliases(target_type: &str) -> Vec<String> {
+    let Some((schema, table)) = split_qualified(target_type) else {
+        return Vec::new();
+    };
+    let mut forms = Vec::new();
+    for name in [table.clone(), singular(&table)] {
+        forms.push(name.clone());
+        forms.push(name.to_lowercase());
+        forms.push(snake_case(&name));
+        forms.push(pascal_case(&name));
+    }
+    let mut names: Vec<String> = forms
+        .into_iter()
+        .map(|form| {
+            if schema == "public" {
+                form
+            } else {
+                format!("{schema}.{form}")
+            }
+        })
+        .collect();
+    // The target type unquoted: `public.BlogPost` for `public."BlogPost"`.
+    names.push(format!("{schema}.{table}"));
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| !name.is_empty() && name != target_type && seen.insert(name.clone()));
+    names
+}
+
+/// `public."Order Items"` as (`public`, `Order Items`): a target type's two identifiers, unquoted.
+fn split_qualified(target_type: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut chars = target_type.chars().peekable();
+    while chars.peek().is_some() {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().filter(|c| **c != '.') {
+                part.push(*c);
+                chars.next();
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return None,
+        }
+    }
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, table]) => Some((schema, table)),
+        Err(_) => None,
+    }
+}
+
+/// `users` as `user`, `categories` as `category`, `addresses` as `address`; a singular as is.
+fn singular(name: &str) -> String {
+    if !name.is_ascii() {
+        return name.to_owned();
+    }
+    let lower = name.to_lowercase();
+    if let Some(stem) = lower.strip_suffix("ies").filter(|_| name.len() > 3) {
+        return format!(
+            "{}{}",
+            &name[..stem.len()],
+            if name.ends_with("IES") { "Y" } else { "y" }
+        );
+    }
+    if ["sses", "xes", "ches", "shes", "zes"]
+        .iter()
+        .any(|end| lower.ends_with(end))
+    {
+        return name[..name.len() - 2].to_owned();
+    }
+    if lower.ends_with('s') && !lower.ends_with("ss") && name.len() > 1 {
+        return name[..name.len() - 1].to_owned();
+    }
+    name.to_owned()
+}
+
+/// `BlogPost` as `blog_post`; `blog_post` as is.
+fn snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_uppercase() && previous_lower {
+            snake.push('_');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        snake.extend(c.to_lowercase());
+    }
+    snake
+}
+
+/// `blog_post` as `BlogPost`; `BlogPost` as is.
+fn pascal_case(name: &str) -> String {
+    name.split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 fn invalid(reason: String) -> Error {
     Error::InvalidEvent { reason }
 }
@@ -292,12 +417,31 @@ mod tests {
             ),
             (json!({"action": "ok", "actorID": "1"}), "actorID"),
             (json!({"actorId": "1"}), "action"),
+            (json!({"action": 42}), "action: invalid type: integer `42`"),
+            (
+                json!({"action": "ok", "actorEmail": 42}),
+                "actorEmail: invalid type",
+            ),
+            (
+                json!({"action": "ok", "actorId": 1.5}),
+                "actorId: invalid type",
+            ),
         ] {
             let err = NewEvent::from_camel_case(input)
                 .and_then(|e| e.check())
                 .unwrap_err();
             assert!(err.to_string().contains(mentions), "{err}");
         }
+    }
+
+    #[test]
+    fn integer_ids_are_stored_as_their_digits() {
+        let event = NewEvent::from_camel_case(
+            json!({"action": "user.login", "actorId": 42, "requestId": 7}),
+        )
+        .unwrap();
+        assert_eq!(event.context.actor_id.as_deref(), Some("42"));
+        assert_eq!(event.context.request_id.as_deref(), Some("7"));
     }
 
     #[test]
@@ -314,6 +458,41 @@ mod tests {
             json["context"],
             json!({"actor_id": "17", "request_id": "req-1"})
         );
+    }
+
+    #[test]
+    fn events_name_a_table_as_code_does() {
+        assert_eq!(
+            table_aliases("public.users"),
+            ["users", "Users", "user", "User"].map(String::from)
+        );
+        let posts = table_aliases("public.blog_posts");
+        for name in ["blog_posts", "blog_post", "BlogPost", "BlogPosts"] {
+            assert!(posts.contains(&name.to_owned()), "{name} in {posts:?}");
+        }
+        // A Prisma table named after its model (no @@map), quoted in the target type.
+        let model = table_aliases("public.\"BlogPost\"");
+        for name in ["BlogPost", "blog_post", "blogpost", "public.BlogPost"] {
+            assert!(model.contains(&name.to_owned()), "{name} in {model:?}");
+        }
+        assert!(
+            !model.contains(&"public.\"BlogPost\"".to_owned()),
+            "not the target type itself"
+        );
+        assert!(table_aliases("public.categories").contains(&"Category".to_owned()));
+        assert!(table_aliases("public.addresses").contains(&"address".to_owned()));
+        // Outside public the schema is part of every name.
+        let invoices = table_aliases("billing.invoices");
+        assert!(
+            invoices.contains(&"billing.Invoice".to_owned()),
+            "{invoices:?}"
+        );
+        assert!(
+            !invoices.iter().any(|name| !name.starts_with("billing.")),
+            "{invoices:?}"
+        );
+        let spaced = table_aliases("public.\"Order Items\"");
+        assert!(spaced.contains(&"Order Items".to_owned()), "{spaced:?}");
     }
 
     #[test]

@@ -132,24 +132,32 @@ pub(crate) fn key_sql(id: &str) -> String {
     )
 }
 
-/// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit.
-/// For each name the table had (it follows renames), two ordered index scans (the key, and the
-/// old key of key-changing UPDATEs), merged newest first.
+/// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit,
+/// $5 the other target types of events about the record (text[]: see
+/// [`crate::events::table_aliases`]). For each name the table had (it follows renames), two
+/// ordered index scans (the key, and the old key of key-changing UPDATEs), and one for the key
+/// under the other names of events, merged newest first.
 pub fn record_history_sql() -> String {
     // The key is computed inline (not in a CTE) so that, planned with its value, it is a
     // constant the index condition can use.
     let key = key_sql("$2");
     format!(
         "{TARGET_NAMES_CTE}
-         select {ENTRY_COLUMNS} from names n cross join lateral (
-           (select * from audit.audit_logs
-             where target_id = {key} and target_type = n.name and id < $3
-               and id > n.after_id and id < n.before_id
-             order by id desc limit $4)
+         select {ENTRY_COLUMNS} from (
+           (select entries.* from names n cross join lateral (
+             (select * from audit.audit_logs
+               where target_id = {key} and target_type = n.name and id < $3
+                 and id > n.after_id and id < n.before_id
+               order by id desc limit $4)
+             union all
+             (select * from audit.audit_logs
+               where old_target_id = {key} and target_type = n.name and id < $3
+                 and id > n.after_id and id < n.before_id
+               order by id desc limit $4)
+           ) as entries)
            union all
            (select * from audit.audit_logs
-             where old_target_id = {key} and target_type = n.name and id < $3
-               and id > n.after_id and id < n.before_id
+             where target_id = {key} and target_type = any($5) and id < $3
              order by id desc limit $4)
          ) as entries
          order by id desc
@@ -162,6 +170,7 @@ pub fn record_history_sql() -> String {
 pub(crate) async fn of_record(
     client: &impl GenericClient,
     target_type: &str,
+    aliases: &[String],
     id: &Value,
     limit: Option<u32>,
     before: Option<i64>,
@@ -182,6 +191,7 @@ pub(crate) async fn of_record(
                 (id, Type::JSONB),
                 (&before.unwrap_or(i64::MAX), Type::INT8),
                 (&limit, Type::INT8),
+                (&aliases, Type::TEXT_ARRAY),
             ],
         )
         .await

@@ -158,7 +158,10 @@ impl AuditLogs {
         work: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T>,
     ) -> Result<T> {
         let client = self.client().await?;
-        let result = work(&client).await;
+        let result = match work(&client).await {
+            Err(e @ Error::NotAReader { .. }) => Err(e.naming_the_role(&**client).await),
+            result => result,
+        };
         if result.as_ref().is_err_and(Error::ends_connection) {
             drop(deadpool_postgres::Object::take(client));
         }
@@ -253,11 +256,23 @@ impl AuditLogs {
     /// have been dropped since) or events about a target. See [`HistoryQuery`].
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<AuditEntry>> {
         self.with_client(async |client| {
-            let target_type = match &query.target {
-                Target::Table(table) => self.target_type_of(client, table).await?,
-                Target::Type(target_type) => target_type.clone(),
+            let (target_type, aliases) = match &query.target {
+                Target::Table(table) => {
+                    let target_type = self.target_type_of(client, table).await?;
+                    let aliases = events::table_aliases(&target_type);
+                    (target_type, aliases)
+                }
+                Target::Type(target_type) => (target_type.clone(), Vec::new()),
             };
-            history::of_record(client, &target_type, &query.id, query.limit, query.before).await
+            history::of_record(
+                client,
+                &target_type,
+                &aliases,
+                &query.id,
+                query.limit,
+                query.before,
+            )
+            .await
         })
         .await
     }

@@ -102,7 +102,9 @@ pub async fn status(client: &mut Client) -> Result<Vec<MigrationInfo>> {
             version: migration.version(),
             name: migration.name().to_owned(),
             state,
-            applied_on: found.and_then(|a| a.applied_on()).map(|t| t.to_string()),
+            applied_on: found
+                .and_then(|a| a.applied_on())
+                .map(|t| rfc3339(t.unix_timestamp(), t.nanosecond())),
         });
     }
     for extra in applied
@@ -113,7 +115,9 @@ pub async fn status(client: &mut Client) -> Result<Vec<MigrationInfo>> {
             version: extra.version(),
             name: extra.name().to_owned(),
             state: MigrationState::Unknown,
-            applied_on: extra.applied_on().map(|t| t.to_string()),
+            applied_on: extra
+                .applied_on()
+                .map(|t| rfc3339(t.unix_timestamp(), t.nanosecond())),
         });
     }
     list.sort_by_key(|m| m.version);
@@ -339,4 +343,12 @@ fn from_refinery(e: refinery::Error) -> Error {
             applied,
         },
     }
+}
+
+/// refinery's time as RFC 3339 in UTC, to the millisecond (`2026-11-30T09:29:11.739Z`): its
+/// own `Display` (`2026-11-30 9:29:11.739798435 +00:00:00`) is neither readable nor parseable.
+fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(seconds, nanoseconds)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -9,6 +9,13 @@ pub fn prisma_model() -> &'static str {
 // must leave it alone: in prisma.config.ts set
 //   experimental: { externalTables: true }, tables: { external: ["audit.audit_logs"] }
 // and list the schema in your datasource: schemas = ["public", "audit"].
+// Once the datasource lists schemas, Prisma needs to know the schema of every model and enum:
+// add @@schema("public") to each of your own models and enums, or `prisma generate` fails
+// with "This model is missing an `@@schema` attribute". For example:
+//   model User {
+//     id Int @id
+//     @@schema("public")
+//   }
 // The table has no primary key (every index costs on every write); id is unique, and
 // (id, createdAt) is what Prisma is told identifies a row.
 model AuditLog {

@@ -48,7 +48,8 @@ pub struct SealReport {
     /// Rows with `from_txid <= txid < to_txid` are covered.
     pub from_txid: i64,
     pub to_txid: i64,
-    /// The new head (64 hex digits), when a seal was made.
+    /// The chain's head after this call (64 hex digits): the new seal's, or, when nothing was
+    /// waiting, the latest seal's; `None` only when nothing was ever sealed.
     pub head: Option<String>,
 }
 
@@ -214,7 +215,11 @@ impl AuditLogs {
         self.with_client(async |client| {
             let row = client
                 .query_one(
-                    "select seal_id, row_count, from_txid, to_txid, head from audit.seal()",
+                    // With nothing to seal, the head is still the chain's: the latest seal's.
+                    "select s.seal_id, s.row_count, s.from_txid, s.to_txid,
+                            coalesce(s.head, (select pg_catalog.encode(l.head, 'hex') from audit.seals l
+                                               order by l.id desc limit 1))
+                       from audit.seal() s",
                     &[],
                 )
                 .await

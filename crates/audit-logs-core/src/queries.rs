@@ -101,14 +101,24 @@ pub fn parse_cursor(text: &str) -> Result<i64> {
         })
 }
 
-/// A time written in ISO 8601 / RFC 3339 with a time zone (`2026-01-31T12:00:00Z`).
+/// A time as users write it, with its time zone: RFC 3339 / ISO 8601
+/// (`2026-01-31T12:00:00Z`, `2026-01-31T13:00:00.5+01:00`) or PostgreSQL's own text form of a
+/// `timestamptz` (`2026-01-31 12:00:00.02+00`, as psql prints it). The one parser of input
+/// times: the CLI, the Node binding and the core use it. A time without a zone is refused,
+/// since it could mean any of 26 hours.
 pub fn parse_time(text: &str, name: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
+    let trimmed = text.trim();
+    DateTime::parse_from_rfc3339(trimmed)
+        .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%#z"))
         .map(|at| at.with_timezone(&Utc))
         .map_err(|_| {
             Error::invalid_argument(
                 name,
-                format!("{text:?} is not an ISO 8601 time such as 2026-01-31T12:00:00Z"),
+                format!(
+                    "{text:?} is not a time with a time zone: write it in ISO 8601 \
+                     (2026-01-31T12:00:00Z) or as PostgreSQL prints it (2026-01-31 12:00:00+00)"
+                ),
             )
         })
 }
@@ -827,6 +837,32 @@ pub(crate) async fn bursts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_read_in_rfc_3339_and_in_postgresql_text_form() {
+        let expected: DateTime<Utc> = "2026-11-30T09:27:03.020Z".parse().unwrap();
+        for text in [
+            "2026-11-30T09:27:03.02Z",
+            "2026-11-30T09:27:03.02+00:00",
+            "2026-11-30 09:27:03.02Z",
+            "2026-11-30 09:27:03.02+00",
+            "2026-11-30 10:27:03.02+01",
+            "2026-11-30 14:57:03.02+05:30",
+            "2026-11-30 09:27:03.020000+0000",
+            " 2026-11-30T10:27:03.02+01:00 ",
+        ] {
+            assert_eq!(parse_time(text, "at").unwrap(), expected, "{text}");
+        }
+        assert_eq!(
+            parse_time("2026-11-30 09:27:03+00", "at").unwrap(),
+            "2026-11-30T09:27:03Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        for text in ["2026-11-30 09:27:03", "yesterday", "", "2026-11-30"] {
+            let err = parse_time(text, "at").unwrap_err();
+            assert_eq!(err.code(), "AUDIT_LOGS_INVALID_ARGUMENT");
+            assert!(err.to_string().contains("invalid argument at"), "{err}");
+        }
+    }
 
     #[test]
     fn search_sql_binds_every_value_and_refuses_an_unresolved_table() {

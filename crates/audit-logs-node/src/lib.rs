@@ -391,11 +391,11 @@ pub struct PointState {
     #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
     pub id: Value,
     pub at: DateTime<Utc>,
-    /// The row as it was, or null if it did not exist then.
+    /// The row as it was, or null if it did not exist then (always present).
     #[napi(ts_type = "Record<string, unknown> | null")]
-    pub state: Option<Value>,
-    /// The entry the state comes from.
-    pub entry_id: Option<i64>,
+    pub state: Value,
+    /// The entry the state comes from; null when there is none.
+    pub entry_id: Either<i64, Null>,
 }
 
 /// Options of {@link AuditLogs.fieldChanges}.
@@ -485,8 +485,11 @@ pub struct LogOptions {
     pub context: Option<Value>,
 }
 
-/// An application event to record (seed 004's `CreateAuditLogInput`).
+/// An application event to record (seed 004's `CreateAuditLogInput`). Declares the type only:
+/// events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
+/// and takes an integer `actorId`.
 #[napi(object)]
+#[allow(dead_code)]
 pub struct CreateAuditLogInput {
     /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
     pub action: String,
@@ -494,36 +497,17 @@ pub struct CreateAuditLogInput {
     #[napi(ts_type = "string | number")]
     pub target_id: Option<Value>,
     pub metadata: Option<Value>,
-    pub actor_id: Option<String>,
+    /// An integer (an ORM's `Int` id) is stored as its digits.
+    #[napi(ts_type = "string | number")]
+    pub actor_id: Option<Value>,
     /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
     pub actor_type: Option<String>,
     pub actor_email: Option<String>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
-    pub request_id: Option<String>,
+    #[napi(ts_type = "string | number")]
+    pub request_id: Option<Value>,
     pub reason: Option<String>,
-}
-
-fn new_event(input: CreateAuditLogInput) -> core::Result<core::NewEvent> {
-    let mut object = serde_json::Map::new();
-    object.insert("action".into(), Value::String(input.action));
-    for (key, value) in [
-        ("targetType", input.target_type.map(Value::String)),
-        ("targetId", input.target_id),
-        ("metadata", input.metadata),
-        ("actorId", input.actor_id.map(Value::String)),
-        ("actorType", input.actor_type.map(Value::String)),
-        ("actorEmail", input.actor_email.map(Value::String)),
-        ("ipAddress", input.ip_address.map(Value::String)),
-        ("userAgent", input.user_agent.map(Value::String)),
-        ("requestId", input.request_id.map(Value::String)),
-        ("reason", input.reason.map(Value::String)),
-    ] {
-        if let Some(value) = value {
-            object.insert(key.into(), value);
-        }
-    }
-    core::NewEvent::from_camel_case(Value::Object(object))
 }
 
 fn request_context(options: Option<LogOptions>) -> core::Result<Option<core::AuditContext>> {
@@ -534,12 +518,12 @@ fn request_context(options: Option<LogOptions>) -> core::Result<Option<core::Aud
 }
 
 fn events_and_context(
-    inputs: Vec<CreateAuditLogInput>,
+    inputs: Vec<Value>,
     options: Option<LogOptions>,
 ) -> core::Result<(Vec<core::NewEvent>, Option<core::AuditContext>)> {
     let events = inputs
         .into_iter()
-        .map(new_event)
+        .map(core::NewEvent::from_camel_case)
         .collect::<core::Result<Vec<_>>>()?;
     Ok((events, request_context(options)?))
 }
@@ -554,9 +538,11 @@ pub struct EventStatement {
 /// The statement that records `inputs` in the caller's transaction (a pg client or a Prisma
 /// transaction), so they commit or roll back with it; its rows are `AuditLogEntry` objects.
 /// Throws `AUDIT_LOGS_INVALID_EVENT` or `AUDIT_LOGS_INVALID_CONTEXT` before anything runs.
-#[napi]
+#[napi(
+    ts_args_type = "inputs: Array<CreateAuditLogInput>, options?: LogOptions | undefined | null"
+)]
 pub fn event_statement(
-    inputs: Vec<CreateAuditLogInput>,
+    inputs: Vec<Value>,
     options: Option<LogOptions>,
 ) -> Result<EventStatement, Code> {
     let (events, context) = events_and_context(inputs, options).map_err(sync_error)?;
@@ -564,6 +550,25 @@ pub fn event_statement(
     Ok(EventStatement {
         text: statement.text,
         values: vec![statement.events],
+    })
+}
+
+/// A driver's error recast as audit-logs' own (see {@link ownError}).
+#[napi(object)]
+pub struct OwnError {
+    /// The stable code: `AUDIT_LOGS_CONTEXT_REQUIRED`, `AUDIT_LOGS_APPEND_ONLY`...
+    pub code: String,
+    pub message: String,
+}
+
+/// The audit-logs error for one of its own SQLSTATEs (class `AL`, raised by its triggers and
+/// functions) as node-postgres or Prisma report it: the code and message the native API gives
+/// for it. Null for any other SQLSTATE (the caller's own error stays as it is).
+#[napi]
+pub fn own_error(sqlstate: String, message: String, hint: Option<String>) -> Option<OwnError> {
+    core::error::from_own_sqlstate(&sqlstate, &message, hint.as_deref()).map(|e| OwnError {
+        code: e.code().to_owned(),
+        message: e.to_string(),
     })
 }
 
@@ -756,11 +761,14 @@ impl AuditLogs {
     /// Records an application event; the context fields it leaves empty come from
     /// `options.context`, then from nothing. Rejects with `AUDIT_LOGS_INVALID_EVENT` or
     /// `AUDIT_LOGS_INVALID_CONTEXT` before anything is written.
-    #[napi(ts_return_type = "Promise<AuditLogEntry>")]
+    #[napi(
+        ts_args_type = "input: CreateAuditLogInput, options?: LogOptions | undefined | null",
+        ts_return_type = "Promise<AuditLogEntry>"
+    )]
     pub fn log<'env>(
         &self,
         env: &'env Env,
-        input: CreateAuditLogInput,
+        input: Value,
         options: Option<LogOptions>,
     ) -> Result<PromiseRaw<'env, AuditLogEntry>> {
         let inner = self.inner.clone();
@@ -773,11 +781,14 @@ impl AuditLogs {
     }
 
     /// Records up to 10000 events in one statement, all or none; resolves to them in order.
-    #[napi(ts_return_type = "Promise<AuditLogEntry[]>")]
+    #[napi(
+        ts_args_type = "inputs: Array<CreateAuditLogInput>, options?: LogOptions | undefined | null",
+        ts_return_type = "Promise<AuditLogEntry[]>"
+    )]
     pub fn log_many<'env>(
         &self,
         env: &'env Env,
-        inputs: Vec<CreateAuditLogInput>,
+        inputs: Vec<Value>,
         options: Option<LogOptions>,
     ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
         let inner = self.inner.clone();
@@ -830,8 +841,8 @@ impl AuditLogs {
                 .map(|s| PointState {
                     id: s.id,
                     at: s.at,
-                    state: s.state,
-                    entry_id: s.entry_id,
+                    state: s.state.unwrap_or(Value::Null),
+                    entry_id: s.entry_id.map_or(Either::B(Null), Either::A),
                 })
                 .collect())
         })

@@ -17,7 +17,8 @@ pub struct SealReport {
     /// Rows with `fromTxid <= txid < toTxid` are covered.
     pub from_txid: i64,
     pub to_txid: i64,
-    /// The new chain head (64 hex digits).
+    /// The chain head after this call (64 hex digits): the new seal's, or, when nothing was
+    /// waiting, the latest seal's; null only when nothing was ever sealed.
     pub head: Option<String>,
 }
 
