@@ -2,7 +2,8 @@
 // `npm test`: every gate and every suite, in order. Uses DATABASE_URL when set; otherwise one
 // throwaway PostgreSQL (started through the package itself) serves all suites.
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
@@ -48,14 +49,44 @@ function checkNodeCounts(output, files) {
   console.log(`Node: ${passed} tests passed in ${files.length} files.`)
 }
 
+/** The newest modification time under these paths (files, or folders walked). */
+function newestChange(paths) {
+  let newest = 0
+  for (const path of paths) {
+    const stat = statSync(path)
+    if (stat.isDirectory()) {
+      newest = Math.max(newest, newestChange(readdirSync(path).map((name) => join(path, name))))
+    } else {
+      newest = Math.max(newest, stat.mtimeMs)
+    }
+  }
+  return newest
+}
+
+/** Whether this platform's addon was built after the last change to what it is built from. */
+function addonIsFresh() {
+  const addons = readdirSync(root).filter((name) => /^audit-logs\..+\.node$/.test(name))
+  if (addons.length === 0) return false
+  const built = Math.min(...addons.map((name) => statSync(join(root, name)).mtimeMs))
+  const sources = ['crates', 'migrations', 'Cargo.toml', 'Cargo.lock'].map((path) => join(root, path))
+  return built > newestChange(sources)
+}
+
 // A fresh clone: the dev dependencies (napi's CLI, pg, Prisma, TypeScript...) come first.
 if (!existsSync(new URL('../node_modules/.bin/napi', import.meta.url))) {
   step('dependencies', 'npm', ['install', '--no-audit', '--no-fund'])
 }
 step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
-step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
-  '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
+// napi's CLI hands cargo a new type-definition folder on every run, so each build relinks the
+// addon (a full LTO pass, minutes): skip it when the addon is newer than every Rust source and
+// migration, as after `npm install` on a fresh clone.
+if (addonIsFresh()) {
+  console.log('\n=== native addon: up to date (newer than crates/, migrations/ and Cargo.*)')
+} else {
+  step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
+    '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
+}
 // The Alpine (musl) addon, linked as the release links it: musl-gcc compiles and links
 // (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. A debug build
 // (the link is what is checked here; the release workflow tests the release build on Alpine),
