@@ -10,6 +10,7 @@ use tokio_postgres::GenericClient;
 use crate::context::AuditContext;
 use crate::error::{from_query, Error, Result};
 use crate::history::{AuditEntry, ENTRY_COLUMNS};
+use crate::tracking::to_snake_case;
 
 /// The most events one call records (the limit of `audit.log_events`).
 pub const MAX_EVENTS: usize = 10_000;
@@ -207,7 +208,7 @@ pub fn table_aliases(target_type: &str) -> Vec<String> {
     for name in [table.clone(), singular(&table)] {
         forms.push(name.clone());
         forms.push(name.to_lowercase());
-        forms.push(snake_case(&name));
+        forms.push(to_snake_case(&name));
         forms.push(pascal_case(&name));
     }
     let mut names: Vec<String> = forms
@@ -287,20 +288,6 @@ fn singular(name: &str) -> String {
         return name[..name.len() - 1].to_owned();
     }
     name.to_owned()
-}
-
-/// `BlogPost` as `blog_post`; `blog_post` as is.
-fn snake_case(name: &str) -> String {
-    let mut snake = String::with_capacity(name.len() + 4);
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if c.is_uppercase() && previous_lower {
-            snake.push('_');
-        }
-        previous_lower = c.is_lowercase() || c.is_ascii_digit();
-        snake.extend(c.to_lowercase());
-    }
-    snake
 }
 
 /// `blog_post` as `BlogPost`; `BlogPost` as is.

@@ -212,7 +212,7 @@ fn closest_table<'a>(wanted: &str, tables: &'a [(String, String)]) -> Option<&'a
 }
 
 /// `BlogPost` or `blogPost` as `blog_post`, the table name an ORM makes of a model.
-fn to_snake_case(name: &str) -> String {
+pub(crate) fn to_snake_case(name: &str) -> String {
     let mut snake = String::with_capacity(name.len() + 4);
     let mut previous_lower = false;
     for c in name.chars() {
