@@ -228,12 +228,7 @@ impl ConnectOptions {
             ));
         }
         // libpq ignores sslmode on Unix sockets; so do we.
-        if options
-            .config
-            .get_hosts()
-            .iter()
-            .all(|h| matches!(h, Host::Unix(_)))
-        {
+        if options.config.get_hosts().iter().all(is_socket) {
             options.tls = TlsMode::Disable;
         }
         options.config.ssl_mode(match options.tls {
@@ -255,8 +250,7 @@ impl ConnectOptions {
     /// `host:port/database`, for messages: never the password.
     pub fn target(&self) -> String {
         let host = match self.config.get_hosts().first() {
-            Some(Host::Tcp(h)) => h.clone(),
-            Some(Host::Unix(path)) => path.display().to_string(),
+            Some(host) => host_text(host),
             None => "localhost".into(),
         };
         let port = self.config.get_ports().first().copied().unwrap_or(5432);
@@ -275,13 +269,7 @@ impl ConnectOptions {
     pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
         let mut env = Vec::new();
         if let Some(host) = self.config.get_hosts().first() {
-            env.push((
-                "PGHOST",
-                match host {
-                    Host::Tcp(h) => h.clone(),
-                    Host::Unix(path) => path.display().to_string(),
-                },
-            ));
+            env.push(("PGHOST", host_text(host)));
         }
         if let Some(port) = self.config.get_ports().first() {
             env.push(("PGPORT", port.to_string()));
@@ -489,6 +477,26 @@ pub fn quote_ident(name: &str) -> String {
 /// The server splits `options` on spaces; a backslash keeps one in a value.
 fn escape_option(value: &str) -> String {
     value.replace('\\', "\\\\").replace(' ', "\\ ")
+}
+
+/// A host as libpq writes it: a name or an address, or (Unix) a socket directory.
+fn host_text(host: &Host) -> String {
+    match host {
+        Host::Tcp(name) => name.clone(),
+        #[cfg(unix)]
+        Host::Unix(path) => path.display().to_string(),
+    }
+}
+
+/// Whether a host is a Unix socket directory (there are none on Windows).
+fn is_socket(host: &Host) -> bool {
+    #[cfg(unix)]
+    return matches!(host, Host::Unix(_));
+    #[cfg(not(unix))]
+    {
+        let _ = host;
+        false
+    }
 }
 
 #[cfg(test)]

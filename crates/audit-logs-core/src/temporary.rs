@@ -4,8 +4,6 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::os::unix::fs::chown;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
@@ -63,10 +61,7 @@ impl Running {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !self.keeper.is_finished() {
-            // SAFETY: plain kill(2) on the process group the server leads.
-            unsafe {
-                libc::kill(-(self.pid as libc::pid_t), libc::SIGKILL);
-            }
+            os::kill_tree(self.pid);
         }
         let _ = self.keeper.join();
     }
@@ -83,8 +78,10 @@ struct ServerCommand {
     password: Option<String>,
 }
 
-/// The OS user the server runs as: ourselves, or `postgres` when we are root (initdb refuses root).
+/// The OS user the server runs as: ourselves, or `postgres` when we are root on Unix (initdb
+/// refuses root).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(unix), allow(dead_code))]
 struct RunAs {
     uid: u32,
     gid: u32,
@@ -99,13 +96,13 @@ impl TemporaryPostgres {
     /// As [`TemporaryPostgres::start`], with a password, TLS files or settings.
     pub async fn start_with(setup: Setup) -> Result<TemporaryPostgres> {
         let bin = find_bin_dir()?;
-        let run_as = run_as()?;
+        let run_as = os::run_as()?;
         let dir = tempfile::Builder::new()
             .prefix("audit-logs-pg-")
             .tempdir()
             .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
         if let Some(user) = &run_as {
-            chown(dir.path(), Some(user.uid), Some(user.gid)).map_err(|e| {
+            os::chown(dir.path(), user).map_err(|e| {
                 fail(format!(
                     "cannot hand {} to the postgres user: {e}",
                     dir.path().display()
@@ -115,7 +112,7 @@ impl TemporaryPostgres {
         let data = dir.path().join("data");
         let log = dir.path().join("server.log");
 
-        let mut initdb = Command::new(bin.join("initdb"));
+        let mut initdb = Command::new(bin.join(os::exe("initdb")));
         initdb
             .arg("-D")
             .arg(&data)
@@ -137,11 +134,16 @@ impl TemporaryPostgres {
                     .arg(&file);
             }
         }
-        as_user(&mut initdb, &run_as);
+        os::as_user(&mut initdb, &run_as);
         let output = tokio::task::spawn_blocking(move || initdb.output())
             .await
             .expect("initdb task")
-            .map_err(|e| fail(format!("cannot run {}: {e}", bin.join("initdb").display())))?;
+            .map_err(|e| {
+                fail(format!(
+                    "cannot run {}: {e}",
+                    bin.join(os::exe("initdb")).display()
+                ))
+            })?;
         if !output.status.success() {
             return Err(fail(format!(
                 "initdb failed: {}",
@@ -175,7 +177,7 @@ impl TemporaryPostgres {
             path: dir.path().to_path_buf(),
             dir: Mutex::new(Some(dir)),
             command: ServerCommand {
-                postgres: bin.join("postgres"),
+                postgres: bin.join(os::exe("postgres")),
                 data,
                 log,
                 settings,
@@ -203,7 +205,7 @@ impl TemporaryPostgres {
             .open(log)
             .map_err(|e| fail(format!("cannot open {}: {e}", log.display())))?;
         if let Some(user) = run_as {
-            let _ = chown(log, Some(user.uid), Some(user.gid));
+            let _ = os::chown(log, user);
         }
         let mut server = Command::new(postgres);
         server
@@ -218,20 +220,8 @@ impl TemporaryPostgres {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(|e| fail(e.to_string()))?)
             .stderr(log_file);
-        as_user(&mut server, run_as);
-        // Its own process group, so that a last-resort SIGKILL reaches its backends too.
-        server.process_group(0);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to send SIGQUIT (immediate
-        // shutdown) to the server if the thread that started it dies, so a crashed test run
-        // leaves no server behind. Linux only: elsewhere (macOS) the drop and the last-resort
-        // kill stop it.
-        #[cfg(target_os = "linux")]
-        unsafe {
-            server.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
-                Ok(())
-            });
-        }
+        os::as_user(&mut server, run_as);
+        os::tie_to_this_thread(&mut server);
 
         // The server is started from a thread that lives exactly as long as the server does:
         // the parent-death signal is tied to the spawning thread, not to the process.
@@ -272,14 +262,12 @@ impl TemporaryPostgres {
     /// Asks the server process to stop; returns it, to wait for.
     fn signal(&self, shutdown: Shutdown) -> Option<Running> {
         let running = self.running.lock().expect("running lock").take()?;
-        let signal = match shutdown {
-            Shutdown::Fast => libc::SIGINT,
-            Shutdown::Immediate => libc::SIGQUIT,
-        };
-        // SAFETY: plain kill(2) on the pid we started.
-        unsafe {
-            libc::kill(running.pid as libc::pid_t, signal);
-        }
+        os::stop(
+            running.pid,
+            shutdown,
+            &self.command.postgres,
+            &self.command.data,
+        );
         Some(running)
     }
 
@@ -356,12 +344,10 @@ impl Drop for TemporaryPostgres {
 
 /// Writes a file only its owner (the server's user) can read, as PostgreSQL demands of keys.
 fn write_private(path: &Path, contents: &[u8], run_as: &Option<RunAs>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     fs::write(path, contents).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| fail(format!("cannot protect {}: {e}", path.display())))?;
+    os::make_private(path).map_err(|e| fail(format!("cannot protect {}: {e}", path.display())))?;
     if let Some(user) = run_as {
-        chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
+        os::chown(path, user).map_err(|e| {
             fail(format!(
                 "cannot hand {} to the postgres user: {e}",
                 path.display()
@@ -373,35 +359,6 @@ fn write_private(path: &Path, contents: &[u8], run_as: &Option<RunAs>) -> Result
 
 fn fail(reason: String) -> Error {
     Error::TemporaryPostgres { reason }
-}
-
-fn as_user(command: &mut Command, run_as: &Option<RunAs>) {
-    if let Some(user) = run_as {
-        command.uid(user.uid).gid(user.gid);
-        // initdb and postgres look at HOME and the working directory; root's are not readable.
-        command.current_dir("/").env("HOME", "/tmp");
-    }
-}
-
-fn run_as() -> Result<Option<RunAs>> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(None);
-    }
-    let name = std::ffi::CString::new("postgres").expect("no NUL");
-    // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two ids out
-    // before any other call could overwrite it.
-    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
-    if entry.is_null() {
-        return Err(fail(
-            "initdb refuses to run as root and there is no `postgres` OS user to run it as; \
-             create one (useradd postgres) or set DATABASE_URL"
-                .into(),
-        ));
-    }
-    // SAFETY: checked non-null above.
-    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-    Ok(Some(RunAs { uid, gid }))
 }
 
 fn free_port() -> Result<u16> {
@@ -417,10 +374,12 @@ fn free_port() -> Result<u16> {
 /// symlinks, as Debian's wrappers are), else `pg_config --bindir`, else the newest
 /// /usr/lib/postgresql/*/bin.
 pub fn find_bin_dir() -> Result<PathBuf> {
-    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    let has_server = |dir: &Path| {
+        dir.join(os::exe("initdb")).is_file() && dir.join(os::exe("postgres")).is_file()
+    };
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            if let Ok(initdb) = fs::canonicalize(dir.join("initdb")) {
+            if let Ok(initdb) = fs::canonicalize(dir.join(os::exe("initdb"))) {
                 if let Some(parent) = initdb.parent() {
                     if has_server(parent) {
                         return Ok(parent.to_path_buf());
@@ -453,4 +412,146 @@ pub fn find_bin_dir() -> Result<PathBuf> {
                 .into(),
         )
     })
+}
+
+/// What differs between systems: who the server runs as, how it is tied to us and stopped.
+#[cfg(unix)]
+mod os {
+    use std::os::unix::process::CommandExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::{fail, RunAs, Shutdown};
+    use crate::error::Result;
+
+    pub(super) fn exe(name: &str) -> String {
+        name.to_owned()
+    }
+
+    pub(super) fn chown(path: &Path, user: &RunAs) -> std::io::Result<()> {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+    }
+
+    pub(super) fn make_private(path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+
+    pub(super) fn as_user(command: &mut Command, run_as: &Option<RunAs>) {
+        if let Some(user) = run_as {
+            command.uid(user.uid).gid(user.gid);
+            // initdb and postgres look at HOME and the working directory; root's are not readable.
+            command.current_dir("/").env("HOME", "/tmp");
+        }
+    }
+
+    pub(super) fn run_as() -> Result<Option<RunAs>> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(None);
+        }
+        let name = std::ffi::CString::new("postgres").expect("no NUL");
+        // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two ids out
+        // before any other call could overwrite it.
+        let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+        if entry.is_null() {
+            return Err(fail(
+                "initdb refuses to run as root and there is no `postgres` OS user to run it as; \
+                 create one (useradd postgres) or set DATABASE_URL"
+                    .into(),
+            ));
+        }
+        // SAFETY: checked non-null above.
+        let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+        Ok(Some(RunAs { uid, gid }))
+    }
+
+    /// Its own process group, so that a last-resort SIGKILL reaches its backends too; on Linux,
+    /// SIGQUIT (immediate shutdown) if the thread that started it dies, so that a crashed test
+    /// run leaves no server behind (elsewhere the drop and the last-resort kill stop it).
+    pub(super) fn tie_to_this_thread(server: &mut Command) {
+        server.process_group(0);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel for that signal.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            server.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+    }
+
+    /// SIGINT is PostgreSQL's fast shutdown, SIGQUIT its immediate one.
+    pub(super) fn stop(pid: u32, shutdown: Shutdown, _postgres: &Path, _data: &Path) {
+        let signal = match shutdown {
+            Shutdown::Fast => libc::SIGINT,
+            Shutdown::Immediate => libc::SIGQUIT,
+        };
+        // SAFETY: plain kill(2) on the pid we started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, signal);
+        }
+    }
+
+    pub(super) fn kill_tree(pid: u32) {
+        // SAFETY: plain kill(2) on the process group the server leads.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+}
+
+/// Windows: the server runs as ourselves (initdb drops an administrator's rights by itself),
+/// and is stopped through pg_ctl, as PostgreSQL has no signals there.
+#[cfg(windows)]
+mod os {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::{RunAs, Shutdown};
+    use crate::error::Result;
+
+    pub(super) fn exe(name: &str) -> String {
+        format!("{name}.exe")
+    }
+
+    pub(super) fn chown(_path: &Path, _user: &RunAs) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// The temporary directory is the current user's own already.
+    pub(super) fn make_private(_path: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn as_user(_command: &mut Command, _run_as: &Option<RunAs>) {}
+
+    pub(super) fn run_as() -> Result<Option<RunAs>> {
+        Ok(None)
+    }
+
+    pub(super) fn tie_to_this_thread(_server: &mut Command) {}
+
+    pub(super) fn stop(_pid: u32, shutdown: Shutdown, postgres: &Path, data: &Path) {
+        let mode = match shutdown {
+            Shutdown::Fast => "fast",
+            Shutdown::Immediate => "immediate",
+        };
+        let _ = Command::new(postgres.with_file_name(exe("pg_ctl")))
+            .arg("stop")
+            .arg("-D")
+            .arg(data)
+            .args(["-m", mode, "--no-wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    pub(super) fn kill_tree(pid: u32) {
+        let _ = Command::new("taskkill")
+            .args(["/F", "/T", "/PID", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
