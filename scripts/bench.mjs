@@ -66,7 +66,9 @@ try {
     {
       query: 'history of one record',
       helper: (i) => audit.history({ table: 'public.accounts', id: id(i), limit: 50 }),
-      pg: (i) => client.query(sqlOf('history of one record'), ['public.accounts', JSON.stringify(id(i)), never, 50]),
+      // $5: the names events about an account may carry (events::table_aliases), as the helper sends.
+      pg: (i) => client.query(sqlOf('history of one record'),
+        ['public.accounts', JSON.stringify(id(i)), never, 50, ['accounts', 'Accounts', 'account', 'Account']]),
       same: (a, b) => JSON.stringify(a.map((e) => e.id)) === JSON.stringify(b.rows.map((r) => Number(r.id))),
     },
     {
