@@ -73,20 +73,8 @@ $$;
 -- A context that is not JSON attributes nothing and fails nothing
 -- ---------------------------------------------------------------------------------------------
 
--- The text a context set in this transaction carries (set_context and set_checked_context write
--- "@transaction": now() through jsonb, which prints it so). A setting without it is not parsed.
-create function audit.transaction_marker()
-returns text
-language sql
-stable
-parallel safe
-as $$
-  select '"@transaction": ' operator(pg_catalog.||) pg_catalog.to_jsonb(pg_catalog.now())::pg_catalog.text
-$$;
-comment on function audit.transaction_marker() is
-  'The marker text a context set by audit.set_context in the current transaction carries.';
-grant execute on function audit.transaction_marker() to public;
-
+-- As V5, but the setting is parsed only if it has the marker's key (the same test as capture's):
+-- one set by hand that is not JSON is no context, not an error.
 create or replace function audit.current_context()
 returns jsonb
 language sql
@@ -94,7 +82,7 @@ stable
 set search_path = ''
 as $$
   select case when c -> '@transaction' = to_jsonb(now()) then c - '@transaction' end
-    from (select case when strpos(s, audit.transaction_marker()) > 0 then s::jsonb end as c
+    from (select case when s like '{%"@transaction": "%' then s::jsonb end as c
             from (select current_setting('audit.context', true) as s) as raw) as setting
 $$;
 

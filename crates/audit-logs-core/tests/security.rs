@@ -916,13 +916,10 @@ async fn without_event_triggers_status_names_every_drift_and_enable_repairs_it()
         .needs_refresh
         .is_empty());
     // Enabling after the rename records it, so history still follows.
-    let history = f
-        .audit
-        .history(&audit_logs_core::HistoryQuery::of_table("purchases", 1))
-        .await
-        .unwrap();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].target_type.as_deref(), Some("public.orders"));
+    assert_eq!(
+        f.history_trail("purchases", 1).await,
+        [("INSERT".to_owned(), "public.orders".to_owned())]
+    );
 }
 
 #[tokio::test]

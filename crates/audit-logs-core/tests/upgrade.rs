@@ -172,22 +172,14 @@ async fn a_v5_install_upgrades_to_recorded_schema_changes_and_history_follows_it
     assert_eq!(rename[0].target_type.as_deref(), Some("public.members"));
 
     f.as_actor("2", "update members set email = 'c@x.io'").await;
-    let history = f
-        .audit
-        .history(&audit_logs_core::HistoryQuery::of_table("members", 1))
-        .await
-        .unwrap();
-    let seen: Vec<_> = history
-        .iter()
-        .map(|e| (e.action.as_str(), e.target_type.as_deref().unwrap()))
-        .collect();
     assert_eq!(
-        seen,
+        f.history_trail("members", 1).await,
         [
             ("UPDATE", "public.members"),
             ("UPDATE", "public.users"),
             ("INSERT", "public.users")
         ]
+        .map(|(a, t)| (a.to_owned(), t.to_owned()))
     );
     assert!(f.audit.tracked_tables().await.unwrap()[0]
         .needs_refresh

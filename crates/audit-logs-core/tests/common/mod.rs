@@ -88,6 +88,17 @@ impl Fixture {
         entries
     }
 
+    /// A record's history, newest first, as (action, target_type).
+    pub async fn history_trail(&self, table: &str, id: i64) -> Vec<(String, String)> {
+        self.audit
+            .history(&audit_logs_core::HistoryQuery::of_table(table, id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action, e.target_type.unwrap()))
+            .collect()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.sql().await.query_one(sql, &[]).await.unwrap().get(0)
     }
