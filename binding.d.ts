@@ -9,6 +9,283 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * One entry of the audit log: a row change or an application event. The Node object and the
+ * CLI's JSON alike; a field without a value is absent.
+ */
+export interface AuditLogEntry {
+  id: number
+  /** Transaction time. */
+  createdAt: Date
+  /** The transaction (entries of one transaction share it). */
+  txid: number
+  /** `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, or an event name such as `user.login`. */
+  action: string
+  targetType?: string
+  targetId?: string
+  /** Set when an UPDATE changed the primary key: the key before. */
+  oldTargetId?: string
+  oldValues?: any
+  newValues?: any
+  changedFields?: Array<string>
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  ipAddress?: string
+  userAgent?: string
+  requestId?: string
+  metadata?: any
+}
+
+/** The busiest window of one actor (or address) that reached the threshold. */
+export interface Burst {
+  /** The actor id, e-mail or IP address (absent for entries without one). */
+  key?: string
+  /** Entries within the window. */
+  changes: number
+  firstChange: Date
+  lastChange: Date
+}
+
+/** One group of `counts`: the keys grouped by are set, the others absent. */
+export interface CountRow {
+  targetType?: string
+  action?: string
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  /** The start of the hour, day, week or month (UTC). */
+  period?: Date
+  count: number
+}
+
+/** One change of one column. */
+export interface FieldChange {
+  entryId: number
+  createdAt: Date
+  txid: number
+  targetId?: string
+  /** The value before and after (absent for an excluded column). */
+  oldValue?: any
+  newValue?: any
+  actorId?: string
+  actorType?: string
+  actorEmail?: string
+  requestId?: string
+}
+
+/**
+ * Options of one `maintain` run, for that run only: the saved policy (`configure`) is left as
+ * it is, and supplies the options not given.
+ */
+export interface MaintainOptions {
+  /** Monthly partitions to create ahead. Default: the saved policy's (2 unless configured). */
+  monthsAhead?: number
+  /**
+   * Drop partitions whose month ended more than this many months ago; 0 skips retention.
+   * Default: the saved policy's (keep everything unless configured).
+   */
+  retentionMonths?: number
+  /**
+   * Anonymize IP addresses and user agents of rows older than this; 0 skips it. Default:
+   * the saved policy's (90 unless configured).
+   */
+  anonymizeAfterDays?: number
+}
+
+/** What `maintain` did. */
+export interface MaintainReport {
+  partitionsCreated: Array<string>
+  /** Rows moved from the default partition into monthly partitions. */
+  rowsMoved: number
+  partitionsDropped: Array<string>
+  rowsAnonymized: number
+  /** Rows sealed before retention ran. */
+  sealedRows: number
+  /** The retention this run applied; absent when it kept everything. */
+  retentionMonths?: number
+  /** The anonymization this run applied; absent when it anonymized nothing. */
+  anonymizeAfterDays?: number
+}
+
+/** What a `migrate` run did (or would do, with `dryRun`). */
+export interface MigrateReport {
+  /** Applied by this run (with `dryRun`: the ones that would be). */
+  applied: Array<Migration>
+  dryRun: boolean
+  /** With `dryRun`: the SQL of each migration that would run. */
+  sql: Array<string>
+}
+
+/** A migration and where it stands in a database. */
+export interface Migration {
+  version: number
+  name: string
+  /** `applied`, `pending`, `diverged` (the shipped file differs) or `unknown` (not shipped). */
+  state: 'applied' | 'pending' | 'diverged' | 'unknown'
+  /** When it was applied (RFC 3339), for applied migrations. */
+  appliedOn?: string
+}
+
+/**
+ * A record's state at a time, as `statesAt` returns it. Unlike other outputs, `state` and
+ * `entryId` are always there, null when there is none.
+ */
+export interface PointState {
+  id: string | number | Array<string | number | boolean | null>
+  at: Date
+  /** The row as it was, or null if it did not exist then. */
+  state: Record<string, unknown> | null
+  /** The entry the state comes from; null when there is none. */
+  entryId: number | null
+}
+
+/** What `redact` did. */
+export interface RedactReport {
+  rowsRedacted: number
+  /** The `audit.redaction` event recording it. */
+  eventId: number
+  fields: Array<string>
+}
+
+/** The retention policy kept in `audit.settings`, which `maintain` applies (`configure` saves it). */
+export interface RetentionSettings {
+  /** Monthly partitions created ahead. Default: 2. */
+  monthsAhead?: number
+  /**
+   * Months kept: partitions whose month ended more than this many months ago are dropped;
+   * 0 (absent when read) keeps everything. Default: keep everything.
+   */
+  retentionMonths?: number
+  /**
+   * Days before IP addresses and user agents are anonymized; 0 (absent when read) never.
+   * Default: 90.
+   */
+  anonymizeAfterDays?: number
+  /** `ip_address` and/or `user_agent`. Default: both. */
+  anonymizeFields?: Array<string>
+}
+
+/** What `seal` sealed. */
+export interface SealReport {
+  /** The new seal; absent when every committed row was already sealed. */
+  sealId?: number
+  /** Rows sealed. */
+  rowCount: number
+  /** Rows with `fromTxid <= txid < toTxid` are covered. */
+  fromTxid: number
+  toTxid: number
+  /**
+   * The chain's head after this call (64 hex digits): the new seal's, or, when nothing was
+   * waiting, the latest seal's; absent only when nothing was ever sealed.
+   */
+  head?: string
+}
+
+/** What `status` reports: the Node object and the CLI's `status --json` alike. */
+export interface Status {
+  /** `host:port/database`. */
+  database: string
+  migrations: Array<Migration>
+  trackedTables: Array<TrackedTable>
+  /** Every shipped migration is applied. */
+  upToDate: boolean
+}
+
+/** A tracked table, from the `audit.tracked_tables` view. */
+export interface TrackedTable {
+  schema: string
+  name: string
+  /** What `audit_logs.target_type` holds for its changes: `schema.table`, quoted as in SQL. */
+  targetType: string
+  primaryKey: Array<string>
+  excludedColumns: Array<string>
+  /** Updates that change nothing are recorded too (the option of the same name). */
+  recordUnchanged: boolean
+  /** @deprecated The opposite of `recordUnchanged`, its name before; kept for existing readers. */
+  skipUnchanged: boolean
+  /** Whether a write without an audit context fails. */
+  requireContext: boolean
+  /**
+   * Empty when tracking is current; otherwise what changed since it was enabled
+   * (enable tracking again to refresh). Includes every capture problem.
+   */
+  needsRefresh: Array<string>
+  /**
+   * The role capture runs as: `audit_writer`, or the audit log's owner where the migration
+   * could not create that role.
+   */
+  captureRole: string
+  /**
+   * Capture triggers missing, disabled or firing only for replication, and a missing event
+   * trigger that capture relies on: changes that go unrecorded until tracking is enabled again.
+   */
+  captureProblems: Array<string>
+}
+
+/**
+ * Options of `enableTracking`. An option left unset keeps what the table has when it is tracked
+ * already (enabling again after altering it must not start recording an excluded password
+ * hash), and takes the default otherwise.
+ */
+export interface TrackingOptions {
+  /**
+   * Columns whose values are never stored, e.g. `['password_hash']` (their changes are
+   * still named in `changedFields`). Default: none.
+   */
+  excludeColumns?: Array<string>
+  /** Also record updates that change nothing. Default: false (they are skipped). */
+  recordUnchanged?: boolean
+  /**
+   * Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
+   * instead of recording them unattributed. Default: false.
+   */
+  requireContext?: boolean
+}
+
+/** The first difference `verify` found. */
+export interface VerifyProblem {
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'
+  /** The audit row (`audit_logs.id`), for row problems. */
+  rowId?: number
+  txid?: number
+  /** The seal it belongs to. */
+  sealId?: number
+  message: string
+}
+
+/**
+ * What `verify` found; `ok` is true when nothing differs. Counts are `i64`, as every count of
+ * rows is (numbers in JavaScript, not BigInts).
+ */
+export interface VerifyReport {
+  ok: boolean
+  rowsChecked: number
+  sealsChecked: number
+  /** Sealed rows whose month was dropped by retention (acknowledged, not a problem). */
+  rowsExpired: number
+  /** Sealed rows checked through a redaction or anonymization record. */
+  rowsRedacted: number
+  /** Rows not sealed yet (committed after the last seal, or still in progress). */
+  rowsUnsealed: number
+  rowsChanged: number
+  rowsMissing: number
+  rowsUnexpected: number
+  /** All problems found (rows, heads, links, triggers). */
+  problemCount: number
+  firstProblem?: VerifyProblem
+  /** The head of the last seal (64 hex digits), as recomputed. */
+  head?: string
+  /** Its first 32 hex digits: export it, and pass it later as `against`. */
+  shortHead?: string
+  /** Whether the chain passes through `against`, when given. */
+  againstFound?: boolean
+  /** Append-only triggers that are missing or disabled. */
+  guardProblems: Array<string>
+  /** Tracked tables whose capture does not fire (`table: problem`). */
+  captureProblems: Array<string>
+}
+
 /** A connection pool on one database, and everything audit-logs does with it. */
 export declare class AuditLogs {
   /**
@@ -25,7 +302,9 @@ export declare class AuditLogs {
   /**
    * Creates the coming months' partitions, moves default-partition rows, seals, drops
    * expired partitions and anonymizes due rows; each step is recorded as an audit event.
-   * Rejects with `AUDIT_LOGS_INVALID_ARGUMENT` for a negative option.
+   * `options` apply to this run only (as the CLI's `maintain` flags); the saved policy
+   * ({@link AuditLogs.configure}) supplies the others and is left as it is. Rejects with
+   * `AUDIT_LOGS_INVALID_ARGUMENT` for a negative option.
    */
   maintain(options?: MaintainOptions | undefined | null): Promise<MaintainReport>
   /**
@@ -83,8 +362,6 @@ export declare class AuditLogs {
   statesAt(options: StatesAtOptions): Promise<PointState[]>
   /** Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`). */
   search(filters?: Filters | undefined | null, page?: PageOptions | undefined | null): Promise<SearchPage>
-  /** Opens a stream of every entry matching `filters` (see `entries()`, which iterates it). */
-  openEntries(filters?: Filters | undefined | null, options?: StreamOptions | undefined | null): Promise<EntryBatches>
   /** What one actor did, newest first. */
   byActor(actorId: string, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
   /**
@@ -105,8 +382,8 @@ export declare class AuditLogs {
    */
   counts(groupBy: Array<'targetType' | 'action' | 'actorId' | 'actorType' | 'actorEmail' | 'hour' | 'day' | 'week' | 'month'>, filters?: Filters): Promise<CountRow[]>
   /**
-   * Actors with at least `threshold` entries within some `window`, busiest first (seed
-   * 000's suspicious activity). Looks at the last 24 hours unless `filters.from` is given.
+   * Actors with at least `threshold` entries within some `window`, busiest first (suspicious
+   * activity). Looks at the last 24 hours unless `filters.from` is given.
    */
   bursts(options: BurstOptions, filters?: Filters | undefined | null): Promise<Burst[]>
   /** Closes the pool. Later calls fail. */
@@ -154,40 +431,6 @@ export interface AuditContext {
   metadata?: any
 }
 
-/** One entry of the audit log: a row change or an application event. */
-export interface AuditLogEntry {
-  id: number
-  /** Transaction time. */
-  createdAt: Date
-  /** The transaction (entries of one transaction share it). */
-  txid: number
-  /** `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, or an event name such as `user.login`. */
-  action: string
-  targetType?: string
-  targetId?: string
-  /** Set when an UPDATE changed the primary key: the key before. */
-  oldTargetId?: string
-  oldValues?: any
-  newValues?: any
-  changedFields?: Array<string>
-  actorId?: string
-  actorType?: string
-  actorEmail?: string
-  ipAddress?: string
-  userAgent?: string
-  requestId?: string
-  metadata?: any
-}
-
-/** The busiest window of one actor that reached the threshold. */
-export interface Burst {
-  /** The actor id, e-mail or IP address (null for entries without one). */
-  key?: string
-  changes: number
-  firstChange: Date
-  lastChange: Date
-}
-
 /** Options of {@link AuditLogs.bursts}. */
 export interface BurstOptions {
   /** A PostgreSQL interval: `'10 minutes'`, `'1 hour'`. */
@@ -198,20 +441,8 @@ export interface BurstOptions {
   by?: 'actorId' | 'actorEmail' | 'ipAddress'
 }
 
-/** One group of {@link AuditLogs.counts}: the keys grouped by are set. */
-export interface CountRow {
-  targetType?: string
-  action?: string
-  actorId?: string
-  actorType?: string
-  actorEmail?: string
-  /** The start of the hour, day, week or month (UTC). */
-  period?: Date
-  count: number
-}
-
 /**
- * An application event to record (seed 004's `CreateAuditLogInput`). Declares the type only:
+ * An application event to record. Declares the type only:
  * events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
  * and takes an integer `actorId`.
  */
@@ -249,21 +480,6 @@ export declare function eventStatement(inputs: Array<CreateAuditLogInput>, optio
 export interface EventStatement {
   text: string
   values: Array<string>
-}
-
-/** One change of one column. */
-export interface FieldChange {
-  entryId: number
-  createdAt: Date
-  txid: number
-  targetId?: string
-  /** The value before and after (undefined for an excluded column). */
-  oldValue?: any
-  newValue?: any
-  actorId?: string
-  actorType?: string
-  actorEmail?: string
-  requestId?: string
 }
 
 /** Options of {@link AuditLogs.fieldChanges}. */
@@ -331,46 +547,10 @@ export interface LogOptions {
 }
 
 /**
- * Options of one {@link AuditLogs.maintain} run; unset ones come from the saved policy
- * ({@link AuditLogs.configure}).
+ * Opens a stream of every entry matching `filters` for `AuditLogs.entries()` (index.js), which
+ * iterates and closes it. A function rather than a method, so that it stays out of the API.
  */
-export interface MaintainOptions {
-  /** Monthly partitions to create ahead. Default: 2. */
-  monthsAhead?: number
-  /** Drop partitions whose month ended more than this many months ago; 0 skips it. */
-  retentionMonths?: number
-  /** Anonymize IP addresses and user agents of rows older than this; 0 skips it. Default: 90. */
-  anonymizeAfterDays?: number
-}
-
-/** What {@link AuditLogs.maintain} did. */
-export interface MaintainReport {
-  partitionsCreated: Array<string>
-  /** Rows moved out of the default partition. */
-  rowsMoved: number
-  partitionsDropped: Array<string>
-  rowsAnonymized: number
-  sealedRows: number
-  retentionMonths?: number
-  anonymizeAfterDays?: number
-}
-
-/** What {@link AuditLogs.migrate} did, or would do with `dryRun`. */
-export interface MigrateReport {
-  applied: Array<Migration>
-  dryRun: boolean
-  /** With `dryRun`: the SQL of each migration that would run. */
-  sql: Array<string>
-}
-
-/** A migration and where it stands. */
-export interface Migration {
-  version: number
-  name: string
-  /** `applied`, `pending`, `diverged` (the shipped file differs) or `unknown` (not shipped). */
-  state: 'applied' | 'pending' | 'diverged' | 'unknown'
-  appliedOn?: string
-}
+export declare function openEntries(audit: AuditLogs, filters?: Filters | undefined | null, options?: StreamOptions | undefined | null): Promise<EntryBatches>
 
 /**
  * The audit-logs error for one of its own SQLSTATEs (class `AL`, raised by its triggers and
@@ -394,16 +574,6 @@ export interface PageOptions {
   cursor?: string
 }
 
-/** A record's state at a time. */
-export interface PointState {
-  id: string | number | Array<string | number | boolean | null>
-  at: Date
-  /** The row as it was, or null if it did not exist then (always present). */
-  state: Record<string, unknown> | null
-  /** The entry the state comes from; null when there is none. */
-  entryId: number | null
-}
-
 /** Options of {@link AuditLogs.byActor} and {@link AuditLogs.byRequest}. */
 export interface RangeOptions {
   from?: Date | string
@@ -412,14 +582,6 @@ export interface RangeOptions {
   limit?: number
   /** Only entries older than this entry id (to page). */
   before?: number
-}
-
-/** What {@link AuditLogs.redact} did. */
-export interface RedactReport {
-  rowsRedacted: number
-  /** The `audit.redaction` event recording it. */
-  eventId: number
-  fields: Array<string>
 }
 
 /** Whose data {@link AuditLogs.redact} erases: `actorId`, or `targetType` and `targetId`. */
@@ -450,35 +612,8 @@ export interface RequestParts {
   requestId?: string
 }
 
-/** The retention policy kept in `audit.settings`. */
-export interface RetentionSettings {
-  /** Monthly partitions created ahead. Default: 2. */
-  monthsAhead?: number
-  /** Months kept; 0 (or null when read) keeps everything. Default: keep everything. */
-  retentionMonths?: number
-  /** Days before IP addresses and user agents are anonymized; 0 (null when read) never. Default: 90. */
-  anonymizeAfterDays?: number
-  /** `ip_address` and/or `user_agent`. Default: both. */
-  anonymizeFields?: Array<string>
-}
-
 /** Runs the `audit-logs` command line (without the program name) and returns its exit status. */
 export declare function runCli(argv: Array<string>): number
-
-/** What {@link AuditLogs.seal} sealed. */
-export interface SealReport {
-  /** The new seal; null when every committed row was already sealed. */
-  sealId?: number
-  rowCount: number
-  /** Rows with `fromTxid <= txid < toTxid` are covered. */
-  fromTxid: number
-  toTxid: number
-  /**
-   * The chain head after this call (64 hex digits): the new seal's, or, when nothing was
-   * waiting, the latest seal's; null only when nothing was ever sealed.
-   */
-  head?: string
-}
 
 /** A page of {@link AuditLogs.search} results. */
 export interface SearchPage {
@@ -516,16 +651,6 @@ export interface StatesAtOptions {
   points: Array<StatePoint>
 }
 
-/** What {@link AuditLogs.status} reports. */
-export interface Status {
-  /** `host:port/database`. */
-  database: string
-  migrations: Array<Migration>
-  trackedTables: Array<TrackedTable>
-  /** Every shipped migration is applied. */
-  upToDate: boolean
-}
-
 /**
  * The request parts of a context, made storable: an address that is not one is dropped, a
  * user agent cut to 1024 bytes at a character boundary, and a request id that cannot be stored
@@ -537,7 +662,7 @@ export declare function storableRequestParts(parts: RequestParts): RequestParts
 export interface StreamOptions {
   /** Default: `newest`. */
   order?: 'newest' | 'oldest'
-  /** Rows fetched per round trip, 1 to 10000. Default: 1000. */
+  /** Rows fetched per round trip, 1 to 10000. Default: 1000 (as the CLI's `export`). */
   batchSize?: number
 }
 
@@ -545,50 +670,6 @@ export interface StreamOptions {
 export interface TableName {
   schema: string
   name: string
-}
-
-/** A tracked table. */
-export interface TrackedTable {
-  schema: string
-  name: string
-  /** What `audit_logs.target_type` holds for its changes: `schema.table`, quoted as in SQL. */
-  targetType: string
-  primaryKey: Array<string>
-  excludedColumns: Array<string>
-  skipUnchanged: boolean
-  /** Whether a write without an audit context fails. */
-  requireContext: boolean
-  /**
-   * Empty when tracking is current; otherwise what changed since it was enabled
-   * (call `enableTracking` again to refresh). Includes every capture problem.
-   */
-  needsRefresh: Array<string>
-  /**
-   * The role capture runs as: `audit_writer`, or the audit log's owner where the migration
-   * could not create that role.
-   */
-  captureRole: string
-  /**
-   * Capture triggers missing, disabled or firing only for replication: changes that go
-   * unrecorded until `enableTracking` runs again.
-   */
-  captureProblems: Array<string>
-}
-
-/** Options of {@link AuditLogs.enableTracking}. */
-export interface TrackingOptions {
-  /**
-   * Columns whose values are never stored, e.g. `['password_hash']` (their changes are
-   * still named in `changedFields`). Default: none.
-   */
-  excludeColumns?: Array<string>
-  /** Also record updates that change nothing. Default: false. */
-  recordUnchanged?: boolean
-  /**
-   * Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
-   * instead of recording them unattributed. Default: false.
-   */
-  requireContext?: boolean
 }
 
 /** Options of {@link AuditLogs.byTransaction}. */
@@ -606,42 +687,4 @@ export interface VerifyOptions {
    * unless the recomputed chain passes through it. Detects a rewrite of the whole chain.
    */
   against?: string
-}
-
-/** The first difference {@link AuditLogs.verify} found. */
-export interface VerifyProblem {
-  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'
-  /** The audit row (`audit_logs.id`), for row problems. */
-  rowId?: number
-  txid?: number
-  sealId?: number
-  message: string
-}
-
-/** What {@link AuditLogs.verify} found; `ok` is true when nothing differs. */
-export interface VerifyReport {
-  ok: boolean
-  rowsChecked: number
-  sealsChecked: number
-  /** Sealed rows of months dropped by retention (acknowledged). */
-  rowsExpired: number
-  /** Rows checked through a redaction or anonymization record. */
-  rowsRedacted: number
-  /** Rows not sealed yet. */
-  rowsUnsealed: number
-  rowsChanged: number
-  rowsMissing: number
-  rowsUnexpected: number
-  problemCount: number
-  firstProblem?: VerifyProblem
-  /** The last seal's head as recomputed (64 hex digits). */
-  head?: string
-  /** Its first 32 hex digits: export it, and pass it later as `against`. */
-  shortHead?: string
-  /** Whether the chain passes through `against`, when given. */
-  againstFound?: boolean
-  /** Append-only triggers found missing or disabled. */
-  guardProblems: Array<string>
-  /** Tracked tables whose capture does not fire (`table: problem`). */
-  captureProblems: Array<string>
 }

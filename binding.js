@@ -840,6 +840,7 @@ module.exports.EntryBatches = nativeBinding.EntryBatches
 module.exports.TemporaryPostgres = nativeBinding.TemporaryPostgres
 module.exports.endsSession = nativeBinding.endsSession
 module.exports.eventStatement = nativeBinding.eventStatement
+module.exports.openEntries = nativeBinding.openEntries
 module.exports.ownError = nativeBinding.ownError
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext

@@ -1,4 +1,6 @@
-// The native API (generated: binding.d.ts), plus the JavaScript helpers of index.js.
+// The public API: the native classes and types (generated: binding.d.ts) named one by one, so
+// that the binding's internals (openEntries, eventStatement, endsSession, runCli...) stay out,
+// plus the JavaScript helpers of index.js.
 import type {
   AuditContext,
   AuditLogEntry,
@@ -18,12 +20,48 @@ import type {
 } from './binding'
 import { AuditLogs as NativeAuditLogs } from './binding'
 
-export * from './binding'
+export { TemporaryPostgres, serializeContext } from './binding'
+export type {
+  AuditContext,
+  AuditLogEntry,
+  Burst,
+  BurstOptions,
+  CountRow,
+  FieldChange,
+  FieldChangesOptions,
+  Filters,
+  HistoryOptions,
+  LogOptions,
+  MaintainOptions,
+  MaintainReport,
+  MigrateReport,
+  Migration,
+  PageOptions,
+  PointState,
+  RangeOptions,
+  RedactReport,
+  RedactRequest,
+  RetentionSettings,
+  SealReport,
+  SearchPage,
+  StateAtOptions,
+  StatePoint,
+  StatesAtOptions,
+  Status,
+  StreamOptions,
+  TableName,
+  TrackedTable,
+  TrackingOptions,
+  TransactionOptions,
+  VerifyOptions,
+  VerifyProblem,
+  VerifyReport,
+} from './binding'
 
 /** The actions of row changes; application events use their own names (`user.login`). */
 export type RowAction = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE'
 
-/** Seed 004's actor types, as values: `actorType: ActorType.USER`. */
+/** The usual actor types, as values: `actorType: ActorType.USER`. */
 export declare const ActorType: {
   readonly USER: 'user'
   readonly SYSTEM: 'system'
@@ -31,7 +69,7 @@ export declare const ActorType: {
   readonly MODERATOR: 'moderator'
   readonly MIGRATION: 'migration'
 }
-/** One of seed 004's actor types, or any other string. */
+/** One of the usual actor types, or any other string. */
 export type ActorType = (typeof ActorType)[keyof typeof ActorType] | (string & {})
 
 /**
@@ -79,7 +117,7 @@ export type AuditEntry<Row extends object = RowValues, Action extends string = E
  */
 export type AuditLog<Action extends string = EventAction, Row extends object = RowValues> = AuditEntry<Row, Action>
 
-/** An application event to record (seed 004), with `action` narrowed to your own union. */
+/** An application event to record, with `action` narrowed to your own union. */
 export type CreateAuditLogInput<Action extends string = EventAction> = Omit<NativeEventInput, 'action' | 'actorType'> & {
   action: Action
   actorType?: ActorType

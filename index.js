@@ -29,7 +29,7 @@ function withAuditContext(target, context, fn, options) {
 const { log, logMany } = binding.AuditLogs.prototype
 Object.assign(binding.AuditLogs.prototype, eventMethods({ log, logMany }))
 
-/** Seed 004's actor types; `actorType` also takes any other string. */
+/** The usual actor types; `actorType` also takes any other string. */
 const ActorType = Object.freeze({
   USER: 'user',
   SYSTEM: 'system',
@@ -38,8 +38,11 @@ const ActorType = Object.freeze({
   MIGRATION: 'migration',
 })
 
-// Written so that Node's static export detection sees every name (ESM `import { x }` works).
-module.exports = require('./binding.js')
+// The public API, named one by one (the binding's helpers for lib/ and bin/ stay internal), and
+// written so that Node's static export detection sees every name (ESM `import { x }` works).
+module.exports.AuditLogs = binding.AuditLogs
+module.exports.TemporaryPostgres = binding.TemporaryPostgres
+module.exports.serializeContext = binding.serializeContext
 module.exports.ActorType = ActorType
 module.exports.withAuditContext = withAuditContext
 module.exports.runWithAuditContext = runWithAuditContext

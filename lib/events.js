@@ -1,7 +1,7 @@
 'use strict'
 // What AuditLogs gains in JavaScript: the request's context for events, events in the caller's
 // own transaction, and `for await` over a stream. Everything else is native.
-const { eventStatement } = require('../binding.js')
+const { eventStatement, openEntries } = require('../binding.js')
 const { currentAuditContext } = require('./context.js')
 
 /** Runs an event statement on a pg client or a Prisma (transaction) client; resolves to its rows. */
@@ -33,7 +33,7 @@ function eventMethods(native) {
 
     /** Every entry matching `filters`, read in batches from one snapshot, in bounded memory. */
     async *entries(filters, options) {
-      const batches = await this.openEntries(filters, options)
+      const batches = await openEntries(this, filters, options)
       try {
         for (let batch = await batches.next(); batch !== null; batch = await batches.next()) {
           yield* batch

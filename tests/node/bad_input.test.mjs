@@ -137,7 +137,7 @@ refused('a burst window that is not an interval', 'AUDIT_LOGS_INVALID_ARGUMENT',
 refused('a burst threshold of zero', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.bursts({ window: '1 hour', threshold: 0 }))
 refused('too many points', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) =>
   audit.statesAt({ table: 'users', points: Array.from({ length: 10_001 }, (_, i) => ({ id: i, at: new Date() })) }))
-refused('a stream batch of zero', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.openEntries({}, { batchSize: 0 }))
+refused('a stream batch of zero', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.entries({}, { batchSize: 0 }).next())
 
 // Events.
 refused('an event posing as a row change', 'AUDIT_LOGS_INVALID_EVENT', ({ audit }) => audit.log({ action: 'DELETE', targetType: 'public.users', targetId: 1 }))

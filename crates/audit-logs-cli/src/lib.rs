@@ -60,11 +60,12 @@ enum Command {
         #[arg(long)]
         no_exclude: bool,
         /// Also record updates that change nothing.
-        #[arg(long, conflicts_with = "skip_unchanged")]
+        #[arg(long, conflicts_with = "no_record_unchanged")]
         record_unchanged: bool,
-        /// Skip updates that change nothing (the default).
-        #[arg(long)]
-        skip_unchanged: bool,
+        /// Skip updates that change nothing again (the default). Formerly --skip-unchanged,
+        /// which still works.
+        #[arg(long, alias = "skip-unchanged")]
+        no_record_unchanged: bool,
         /// Fail writes that carry no audit context instead of recording them unattributed.
         #[arg(long, conflicts_with = "no_require_context")]
         require_context: bool,
@@ -103,8 +104,10 @@ enum Command {
     /// Recompute the chain and report the first row that differs; exit 1 if anything does.
     Verify(protect::VerifyArgs),
     /// Create partitions, move default-partition rows, seal, drop expired partitions and
-    /// anonymize due rows (safe from cron).
+    /// anonymize due rows (safe from cron). Flags apply to this run; `configure` saves a policy.
     Maintain(protect::MaintainArgs),
+    /// Save the retention policy `maintain` applies (flags not given are kept) and print it.
+    Configure(protect::ConfigureArgs),
     /// GDPR erasure: replace a data subject's values with keyed hashes (key in
     /// AUDIT_LOGS_REDACTION_KEY).
     Redact(protect::RedactArgs),
@@ -184,14 +187,14 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             exclude,
             no_exclude,
             record_unchanged,
-            skip_unchanged,
+            no_record_unchanged,
             require_context,
             no_require_context,
         } => {
             let given = |set: bool, unset: bool| (set || unset).then_some(set);
             let options = TrackingOptions {
                 exclude_columns: (no_exclude || !exclude.is_empty()).then_some(exclude),
-                record_unchanged: given(record_unchanged, skip_unchanged),
+                record_unchanged: given(record_unchanged, no_record_unchanged),
                 require_context: given(require_context, no_require_context),
             };
             out.enabled(
@@ -239,6 +242,7 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Seal => protect::seal(&audit, &out).await?,
         Command::Verify(args) => protect::verify(&audit, &out, args).await?,
         Command::Maintain(args) => protect::maintain(&audit, &out, args).await?,
+        Command::Configure(args) => protect::configure(&audit, &out, args).await?,
         Command::Redact(args) => protect::redact(&audit, &out, args).await?,
         Command::Demo { .. } | Command::Schema(_) => unreachable!("handled above"),
     };

@@ -73,7 +73,7 @@ impl Printer {
             if !t.excluded_columns.is_empty() {
                 notes.push(format!("excluding {}", t.excluded_columns.join(", ")));
             }
-            if !t.skip_unchanged {
+            if t.record_unchanged {
                 notes.push("recording unchanged updates".into());
             }
             if t.require_context {
@@ -105,7 +105,7 @@ impl Printer {
                 table.excluded_columns.join(", ")
             ));
         }
-        if !table.skip_unchanged {
+        if table.record_unchanged {
             notes.push("recording unchanged updates".into());
         }
         if table.require_context {

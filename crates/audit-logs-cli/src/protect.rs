@@ -24,18 +24,39 @@ pub struct VerifyArgs {
     against: Option<String>,
 }
 
+/// `maintain`: each flag applies to this run only, over the saved policy (`configure`), as
+/// `maintain({ ... })` does in Node.
 #[derive(Debug, Args)]
 pub struct MaintainArgs {
-    /// Keep this many months of partitions, dropping older ones whole (0: keep everything).
-    /// Saved in audit.settings for later runs.
+    /// For this run: drop partitions whose month ended more than N months ago (0: drop none).
+    /// Default: the saved policy (audit-logs configure).
     #[arg(long, value_name = "N")]
     retention_months: Option<i32>,
-    /// Anonymize IP addresses and user agents of rows older than this (0: never). Saved.
+    /// For this run: anonymize IP addresses and user agents of rows older than N days (0: none).
+    /// Default: the saved policy.
     #[arg(long, value_name = "N")]
     anonymize_after_days: Option<i32>,
-    /// Monthly partitions to create ahead of the current one. Saved.
+    /// For this run: monthly partitions to create ahead of the current one. Default: the saved
+    /// policy.
     #[arg(long, value_name = "N")]
     months_ahead: Option<i32>,
+}
+
+/// `configure`: the policy saved in audit.settings, as `configure({ ... })` in Node.
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// Keep N months of partitions, dropping older ones whole (0: keep everything).
+    #[arg(long, value_name = "N")]
+    retention_months: Option<i32>,
+    /// Anonymize IP addresses and user agents of rows older than N days (0: never).
+    #[arg(long, value_name = "N")]
+    anonymize_after_days: Option<i32>,
+    /// Monthly partitions to create ahead of the current one.
+    #[arg(long, value_name = "N")]
+    months_ahead: Option<i32>,
+    /// A field to anonymize (ip_address, user_agent; repeat for both).
+    #[arg(long = "anonymize-field", value_name = "FIELD")]
+    anonymize_fields: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,21 +192,47 @@ fn print_verify(report: &VerifyReport) {
     }
 }
 
-pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> Result<i32, Error> {
-    if args.retention_months.is_some()
-        || args.anonymize_after_days.is_some()
-        || args.months_ahead.is_some()
-    {
-        audit
-            .configure(&Settings {
-                months_ahead: args.months_ahead,
-                retention_months: args.retention_months,
-                anonymize_after_days: args.anonymize_after_days,
-                anonymize_fields: None,
-            })
-            .await?;
+pub async fn configure(
+    audit: &AuditLogs,
+    out: &Printer,
+    args: ConfigureArgs,
+) -> Result<i32, Error> {
+    let settings = audit
+        .configure(&Settings {
+            months_ahead: args.months_ahead,
+            retention_months: args.retention_months,
+            anonymize_after_days: args.anonymize_after_days,
+            anonymize_fields: (!args.anonymize_fields.is_empty()).then_some(args.anonymize_fields),
+        })
+        .await?;
+    if out.json(&settings) {
+        return Ok(0);
     }
-    let report = audit.maintain(&MaintainOptions::default()).await?;
+    println!("Saved in audit.settings; maintain applies it.");
+    match settings.retention_months {
+        Some(months) => println!("Retention: {months} months"),
+        None => println!("Retention: off (everything is kept)"),
+    }
+    let fields = settings.anonymize_fields.as_deref().unwrap_or_default();
+    match settings.anonymize_after_days {
+        Some(days) if fields.is_empty() => println!("Anonymization: after {days} days"),
+        Some(days) => println!("Anonymization: {} after {days} days", fields.join(", ")),
+        None => println!("Anonymization: off"),
+    }
+    if let Some(months) = settings.months_ahead {
+        println!("Partitions created ahead: {months} months");
+    }
+    Ok(0)
+}
+
+pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> Result<i32, Error> {
+    let report = audit
+        .maintain(&MaintainOptions {
+            months_ahead: args.months_ahead,
+            retention_months: args.retention_months,
+            anonymize_after_days: args.anonymize_after_days,
+        })
+        .await?;
     if out.json(&report) {
         return Ok(0);
     }
@@ -225,18 +272,12 @@ pub async fn redact(audit: &AuditLogs, out: &Printer, args: RedactArgs) -> Resul
             "set {KEY_VARIABLE} to the secret key (at least 16 bytes; the same key gives the same pseudonyms)"
         ),
     })?;
-    let subject = match (args.actor, args.target_type, args.target_id) {
-        (Some(actor), _, _) => Subject::Actor(actor),
-        (None, Some(target_type), Some(id)) => Subject::Target {
-            target_type,
-            id: crate::parse_id(&id),
-        },
-        _ => {
-            return Err(Error::InvalidRedaction {
-                reason: "give --actor, or --target-type and --target-id".into(),
-            })
-        }
-    };
+    // clap has already refused other combinations.
+    let subject = Subject::one_of(
+        args.actor,
+        args.target_type,
+        args.target_id.as_deref().map(crate::parse_id),
+    )?;
     let report = audit
         .redact(
             &RedactRequest {

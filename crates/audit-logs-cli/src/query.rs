@@ -119,7 +119,7 @@ pub async fn export(audit: &AuditLogs, args: ExportArgs) -> Result<u64, Error> {
         ExportOrder::Oldest => Order::OldestFirst,
         ExportOrder::Newest => Order::NewestFirst,
     };
-    let mut stream = audit.stream(&args.filters.filters()?, order, 2000).await?;
+    let mut stream = audit.stream(&args.filters.filters()?, order, None).await?;
     // Hidden by indicatif itself when stderr is not a terminal.
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {human_pos} entries exported ({per_sec})")

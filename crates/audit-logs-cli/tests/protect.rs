@@ -101,7 +101,7 @@ async fn seal_then_verify_passes_and_tampering_fails_with_status_1() {
 }
 
 #[tokio::test]
-async fn maintain_saves_the_policy_and_reports_what_it_did() {
+async fn configure_saves_the_policy_and_maintain_flags_apply_to_one_run() {
     let db = migrated_with_rows().await;
     sql(
         &db,
@@ -110,7 +110,7 @@ async fn maintain_saves_the_policy_and_reports_what_it_did() {
     .await;
     audit_logs(&db.url)
         .args([
-            "maintain",
+            "configure",
             "--retention-months",
             "24",
             "--anonymize-after-days",
@@ -119,23 +119,38 @@ async fn maintain_saves_the_policy_and_reports_what_it_did() {
         .assert()
         .success()
         .stdout(
+            predicate::str::contains("Retention: 24 months")
+                .and(predicate::str::contains("after 30 days")),
+        );
+    audit_logs(&db.url)
+        .arg("maintain")
+        .assert()
+        .success()
+        .stdout(
             predicate::str::contains("Partitions dropped (older than 24 months): none")
                 .and(predicate::str::contains(
                     "Rows anonymized (older than 30 days): 1",
                 ))
-                // 20 rows, the old one, and the settings_changed event of the flags.
+                // 20 rows, the old one, and the settings_changed event of configure.
                 .and(predicate::str::contains("Rows sealed: 22")),
         );
-    let json = audit_logs(&db.url)
-        .args(["maintain", "--json"])
-        .assert()
-        .success();
-    let report: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    let maintain_json = |args: &[&str]| {
+        let run = audit_logs(&db.url)
+            .args(["maintain", "--json"])
+            .args(args)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&run.get_output().stdout).unwrap()
+    };
+    // A flag is for its run: the next run without it applies the saved policy again.
+    let once = maintain_json(&["--retention-months", "12"]);
+    assert_eq!(once["retentionMonths"], 12);
+    let report = maintain_json(&[]);
     assert_eq!(report["retentionMonths"], 24);
     assert_eq!(report["anonymizeAfterDays"], 30);
     assert_eq!(report["rowsAnonymized"], 0);
     audit_logs(&db.url)
-        .args(["maintain", "--retention-months", "5000"])
+        .args(["configure", "--retention-months", "5000"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("AUDIT_LOGS_INVALID_SETTINGS"));

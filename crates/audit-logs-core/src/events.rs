@@ -2,9 +2,9 @@
 //! `permission.denied`...), recorded through `audit.log_events` in the caller's transaction or
 //! on their own.
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
-use tokio_postgres::types::Type;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_postgres::types::{Json, Type};
 use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
@@ -168,29 +168,37 @@ impl NewEvent {
         Ok(())
     }
 
-    /// The event as `audit.log_events` reads it, its context completed from `request`.
-    fn to_json(&self, request: Option<&AuditContext>) -> Result<Value> {
+    /// The event as `audit.log_events` reads it, checked, its context completed from `request`.
+    fn param(&self, request: Option<&AuditContext>) -> Result<EventParam<'_>> {
         self.check()?;
         let context = match request {
             Some(request) => self.context.over(request),
             None => self.context.clone(),
         };
-        let context = match context.to_setting()? {
-            Some(setting) => serde_json::from_str(&setting).expect("a setting is JSON"),
-            None => Value::Null,
-        };
-        let mut event = json!({ "action": self.action, "context": context });
-        for (key, value) in [
-            ("target_type", self.target_type.clone().map(Value::String)),
-            ("target_id", self.target_id.clone().map(Value::String)),
-            ("metadata", self.metadata.clone().map(Value::Object)),
-        ] {
-            if let Some(value) = value {
-                event[key] = value;
-            }
-        }
-        Ok(event)
+        // The setting's checks (sizes, NUL); its text is the context serialized as below.
+        let context = context.to_setting()?.is_some().then_some(context);
+        Ok(EventParam {
+            action: &self.action,
+            context,
+            target_type: self.target_type.as_deref(),
+            target_id: self.target_id.as_deref(),
+            metadata: self.metadata.as_ref(),
+        })
     }
+}
+
+/// One element of `audit.log_events`' parameter, serialized once, straight from the event.
+#[derive(Debug, Serialize)]
+struct EventParam<'a> {
+    action: &'a str,
+    /// The context as `audit.context` holds it; null when empty.
+    context: Option<AuditContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Map<String, Value>>,
 }
 
 /// The other `targetType`s that make an event part of a table's history, besides the table's
@@ -318,18 +326,17 @@ pub struct EventStatement {
 }
 
 /// The events as the one parameter of `audit.log_events`, checked.
-fn events_param(events: &[NewEvent], request: Option<&AuditContext>) -> Result<Value> {
+fn events_param<'a>(
+    events: &'a [NewEvent],
+    request: Option<&AuditContext>,
+) -> Result<Vec<EventParam<'a>>> {
     if events.is_empty() || events.len() > MAX_EVENTS {
         return Err(invalid(format!(
             "{} events given; record 1 to {MAX_EVENTS} per call",
             events.len()
         )));
     }
-    events
-        .iter()
-        .map(|event| event.to_json(request))
-        .collect::<Result<Vec<_>>>()
-        .map(Value::Array)
+    events.iter().map(|event| event.param(request)).collect()
 }
 
 /// The statement that records `events` (see [`EventStatement`]).
@@ -338,7 +345,8 @@ pub fn statement(events: &[NewEvent], request: Option<&AuditContext>) -> Result<
         text: format!(
             "select {JS_ENTRY_COLUMNS} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)"
         ),
-        events: events_param(events, request)?.to_string(),
+        events: serde_json::to_string(&events_param(events, request)?)
+            .expect("events always serialize"),
     })
 }
 
@@ -362,7 +370,7 @@ pub async fn log(
     let rows = client
         .query_typed(
             &format!("select {ENTRY_COLUMNS} from audit.log_events($1)"),
-            &[(&param, Type::JSONB)],
+            &[(&Json(&param), Type::JSONB)],
         )
         .await
         .map_err(|e| from_query(e, None))?;
@@ -372,6 +380,7 @@ pub async fn log(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reads_seed_004_input_in_camel_case() {
@@ -440,10 +449,10 @@ mod tests {
             request_id: Some("req-1".into()),
             ..Default::default()
         };
-        let json = event.to_json(Some(&request)).unwrap();
+        let json = serde_json::to_value(event.param(Some(&request)).unwrap()).unwrap();
         assert_eq!(
-            json["context"],
-            json!({"actor_id": "17", "request_id": "req-1"})
+            json,
+            json!({"action": "user.login", "context": {"actor_id": "17", "request_id": "req-1"}})
         );
     }
 

@@ -17,6 +17,20 @@ pub enum Target {
     Type(String),
 }
 
+impl Target {
+    /// The target named by exactly one of `table` and `targetType`, as every caller takes them.
+    pub fn one_of(table: Option<TableRef>, target_type: Option<String>) -> Result<Target> {
+        match (table, target_type) {
+            (Some(table), None) => Ok(Target::Table(table)),
+            (None, Some(target_type)) => Ok(Target::Type(target_type)),
+            _ => Err(Error::invalid_argument(
+                "table",
+                "give either table or targetType",
+            )),
+        }
+    }
+}
+
 /// The entries of one record, newest first.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
@@ -44,26 +58,48 @@ impl HistoryQuery {
 pub const MAX_LIMIT: u32 = 10_000;
 pub const DEFAULT_LIMIT: u32 = 100;
 
-/// One row of `audit.audit_logs`: a row change or an application event.
+/// One entry of the audit log: a row change or an application event. The Node object and the
+/// CLI's JSON alike; a field without a value is absent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_from_js = false, js_name = "AuditLogEntry")
+)]
 pub struct AuditEntry {
     pub id: i64,
+    /// Transaction time.
     pub created_at: DateTime<Utc>,
+    /// The transaction (entries of one transaction share it).
     pub txid: i64,
+    /// `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, or an event name such as `user.login`.
     pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
+    /// Set when an UPDATE changed the primary key: the key before.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub old_target_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub old_values: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_values: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub changed_fields: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
 }
 

@@ -33,6 +33,8 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod history;
+#[cfg(feature = "napi")]
+mod js;
 pub mod migrate;
 pub mod orm;
 pub mod protect;
@@ -107,21 +109,23 @@ impl TargetTypeCache {
     }
 }
 
-/// What `status` reports.
+/// What `status` reports: the Node object and the CLI's `status --json` alike.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct Status {
+    /// `host:port/database`.
     pub database: String,
     pub migrations: Vec<MigrationInfo>,
     pub tracked_tables: Vec<TrackedTable>,
+    /// Every shipped migration is applied.
+    pub up_to_date: bool,
 }
 
 impl Status {
-    /// Every migration shipped with this build is applied.
+    /// Every migration shipped with this build is applied (the `up_to_date` field).
     pub fn is_up_to_date(&self) -> bool {
-        self.migrations
-            .iter()
-            .all(|m| m.state == MigrationState::Applied)
+        self.up_to_date
     }
 }
 
@@ -186,6 +190,9 @@ impl AuditLogs {
         };
         Ok(Status {
             database: self.options.target(),
+            up_to_date: migrations
+                .iter()
+                .all(|m| m.state == MigrationState::Applied),
             migrations,
             tracked_tables,
         })
@@ -336,12 +343,13 @@ impl AuditLogs {
         .await
     }
 
-    /// Every entry matching `filters`, in batches of `batch_size`, from one consistent snapshot.
+    /// Every entry matching `filters`, in batches of `batch_size` (1 to
+    /// [`queries::MAX_BATCH`], default [`queries::DEFAULT_BATCH`]), from one consistent snapshot.
     pub async fn stream(
         &self,
         filters: &Filters,
         order: Order,
-        batch_size: u32,
+        batch_size: Option<u32>,
     ) -> Result<EntryStream> {
         let client = self.client().await?;
         let filters = self.resolve(&**client, filters).await?;

@@ -21,12 +21,21 @@ pub const HISTORY_TABLE: &str = "audit.refinery_schema_history";
 /// Session advisory lock key held while migrating ("auditlog" in ASCII).
 const LOCK_KEY: i64 = 0x6175_6469_746c_6f67;
 
-/// One migration and where it stands in a database.
+/// A migration and where it stands in a database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_from_js = false, js_name = "Migration")
+)]
 pub struct MigrationInfo {
     pub version: i32,
     pub name: String,
+    /// `applied`, `pending`, `diverged` (the shipped file differs) or `unknown` (not shipped).
+    #[cfg_attr(
+        feature = "napi",
+        napi(ts_type = "'applied' | 'pending' | 'diverged' | 'unknown'")
+    )]
     pub state: MigrationState,
     /// When it was applied (RFC 3339), for applied migrations.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,15 +60,15 @@ impl MigrationInfo {
     }
 }
 
-/// What a `migrate` run did (or would do, with `dry_run`).
+/// What a `migrate` run did (or would do, with `dryRun`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct MigrateReport {
-    /// Applied by this run (with `dry_run`: the ones that would be).
+    /// Applied by this run (with `dryRun`: the ones that would be).
     pub applied: Vec<MigrationInfo>,
     pub dry_run: bool,
-    /// The SQL that would run, with `dry_run`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// With `dryRun`: the SQL of each migration that would run.
     pub sql: Vec<String>,
 }
 

@@ -37,19 +37,22 @@ use tokio_postgres::{Client, IsolationLevel};
 use crate::error::{from_query, Error, Result};
 use crate::AuditLogs;
 
-/// What [`AuditLogs::seal`] sealed.
+/// What `seal` sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct SealReport {
-    /// The new seal, or `None` when no committed row was waiting.
+    /// The new seal; absent when every committed row was already sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seal_id: Option<i64>,
     /// Rows sealed.
     pub row_count: i64,
-    /// Rows with `from_txid <= txid < to_txid` are covered.
+    /// Rows with `fromTxid <= txid < toTxid` are covered.
     pub from_txid: i64,
     pub to_txid: i64,
     /// The chain's head after this call (64 hex digits): the new seal's, or, when nothing was
-    /// waiting, the latest seal's; `None` only when nothing was ever sealed.
+    /// waiting, the latest seal's; absent only when nothing was ever sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
 }
 
@@ -86,43 +89,62 @@ pub enum ProblemKind {
     CaptureDisabled,
 }
 
-/// The first difference found.
+/// The first difference `verify` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_from_js = false, js_name = "VerifyProblem")
+)]
 pub struct Problem {
+    #[cfg_attr(
+        feature = "napi",
+        napi(
+            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'"
+        )
+    )]
     pub kind: ProblemKind,
     /// The audit row (`audit_logs.id`), for row problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub row_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub txid: Option<i64>,
     /// The seal it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seal_id: Option<i64>,
     pub message: String,
 }
 
-/// What [`AuditLogs::verify`] found. `ok` is true when nothing differs.
+/// What `verify` found; `ok` is true when nothing differs. Counts are `i64`, as every count of
+/// rows is (numbers in JavaScript, not BigInts).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct VerifyReport {
     pub ok: bool,
-    pub rows_checked: u64,
-    pub seals_checked: u64,
+    pub rows_checked: i64,
+    pub seals_checked: i64,
     /// Sealed rows whose month was dropped by retention (acknowledged, not a problem).
-    pub rows_expired: u64,
+    pub rows_expired: i64,
     /// Sealed rows checked through a redaction or anonymization record.
-    pub rows_redacted: u64,
+    pub rows_redacted: i64,
     /// Rows not sealed yet (committed after the last seal, or still in progress).
-    pub rows_unsealed: u64,
-    pub rows_changed: u64,
-    pub rows_missing: u64,
-    pub rows_unexpected: u64,
+    pub rows_unsealed: i64,
+    pub rows_changed: i64,
+    pub rows_missing: i64,
+    pub rows_unexpected: i64,
     /// All problems found (rows, heads, links, triggers).
-    pub problem_count: u64,
+    pub problem_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_problem: Option<Problem>,
     /// The head of the last seal (64 hex digits), as recomputed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
-    /// Its short form (32 hex digits): what to export and pass as `against` later.
+    /// Its first 32 hex digits: export it, and pass it later as `against`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub short_head: Option<String>,
-    /// Whether the chain passes through `against` (when given).
+    /// Whether the chain passes through `against`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub against_found: Option<bool>,
     /// Append-only triggers that are missing or disabled.
     pub guard_problems: Vec<String>,
@@ -130,37 +152,52 @@ pub struct VerifyReport {
     pub capture_problems: Vec<String>,
 }
 
-/// The retention policy kept in `audit.settings`.
+/// The retention policy kept in `audit.settings`, which `maintain` applies (`configure` saves it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, js_name = "RetentionSettings")
+)]
 pub struct Settings {
-    /// Monthly partitions created ahead (default 2).
-    #[serde(alias = "months_ahead")]
+    /// Monthly partitions created ahead. Default: 2.
+    #[serde(alias = "months_ahead", skip_serializing_if = "Option::is_none")]
     pub months_ahead: Option<i32>,
-    /// Partitions whose month ended more than this many months ago are dropped; 0 keeps all.
-    #[serde(alias = "retention_months")]
+    /// Months kept: partitions whose month ended more than this many months ago are dropped;
+    /// 0 (absent when read) keeps everything. Default: keep everything.
+    #[serde(alias = "retention_months", skip_serializing_if = "Option::is_none")]
     pub retention_months: Option<i32>,
-    /// Rows older than this have `anonymize_fields` anonymized; 0 never (default 90).
-    #[serde(alias = "anonymize_after_days")]
+    /// Days before IP addresses and user agents are anonymized; 0 (absent when read) never.
+    /// Default: 90.
+    #[serde(
+        alias = "anonymize_after_days",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub anonymize_after_days: Option<i32>,
-    /// `ip_address` and/or `user_agent` (default both).
-    #[serde(alias = "anonymize_fields")]
+    /// `ip_address` and/or `user_agent`. Default: both.
+    #[serde(alias = "anonymize_fields", skip_serializing_if = "Option::is_none")]
     pub anonymize_fields: Option<Vec<String>>,
 }
 
-/// Options of one [`AuditLogs::maintain`] run; unset ones come from [`Settings`].
+/// Options of one `maintain` run, for that run only: the saved policy (`configure`) is left as
+/// it is, and supplies the options not given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_to_js = false))]
 pub struct MaintainOptions {
+    /// Monthly partitions to create ahead. Default: the saved policy's (2 unless configured).
     pub months_ahead: Option<i32>,
-    /// 0 skips retention for this run.
+    /// Drop partitions whose month ended more than this many months ago; 0 skips retention.
+    /// Default: the saved policy's (keep everything unless configured).
     pub retention_months: Option<i32>,
-    /// 0 skips anonymization for this run.
+    /// Anonymize IP addresses and user agents of rows older than this; 0 skips it. Default:
+    /// the saved policy's (90 unless configured).
     pub anonymize_after_days: Option<i32>,
 }
 
-/// What [`AuditLogs::maintain`] did.
+/// What `maintain` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct MaintainReport {
     pub partitions_created: Vec<String>,
     /// Rows moved from the default partition into monthly partitions.
@@ -169,7 +206,11 @@ pub struct MaintainReport {
     pub rows_anonymized: i64,
     /// Rows sealed before retention ran.
     pub sealed_rows: i64,
+    /// The retention this run applied; absent when it kept everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_months: Option<i32>,
+    /// The anonymization this run applied; absent when it anonymized nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymize_after_days: Option<i32>,
 }
 
@@ -181,6 +222,24 @@ pub enum Subject {
     /// Every row about this record (`target_type` as in `audit_logs`, e.g. `public.users`;
     /// the key as for history: a string, a number or an array for a composite key).
     Target { target_type: String, id: Value },
+}
+
+impl Subject {
+    /// The subject named by `actorId`, or by `targetType` and `targetId` together: the one rule
+    /// of every caller.
+    pub fn one_of(
+        actor_id: Option<String>,
+        target_type: Option<String>,
+        target_id: Option<Value>,
+    ) -> Result<Subject> {
+        match (actor_id, target_type, target_id) {
+            (Some(actor), None, None) => Ok(Subject::Actor(actor)),
+            (None, Some(target_type), Some(id)) => Ok(Subject::Target { target_type, id }),
+            _ => Err(Error::InvalidRedaction {
+                reason: "give either actorId, or targetType and targetId".into(),
+            }),
+        }
+    }
 }
 
 /// A GDPR erasure request.
@@ -195,9 +254,10 @@ pub struct RedactRequest {
     pub reason: Option<String>,
 }
 
-/// What [`AuditLogs::redact`] did.
+/// What `redact` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct RedactReport {
     pub rows_redacted: i64,
     /// The `audit.redaction` event recording it.
@@ -687,7 +747,7 @@ mod verify {
             )
             .await
             .map_err(|e| from_query(e, None))?
-            .get::<_, i64>(0) as u64;
+            .get::<_, i64>(0);
         verifier.report.capture_problems = capture_problems(&rows_tx).await?;
         for guard in verifier.report.guard_problems.clone() {
             verifier.problem(ProblemKind::GuardDisabled, None, None, guard);
@@ -769,7 +829,7 @@ mod verify {
         let mut computed_head: Vec<u8> = Vec::new();
         let mut previous_to: Option<i64> = None;
         let mut against_found = false;
-        let mut last_progress = 0u64;
+        let mut last_progress = 0i64;
 
         while let Some(seal_row) = chunk_row.take() {
             let seal_id: i64 = seal_row.get(0);
@@ -916,7 +976,7 @@ mod verify {
                                 verifier.report.rows_checked + verifier.report.rows_expired;
                             if checked - last_progress >= 16_384 {
                                 last_progress = checked;
-                                report(checked, total as u64);
+                                report(checked as u64, total as u64);
                             }
                         }
                     }
@@ -1016,7 +1076,7 @@ mod verify {
         }
         if let Some(report) = &progress {
             report(
-                verifier.report.rows_checked + verifier.report.rows_expired,
+                (verifier.report.rows_checked + verifier.report.rows_expired) as u64,
                 total as u64,
             );
         }

@@ -63,6 +63,7 @@ pub struct Page {
 pub struct SearchPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `before` for the next page; `None` on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<i64>,
 }
 
@@ -327,12 +328,18 @@ impl EntryStream {
 /// The largest batch of a stream.
 pub const MAX_BATCH: u32 = 10_000;
 
+/// The batch of a stream when none is asked for, in Node's `entries()` and the CLI's `export`
+/// alike. A thousand rows make the round trip negligible beside the rows themselves, and keep
+/// the two batches in memory small even when rows carry large values.
+pub const DEFAULT_BATCH: u32 = 1000;
+
 pub(crate) fn stream(
     client: deadpool_postgres::Object,
     filters: &Filters,
     order: Order,
-    batch_size: u32,
+    batch_size: Option<u32>,
 ) -> Result<EntryStream> {
+    let batch_size = batch_size.unwrap_or(DEFAULT_BATCH);
     if !(1..=MAX_BATCH).contains(&batch_size) {
         return Err(Error::invalid_argument(
             "batchSize",
@@ -446,15 +453,26 @@ pub struct StatePoint {
     pub at: DateTime<Utc>,
 }
 
-/// The state of a record at a time, as [`states_at`] returns it.
+/// A record's state at a time, as `statesAt` returns it. Unlike other outputs, `state` and
+/// `entryId` are always there, null when there is none.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_from_js = false, use_nullable = true)
+)]
 pub struct PointState {
+    #[cfg_attr(
+        feature = "napi",
+        napi(ts_type = "string | number | Array<string | number | boolean | null>")
+    )]
     pub id: Value,
     pub at: DateTime<Utc>,
-    /// The row then, or `None` if it did not exist.
+    /// The row as it was, or null if it did not exist then.
+    // napi adds `| null` (use_nullable).
+    #[cfg_attr(feature = "napi", napi(ts_type = "Record<string, unknown>"))]
     pub state: Option<Value>,
-    /// The entry the state comes from.
+    /// The entry the state comes from; null when there is none.
     pub entry_id: Option<i64>,
 }
 
@@ -522,17 +540,25 @@ pub(crate) async fn states_at(
 /// One change of one column.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct FieldChange {
     pub entry_id: i64,
     pub created_at: DateTime<Utc>,
     pub txid: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
-    /// The value before and after; `None` when the column is excluded from tracking.
+    /// The value before and after (absent for an excluded column).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub old_value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_value: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
 
@@ -644,16 +670,23 @@ impl CountKey {
     }
 }
 
-/// One group of [`counts`]: the keys grouped by are set, the others are `None`.
+/// One group of `counts`: the keys grouped by are set, the others absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct CountRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_email: Option<String>,
-    /// The start of the hour, day, week or month.
+    /// The start of the hour, day, week or month (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<DateTime<Utc>>,
     pub count: i64,
 }
@@ -748,8 +781,10 @@ impl BurstKey {
 /// The busiest window of one actor (or address) that reached the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct Burst {
-    /// The actor id, e-mail or IP address; `None` for entries without one.
+    /// The actor id, e-mail or IP address (absent for entries without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Entries within the window.
     pub changes: i64,

@@ -225,35 +225,42 @@ pub(crate) fn to_snake_case(name: &str) -> String {
     snake
 }
 
-/// Options of [`crate::AuditLogs::enable_tracking`]. An option left `None` keeps what the table
-/// has when it is tracked already (enabling again after altering it must not start recording
-/// an excluded password hash), and takes the default otherwise.
+/// Options of `enableTracking`. An option left unset keeps what the table has when it is tracked
+/// already (enabling again after altering it must not start recording an excluded password
+/// hash), and takes the default otherwise.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[cfg_attr(feature = "napi", napi_derive::napi(object))]
 pub struct TrackingOptions {
-    /// Columns whose values are never stored (their changes are still named in changed_fields).
-    /// Default: none.
+    /// Columns whose values are never stored, e.g. `['password_hash']` (their changes are
+    /// still named in `changedFields`). Default: none.
     pub exclude_columns: Option<Vec<String>>,
-    /// Record updates that change nothing. Default: they are skipped.
+    /// Also record updates that change nothing. Default: false (they are skipped).
     pub record_unchanged: Option<bool>,
-    /// Fail writes that carry no audit context. Default: they are recorded, unattributed.
+    /// Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
+    /// instead of recording them unattributed. Default: false.
     pub require_context: Option<bool>,
 }
 
 /// A tracked table, from the `audit.tracked_tables` view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
 pub struct TrackedTable {
     pub schema: String,
     pub name: String,
-    /// What `audit_logs.target_type` holds for its changes.
+    /// What `audit_logs.target_type` holds for its changes: `schema.table`, quoted as in SQL.
     pub target_type: String,
     pub primary_key: Vec<String>,
     pub excluded_columns: Vec<String>,
+    /// Updates that change nothing are recorded too (the option of the same name).
+    pub record_unchanged: bool,
+    /// @deprecated The opposite of `recordUnchanged`, its name before; kept for existing readers.
     pub skip_unchanged: bool,
+    /// Whether a write without an audit context fails.
     pub require_context: bool,
-    /// Empty when tracking is current; else what changed since (enable tracking again to refresh).
-    /// Includes every capture problem.
+    /// Empty when tracking is current; otherwise what changed since it was enabled
+    /// (enable tracking again to refresh). Includes every capture problem.
     pub needs_refresh: Vec<String>,
     /// The role capture runs as: `audit_writer`, or the audit log's owner where the migration
     /// could not create that role.
@@ -349,13 +356,15 @@ fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
             })
             .unwrap_or_default()
     };
+    let skip_unchanged = view["skip_unchanged"].as_bool().unwrap_or(true);
     TrackedTable {
         schema: text("schema_name"),
         name: text("table_name"),
         target_type: text("target_type"),
         primary_key: texts("primary_key"),
         excluded_columns: texts("excluded_columns"),
-        skip_unchanged: view["skip_unchanged"].as_bool().unwrap_or(true),
+        record_unchanged: !skip_unchanged,
+        skip_unchanged,
         require_context: view["require_context"].as_bool().unwrap_or(false),
         needs_refresh: texts("needs_refresh"),
         capture_role: text("capture_role"),

@@ -491,7 +491,7 @@ async fn sealing_during_concurrent_writes_skips_nothing() {
     assert_eq!(sealed, total, "after {seals} seals");
     let report = verify(&f).await;
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.rows_checked, total as u64);
+    assert_eq!(report.rows_checked, total);
     assert_eq!(report.rows_unsealed, 0);
     assert!(report.seals_checked > 5, "{report:?}");
 }

@@ -747,7 +747,7 @@ async fn a_stream_reads_everything_in_bounded_batches_and_can_be_dropped() {
     .await;
     let mut stream = f
         .audit
-        .stream(&Filters::default(), Order::OldestFirst, 1000)
+        .stream(&Filters::default(), Order::OldestFirst, Some(1000))
         .await
         .unwrap();
     let mut sizes = Vec::new();
@@ -771,7 +771,7 @@ async fn a_stream_reads_everything_in_bounded_batches_and_can_be_dropped() {
     for _ in 0..30 {
         let mut stream = f
             .audit
-            .stream(&Filters::default(), Order::NewestFirst, 10)
+            .stream(&Filters::default(), Order::NewestFirst, Some(10))
             .await
             .unwrap();
         let first = stream.next_batch().await.unwrap().unwrap();
@@ -794,7 +794,7 @@ async fn a_stream_reads_everything_in_bounded_batches_and_can_be_dropped() {
     );
     assert!(f
         .audit
-        .stream(&Filters::default(), Order::OldestFirst, 0)
+        .stream(&Filters::default(), Order::OldestFirst, Some(0))
         .await
         .is_err());
 }

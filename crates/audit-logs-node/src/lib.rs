@@ -1,5 +1,6 @@
 //! The Node.js face of audit-logs. Each export converts its arguments, calls the core and maps
-//! the result; no SQL and no rule lives here.
+//! the result; no SQL and no rule lives here. What the core returns crosses as it is: its output
+//! types are `#[napi(object)]` under the core's `napi` feature, so each shape is declared once.
 
 mod protect;
 
@@ -42,16 +43,6 @@ where
     })
 }
 
-/// [`promise`] for the core calls that list entries.
-fn entry_list<'env, F>(env: &'env Env, future: F) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>>
-where
-    F: Future<Output = core::Result<Vec<core::AuditEntry>>> + Send + 'static,
-{
-    promise(env, async move {
-        Ok(future.await?.into_iter().map(Into::into).collect())
-    })
-}
-
 /// A table named without SQL quoting: `{ schema: 'Sales', name: 'Order Items' }`.
 #[napi(object)]
 pub struct TableName {
@@ -63,157 +54,6 @@ fn table_ref(table: Either<String, TableName>) -> core::TableRef {
     match table {
         Either::A(sql) => core::TableRef::Sql(sql),
         Either::B(TableName { schema, name }) => core::TableRef::Exact { schema, name },
-    }
-}
-
-/// Options of {@link AuditLogs.enableTracking}.
-#[napi(object)]
-pub struct TrackingOptions {
-    /// Columns whose values are never stored, e.g. `['password_hash']` (their changes are
-    /// still named in `changedFields`). Default: none.
-    pub exclude_columns: Option<Vec<String>>,
-    /// Also record updates that change nothing. Default: false.
-    pub record_unchanged: Option<bool>,
-    /// Fail writes that carry no audit context (`AUDIT_LOGS_CONTEXT_REQUIRED` from the write)
-    /// instead of recording them unattributed. Default: false.
-    pub require_context: Option<bool>,
-}
-
-/// A tracked table.
-#[napi(object)]
-pub struct TrackedTable {
-    pub schema: String,
-    pub name: String,
-    /// What `audit_logs.target_type` holds for its changes: `schema.table`, quoted as in SQL.
-    pub target_type: String,
-    pub primary_key: Vec<String>,
-    pub excluded_columns: Vec<String>,
-    pub skip_unchanged: bool,
-    /// Whether a write without an audit context fails.
-    pub require_context: bool,
-    /// Empty when tracking is current; otherwise what changed since it was enabled
-    /// (call `enableTracking` again to refresh). Includes every capture problem.
-    pub needs_refresh: Vec<String>,
-    /// The role capture runs as: `audit_writer`, or the audit log's owner where the migration
-    /// could not create that role.
-    pub capture_role: String,
-    /// Capture triggers missing, disabled or firing only for replication: changes that go
-    /// unrecorded until `enableTracking` runs again.
-    pub capture_problems: Vec<String>,
-}
-
-impl From<core::TrackedTable> for TrackedTable {
-    fn from(t: core::TrackedTable) -> Self {
-        TrackedTable {
-            schema: t.schema,
-            name: t.name,
-            target_type: t.target_type,
-            primary_key: t.primary_key,
-            excluded_columns: t.excluded_columns,
-            skip_unchanged: t.skip_unchanged,
-            require_context: t.require_context,
-            needs_refresh: t.needs_refresh,
-            capture_role: t.capture_role,
-            capture_problems: t.capture_problems,
-        }
-    }
-}
-
-/// A migration and where it stands.
-#[napi(object)]
-pub struct Migration {
-    pub version: i32,
-    pub name: String,
-    /// `applied`, `pending`, `diverged` (the shipped file differs) or `unknown` (not shipped).
-    #[napi(ts_type = "'applied' | 'pending' | 'diverged' | 'unknown'")]
-    pub state: String,
-    pub applied_on: Option<String>,
-}
-
-impl From<core::MigrationInfo> for Migration {
-    fn from(m: core::MigrationInfo) -> Self {
-        Migration {
-            version: m.version,
-            name: m.name,
-            state: match m.state {
-                core::MigrationState::Applied => "applied",
-                core::MigrationState::Pending => "pending",
-                core::MigrationState::Diverged => "diverged",
-                core::MigrationState::Unknown => "unknown",
-            }
-            .into(),
-            applied_on: m.applied_on,
-        }
-    }
-}
-
-/// What {@link AuditLogs.migrate} did, or would do with `dryRun`.
-#[napi(object)]
-pub struct MigrateReport {
-    pub applied: Vec<Migration>,
-    pub dry_run: bool,
-    /// With `dryRun`: the SQL of each migration that would run.
-    pub sql: Vec<String>,
-}
-
-/// What {@link AuditLogs.status} reports.
-#[napi(object)]
-pub struct Status {
-    /// `host:port/database`.
-    pub database: String,
-    pub migrations: Vec<Migration>,
-    pub tracked_tables: Vec<TrackedTable>,
-    /// Every shipped migration is applied.
-    pub up_to_date: bool,
-}
-
-/// One entry of the audit log: a row change or an application event.
-#[napi(object)]
-pub struct AuditLogEntry {
-    pub id: i64,
-    /// Transaction time.
-    pub created_at: DateTime<Utc>,
-    /// The transaction (entries of one transaction share it).
-    pub txid: i64,
-    /// `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, or an event name such as `user.login`.
-    pub action: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    /// Set when an UPDATE changed the primary key: the key before.
-    pub old_target_id: Option<String>,
-    pub old_values: Option<Value>,
-    pub new_values: Option<Value>,
-    pub changed_fields: Option<Vec<String>>,
-    pub actor_id: Option<String>,
-    pub actor_type: Option<String>,
-    pub actor_email: Option<String>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
-    pub metadata: Option<Value>,
-}
-
-impl From<core::AuditEntry> for AuditLogEntry {
-    fn from(e: core::AuditEntry) -> Self {
-        AuditLogEntry {
-            id: e.id,
-            created_at: e.created_at,
-            txid: e.txid,
-            action: e.action,
-            target_type: e.target_type,
-            target_id: e.target_id,
-            old_target_id: e.old_target_id,
-            old_values: e.old_values,
-            new_values: e.new_values,
-            changed_fields: e.changed_fields,
-            actor_id: e.actor_id,
-            actor_type: e.actor_type,
-            actor_email: e.actor_email,
-            ip_address: e.ip_address,
-            user_agent: e.user_agent,
-            request_id: e.request_id,
-            metadata: e.metadata,
-        }
     }
 }
 
@@ -316,9 +156,10 @@ pub struct PageOptions {
 }
 
 /// A page of {@link AuditLogs.search} results.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct SearchPage {
-    pub entries: Vec<AuditLogEntry>,
+    #[napi(ts_type = "Array<AuditLogEntry>")]
+    pub entries: Vec<core::AuditEntry>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -385,19 +226,6 @@ pub struct StatesAtOptions {
     pub points: Vec<StatePoint>,
 }
 
-/// A record's state at a time.
-#[napi(object)]
-pub struct PointState {
-    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
-    pub id: Value,
-    pub at: DateTime<Utc>,
-    /// The row as it was, or null if it did not exist then (always present).
-    #[napi(ts_type = "Record<string, unknown> | null")]
-    pub state: Value,
-    /// The entry the state comes from; null when there is none.
-    pub entry_id: Either<i64, Null>,
-}
-
 /// Options of {@link AuditLogs.fieldChanges}.
 #[napi(object)]
 pub struct FieldChangesOptions {
@@ -415,35 +243,6 @@ pub struct FieldChangesOptions {
     pub before: Option<i64>,
 }
 
-/// One change of one column.
-#[napi(object)]
-pub struct FieldChange {
-    pub entry_id: i64,
-    pub created_at: DateTime<Utc>,
-    pub txid: i64,
-    pub target_id: Option<String>,
-    /// The value before and after (undefined for an excluded column).
-    pub old_value: Option<Value>,
-    pub new_value: Option<Value>,
-    pub actor_id: Option<String>,
-    pub actor_type: Option<String>,
-    pub actor_email: Option<String>,
-    pub request_id: Option<String>,
-}
-
-/// One group of {@link AuditLogs.counts}: the keys grouped by are set.
-#[napi(object)]
-pub struct CountRow {
-    pub target_type: Option<String>,
-    pub action: Option<String>,
-    pub actor_id: Option<String>,
-    pub actor_type: Option<String>,
-    pub actor_email: Option<String>,
-    /// The start of the hour, day, week or month (UTC).
-    pub period: Option<DateTime<Utc>>,
-    pub count: i64,
-}
-
 /// Options of {@link AuditLogs.bursts}.
 #[napi(object)]
 pub struct BurstOptions {
@@ -456,23 +255,13 @@ pub struct BurstOptions {
     pub by: Option<String>,
 }
 
-/// The busiest window of one actor that reached the threshold.
-#[napi(object)]
-pub struct Burst {
-    /// The actor id, e-mail or IP address (null for entries without one).
-    pub key: Option<String>,
-    pub changes: i64,
-    pub first_change: DateTime<Utc>,
-    pub last_change: DateTime<Utc>,
-}
-
 /// Options of `entries()`.
 #[napi(object)]
 pub struct StreamOptions {
     /// Default: `newest`.
     #[napi(ts_type = "'newest' | 'oldest'")]
     pub order: Option<String>,
-    /// Rows fetched per round trip, 1 to 10000. Default: 1000.
+    /// Rows fetched per round trip, 1 to 10000. Default: 1000 (as the CLI's `export`).
     pub batch_size: Option<u32>,
 }
 
@@ -485,7 +274,7 @@ pub struct LogOptions {
     pub context: Option<Value>,
 }
 
-/// An application event to record (seed 004's `CreateAuditLogInput`). Declares the type only:
+/// An application event to record. Declares the type only:
 /// events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
 /// and takes an integer `actorId`.
 #[napi(object)]
@@ -585,7 +374,7 @@ impl EntryBatches {
     pub fn next<'env>(
         &self,
         env: &'env Env,
-    ) -> Result<PromiseRaw<'env, Option<Vec<AuditLogEntry>>>> {
+    ) -> Result<PromiseRaw<'env, Option<Vec<core::AuditEntry>>>> {
         let stream = self.stream.clone();
         promise(env, async move {
             let mut guard = stream.lock().await;
@@ -596,7 +385,7 @@ impl EntryBatches {
             if batch.is_none() {
                 *guard = None;
             }
-            Ok(batch.map(|entries| entries.into_iter().map(Into::into).collect()))
+            Ok(batch)
         })
     }
 
@@ -642,31 +431,19 @@ impl AuditLogs {
         &self,
         env: &'env Env,
         dry_run: Option<bool>,
-    ) -> Result<PromiseRaw<'env, MigrateReport>> {
+    ) -> Result<PromiseRaw<'env, core::MigrateReport>> {
         let inner = self.inner.clone();
-        promise(env, async move {
-            let report = inner.migrate(dry_run.unwrap_or(false)).await?;
-            Ok(MigrateReport {
-                applied: report.applied.into_iter().map(Into::into).collect(),
-                dry_run: report.dry_run,
-                sql: report.sql,
-            })
-        })
+        promise(
+            env,
+            async move { inner.migrate(dry_run.unwrap_or(false)).await },
+        )
     }
 
     /// Applied and pending migrations, and the tracked tables.
     #[napi(ts_return_type = "Promise<Status>")]
-    pub fn status<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Status>> {
+    pub fn status<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, core::Status>> {
         let inner = self.inner.clone();
-        promise(env, async move {
-            let status = inner.status().await?;
-            Ok(Status {
-                up_to_date: status.is_up_to_date(),
-                database: status.database,
-                migrations: status.migrations.into_iter().map(Into::into).collect(),
-                tracked_tables: status.tracked_tables.into_iter().map(Into::into).collect(),
-            })
-        })
+        promise(env, async move { inner.status().await })
     }
 
     /// Records every INSERT, UPDATE, DELETE and TRUNCATE of the table. Idempotent; call it
@@ -678,22 +455,15 @@ impl AuditLogs {
         &self,
         env: &'env Env,
         table: Either<String, TableName>,
-        options: Option<TrackingOptions>,
-    ) -> Result<PromiseRaw<'env, TrackedTable>> {
+        options: Option<core::TrackingOptions>,
+    ) -> Result<PromiseRaw<'env, core::TrackedTable>> {
         let inner = self.inner.clone();
         let table = table_ref(table);
-        let options =
-            options.map_or_else(core::TrackingOptions::default, |o| core::TrackingOptions {
-                exclude_columns: o.exclude_columns,
-                record_unchanged: o.record_unchanged,
-                require_context: o.require_context,
-            });
-        promise(env, async move {
-            inner
-                .enable_tracking(&table, &options)
-                .await
-                .map(Into::into)
-        })
+        let options = options.unwrap_or_default();
+        promise(
+            env,
+            async move { inner.enable_tracking(&table, &options).await },
+        )
     }
 
     /// Stops recording the table's changes (its history is kept). Resolves to whether it was tracked.
@@ -713,16 +483,9 @@ impl AuditLogs {
     pub fn tracked_tables<'env>(
         &self,
         env: &'env Env,
-    ) -> Result<PromiseRaw<'env, Vec<TrackedTable>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::TrackedTable>>> {
         let inner = self.inner.clone();
-        promise(env, async move {
-            Ok(inner
-                .tracked_tables()
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect())
-        })
+        promise(env, async move { inner.tracked_tables().await })
     }
 
     /// The entries of one record, newest first. Rejects with `AUDIT_LOGS_INVALID_ARGUMENT` for
@@ -732,16 +495,9 @@ impl AuditLogs {
         &self,
         env: &'env Env,
         options: HistoryOptions,
-    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::AuditEntry>>> {
         let inner = self.inner.clone();
-        let target = match (options.table, options.target_type) {
-            (Some(table), None) => Ok(core::Target::Table(table_ref(table))),
-            (None, Some(target_type)) => Ok(core::Target::Type(target_type)),
-            _ => Err(core::Error::InvalidArgument {
-                name: "table".into(),
-                reason: "give either table or targetType".into(),
-            }),
-        };
+        let target = core::Target::one_of(options.table.map(table_ref), options.target_type);
         promise(env, async move {
             let query = core::HistoryQuery {
                 target: target?,
@@ -749,12 +505,7 @@ impl AuditLogs {
                 limit: options.limit,
                 before: options.before,
             };
-            Ok(inner
-                .history(&query)
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect())
+            inner.history(&query).await
         })
     }
 
@@ -770,13 +521,12 @@ impl AuditLogs {
         env: &'env Env,
         input: Value,
         options: Option<LogOptions>,
-    ) -> Result<PromiseRaw<'env, AuditLogEntry>> {
+    ) -> Result<PromiseRaw<'env, core::AuditEntry>> {
         let inner = self.inner.clone();
         let prepared = events_and_context(vec![input], options);
         promise(env, async move {
             let (events, context) = prepared?;
-            let mut entries = inner.log_many(&events, context.as_ref()).await?;
-            Ok(entries.remove(0).into())
+            inner.log(&events[0], context.as_ref()).await
         })
     }
 
@@ -790,13 +540,12 @@ impl AuditLogs {
         env: &'env Env,
         inputs: Vec<Value>,
         options: Option<LogOptions>,
-    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::AuditEntry>>> {
         let inner = self.inner.clone();
         let prepared = events_and_context(inputs, options);
         promise(env, async move {
             let (events, context) = prepared?;
-            let entries = inner.log_many(&events, context.as_ref()).await?;
-            Ok(entries.into_iter().map(Into::into).collect())
+            inner.log_many(&events, context.as_ref()).await
         })
     }
 
@@ -821,7 +570,7 @@ impl AuditLogs {
         &self,
         env: &'env Env,
         options: StatesAtOptions,
-    ) -> Result<PromiseRaw<'env, Vec<PointState>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::PointState>>> {
         let inner = self.inner.clone();
         let table = table_ref(options.table);
         let points = options
@@ -834,18 +583,7 @@ impl AuditLogs {
                 })
             })
             .collect::<core::Result<Vec<_>>>();
-        promise(env, async move {
-            let states = inner.states_at(&table, &points?).await?;
-            Ok(states
-                .into_iter()
-                .map(|s| PointState {
-                    id: s.id,
-                    at: s.at,
-                    state: s.state.unwrap_or(Value::Null),
-                    entry_id: s.entry_id.map_or(Either::B(Null), Either::A),
-                })
-                .collect())
-        })
+        promise(env, async move { inner.states_at(&table, &points?).await })
     }
 
     /// Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`).
@@ -871,32 +609,9 @@ impl AuditLogs {
         promise(env, async move {
             let result = inner.search(&filters?, &page?).await?;
             Ok(SearchPage {
-                entries: result.entries.into_iter().map(Into::into).collect(),
+                entries: result.entries,
+                // Opaque to JavaScript, and exact beyond 2^53.
                 next_cursor: result.next_cursor.map(|id| id.to_string()),
-            })
-        })
-    }
-
-    /// Opens a stream of every entry matching `filters` (see `entries()`, which iterates it).
-    #[napi(ts_return_type = "Promise<EntryBatches>")]
-    pub fn open_entries<'env>(
-        &self,
-        env: &'env Env,
-        filters: Option<Filters>,
-        options: Option<StreamOptions>,
-    ) -> Result<PromiseRaw<'env, EntryBatches>> {
-        let inner = self.inner.clone();
-        let filters = self::filters(filters);
-        let (order, batch_size) = options.map_or((None, None), |o| (o.order, o.batch_size));
-        let order = order
-            .as_deref()
-            .map_or(Ok(core::Order::default()), core::Order::parse);
-        promise(env, async move {
-            let stream = inner
-                .stream(&filters?, order?, batch_size.unwrap_or(1000))
-                .await?;
-            Ok(EntryBatches {
-                stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
             })
         })
     }
@@ -908,10 +623,10 @@ impl AuditLogs {
         env: &'env Env,
         actor_id: String,
         options: Option<RangeOptions>,
-    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::AuditEntry>>> {
         let inner = self.inner.clone();
         let options = range_and_page(options);
-        entry_list(env, async move {
+        promise(env, async move {
             let (range, page) = options?;
             inner.by_actor(&actor_id, range, &page).await
         })
@@ -925,10 +640,10 @@ impl AuditLogs {
         env: &'env Env,
         request_id: String,
         options: Option<RangeOptions>,
-    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::AuditEntry>>> {
         let inner = self.inner.clone();
         let options = range_and_page(options);
-        entry_list(env, async move {
+        promise(env, async move {
             let (range, page) = options?;
             inner.by_request(&request_id, range, &page).await
         })
@@ -942,7 +657,7 @@ impl AuditLogs {
         env: &'env Env,
         txid: i64,
         options: Option<TransactionOptions>,
-    ) -> Result<PromiseRaw<'env, Vec<AuditLogEntry>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::AuditEntry>>> {
         let inner = self.inner.clone();
         let (at, page) = options.map_or((None, core::Page::default()), |o| {
             (
@@ -954,7 +669,7 @@ impl AuditLogs {
             )
         });
         let at = at.map(|at| time(at, "at")).transpose();
-        entry_list(
+        promise(
             env,
             async move { inner.by_transaction(txid, at?, &page).await },
         )
@@ -966,7 +681,7 @@ impl AuditLogs {
         &self,
         env: &'env Env,
         options: FieldChangesOptions,
-    ) -> Result<PromiseRaw<'env, Vec<FieldChange>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::FieldChange>>> {
         let inner = self.inner.clone();
         let table = table_ref(options.table);
         let range = time_range(options.from, options.to);
@@ -975,24 +690,9 @@ impl AuditLogs {
             before: options.before,
         };
         promise(env, async move {
-            let changes = inner
+            inner
                 .field_changes(&table, &options.field, options.id.as_ref(), range?, &page)
-                .await?;
-            Ok(changes
-                .into_iter()
-                .map(|c| FieldChange {
-                    entry_id: c.entry_id,
-                    created_at: c.created_at,
-                    txid: c.txid,
-                    target_id: c.target_id,
-                    old_value: c.old_value,
-                    new_value: c.new_value,
-                    actor_id: c.actor_id,
-                    actor_type: c.actor_type,
-                    actor_email: c.actor_email,
-                    request_id: c.request_id,
-                })
-                .collect())
+                .await
         })
     }
 
@@ -1007,39 +707,25 @@ impl AuditLogs {
         env: &'env Env,
         group_by: Vec<String>,
         filters: Option<Filters>,
-    ) -> Result<PromiseRaw<'env, Vec<CountRow>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::CountRow>>> {
         let inner = self.inner.clone();
         let keys = group_by
             .iter()
             .map(|k| core::CountKey::parse(k))
             .collect::<core::Result<Vec<_>>>();
         let filters = self::filters(filters);
-        promise(env, async move {
-            let rows = inner.counts(&keys?, &filters?).await?;
-            Ok(rows
-                .into_iter()
-                .map(|r| CountRow {
-                    target_type: r.target_type,
-                    action: r.action,
-                    actor_id: r.actor_id,
-                    actor_type: r.actor_type,
-                    actor_email: r.actor_email,
-                    period: r.period,
-                    count: r.count,
-                })
-                .collect())
-        })
+        promise(env, async move { inner.counts(&keys?, &filters?).await })
     }
 
-    /// Actors with at least `threshold` entries within some `window`, busiest first (seed
-    /// 000's suspicious activity). Looks at the last 24 hours unless `filters.from` is given.
+    /// Actors with at least `threshold` entries within some `window`, busiest first (suspicious
+    /// activity). Looks at the last 24 hours unless `filters.from` is given.
     #[napi(ts_return_type = "Promise<Burst[]>")]
     pub fn bursts<'env>(
         &self,
         env: &'env Env,
         options: BurstOptions,
         filters: Option<Filters>,
-    ) -> Result<PromiseRaw<'env, Vec<Burst>>> {
+    ) -> Result<PromiseRaw<'env, Vec<core::Burst>>> {
         let inner = self.inner.clone();
         let by = options
             .by
@@ -1047,18 +733,9 @@ impl AuditLogs {
             .map_or(Ok(core::BurstKey::default()), core::BurstKey::parse);
         let filters = self::filters(filters);
         promise(env, async move {
-            let bursts = inner
+            inner
                 .bursts(&options.window, options.threshold, by?, &filters?)
-                .await?;
-            Ok(bursts
-                .into_iter()
-                .map(|b| Burst {
-                    key: b.key,
-                    changes: b.changes,
-                    first_change: b.first_change,
-                    last_change: b.last_change,
-                })
-                .collect())
+                .await
         })
     }
 
@@ -1067,6 +744,29 @@ impl AuditLogs {
     pub fn close(&self) {
         self.inner.close();
     }
+}
+
+/// Opens a stream of every entry matching `filters` for `AuditLogs.entries()` (index.js), which
+/// iterates and closes it. A function rather than a method, so that it stays out of the API.
+#[napi(ts_return_type = "Promise<EntryBatches>")]
+pub fn open_entries<'env>(
+    env: &'env Env,
+    audit: &AuditLogs,
+    filters: Option<Filters>,
+    options: Option<StreamOptions>,
+) -> Result<PromiseRaw<'env, EntryBatches>> {
+    let inner = audit.inner.clone();
+    let filters = self::filters(filters);
+    let (order, batch_size) = options.map_or((None, None), |o| (o.order, o.batch_size));
+    let order = order
+        .as_deref()
+        .map_or(Ok(core::Order::default()), core::Order::parse);
+    promise(env, async move {
+        let stream = inner.stream(&filters?, order?, batch_size).await?;
+        Ok(EntryBatches {
+            stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+        })
+    })
 }
 
 /// Whether a SQLSTATE means the server ended the session (its backend terminated, a crash, a
