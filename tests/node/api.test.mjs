@@ -118,3 +118,26 @@ test('serializeContext validates before anything is written', () => {
     assert.throws(() => serializeContext(bad), (e) => e.code === 'AUDIT_LOGS_INVALID_CONTEXT')
   }
 })
+
+test('the package exports its API by name, and none of the binding internals', async () => {
+  const api = await import('../../index.js')
+  for (const name of ['AuditLogs', 'TemporaryPostgres', 'serializeContext', 'ActorType', 'withAuditContext',
+    'runWithAuditContext', 'currentAuditContext', 'auditContextMiddleware', 'auditContextPlugin', 'auditRead', 'auditExtension']) {
+    assert.ok(api[name] !== undefined, `${name} is exported`)
+  }
+  for (const name of ['openEntries', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {
+    assert.equal(api[name], undefined, `${name} stays internal`)
+  }
+  assert.equal(AuditLogs.prototype.openEntries, undefined, 'entries() is the way to stream')
+})
+
+test('a tracked table says recordUnchanged, the name of its option (skipUnchanged is its deprecated opposite)', async (t) => {
+  const { url, audit } = await migrated(t)
+  await withClient(url, (c) => c.query('create table notes (id int primary key, body text)'))
+  const recording = await audit.enableTracking('notes', { recordUnchanged: true })
+  assert.equal(recording.recordUnchanged, true)
+  assert.equal(recording.skipUnchanged, false)
+  const [skipping] = (await audit.enableTracking('notes', { recordUnchanged: false }), await audit.trackedTables())
+  assert.equal(skipping.recordUnchanged, false)
+  assert.equal(skipping.skipUnchanged, true)
+})

@@ -17,6 +17,8 @@ import {
   type AuditLogEntry,
   type TrackedTable,
 } from '../../index.js'
+// @ts-expect-error the binding's internals are not part of the package's API
+import { runCli } from '../../index.js'
 import pg from 'pg'
 import { PrismaClient } from '@prisma/client'
 

@@ -75,7 +75,7 @@ pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<Ver
         let started = Instant::now();
         let report = audit.verify(&VerifyOptions::default()).await?;
         let seconds = started.elapsed().as_secs_f64();
-        if !report.ok || report.rows_checked != audit_rows as u64 {
+        if !report.ok || report.rows_checked != audit_rows {
             return Err(format!("verification failed: {report:?}").into());
         }
         rates.push(audit_rows as f64 / seconds);

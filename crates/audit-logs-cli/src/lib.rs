@@ -26,7 +26,8 @@ struct Cli {
     )]
     database_url: Option<String>,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text: the objects the Node API returns, with the
+    /// same keys (a field without a value is left out, as JSON.stringify leaves out undefined).
     #[arg(long, global = true)]
     json: bool,
 

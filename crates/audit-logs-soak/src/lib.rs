@@ -241,7 +241,7 @@ pub async fn run(url: &str, options: &SoakOptions) -> SoakResult<SoakReport> {
     let verified = audit.verify(&VerifyOptions::default()).await?;
     audit.close();
     report.verified = verified.ok;
-    report.rows_verified = verified.rows_checked;
+    report.rows_verified = u64::try_from(verified.rows_checked).unwrap_or(0);
     Ok(report)
 }
 
