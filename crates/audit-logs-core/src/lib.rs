@@ -38,6 +38,7 @@ pub mod orm;
 pub mod protect;
 pub mod queries;
 pub mod temporary;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
 pub mod tracking;

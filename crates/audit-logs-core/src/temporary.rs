@@ -6,7 +6,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -327,12 +327,53 @@ impl TemporaryPostgres {
         }
     }
 
-    /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
+    /// Stops the server (fast shutdown) and deletes its directory. Also done on drop, and at
+    /// exit for a server given to [`TemporaryPostgres::stop_at_exit`].
     pub fn stop(&self) {
         if let Some(running) = self.signal(Shutdown::Fast) {
             running.finish();
         }
         self.dir.lock().expect("dir lock").take();
+        let forgotten: Vec<Arc<TemporaryPostgres>> = {
+            let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
+            let (forgotten, kept) = std::mem::take(&mut *servers)
+                .into_iter()
+                .partition(|server| std::ptr::eq(Arc::as_ptr(server), self));
+            *servers = kept;
+            forgotten
+        };
+        // Dropped once the lock is released: the last reference's drop stops again, locking.
+        drop(forgotten);
+    }
+
+    /// Stops (and deletes) this server when the process exits, if it is still running then.
+    /// For servers kept in statics or handed to JavaScript, which are never dropped at exit
+    /// (the parent-death signal alone would leave the directory behind). Registering the same
+    /// server again does nothing; [`TemporaryPostgres::stop`] unregisters it.
+    pub fn stop_at_exit(self: &Arc<Self>) {
+        static REGISTER: Once = Once::new();
+        REGISTER.call_once(|| {
+            // SAFETY: registers a plain function with no arguments.
+            unsafe {
+                libc::atexit(stop_servers_at_exit);
+            }
+        });
+        let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
+        if !servers.iter().any(|server| Arc::ptr_eq(server, self)) {
+            servers.push(Arc::clone(self));
+        }
+    }
+}
+
+static STOP_AT_EXIT: Mutex<Vec<Arc<TemporaryPostgres>>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_servers_at_exit() {
+    let servers = match STOP_AT_EXIT.lock() {
+        Ok(mut servers) => std::mem::take(&mut *servers),
+        Err(_) => return,
+    };
+    for server in servers {
+        server.stop();
     }
 }
 

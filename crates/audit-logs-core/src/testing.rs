@@ -1,7 +1,7 @@
 //! Fresh databases for tests: on the server of `DATABASE_URL` when it is set, otherwise on one
 //! throwaway server per process (see [`TemporaryPostgres`]), stopped when the process exits.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::Type;
 
@@ -9,33 +9,7 @@ use crate::connection::{quote_ident, ConnectOptions};
 use crate::error::{Error, Result};
 use crate::temporary::TemporaryPostgres;
 
-static SERVER: tokio::sync::OnceCell<TemporaryPostgres> = tokio::sync::OnceCell::const_new();
-static STOP_AT_EXIT: Mutex<Vec<&'static TemporaryPostgres>> = Mutex::new(Vec::new());
-
-extern "C" fn stop_servers() {
-    if let Ok(servers) = STOP_AT_EXIT.lock() {
-        for server in servers.iter() {
-            server.stop();
-        }
-    }
-}
-
-/// Stops (and deletes) a server kept in a static when the process exits; statics are never
-/// dropped, and the parent-death signal alone would leave its directory behind.
-/// Registering the same server again does nothing.
-pub fn stop_at_exit(server: &'static TemporaryPostgres) {
-    let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
-    if servers.iter().any(|s| std::ptr::eq(*s, server)) {
-        return;
-    }
-    if servers.is_empty() {
-        // SAFETY: registers a plain function with no arguments.
-        unsafe {
-            libc::atexit(stop_servers);
-        }
-    }
-    servers.push(server);
-}
+static SERVER: tokio::sync::OnceCell<Arc<TemporaryPostgres>> = tokio::sync::OnceCell::const_new();
 
 /// The URL of a database on the test server (`DATABASE_URL`, or a throwaway server).
 pub async fn server_url() -> Result<String> {
@@ -46,11 +20,11 @@ pub async fn server_url() -> Result<String> {
     }
     let server = SERVER
         .get_or_try_init(|| async {
-            let server = TemporaryPostgres::start().await?;
+            let server = Arc::new(TemporaryPostgres::start().await?);
+            server.stop_at_exit();
             Ok::<_, Error>(server)
         })
         .await?;
-    stop_at_exit(server);
     Ok(server.url("postgres"))
 }
 
