@@ -47,7 +47,7 @@ pub struct AuditContext {
 }
 
 impl AuditContext {
-    /// A context for a data migration, as seed 000 records them.
+    /// A context for a data migration: `actor_type` `migration` and its name.
     pub fn migration(name: impl Into<String>) -> Self {
         AuditContext {
             actor_type: Some("migration".into()),

@@ -34,7 +34,7 @@ pub struct NewEvent {
     pub context: AuditContext,
 }
 
-/// An event as JavaScript writes it: seed 004's `CreateAuditLogInput`, in camelCase.
+/// An event as JavaScript writes it (`log()`'s input), in camelCase.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EventInput {
