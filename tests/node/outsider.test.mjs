@@ -1,12 +1,13 @@
 // What an Express + Prisma app written from the README alone still hit (issue 13's last item):
 // writes that went unattributed, or attributed to the wrong actor (real PostgreSQL, pg, Prisma 7).
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
 import { test } from 'node:test'
 import { PrismaClient } from '@prisma/client'
 import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
 import { AuditLogs, auditExtension, runWithAuditContext, withAuditContext } from '../../index.js'
-import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
+import { deferCleanup, freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
 
 /** A migrated database with users and posts tracked; an extended Prisma client and a pg pool. */
 async function setup(t) {
@@ -87,4 +88,40 @@ test('withAuditContext(tx, ...) inside db.$transaction restores the outer contex
     await client.query("update posts set title = 'pg outer' where id = 1")
   })
   assert.deepEqual((await entries()).slice(4).map((e) => [e.title, e.actor_id]), [['pg inner', 'pg-inner'], ['pg outer', 'pg-outer']])
+})
+
+test('deployed as the README says: a migrating role that is not a superuser, the app as its own role', async (t) => {
+  const url = await freshDatabase(t)
+  const suffix = randomUUID().slice(0, 8)
+  const admin = `admin_${suffix}`
+  const app = `app_${suffix}`
+  const as = (role) => Object.assign(new URL(url), { username: role }).toString()
+  await withClient(url, (c) => c.query(`
+    create role ${admin} login createrole; create role ${app} login;
+    grant create on database ${new URL(url).pathname.slice(1)} to ${admin};
+    grant create, usage on schema public to ${app}`))
+  deferCleanup(t, () => withClient(url, (c) => c.query(
+    `reassign owned by ${admin}, ${app} to current_user; drop owned by ${admin}, ${app}; drop role ${admin}; drop role ${app}`)))
+  await withClient(as(app), (c) => c.query('create table users (id serial primary key, email text not null)'))
+
+  const migrator = await AuditLogs.connect(as(admin))
+  deferCleanup(t, () => migrator.close())
+  await migrator.migrate()
+  // enable creates triggers on the app's table: the README's `grant app to admin`.
+  await rejectsWithCode(assert, migrator.enableTracking('users'), 'AUDIT_LOGS_PERMISSION_DENIED')
+  await withClient(url, (c) => c.query(`grant ${app} to ${admin}`))
+  await migrator.enableTracking('users')
+
+  // The app's writes are recorded with no grant; reading and sealing take the README's grants.
+  const pool = new pg.Pool({ connectionString: as(app), max: 1 })
+  deferCleanup(t, () => pool.end())
+  await withAuditContext(pool, { actorId: '7' }, (c) => c.query("insert into users (email) values ('a@x.io')"))
+  const audit = await AuditLogs.connect(as(app))
+  deferCleanup(t, () => audit.close())
+  await rejectsWithCode(assert, audit.history({ table: 'users', id: 1 }), 'AUDIT_LOGS_PERMISSION_DENIED')
+  await rejectsWithCode(assert, audit.seal(), 'AUDIT_LOGS_PERMISSION_DENIED')
+  await withClient(url, (c) => c.query(`grant audit_reader to ${app}; grant audit_maintainer to ${app}`))
+  assert.deepEqual((await audit.history({ table: 'users', id: 1 })).map((e) => [e.action, e.actorId]), [['INSERT', '7']])
+  assert.equal((await audit.seal()).rowCount, 1)
+  assert.equal((await audit.verify()).ok, true)
 })
