@@ -29,7 +29,7 @@ async function setup(t) {
   const entries = () => pool.query(
     "select action, target_id, actor_id, metadata->>'reason' as reason, new_values->>'title' as title from audit.audit_logs order by id",
   ).then((r) => r.rows)
-  return { db: prisma.$extends(auditExtension()), pool, entries }
+  return { prisma, db: prisma.$extends(auditExtension()), pool, entries }
 }
 
 test('a write through $queryRaw (UPDATE ... RETURNING) is attributed by the Prisma extension', async (t) => {
@@ -64,7 +64,7 @@ test('a raw write inside db.$transaction stays in it and rolls back with it', as
 })
 
 test('withAuditContext(tx, ...) inside db.$transaction restores the outer context afterwards', async (t) => {
-  const { db, pool, entries } = await setup(t)
+  const { prisma, db, pool, entries } = await setup(t)
   await runWithAuditContext({ actorId: 'request-user' }, () => db.$transaction(async (tx) => {
     await withAuditContext(tx, { actorId: 'inner-actor', reason: 'inner' },
       (inner) => inner.post.update({ where: { id: 1 }, data: { title: 'inner' } }))
@@ -82,12 +82,18 @@ test('withAuditContext(tx, ...) inside db.$transaction restores the outer contex
     ['inner 2', 'only-inner', null],
     ['unattributed', null, null],
   ])
+  // The same with the tx of a client that is not extended.
+  await prisma.$transaction(async (tx) => {
+    await withAuditContext(tx, { actorId: 'plain-inner' }, (inner) => inner.post.update({ where: { id: 1 }, data: { title: 'plain inner' } }))
+    await tx.post.update({ where: { id: 1 }, data: { title: 'plain after' } })
+  })
+  assert.deepEqual((await entries()).slice(4).map((e) => [e.title, e.actor_id]), [['plain inner', 'plain-inner'], ['plain after', null]])
   // As pg's nested call does.
   await withAuditContext(pool, { actorId: 'pg-outer' }, async (client) => {
     await withAuditContext(client, { actorId: 'pg-inner' }, (c) => c.query("update posts set title = 'pg inner' where id = 1"))
     await client.query("update posts set title = 'pg outer' where id = 1")
   })
-  assert.deepEqual((await entries()).slice(4).map((e) => [e.title, e.actor_id]), [['pg inner', 'pg-inner'], ['pg outer', 'pg-outer']])
+  assert.deepEqual((await entries()).slice(6).map((e) => [e.title, e.actor_id]), [['pg inner', 'pg-inner'], ['pg outer', 'pg-outer']])
 })
 
 test('deployed as the README says: a migrating role that is not a superuser, the app as its own role', async (t) => {
