@@ -1,5 +1,5 @@
 'use strict'
-// Read auditing for sensitive tables (who read which records), for node-postgres:
+// Read auditing for sensitive tables (who read which records, as HIPAA asks), for node-postgres:
 // one `read` event per query, naming at most `maxIds` of the ids read.
 const { eventStatement } = require('../binding.js')
 const { currentAuditContext } = require('./context.js')

@@ -47,7 +47,7 @@ pub struct AuditContext {
 }
 
 impl AuditContext {
-    /// A context for a data migration, as seed 000 records them.
+    /// A context for a data migration: `actor_type` `migration` and its name.
     pub fn migration(name: impl Into<String>) -> Self {
         AuditContext {
             actor_type: Some("migration".into()),
@@ -132,16 +132,16 @@ impl AuditContext {
         if *self == AuditContext::default() {
             return Ok(None);
         }
-        let text = serde_json::to_string(self).expect("a context always serializes");
-        if text.len() > MAX_CONTEXT_BYTES {
+        let value = serde_json::to_value(self).expect("a context always serializes");
+        let stored = stored_json_len(&value);
+        if stored > MAX_CONTEXT_BYTES {
             return Err(Error::InvalidContext {
                 reason: format!(
-                    "the context is {} bytes serialized; the limit is {MAX_CONTEXT_BYTES}",
-                    text.len()
+                    "the context is {stored} bytes serialized; the limit is {MAX_CONTEXT_BYTES}"
                 ),
             });
         }
-        Ok(Some(text))
+        Ok(Some(value.to_string()))
     }
 }
 
@@ -366,6 +366,73 @@ fn nul_in(value: &Value, path: &str) -> Option<String> {
         Value::Object(object) => nul_in_object(object, path),
         _ => None,
     }
+}
+
+/// The length of `value` as PostgreSQL prints it back from jsonb (`octet_length(x::text)`), which
+/// is what the database's size limits measure: `": "` and `", "` as separators, and each number
+/// in numeric's plain notation (`1e300` is 301 digits). Measuring serde's compact text instead
+/// let the Rust check pass a context or metadata that the database then refused.
+pub(crate) fn stored_json_len(value: &Value) -> usize {
+    let separators = |count: usize| 2 * count.saturating_sub(1);
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(number) => numeric_text_len(&number.to_string()),
+        Value::String(text) => stored_string_len(text),
+        Value::Array(items) => {
+            2 + separators(items.len()) + items.iter().map(stored_json_len).sum::<usize>()
+        }
+        Value::Object(object) => {
+            2 + separators(object.len())
+                + object
+                    .iter()
+                    .map(|(key, value)| stored_string_len(key) + 2 + stored_json_len(value))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// A JSON string with jsonb's escapes (the same as serde_json's).
+fn stored_string_len(text: &str) -> usize {
+    let escaped: usize = text
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+            c if u32::from(c) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum();
+    escaped + 2
+}
+
+/// The length of numeric's output for a JSON number written as serde_json writes it (`-12`,
+/// `0.1`, `1.5e-7`, `1e300`): the integer digits, and as many decimals as the text implies.
+fn numeric_text_len(text: &str) -> usize {
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: Vec<u8> = integer.bytes().chain(fraction.bytes()).collect();
+    // Where the decimal point falls in `digits` once the exponent is applied.
+    let point = integer.len() as i64 + exponent;
+    let decimals = (fraction.len() as i64 - exponent).max(0) as usize;
+    let integer_len = if point <= 0 {
+        1
+    } else {
+        let leading_zeros = digits
+            .iter()
+            .take(point as usize)
+            .take_while(|&&d| d == b'0')
+            .count() as i64;
+        (point - leading_zeros).max(1) as usize
+    };
+    let nonzero = digits.iter().any(|&d| d != b'0');
+    usize::from(negative && nonzero) + integer_len + if decimals > 0 { 1 + decimals } else { 0 }
 }
 
 pub(crate) fn nul_reason(path: &str) -> String {

@@ -34,7 +34,7 @@ pub struct NewEvent {
     pub context: AuditContext,
 }
 
-/// An event as JavaScript writes it: seed 004's `CreateAuditLogInput`, in camelCase.
+/// An event as JavaScript writes it (`log()`'s input), in camelCase.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EventInput {
@@ -130,6 +130,14 @@ impl NewEvent {
                 "action {action:?} is reserved for row changes, which the triggers record; name events by what happened, e.g. user.login"
             )));
         }
+        if action
+            .get(..4)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("ddl."))
+        {
+            return Err(invalid(format!(
+                "action {action:?} is reserved: ddl.* entries record schema changes of tracked tables; name events by what happened in the application, e.g. schema.migrated"
+            )));
+        }
         if self
             .target_type
             .as_ref()
@@ -158,7 +166,7 @@ impl NewEvent {
             return Err(invalid(crate::context::nul_reason(&at)));
         }
         if let Some(metadata) = &self.metadata {
-            let size = Value::Object(metadata.clone()).to_string().len();
+            let size = crate::context::stored_json_len(&Value::Object(metadata.clone()));
             if size > MAX_METADATA_BYTES {
                 return Err(invalid(format!(
                     "metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}"

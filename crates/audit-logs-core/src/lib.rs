@@ -40,6 +40,7 @@ pub mod orm;
 pub mod protect;
 pub mod queries;
 pub mod temporary;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
 pub mod tracking;

@@ -1,5 +1,5 @@
-//! Models of `audit.audit_logs` for users who read it through their ORM (seed 000 had to
-//! write its Drizzle schema by hand). Both tell the ORM's migration tool to leave the table alone:
+//! Models of `audit.audit_logs` for users who read it through their ORM (otherwise each
+//! team writes the table's Drizzle or Prisma schema by hand). Both tell the ORM's migration tool to leave the table alone:
 //! the audit-logs migrations own it.
 
 /// A Prisma model (Prisma 6.13+ / 7, multi-schema and external tables).

@@ -1,4 +1,4 @@
-//! Asking the log (seed 000's questions): a record's state at a time, what one actor, request
+//! Asking the log: a record's state at a time, what one actor, request
 //! or transaction did, the changes of one field, counts, bursts of activity, and a combinable
 //! search read in keyset pages or streamed.
 //!
@@ -493,8 +493,8 @@ pub fn states_at_sql() -> String {
 /// The most points one call answers.
 pub const MAX_POINTS: usize = 10_000;
 
-/// Many records at many times in one query, in the order given (seed 000: the user's and the
-/// organization's state at the time of each moderation).
+/// Many records at many times in one query, in the order given (say, the user's and the
+/// organization's state at the time of each moderation of them).
 pub(crate) async fn states_at(
     client: &impl GenericClient,
     target_type: &str,
@@ -795,7 +795,7 @@ pub struct Burst {
 /// How far back [`bursts`] looks when `filters.from` is not given.
 pub const DEFAULT_BURST_LOOKBACK_HOURS: i64 = 24;
 
-/// Seed 000's "suspicious activity": for each actor, the sliding window of length `window`
+/// "Suspicious activity": for each actor, the sliding window of length `window`
 /// (a PostgreSQL interval such as `'10 minutes'`) with the most entries, when it holds at least
 /// `threshold`. Most active first. Looks at the last 24 hours unless `filters.from` says otherwise.
 pub(crate) async fn bursts(

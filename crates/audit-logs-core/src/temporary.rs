@@ -6,7 +6,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -327,12 +327,53 @@ impl TemporaryPostgres {
         }
     }
 
-    /// Stops the server (fast shutdown) and deletes its directory. Also done on drop.
+    /// Stops the server (fast shutdown) and deletes its directory. Also done on drop, and at
+    /// exit for a server given to [`TemporaryPostgres::stop_at_exit`].
     pub fn stop(&self) {
         if let Some(running) = self.signal(Shutdown::Fast) {
             running.finish();
         }
         self.dir.lock().expect("dir lock").take();
+        let forgotten: Vec<Arc<TemporaryPostgres>> = {
+            let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
+            let (forgotten, kept) = std::mem::take(&mut *servers)
+                .into_iter()
+                .partition(|server| std::ptr::eq(Arc::as_ptr(server), self));
+            *servers = kept;
+            forgotten
+        };
+        // Dropped once the lock is released: the last reference's drop stops again, locking.
+        drop(forgotten);
+    }
+
+    /// Stops (and deletes) this server when the process exits, if it is still running then.
+    /// For servers kept in statics or handed to JavaScript, which are never dropped at exit
+    /// (the parent-death signal alone would leave the directory behind). Registering the same
+    /// server again does nothing; [`TemporaryPostgres::stop`] unregisters it.
+    pub fn stop_at_exit(self: &Arc<Self>) {
+        static REGISTER: Once = Once::new();
+        REGISTER.call_once(|| {
+            // SAFETY: registers a plain function with no arguments.
+            unsafe {
+                libc::atexit(stop_servers_at_exit);
+            }
+        });
+        let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
+        if !servers.iter().any(|server| Arc::ptr_eq(server, self)) {
+            servers.push(Arc::clone(self));
+        }
+    }
+}
+
+static STOP_AT_EXIT: Mutex<Vec<Arc<TemporaryPostgres>>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_servers_at_exit() {
+    let servers = match STOP_AT_EXIT.lock() {
+        Ok(mut servers) => std::mem::take(&mut *servers),
+        Err(_) => return,
+    };
+    for server in servers {
+        server.stop();
     }
 }
 
@@ -421,6 +462,9 @@ mod os {
     use std::path::Path;
     use std::process::Command;
 
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+
     use super::{fail, RunAs, Shutdown};
     use crate::error::Result;
 
@@ -446,24 +490,20 @@ mod os {
     }
 
     pub(super) fn run_as() -> Result<Option<RunAs>> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
-        let name = std::ffi::CString::new("postgres").expect("no NUL");
-        // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two ids out
-        // before any other call could overwrite it.
-        let entry = unsafe { libc::getpwnam(name.as_ptr()) };
-        if entry.is_null() {
-            return Err(fail(
+        match nix::unistd::User::from_name("postgres") {
+            Ok(Some(user)) => Ok(Some(RunAs {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+            })),
+            _ => Err(fail(
                 "initdb refuses to run as root and there is no `postgres` OS user to run it as; \
                  create one (useradd postgres) or set DATABASE_URL"
                     .into(),
-            ));
+            )),
         }
-        // SAFETY: checked non-null above.
-        let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-        Ok(Some(RunAs { uid, gid }))
     }
 
     /// Its own process group, so that a last-resort SIGKILL reaches its backends too; on Linux,
@@ -475,7 +515,7 @@ mod os {
         #[cfg(target_os = "linux")]
         unsafe {
             server.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT)?;
                 Ok(())
             });
         }
@@ -484,20 +524,20 @@ mod os {
     /// SIGINT is PostgreSQL's fast shutdown, SIGQUIT its immediate one.
     pub(super) fn stop(pid: u32, shutdown: Shutdown, _postgres: &Path, _data: &Path) {
         let signal = match shutdown {
-            Shutdown::Fast => libc::SIGINT,
-            Shutdown::Immediate => libc::SIGQUIT,
+            Shutdown::Fast => Signal::SIGINT,
+            Shutdown::Immediate => Signal::SIGQUIT,
         };
-        // SAFETY: plain kill(2) on the pid we started.
-        unsafe {
-            libc::kill(pid as libc::pid_t, signal);
-        }
+        // Gone already is fine: there is nothing left to stop.
+        let _ = kill(server_pid(pid), signal);
     }
 
+    /// The process group the server leads: its backends too.
     pub(super) fn kill_tree(pid: u32) {
-        // SAFETY: plain kill(2) on the process group the server leads.
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-        }
+        let _ = killpg(server_pid(pid), Signal::SIGKILL);
+    }
+
+    fn server_pid(pid: u32) -> Pid {
+        Pid::from_raw(pid as i32)
     }
 }
 

@@ -1,41 +1,17 @@
 //! Fresh databases for tests: on the server of `DATABASE_URL` when it is set, otherwise on one
 //! throwaway server per process (see [`TemporaryPostgres`]), stopped when the process exits.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::Type;
 
-use crate::connection::{quote_ident, ConnectOptions};
+use postgres_protocol::escape::escape_identifier;
+
+use crate::connection::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::temporary::TemporaryPostgres;
 
-static SERVER: tokio::sync::OnceCell<TemporaryPostgres> = tokio::sync::OnceCell::const_new();
-static STOP_AT_EXIT: Mutex<Vec<&'static TemporaryPostgres>> = Mutex::new(Vec::new());
-
-extern "C" fn stop_servers() {
-    if let Ok(servers) = STOP_AT_EXIT.lock() {
-        for server in servers.iter() {
-            server.stop();
-        }
-    }
-}
-
-/// Stops (and deletes) a server kept in a static when the process exits; statics are never
-/// dropped, and the parent-death signal alone would leave its directory behind.
-/// Registering the same server again does nothing.
-pub fn stop_at_exit(server: &'static TemporaryPostgres) {
-    let mut servers = STOP_AT_EXIT.lock().expect("servers lock");
-    if servers.iter().any(|s| std::ptr::eq(*s, server)) {
-        return;
-    }
-    if servers.is_empty() {
-        // SAFETY: registers a plain function with no arguments.
-        unsafe {
-            libc::atexit(stop_servers);
-        }
-    }
-    servers.push(server);
-}
+static SERVER: tokio::sync::OnceCell<Arc<TemporaryPostgres>> = tokio::sync::OnceCell::const_new();
 
 /// The URL of a database on the test server (`DATABASE_URL`, or a throwaway server).
 pub async fn server_url() -> Result<String> {
@@ -46,11 +22,11 @@ pub async fn server_url() -> Result<String> {
     }
     let server = SERVER
         .get_or_try_init(|| async {
-            let server = TemporaryPostgres::start().await?;
+            let server = Arc::new(TemporaryPostgres::start().await?);
+            server.stop_at_exit();
             Ok::<_, Error>(server)
         })
         .await?;
-    stop_at_exit(server);
     Ok(server.url("postgres"))
 }
 
@@ -70,7 +46,7 @@ impl TestDatabase {
         let name = format!("audit_logs_test_{}", uuid::Uuid::new_v4().simple());
         let client = admin.connect().await?;
         client
-            .batch_execute(&format!("create database {}", quote_ident(&name)))
+            .batch_execute(&format!("create database {}", escape_identifier(&name)))
             .await
             .map_err(|e| crate::error::from_query(e, None))?;
         let url = database_url(&server_url().await?, &name)?;
@@ -91,7 +67,7 @@ impl TestDatabase {
         );
         let client = self.admin.connect().await?;
         client
-            .batch_execute(&format!("create role {} login", quote_ident(&role)))
+            .batch_execute(&format!("create role {} login", escape_identifier(&role)))
             .await
             .map_err(|e| crate::error::from_query(e, None))?;
         self.roles.lock().expect("roles lock").push(role.clone());
@@ -123,10 +99,10 @@ impl Drop for TestDatabase {
                         )
                         .await;
                     let _ = client
-                        .batch_execute(&format!("drop database if exists {}", quote_ident(&name)))
+                        .batch_execute(&format!("drop database if exists {}", escape_identifier(&name)))
                         .await;
                     for role in roles {
-                        let _ = client.batch_execute(&format!("drop role if exists {}", quote_ident(&role))).await;
+                        let _ = client.batch_execute(&format!("drop role if exists {}", escape_identifier(&role))).await;
                     }
                 }
             });

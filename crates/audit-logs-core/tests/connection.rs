@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 const PASSWORD: &str = "s3cret/with@odd%chars";
 
 struct TlsServer {
-    server: TemporaryPostgres,
+    server: std::sync::Arc<TemporaryPostgres>,
     ca: PathBuf,
     other_ca: PathBuf,
 }
@@ -56,20 +56,22 @@ async fn tls_server() -> &'static TlsServer {
                 .push(DnType::CommonName, "localhost");
             let key = KeyPair::generate().unwrap();
             let cert = params.signed_by(&key, &issuer).unwrap();
-            let server = TemporaryPostgres::start_with(Setup {
-                password: Some(PASSWORD.into()),
-                files: vec![
-                    ("server.crt".into(), cert.pem().into_bytes()),
-                    ("server.key".into(), key.serialize_pem().into_bytes()),
-                ],
-                settings: vec![
-                    ("ssl".into(), "on".into()),
-                    ("ssl_cert_file".into(), "server.crt".into()),
-                    ("ssl_key_file".into(), "server.key".into()),
-                ],
-            })
-            .await
-            .unwrap();
+            let server = std::sync::Arc::new(
+                TemporaryPostgres::start_with(Setup {
+                    password: Some(PASSWORD.into()),
+                    files: vec![
+                        ("server.crt".into(), cert.pem().into_bytes()),
+                        ("server.key".into(), key.serialize_pem().into_bytes()),
+                    ],
+                    settings: vec![
+                        ("ssl".into(), "on".into()),
+                        ("ssl_cert_file".into(), "server.crt".into()),
+                        ("ssl_key_file".into(), "server.key".into()),
+                    ],
+                })
+                .await
+                .unwrap(),
+            );
             let (_, _, other_pem) = ca();
             // In the server's directory, so they are deleted with it.
             TlsServer {
@@ -79,7 +81,7 @@ async fn tls_server() -> &'static TlsServer {
             }
         })
         .await;
-    audit_logs_core::testing::stop_at_exit(&server.server);
+    server.server.stop_at_exit();
     server
 }
 

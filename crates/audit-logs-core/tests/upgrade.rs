@@ -157,10 +157,7 @@ async fn a_v5_install_upgrades_to_recorded_schema_changes_and_history_follows_it
     );
 
     let report = f.audit.migrate(false).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
-        [6]
-    );
+    assert_eq!(report.applied.first().map(|m| m.version), Some(6));
     assert_eq!(
         &f.entries().await[..before.len()],
         &before[..],

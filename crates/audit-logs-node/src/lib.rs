@@ -826,7 +826,7 @@ pub fn run_cli(argv: Vec<String>) -> i32 {
 /// demos. Needs the PostgreSQL server binaries on PATH or in `pg_config --bindir`.
 #[napi]
 pub struct TemporaryPostgres {
-    inner: &'static core::TemporaryPostgres,
+    inner: std::sync::Arc<core::TemporaryPostgres>,
 }
 
 #[napi]
@@ -835,11 +835,10 @@ impl TemporaryPostgres {
     #[napi(ts_return_type = "Promise<TemporaryPostgres>")]
     pub fn start(env: &Env) -> Result<PromiseRaw<'_, TemporaryPostgres>> {
         promise(env, async move {
-            // Kept for the life of the process and stopped at exit, even if JavaScript never
-            // calls stop() (finalizers do not run at exit).
-            let inner: &'static core::TemporaryPostgres =
-                Box::leak(Box::new(core::TemporaryPostgres::start().await?));
-            core::testing::stop_at_exit(inner);
+            // Stopped at exit even if JavaScript never calls stop() (finalizers do not run at
+            // exit); freed once stopped and collected.
+            let inner = std::sync::Arc::new(core::TemporaryPostgres::start().await?);
+            inner.stop_at_exit();
             Ok(TemporaryPostgres { inner })
         })
     }
