@@ -140,7 +140,7 @@ async fn a_seal_killed_midway_reruns_cleanly_and_verifies() {
 async fn audit_objects(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
-            // Grants too: a migration may only grant (V7).
+            // Grants too: a migration may only grant (V8).
             "select 'relation ' || relname || ' ' || relkind::text || coalesce(' ' || relacl::text, '') from pg_class
               where relnamespace = 'audit'::regnamespace
              union all
