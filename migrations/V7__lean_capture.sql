@@ -184,20 +184,31 @@ $$;
 -- Bring every tracked table along
 -- ---------------------------------------------------------------------------------------------
 
--- Every tracked table is enabled again with its options, so that it gets the new capture.
+-- Every capture function is generated again from its triggers' options, in place (create or
+-- replace keeps its owner, rights and comment): the triggers are left as they are, so the
+-- upgrade takes no lock on the application's tables. Its relations are those its triggers are
+-- on and their partitions, as when it was installed; a table whose capture drifted (renamed,
+-- columns changed without the event trigger) keeps its drift, which audit.tracked_tables names.
 do $regenerate$
 declare
-  tracked regclass;
+  capture record;
 begin
-  for tracked in
-    select t.relid::regclass from audit.capture_triggers t join pg_class c on c.oid = t.relid
-     where t.name = 'audit_capture_insert' and not c.relispartition
+  for capture in
+    select t.function_id::regprocedure as fn, p.proname::text as name,
+           (array_agg(t.options order by t.name <> 'audit_capture_insert', t.relid))[1] as options,
+           (select jsonb_agg(distinct r.relid::bigint)
+              from audit.capture_triggers o
+              cross join lateral (select o.relid union select pt.relid from pg_partition_tree(o.relid) pt where pt.isleaf) r
+             where o.function_id = t.function_id) as relation_ids
+      from audit.capture_triggers t join pg_proc p on p.oid = t.function_id
+     group by t.function_id, p.proname
   loop
     begin
-      perform audit.enable_tracking(tracked);
+      execute audit.capture_function_sql(capture.name,
+                                         capture.options || jsonb_build_object('relation_ids', capture.relation_ids));
     exception when others then
-      raise warning 'audit-logs: capture of % could not be regenerated (%): it keeps its capture', tracked, sqlerrm
-        using hint = format('Fix the table and enable tracking again: select audit.enable_tracking(%L);', tracked::text);
+      raise warning 'audit-logs: capture function % could not be regenerated (%): it keeps its code', capture.fn, sqlerrm
+        using hint = 'Enable tracking of its table again: select audit.enable_tracking(...);';
     end;
   end loop;
 end

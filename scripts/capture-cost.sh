@@ -15,9 +15,13 @@
 #   A variant is a file scripts/capture-cost/NAME.sql, or "untracked" (tracking never enabled).
 #   Environment: UNTIL=N migrates only up to VN (e.g. UNTIL=4: capture owned by the migrating
 #   superuser, as before V5); N1, N2 (default 40, 240); PGBIN (default the PostgreSQL 15 binaries);
-#   KEEP=DIR keeps each variant's callgrind profile of the N2 run (callgrind_annotate --inclusive=yes).
+#   KEEP=DIR keeps each variant's callgrind profile of the N2 run (callgrind_annotate --inclusive=yes;
+#   DIR writable by the user the server runs as).
 # Output: one line per variant: instructions per transaction (INSERT + UPDATE pair) and more than
-# untracked. In SQL the variants may use :'partition' (this month's partition of the log).
+# untracked. Counts are deterministic for a given PostgreSQL build, N1, N2 and month (±0.1%).
+# Variants may use :'partition' (this month's partition of the log); those that rewrite the
+# generated capture function (_rewrite.sql) fail loudly when the text they change is not there.
+# Needs valgrind and the PostgreSQL server binaries (initdb, pg_ctl, postgres) and psql.
 set -euo pipefail
 
 # initdb refuses root: run as the postgres OS user instead (the environment is kept).
