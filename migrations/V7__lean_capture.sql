@@ -1,4 +1,5 @@
--- audit-logs V7: capture of a single-row statement takes fewer instructions.
+-- audit-logs V7: capture of a single-row statement takes fewer instructions (5k of 658k an
+-- INSERT + UPDATE pair), and the upgrade regenerates it without locking tracked tables.
 --
 -- Design notes (measured with scripts/capture-cost.sh: instruction counts of a single-user
 -- backend under callgrind, an INSERT and an UPDATE of one row per transaction, as the
@@ -8,14 +9,15 @@
 --   trigger: about 1.6k instructions for even a constant assignment. The context is now read
 --   in six statements instead of nine: no `attributed` flag (only tables that require a
 --   context need it, and they test the marker again), the parse and its gate in one.
--- * What else was measured and kept as it was (figures per INSERT + UPDATE pair, README
---   "Performance"): inserting straight into the month's partition costs more than routing
---   (+37k: a partition has no identity, so nextval() and the partition constraint are paid
---   instead); the diff unrolled into the capture query (+8k) or as a lateral aggregate
---   (+15k) or a lateral function call (+12k) costs more than audit.row_diff; the context read
---   by the capture query instead of PL/pgSQL (+23k); a single row read into PL/pgSQL and
---   written with INSERT ... VALUES (no gain). Per-row triggers would save 74k a pair but cost
---   bulk statements about twice as much (README "How capture works").
+-- * What else was measured and kept as it was (instructions per INSERT + UPDATE pair, against
+--   653k for capture as it now is): inserting straight into the month's partition costs more
+--   than routing (+37k: a partition has no identity, so nextval() and the partition constraint
+--   are paid instead); the diff unrolled into the capture query (+9k), as a lateral aggregate
+--   (+16k) or as a lateral function call (+12k) costs more than audit.row_diff; the context
+--   read by the capture query instead of PL/pgSQL (+27k); a single row read into PL/pgSQL and
+--   written with INSERT ... VALUES (+3k); nullif for the empty metadata (-5k) would look up =
+--   on the caller's search_path. Per-row triggers would save 64k a pair but cost bulk
+--   statements about twice as much per row (README "How capture works").
 -- * Behaviour is unchanged: same entries, same context rules, same rights.
 
 -- ---------------------------------------------------------------------------------------------
