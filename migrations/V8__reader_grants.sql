@@ -1,4 +1,4 @@
--- audit-logs V7: what audit_reader may read includes which migrations ran.
+-- audit-logs V8: what audit_reader may read includes which migrations ran.
 --
 -- `status` reads refinery's history table (audit.refinery_schema_history), which refinery creates
 -- for the migrating role before V1 runs, with no grant: an application role holding audit_reader
