@@ -6,7 +6,9 @@
 
 do $grants$
 begin
-  if exists (select from pg_catalog.pg_roles where rolname = 'audit_reader') then
+  -- The history table is refinery's: absent where the files were applied by hand.
+  if exists (select from pg_catalog.pg_roles where rolname = 'audit_reader')
+     and pg_catalog.to_regclass('audit.refinery_schema_history') is not null then
     grant select on audit.refinery_schema_history to audit_reader;
   end if;
 exception when insufficient_privilege then

@@ -15,6 +15,7 @@
 #   A variant is a file scripts/capture-cost/NAME.sql, or "untracked" (tracking never enabled).
 #   Environment: UNTIL=N migrates only up to VN (e.g. UNTIL=4: capture owned by the migrating
 #   superuser, as before V5); N1, N2 (default 40, 240); PGBIN (default the PostgreSQL 15 binaries);
+#   CONTEXT=inline sets the context with set_checked_context's expression as the statement itself;
 #   KEEP=DIR keeps each variant's callgrind profile of the N2 run (callgrind_annotate --inclusive=yes;
 #   DIR writable by the user the server runs as).
 # Output: one line per variant: instructions per transaction (INSERT + UPDATE pair) and more than
@@ -84,6 +85,9 @@ workload() {
     if [ -n "$UNTIL" ] && [ "$UNTIL" -lt 5 ]; then
       # Before V5 there was no set_checked_context, and capture read the setting as it was.
       echo "select set_config('audit.context', '$context', true)"
+    elif [ "${CONTEXT:-}" = inline ]; then
+      # What set_checked_context does, sent as the statement itself (no SQL function to inline).
+      echo "select pg_catalog.set_config('audit.context', ('$context'::pg_catalog.jsonb operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text, true)"
     else
       echo "select audit.set_checked_context('$context')"
     fi
