@@ -322,6 +322,21 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
     )
     .await
     .unwrap();
+    // The Node and Rust layers' setter is PL/pgSQL now (planned once per session, not inlined
+    // into each caller), and still attributes.
+    let language: String = db
+        .query_one(
+            "select l.lanname::text from pg_proc p join pg_language l on l.oid = p.prolang
+              where p.oid = 'audit.set_checked_context(text)'::regprocedure",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(language, "plpgsql");
+    f.as_actor("8", "insert into strict values (2)").await;
+    let last = f.row_changes().await.pop().unwrap();
+    assert_eq!(last.actor_id.as_deref(), Some("8"));
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
