@@ -2,9 +2,8 @@
 //! and verification, which recomputes the chain itself so that it trusts no function stored in
 //! the database.
 //!
-//! - [`digest`]: the canonical serialization, shared with the SQL side;
-//! - [`seal`]: [`AuditLogs::seal`](crate::AuditLogs::seal);
-//! - [`verify`]: [`AuditLogs::verify`](crate::AuditLogs::verify) and its report.
+//! [`digest`] holds the canonical serialization, shared with the SQL side; [`seal`] makes a
+//! seal; [`verify`] checks the chain and reports.
 
 pub mod digest;
 pub mod seal;
