@@ -7,10 +7,25 @@ const { randomUUID } = require('node:crypto')
 const { storableRequestParts } = require('../binding.js')
 const { runWithAuditContext } = require('./context.js')
 
+/**
+ * A header's text. Node reads header bytes as Latin-1, while clients send UTF-8: bytes that are
+ * valid UTF-8 are read as such (`req-café`, not `req-cafÃ©`); any others stay as Node read them.
+ */
+function headerText(value) {
+  if (typeof value !== 'string' || !/[\u0080-\u00ff]/.test(value) || /[^\u0000-\u00ff]/.test(value)) return value
+  const text = Buffer.from(value, 'latin1').toString('utf8')
+  return text.includes('\ufffd') ? value : text
+}
+
+/** A request id as a header value: its UTF-8 bytes, as Node writes a Latin-1 string. */
+function headerValue(text) {
+  return /[^\u0000-\u00ff]/.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text
+}
+
 /** The context of a request: IP, user agent, request id, then whatever getActor adds. */
 async function requestContext(request, { getActor, requestIdHeader = 'x-request-id' } = {}) {
   const headers = request.headers ?? {}
-  const header = (name) => (typeof headers[name] === 'string' ? headers[name] : undefined)
+  const header = (name) => (typeof headers[name] === 'string' ? headerText(headers[name]) : undefined)
   const parts = storableRequestParts({
     ipAddress: request.ip ?? request.socket?.remoteAddress,
     userAgent: header('user-agent'),
@@ -30,7 +45,7 @@ function auditContextMiddleware(options = {}) {
   return function auditContext(req, res, next) {
     requestContext(req, options)
       .then((context) => {
-        if (!res.headersSent) res.setHeader(echo, context.requestId)
+        if (!res.headersSent) res.setHeader(echo, headerValue(String(context.requestId)))
         runWithAuditContext(context, next)
       })
       .catch(next)
@@ -46,7 +61,7 @@ function auditContextPlugin(fastify, options, done) {
   fastify.addHook(options.hook ?? 'preHandler', (request, reply, next) => {
     requestContext(request, options)
       .then((context) => {
-        reply.header(echo, context.requestId)
+        reply.header(echo, headerValue(String(context.requestId)))
         runWithAuditContext(context, () => next())
       })
       .catch(next)

@@ -10,6 +10,20 @@ const WRITES = new Set([
   'create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn',
   'upsert', 'delete', 'deleteMany', '$executeRaw', '$executeRawUnsafe',
 ])
+// A raw query may write too (`update ... returning`): one that does not start with SELECT is
+// attributed like a write. (A SELECT calling a function that writes is not: use withAuditContext.)
+const RAW_QUERIES = new Set(['$queryRaw', '$queryRawUnsafe'])
+const READ_ONLY_SQL = /^(?:\s|\(|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:select|values|table|show)\b/i
+
+/** Whether an operation may change rows: a write, or a raw query that is not a SELECT. */
+function mayWrite(operation, args) {
+  if (WRITES.has(operation)) return true
+  if (!RAW_QUERIES.has(operation)) return false
+  // $queryRawUnsafe(text, ...values); $queryRaw`...` (a Prisma.Sql: its `strings`).
+  const text = Array.isArray(args) ? args[0] : args?.sql ?? args?.strings?.join(' ')
+  return !READ_ONLY_SQL.test(typeof text === 'string' ? text : '')
+}
+
 const READS = new Set([
   'findUnique', 'findUniqueOrThrow', 'findFirst', 'findFirstOrThrow', 'findMany',
 ])
@@ -18,6 +32,10 @@ const READS = new Set([
 async function withPrismaContext(prisma, context, fn, options = {}) {
   const setting = settingFor(context, options)
   const requestId = effectiveContext(context)?.requestId
+  // A transaction client (from `db.$transaction(async (tx) => ...)`, which has no $extends) is
+  // already in a transaction: opening another would run on that one, and the inner context
+  // would outlive `fn`, attributing the rest of the outer transaction to it.
+  if (typeof prisma.$extends !== 'function') return nestedPrisma(prisma, setting, fn)
   let committing = false
   try {
     return await prisma.$transaction(async (tx) => {
@@ -29,6 +47,23 @@ async function withPrismaContext(prisma, context, fn, options = {}) {
   } catch (error) {
     // Once fn has resolved, Prisma has only the COMMIT left to send.
     throw committing ? commitFailure(error, requestId) : asOwnError(error)
+  }
+}
+
+/**
+ * `fn(tx)` inside the transaction `tx` is already in: the context set for `fn`, then the outer
+ * one put back (Prisma has no savepoints to do it; a failed `fn` fails the outer transaction).
+ */
+async function nestedPrisma(tx, setting, fn) {
+  const [{ outer }] = await tx.$queryRawUnsafe("select pg_catalog.current_setting('audit.context', true) as outer")
+  await tx.$executeRawUnsafe(SET_CONTEXT, setting)
+  try {
+    return await fn(tx)
+  } catch (error) {
+    throw asOwnError(error)
+  } finally {
+    // After a failed statement the transaction accepts nothing more; it can only roll back.
+    await tx.$executeRawUnsafe(SET_CONTEXT, outer ?? '').catch(() => {})
   }
 }
 
@@ -80,7 +115,7 @@ function auditExtension(options = {}) {
       },
       query: {
         async $allOperations({ model, operation, args, query, __internalParams }) {
-          if (WRITES.has(operation)) {
+          if (mayWrite(operation, args)) {
             const inTransaction = __internalParams
               ? __internalParams.transaction !== undefined
               : inOurTransaction.getStore() === true

@@ -9,16 +9,17 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const root = new URL('..', import.meta.url).pathname
 
-function step(title, command, args, { capture = false, env = {} } = {}) {
+function step(title, command, args, { capture = false, echo = true, env = {} } = {}) {
   console.log(`\n=== ${title}: ${[command, ...args].join(' ')}`)
   const started = Date.now()
   const result = spawnSync(command, args, {
     cwd: root,
     stdio: capture ? ['inherit', 'pipe', 'inherit'] : 'inherit',
     encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
     env: { ...process.env, ...env },
   })
-  if (capture) process.stdout.write(result.stdout ?? '')
+  if (capture && echo) process.stdout.write(result.stdout ?? '')
   if (result.status !== 0) {
     console.error(`\nFAILED: ${title} (exit ${result.status ?? result.signal})`)
     process.exit(1)
@@ -27,16 +28,20 @@ function step(title, command, args, { capture = false, env = {} } = {}) {
   return result.stdout ?? ''
 }
 
-/** Every integration test file of a cargo run must have run at least one test. */
-function checkCargoCounts(output) {
-  const suites = [...output.matchAll(/Running (tests\/\S+\.rs)[^\n]*\n[\s\S]*?test result: \w+\. (\d+) passed/g)]
-  const empty = suites.filter(([, , passed]) => Number(passed) === 0).map(([, file]) => file)
-  const total = [...output.matchAll(/test result: \w+\. (\d+) passed/g)].reduce((n, m) => n + Number(m[1]), 0)
-  if (suites.length === 0 || empty.length > 0 || total === 0) {
-    console.error(`FAILED: cargo ran no tests in: ${empty.join(', ') || 'any integration file'}`)
+/**
+ * Every Rust test file must hold at least one test (an emptied file would otherwise pass
+ * silently), read from cargo-nextest's JSON list of test binaries.
+ */
+function checkRustTests(listJson) {
+  const suites = Object.values(JSON.parse(listJson)['rust-suites'])
+  const files = suites.filter((suite) => suite.kind === 'test')
+  const empty = files.filter((suite) => Object.keys(suite.testcases).length === 0).map((suite) => suite['binary-id'])
+  if (files.length === 0 || empty.length > 0) {
+    console.error(`FAILED: no tests in: ${empty.join(', ') || 'any Rust test file'}`)
     process.exit(1)
   }
-  console.log(`Rust: ${total} tests passed in ${suites.length} integration files and the unit tests.`)
+  const total = suites.reduce((n, suite) => n + Object.keys(suite.testcases).length, 0)
+  console.log(`Rust: ${total} tests in ${files.length} test files and the unit tests.`)
 }
 
 function checkNodeCounts(output, files) {
@@ -76,6 +81,11 @@ function addonIsFresh() {
 if (!existsSync(new URL('../node_modules/.bin/napi', import.meta.url))) {
   step('dependencies', 'npm', ['install', '--no-audit', '--no-fund'])
 }
+// cargo-nextest runs the Rust tests: one process per test, a verdict in its exit code and a JSON
+// list of what it runs. Installed on first use, as the npm dependencies are.
+if (spawnSync('cargo', ['nextest', '--version'], { stdio: 'ignore' }).status !== 0) {
+  step('cargo-nextest', 'cargo', ['install', 'cargo-nextest', '--locked'])
+}
 step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 // napi's CLI hands cargo a new type-definition folder on every run, so each build relinks the
@@ -111,8 +121,10 @@ if (!process.env.DATABASE_URL) {
   process.env.DATABASE_URL = server.url('postgres')
 }
 try {
-  // cargo names each test file on stderr and reports its results on stdout: read them together.
-  checkCargoCounts(step('Rust and SQL tests', 'sh', ['-c', 'cargo test --workspace --no-fail-fast 2>&1'], { capture: true }))
+  checkRustTests(step('Rust test list', 'cargo', ['nextest', 'list', '--workspace', '--message-format', 'json'],
+    { capture: true, echo: false }))
+  step('Rust and SQL tests', 'cargo', ['nextest', 'run', '--workspace', '--no-fail-fast'])
+  step('Rust doc examples', 'cargo', ['test', '--workspace', '--doc'])
   const nodeFiles = readdirSync(new URL('../tests/node', import.meta.url)).filter((f) => f.endsWith('.test.mjs'))
   const nodeOutput = step('Node tests', process.execPath,
     ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })

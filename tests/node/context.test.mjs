@@ -269,6 +269,32 @@ test('hostile headers and odd actors never take the Express server down', async 
   assert.equal(rows[2].actor_id, 'u-1')
 })
 
+test('headers sent as UTF-8 are stored as the text the client sent, and the request id echoed as sent', async (t) => {
+  const { pool } = await setup(t)
+  const app = express()
+  app.use(auditContextMiddleware({ getActor: (req) => (req.get('x-actor-id') ? { actorId: req.get('x-actor-id') } : undefined) }))
+  app.post('/notes', async (req, res) => {
+    await withAuditContext(pool, null, (c) => c.query("insert into notes (author) values ('x')"))
+    res.json({ ok: true })
+  })
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  // fetch sends a header's characters as bytes: give it the UTF-8 bytes of the text.
+  const asBytes = (text) => Buffer.from(text, 'utf8').toString('latin1')
+  const post = (headers) => fetch(`http://127.0.0.1:${server.address().port}/notes`, { method: 'POST', headers })
+  let response = await post({ 'x-request-id': asBytes('req-café-✓'), 'user-agent': asBytes('app/☃ 1.0') })
+  assert.equal(response.status, 200)
+  assert.equal(response.headers.get('x-request-id'), asBytes('req-café-✓'), 'echoed as the client sent it')
+  // Bytes that are not UTF-8 (a Latin-1 client) stay as Node read them.
+  response = await post({ 'x-request-id': 'req-\u00e9t\u00e9' })
+  assert.equal(response.status, 200)
+  assert.equal(response.headers.get('x-request-id'), 'req-\u00e9t\u00e9')
+  const rows = await entries(pool)
+  assert.deepEqual([rows[0].request_id, rows[0].user_agent], ['req-café-✓', 'app/☃ 1.0'])
+  assert.equal(rows[1].request_id, 'req-été')
+})
+
 test('hostile headers never take the Fastify server down either', async (t) => {
   const { pool } = await setup(t)
   const app = Fastify()

@@ -1,10 +1,10 @@
 //! `audit-logs demo`: the whole story in a minute, on a throwaway PostgreSQL.
 
-use audit_logs_core::connection::quote_ident;
 use audit_logs_core::{
     AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, TemporaryPostgres,
     TrackingOptions,
 };
+use postgres_protocol::escape::escape_identifier;
 use serde_json::json;
 
 use crate::print::Printer;
@@ -30,7 +30,7 @@ pub async fn run(database_url_given: Option<&str>, keep: bool) -> Result<(), Err
             admin
                 .connect()
                 .await?
-                .batch_execute(&format!("create database {}", quote_ident(&name)))
+                .batch_execute(&format!("create database {}", escape_identifier(&name)))
                 .await
                 .map_err(|e| Error::PermissionDenied {
                     reason: format!(
@@ -61,7 +61,7 @@ pub async fn run(database_url_given: Option<&str>, keep: bool) -> Result<(), Err
                 .await?
                 .batch_execute(&format!(
                     "drop database {} with (force)",
-                    quote_ident(&name)
+                    escape_identifier(&name)
                 ))
                 .await?;
             println!("\nDropped database {name}.");

@@ -458,7 +458,9 @@ fn parse_number(key: &str, value: &str, min: usize, max: usize) -> Result<usize>
         })
 }
 
-/// Quotes an identifier as PostgreSQL does when it must.
+/// Quotes an identifier when it must, as PostgreSQL's `quote_ident` does (keywords aside), for
+/// names shown to people and a `search_path` option; DDL quotes with
+/// `postgres_protocol::escape::escape_identifier`, which always quotes.
 pub fn quote_ident(name: &str) -> String {
     let plain = name
         .chars()

@@ -374,6 +374,13 @@ fn from_server(code: &str, message: &str, hint: Option<&str>, table: Option<&str
             denied: full_message.to_owned(),
             role: None,
         },
+        // insufficient_privilege on a maintenance function: granted to audit_maintainer only
+        "42501" if is_maintenance(full_message) => Error::PermissionDenied {
+            reason: format!(
+                "{full_message}: seal, maintain, redact and configure are for audit_maintainer; \
+                 as the role that ran the migrations: grant audit_maintainer to <this role>"
+            ),
+        },
         // insufficient_privilege
         "42501" => Error::PermissionDenied {
             reason: with_hint(full_message.to_owned(), hint),
@@ -398,6 +405,17 @@ fn is_about_the_log(message: &str) -> bool {
         "view tracked_tables",
     ];
     READABLE.iter().any(|name| message.ends_with(name))
+}
+
+/// Whether a "permission denied" names one of the functions granted to `audit_maintainer`.
+fn is_maintenance(message: &str) -> bool {
+    const MAINTENANCE: [&str; 4] = [
+        "function seal",
+        "function maintain",
+        "function redact",
+        "function configure",
+    ];
+    MAINTENANCE.iter().any(|name| message.ends_with(name))
 }
 
 impl Error {

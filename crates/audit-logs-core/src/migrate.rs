@@ -133,6 +133,14 @@ async fn applied_migrations(client: &mut Client) -> Result<Vec<refinery::Migrati
         Err(e) if matches!(source_db_code(&e), Some(c) if c == SqlState::UNDEFINED_TABLE || c == SqlState::INVALID_SCHEMA_NAME) => {
             Ok(Vec::new())
         }
+        // A role that is not an audit_reader: name the grant, as reads of the log do.
+        Err(e) if source_db_code(&e) == Some(SqlState::INSUFFICIENT_PRIVILEGE) => {
+            let denied = Error::NotAReader {
+                denied: format!("permission denied for table {HISTORY_TABLE}"),
+                role: None,
+            };
+            Err(denied.naming_the_role(&*client).await)
+        }
         Err(e) => Err(from_refinery(e)),
     }
 }

@@ -462,6 +462,9 @@ mod os {
     use std::path::Path;
     use std::process::Command;
 
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+
     use super::{fail, RunAs, Shutdown};
     use crate::error::Result;
 
@@ -487,24 +490,20 @@ mod os {
     }
 
     pub(super) fn run_as() -> Result<Option<RunAs>> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
-        let name = std::ffi::CString::new("postgres").expect("no NUL");
-        // SAFETY: getpwnam returns a pointer to static storage or null; we copy the two ids out
-        // before any other call could overwrite it.
-        let entry = unsafe { libc::getpwnam(name.as_ptr()) };
-        if entry.is_null() {
-            return Err(fail(
+        match nix::unistd::User::from_name("postgres") {
+            Ok(Some(user)) => Ok(Some(RunAs {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+            })),
+            _ => Err(fail(
                 "initdb refuses to run as root and there is no `postgres` OS user to run it as; \
                  create one (useradd postgres) or set DATABASE_URL"
                     .into(),
-            ));
+            )),
         }
-        // SAFETY: checked non-null above.
-        let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-        Ok(Some(RunAs { uid, gid }))
     }
 
     /// Its own process group, so that a last-resort SIGKILL reaches its backends too; on Linux,
@@ -516,7 +515,7 @@ mod os {
         #[cfg(target_os = "linux")]
         unsafe {
             server.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT)?;
                 Ok(())
             });
         }
@@ -525,20 +524,20 @@ mod os {
     /// SIGINT is PostgreSQL's fast shutdown, SIGQUIT its immediate one.
     pub(super) fn stop(pid: u32, shutdown: Shutdown, _postgres: &Path, _data: &Path) {
         let signal = match shutdown {
-            Shutdown::Fast => libc::SIGINT,
-            Shutdown::Immediate => libc::SIGQUIT,
+            Shutdown::Fast => Signal::SIGINT,
+            Shutdown::Immediate => Signal::SIGQUIT,
         };
-        // SAFETY: plain kill(2) on the pid we started.
-        unsafe {
-            libc::kill(pid as libc::pid_t, signal);
-        }
+        // Gone already is fine: there is nothing left to stop.
+        let _ = kill(server_pid(pid), signal);
     }
 
+    /// The process group the server leads: its backends too.
     pub(super) fn kill_tree(pid: u32) {
-        // SAFETY: plain kill(2) on the process group the server leads.
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-        }
+        let _ = killpg(server_pid(pid), Signal::SIGKILL);
+    }
+
+    fn server_pid(pid: u32) -> Pid {
+        Pid::from_raw(pid as i32)
     }
 }
 

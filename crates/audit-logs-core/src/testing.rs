@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::Type;
 
-use crate::connection::{quote_ident, ConnectOptions};
+use postgres_protocol::escape::escape_identifier;
+
+use crate::connection::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::temporary::TemporaryPostgres;
 
@@ -44,7 +46,7 @@ impl TestDatabase {
         let name = format!("audit_logs_test_{}", uuid::Uuid::new_v4().simple());
         let client = admin.connect().await?;
         client
-            .batch_execute(&format!("create database {}", quote_ident(&name)))
+            .batch_execute(&format!("create database {}", escape_identifier(&name)))
             .await
             .map_err(|e| crate::error::from_query(e, None))?;
         let url = database_url(&server_url().await?, &name)?;
@@ -65,7 +67,7 @@ impl TestDatabase {
         );
         let client = self.admin.connect().await?;
         client
-            .batch_execute(&format!("create role {} login", quote_ident(&role)))
+            .batch_execute(&format!("create role {} login", escape_identifier(&role)))
             .await
             .map_err(|e| crate::error::from_query(e, None))?;
         self.roles.lock().expect("roles lock").push(role.clone());
@@ -97,10 +99,10 @@ impl Drop for TestDatabase {
                         )
                         .await;
                     let _ = client
-                        .batch_execute(&format!("drop database if exists {}", quote_ident(&name)))
+                        .batch_execute(&format!("drop database if exists {}", escape_identifier(&name)))
                         .await;
                     for role in roles {
-                        let _ = client.batch_execute(&format!("drop role if exists {}", quote_ident(&role))).await;
+                        let _ = client.batch_execute(&format!("drop role if exists {}", escape_identifier(&role))).await;
                     }
                 }
             });

@@ -270,7 +270,7 @@ pub(crate) async fn enable(
 ) -> Result<TrackedTable> {
     let resolved = table.resolve(client).await?;
     let shown = resolved.target_type.clone();
-    client
+    let enabled = client
         .query_typed(
             "select audit.enable_tracking($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4)",
             &[
@@ -281,13 +281,49 @@ pub(crate) async fn enable(
             ],
         )
         .await
-        .map_err(|e| from_query(e, Some(&shown)))?;
+        .map_err(|e| from_query(e, Some(&shown)));
+    if let Err(Error::PermissionDenied { reason }) = enabled {
+        return Err(not_the_owner(client, resolved.oid, &shown, reason).await);
+    }
+    enabled?;
     find(client, resolved.oid)
         .await?
         .ok_or(Error::TableNotFound {
             table: shown,
             hint: None,
         })
+}
+
+/// A migrating role that may write the log but does not own the table (a managed database's
+/// admin, not a superuser) cannot create the capture triggers on it: say whose table it is and
+/// the grant that lets the role act for its owner.
+async fn not_the_owner(
+    client: &impl GenericClient,
+    oid: u32,
+    table: &str,
+    reason: String,
+) -> Error {
+    let roles = client
+        .query_typed_opt(
+            "select pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner)),
+                    pg_catalog.quote_ident(current_user::pg_catalog.text)
+               from pg_catalog.pg_class c where c.oid = $1
+                and not pg_catalog.pg_has_role(c.relowner, 'USAGE')",
+            &[(&oid, Type::OID)],
+        )
+        .await;
+    match roles {
+        Ok(Some(row)) => {
+            let (owner, role): (String, String) = (row.get(0), row.get(1));
+            Error::PermissionDenied {
+                reason: format!(
+                    "{reason}: enable creates triggers on {table}, which only its owner ({owner}) or a superuser may do; \
+                     run it as one of them, or first: grant {owner} to {role}"
+                ),
+            }
+        }
+        _ => Error::PermissionDenied { reason },
+    }
 }
 
 pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Result<bool> {

@@ -135,15 +135,18 @@ async fn a_seal_killed_midway_reruns_cleanly_and_verifies() {
     assert!(report.ok && report.rows_checked == 150_000, "{report:?}");
 }
 
-/// Everything a migration creates in a database: relations, functions and triggers of the audit
-/// schema, and event triggers. (Roles are cluster-wide, and other tests create them too.)
+/// Everything a migration creates or replaces in a database: relations, functions (their bodies and
+/// grants) and triggers of the audit schema, and event triggers. (Roles are cluster-wide, and
+/// other tests create them too.)
 async fn audit_objects(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
-            "select 'relation ' || relname || ' ' || relkind::text from pg_class
+            "select 'relation ' || relname || ' ' || relkind::text || coalesce(' ' || relacl::text, '') from pg_class
               where relnamespace = 'audit'::regnamespace
              union all
-             select 'function ' || p.oid::regprocedure::text from pg_proc p
+             -- With a digest of the body and the grants: a migration may only replace functions
+             -- (V7 does) or grant (V8).
+             select 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) || coalesce(' ' || proacl::text, '') from pg_proc p
               where pronamespace = 'audit'::regnamespace
              union all
              select 'trigger ' || tgname || ' on ' || tgrelid::regclass::text from pg_trigger

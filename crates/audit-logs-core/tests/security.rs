@@ -88,8 +88,11 @@ async fn hostile_search_path(serialization: &str) {
     assert_eq!(used, 1, "capture of orders serializes {serialization}");
     // Objects with the names the capture code uses, in a schema searched before pg_catalog.
     // Had any of them been called, it would have written to evil.calls as the audit owner.
+    // Usable by every role, audit_writer included: a name capture resolves through the search
+    // path would find them.
     app.batch_execute(
         r#"create schema evil;
+           grant usage on schema evil to public;
            create table evil.calls (what text);
            grant insert on evil.calls to public;
            create function evil.current_setting(text, boolean) returns text language sql

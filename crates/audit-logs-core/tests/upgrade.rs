@@ -157,10 +157,7 @@ async fn a_v5_install_upgrades_to_recorded_schema_changes_and_history_follows_it
     );
 
     let report = f.audit.migrate(false).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
-        [6]
-    );
+    assert_eq!(report.applied.first().map(|m| m.version), Some(6));
     assert_eq!(
         &f.entries().await[..before.len()],
         &before[..],
@@ -199,6 +196,132 @@ async fn a_v5_install_upgrades_to_recorded_schema_changes_and_history_follows_it
         f.schema_changes().await.last().unwrap().action,
         "ddl.alter_table"
     );
+    f.audit.seal().await.unwrap();
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}
+
+/// The same changes, in the same kinds of transaction, to one of two identically tracked tables:
+/// attributed by set_context (every field, metadata and a reason), by a context set by hand
+/// (ignored, and flagged), by none; a key change, an unchanged row, an excluded column, a
+/// delete and a TRUNCATE.
+fn workload(table: &str) -> String {
+    format!(
+        "begin;
+         select audit.set_context('{{\"actor_id\": \"7\", \"actor_type\": \"user\", \"actor_email\": \"a@x.io\",
+           \"ip_address\": \"10.0.0.1\", \"user_agent\": \"ua\", \"request_id\": \"r-1\", \"reason\": \"why\",
+           \"metadata\": {{\"k\": 1}}}}');
+         insert into {table} values (1, 'a@x.io', 'secret', 1), (2, 'b@x.io', 'secret', 2);
+         update {table} set n = n + 1 where id = 1;
+         update {table} set id = 20 where id = 2;
+         update {table} set n = n where id = 1;
+         update {table} set secret = 'other' where id = 1;
+         commit;
+         begin;
+         select set_config('audit.context', '{{\"actor_id\": \"forged\"}}', true);
+         update {table} set email = 'c@x.io' where id = 1;
+         commit;
+         begin;
+         select audit.set_context('{{\"reason\": \"cleanup\"}}');
+         delete from {table} where id = 20;
+         commit;
+         insert into {table} values (3, 'd@x.io', 'secret', 3);
+         truncate {table};"
+    )
+}
+
+/// What an entry says, without what differs between two runs (ids, times, the table's name).
+fn content(e: &audit_logs_core::AuditEntry) -> String {
+    format!(
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        e.action,
+        e.target_id,
+        e.old_target_id,
+        e.old_values,
+        e.new_values,
+        e.changed_fields,
+        e.actor_id,
+        e.actor_type,
+        e.actor_email,
+        e.ip_address,
+        e.user_agent,
+        e.request_id,
+        e.metadata
+    )
+}
+
+/// A database as V1-V6 left it, tracked and with history, then migrated by this build: V7
+/// regenerates the capture functions in place (the context read in fewer statements), which
+/// record exactly what V6's did.
+#[tokio::test]
+async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v6 = migrate::MigrateOptions {
+        until: Some(6),
+        ..Default::default()
+    };
+    migrate::run(&options, &until_v6).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table before_upgrade (id int primary key, email text, secret text, n int);
+         create table after_upgrade (id int primary key, email text, secret text, n int);
+         create table strict (id int primary key);
+         select audit.enable_tracking('before_upgrade', '{secret}');
+         select audit.enable_tracking('after_upgrade', '{secret}');
+         select audit.enable_tracking('strict', require_context => true);",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(&workload("before_upgrade")).await.unwrap();
+    let before = f.row_changes().await;
+    assert_eq!(before.len(), 10, "{before:?}");
+    let triggers = "select string_agg(oid::text, ',' order by oid) from pg_trigger where tgname like 'audit_capture_%'";
+    let triggers_before: String = db.query_one(triggers, &[]).await.unwrap().get(0);
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(7));
+    let triggers_after: String = db.query_one(triggers, &[]).await.unwrap().get(0);
+    assert_eq!(
+        triggers_after, triggers_before,
+        "the application's tables are left alone: their triggers are the same ones"
+    );
+    assert_eq!(f.row_changes().await, before, "history untouched");
+    let old_template = f
+        .count(
+            "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
+              and proname like 'capture %' and prosrc like '%attributed%'",
+        )
+        .await;
+    assert_eq!(old_template, 0, "every capture function was regenerated");
+    assert!(f
+        .audit
+        .tracked_tables()
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.needs_refresh.is_empty() && t.capture_role == "audit_writer"));
+
+    db.batch_execute(&workload("after_upgrade")).await.unwrap();
+    let after = f.row_changes().await[before.len()..].to_vec();
+    assert!(after
+        .iter()
+        .all(|e| e.target_type.as_deref() == Some("public.after_upgrade")));
+    assert_eq!(
+        after.iter().map(content).collect::<Vec<_>>(),
+        before.iter().map(content).collect::<Vec<_>>()
+    );
+
+    // A table that requires a context still refuses a write without one, and takes one with.
+    let refused = db
+        .batch_execute("insert into strict values (1)")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "AL006");
+    db.batch_execute(
+        "begin; select audit.set_context('{\"actor_id\": \"7\"}'); insert into strict values (1); commit;",
+    )
+    .await
+    .unwrap();
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }

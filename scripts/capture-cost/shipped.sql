@@ -1,0 +1,1 @@
+-- Capture as the migrations install it: the reference every other variant changes one thing of.
