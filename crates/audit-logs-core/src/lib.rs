@@ -30,15 +30,18 @@
 
 pub mod connection;
 pub mod context;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod integrity;
 #[cfg(feature = "napi")]
 mod js;
 pub mod migrate;
 pub mod orm;
 pub mod protect;
 pub mod queries;
+pub mod retention;
 pub mod temporary;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -57,18 +60,17 @@ use tokio_postgres::GenericClient;
 
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
+pub use erasure::{RedactReport, RedactRequest, Subject};
 pub use error::{Error, Result};
 pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};
+pub use integrity::{Problem, ProblemKind, SealReport, VerifyOptions, VerifyReport};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
-pub use protect::{
-    MaintainOptions, MaintainReport, Problem, ProblemKind, RedactReport, RedactRequest, SealReport,
-    Settings, Subject, VerifyOptions, VerifyReport,
-};
 pub use queries::{
     Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
     PointState, SearchPage, StatePoint, TimeRange,
 };
+pub use retention::{MaintainOptions, MaintainReport, Settings};
 pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 

@@ -1,0 +1,13 @@
+//! Tamper evidence: seals (a hash chain over the rows, made in the database by `audit.seal()`)
+//! and verification, which recomputes the chain itself so that it trusts no function stored in
+//! the database.
+//!
+//! [`digest`] holds the canonical serialization, shared with the SQL side; [`seal`] makes a
+//! seal; [`verify`] checks the chain and reports.
+
+pub mod digest;
+pub mod seal;
+pub mod verify;
+
+pub use seal::SealReport;
+pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport};
