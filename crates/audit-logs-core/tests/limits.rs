@@ -28,6 +28,32 @@ async fn database_accepts(
     }
 }
 
+/// Each case's verdicts (its name, Rust's result, whether Rust accepts it, whether the database
+/// does) must agree, and the cases must straddle the limits: both verdicts occur.
+fn assert_same_verdicts(verdicts: &[(String, String, bool, bool)]) {
+    let disagreements: Vec<String> = verdicts
+        .iter()
+        .filter(|(_, _, rust, database)| rust != database)
+        .map(|(case, rust, _, database)| {
+            format!("{case}: Rust {rust}, database accepts: {database}")
+        })
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "Rust and the database disagree on:\n{}",
+        disagreements.join("\n")
+    );
+    let accepted = verdicts
+        .iter()
+        .filter(|(_, _, _, database)| *database)
+        .count();
+    assert!(
+        accepted > 0 && accepted < verdicts.len(),
+        "{accepted} of {} accepted",
+        verdicts.len()
+    );
+}
+
 /// A context in JavaScript's spelling, as the Rust layer reads it, and the same in the
 /// database's spelling (snake_case keys), as SQL users pass it to `audit.set_context`.
 fn context_case(fields: &[(&str, Value)]) -> (Value, Value) {
@@ -131,8 +157,7 @@ async fn a_context_is_accepted_by_rust_exactly_when_the_database_accepts_it() {
     ));
     cases.push(("an empty context".into(), vec![]));
 
-    let mut disagreements = Vec::new();
-    let mut accepted = 0;
+    let mut verdicts = Vec::new();
     for (name, fields) in &cases {
         let (camel, snake) = context_case(fields);
         let rust = AuditContext::from_camel_case(camel).and_then(|c| c.to_setting());
@@ -142,24 +167,9 @@ async fn a_context_is_accepted_by_rust_exactly_when_the_database_accepts_it() {
             &[&snake.to_string()],
         )
         .await;
-        accepted += usize::from(database);
-        if rust.is_ok() != database {
-            disagreements.push(format!(
-                "{name}: Rust {rust:?}, database accepts: {database}"
-            ));
-        }
+        verdicts.push((name.clone(), format!("{rust:?}"), rust.is_ok(), database));
     }
-    assert!(
-        disagreements.is_empty(),
-        "Rust and the database disagree on:\n{}",
-        disagreements.join("\n")
-    );
-    // The cases straddle each limit: both verdicts occur.
-    assert!(
-        accepted > 0 && accepted < cases.len(),
-        "{accepted} of {} accepted",
-        cases.len()
-    );
+    assert_same_verdicts(&verdicts);
 }
 
 #[tokio::test]
@@ -238,8 +248,7 @@ async fn an_event_is_accepted_by_rust_exactly_when_the_database_accepts_it() {
         cases.push((format!("metadata with {count} times 1e300"), e));
     }
 
-    let mut disagreements = Vec::new();
-    let mut accepted = 0;
+    let mut verdicts = Vec::new();
     for (name, e) in &cases {
         let rust = e.check();
         let metadata = e.metadata.clone().map(|m| Value::Object(m).to_string());
@@ -249,21 +258,7 @@ async fn an_event_is_accepted_by_rust_exactly_when_the_database_accepts_it() {
             &[&e.action, &e.target_type, &e.target_id, &metadata],
         )
         .await;
-        accepted += usize::from(database);
-        if rust.is_ok() != database {
-            disagreements.push(format!(
-                "{name}: Rust {rust:?}, database accepts: {database}"
-            ));
-        }
+        verdicts.push((name.clone(), format!("{rust:?}"), rust.is_ok(), database));
     }
-    assert!(
-        disagreements.is_empty(),
-        "Rust and the database disagree on:\n{}",
-        disagreements.join("\n")
-    );
-    assert!(
-        accepted > 0 && accepted < cases.len(),
-        "{accepted} of {} accepted",
-        cases.len()
-    );
+    assert_same_verdicts(&verdicts);
 }
