@@ -274,7 +274,7 @@ impl AuditLogs {
                 }
                 Target::Type(target_type) => (target_type.clone(), Vec::new()),
             };
-            history::of_record(
+            let entries = history::of_record(
                 client,
                 &target_type,
                 &aliases,
@@ -282,7 +282,15 @@ impl AuditLogs {
                 query.limit,
                 query.before,
             )
-            .await
+            .await?;
+            if let (true, Target::Table(table)) = (entries.is_empty(), &query.target) {
+                // A name that is no table and has no entries is a typo (`Post` for `posts`),
+                // not an empty history: say so, with the table it may mean.
+                if let Err(not_found @ Error::TableNotFound { .. }) = table.resolve(client).await {
+                    return Err(not_found);
+                }
+            }
+            Ok(entries)
         })
         .await
     }

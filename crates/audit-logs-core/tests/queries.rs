@@ -903,3 +903,42 @@ async fn events_are_recorded_with_the_request_context_and_refused_when_bad() {
         1
     );
 }
+
+#[tokio::test]
+async fn history_of_a_name_that_is_no_table_says_so_and_names_the_table_it_may_mean() {
+    let f = common::migrated().await;
+    f.sql()
+        .await
+        .batch_execute(
+            "create table posts (id int primary key, title text);
+             select audit.enable_tracking('posts');
+             insert into posts values (1, 'a');
+             create table gone (id int primary key);
+             select audit.enable_tracking('gone');
+             insert into gone values (1);
+             drop table gone;",
+        )
+        .await
+        .unwrap();
+    // Prisma's model name for the table `posts`: a typo, not an empty history.
+    let err = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery::of_table("Post", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_TABLE_NOT_FOUND", "{err}");
+    assert!(err.to_string().contains("public.posts"), "{err}");
+    // A table that exists, and a dropped one with history, still answer as before.
+    let none = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery::of_table("posts", 2))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let dropped = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery::of_table("gone", 1))
+        .await
+        .unwrap();
+    assert_eq!(dropped.len(), 1);
+}
