@@ -435,7 +435,14 @@ impl AuditLogs {
                 to: range.to,
                 ..Default::default()
             };
-            queries::field_changes(client, &target_type, field, id, &within, page).await
+            let changes =
+                queries::field_changes(client, &target_type, field, id, &within, page).await?;
+            if changes.is_empty() {
+                if let Some(unknown) = tracking::unknown_column(client, &target_type, field).await {
+                    return Err(unknown);
+                }
+            }
+            Ok(changes)
         })
         .await
     }

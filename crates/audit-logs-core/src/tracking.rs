@@ -211,6 +211,47 @@ fn closest_table<'a>(wanted: &str, tables: &'a [(String, String)]) -> Option<&'a
         .map(|(_, qualified)| qualified.as_str())
 }
 
+/// When `field` is not a column of the table `target_type` names (an ORM's field name,
+/// `authorId` for `author_id`), the error saying so, with the column it may mean. `None` when it
+/// is one, or when the table is gone (its history keeps the columns it had).
+pub(crate) async fn unknown_column(
+    client: &impl GenericClient,
+    target_type: &str,
+    field: &str,
+) -> Option<Error> {
+    let rows = client
+        .query_typed(
+            "select a.attname::text from pg_catalog.pg_attribute a
+              where a.attrelid = pg_catalog.to_regclass($1) and a.attnum > 0 and not a.attisdropped",
+            &[(&target_type, Type::TEXT)],
+        )
+        .await
+        .ok()?;
+    let columns: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    if columns.is_empty() || columns.iter().any(|c| c == field) {
+        return None;
+    }
+    let snake = to_snake_case(field);
+    let meant = columns
+        .iter()
+        .find(|c| **c == snake || c.to_lowercase() == field.to_lowercase())
+        .or_else(|| {
+            columns
+                .iter()
+                .map(|c| (strsim::damerau_levenshtein(&snake, c), c))
+                .filter(|(distance, _)| *distance <= 2)
+                .min_by_key(|(distance, _)| *distance)
+                .map(|(_, c)| c)
+        });
+    let hint = meant.map_or_else(String::new, |c| format!("; did you mean {c}?"));
+    Some(Error::InvalidColumn {
+        table: target_type.to_owned(),
+        message: format!(
+            "{target_type} has no column {field:?}{hint} (fields are the table's column names)"
+        ),
+    })
+}
+
 /// `BlogPost` or `blogPost` as `blog_post`, the table name an ORM makes of a model.
 pub(crate) fn to_snake_case(name: &str) -> String {
     let mut snake = String::with_capacity(name.len() + 4);

@@ -373,7 +373,8 @@ async fn field_changes_list_every_update_of_one_column() {
             (Some(json!("Bob")), Some(json!("Bobby")))
         ]
     );
-    let none = f
+    // A name that is no column of the table, with no history, is an error that says so.
+    let unknown = f
         .audit
         .field_changes(
             &table,
@@ -383,8 +384,8 @@ async fn field_changes_list_every_update_of_one_column() {
             &Page::default(),
         )
         .await
-        .unwrap();
-    assert!(none.is_empty());
+        .unwrap_err();
+    assert_eq!(unknown.code(), "AUDIT_LOGS_INVALID_COLUMN");
 }
 
 #[tokio::test]
@@ -941,4 +942,35 @@ async fn history_of_a_name_that_is_no_table_says_so_and_names_the_table_it_may_m
         .await
         .unwrap();
     assert_eq!(dropped.len(), 1);
+}
+
+#[tokio::test]
+async fn field_changes_of_a_field_that_is_no_column_says_so_and_names_the_column() {
+    let f = common::migrated().await;
+    f.sql()
+        .await
+        .batch_execute(
+            "create table posts (id int primary key, author_id int, title text);
+             select audit.enable_tracking('posts');
+             insert into posts values (1, 7, 'a');
+             update posts set author_id = 8;",
+        )
+        .await
+        .unwrap();
+    let changes = |field: &'static str| {
+        let table: TableRef = "posts".into();
+        let audit = &f.audit;
+        async move {
+            audit
+                .field_changes(&table, field, None, TimeRange::default(), &Page::default())
+                .await
+        }
+    };
+    // Prisma's field name for the column author_id.
+    let err = changes("authorId").await.unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_INVALID_COLUMN", "{err}");
+    assert!(err.to_string().contains("did you mean author_id?"), "{err}");
+    assert_eq!(changes("author_id").await.unwrap().len(), 1);
+    // A column that exists and never changed is an empty answer, not an error.
+    assert!(changes("title").await.unwrap().is_empty());
 }
