@@ -233,9 +233,18 @@ async fn time_query(
                 (&51i64, Type::INT8),
             ],
         };
+        // As the library runs it: statesAt in a transaction of its own settings.
+        let setup =
+            (name == "states at, 100 points").then_some(audit_logs_core::queries::STATES_AT_SETUP);
+        if let Some(setup) = setup {
+            client.batch_execute(&format!("begin; {setup}")).await?;
+        }
         let rows = client
             .query_typed(&format!("explain (analyze, format json) {sql}"), &params)
             .await?;
+        if setup.is_some() {
+            client.batch_execute("commit").await?;
+        }
         times.push(execution_time(&rows)?);
         if i == 0 {
             plan_text = text_plan(client, sql, &params).await?;

@@ -339,7 +339,16 @@ impl AuditLogs {
     ) -> Result<Vec<PointState>> {
         self.with_client(async |client| {
             let target_type = self.target_type_of(client, table).await?;
-            queries::states_at(client, &target_type, points).await
+            client
+                .batch_execute(&format!("begin; {}", queries::STATES_AT_SETUP))
+                .await
+                .map_err(|e| error::from_query(e, None))?;
+            let states = queries::states_at(client, &target_type, points).await;
+            let end = if states.is_ok() { "commit" } else { "rollback" };
+            let ended = client.batch_execute(end).await;
+            let states = states?;
+            ended.map_err(|e| error::from_query(e, None))?;
+            Ok(states)
         })
         .await
     }
