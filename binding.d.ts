@@ -416,17 +416,17 @@ export declare class TemporaryPostgres {
 /** The context shape accepted by {@link serializeContext}. */
 export interface AuditContext {
   /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
-  actorId?: string | number
+  actorId?: string | number | undefined
   /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
-  actorType?: string
-  actorEmail?: string
+  actorType?: string | undefined
+  actorEmail?: string | undefined
   /** IPv4 or IPv6. */
-  ipAddress?: string
-  userAgent?: string
+  ipAddress?: string | undefined
+  userAgent?: string | undefined
   /** Stored as text: an integer is stored as its digits. */
-  requestId?: string | number
-  reason?: string
-  migrationName?: string
+  requestId?: string | number | undefined
+  reason?: string | undefined
+  migrationName?: string | undefined
   /** Free-form details, merged into the `metadata` column. */
   metadata?: any
 }
@@ -501,26 +501,26 @@ export interface FieldChangesOptions {
  */
 export interface Filters {
   /** A table (its rows' changes); it may have been dropped since. */
-  table?: string | TableName
+  table?: string | TableName | undefined
   /** Any `target_type` (a table's `schema.table`, or an event's). */
-  targetType?: string
+  targetType?: string | undefined
   /** One record's key (an array for a composite key) or an event target's id. */
-  targetId?: string | number | Array<string | number | boolean | null>
+  targetId?: string | number | Array<string | number | boolean | null> | undefined
   /** One action or any of several: `'UPDATE'`, `['user.login', 'user.logout']`. */
-  action?: string | Array<string>
-  actorId?: string
-  actorType?: string
-  actorEmail?: string
-  requestId?: string
-  txid?: number
+  action?: string | Array<string> | undefined
+  actorId?: string | undefined
+  actorType?: string | undefined
+  actorEmail?: string | undefined
+  requestId?: string | undefined
+  txid?: number | undefined
   /** UPDATEs that changed this column. */
-  changedField?: string
+  changedField?: string | undefined
   /** Entries whose metadata contains this object, e.g. `{ reason: 'gdpr' }`. */
-  metadataContains?: any
+  metadataContains?: any | undefined
   /** `from <= createdAt`. */
-  from?: Date | string
+  from?: Date | string | undefined
   /** `createdAt < to`. */
-  to?: Date | string
+  to?: Date | string | undefined
 }
 
 /** Options of {@link AuditLogs.history}: give `table` (row changes) or `targetType` (events). */

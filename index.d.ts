@@ -276,9 +276,9 @@ export function currentAuditContext(): Readonly<AuditContext> | undefined
 
 /** A request as the middleware reads it (Express and Fastify requests both fit). */
 export interface RequestLike {
-  ip?: string
+  ip?: string | undefined
   headers: Record<string, string | string[] | undefined>
-  socket?: { remoteAddress?: string }
+  socket?: { remoteAddress?: string | undefined } | undefined
 }
 
 export interface AuditContextMiddlewareOptions<Request extends RequestLike = RequestLike> {

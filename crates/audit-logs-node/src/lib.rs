@@ -95,28 +95,38 @@ fn time_range(from: Option<Time>, to: Option<Time>) -> core::Result<core::TimeRa
 #[napi(object)]
 pub struct Filters {
     /// A table (its rows' changes); it may have been dropped since.
+    #[napi(ts_type = "string | TableName | undefined")]
     pub table: Option<Either<String, TableName>>,
     /// Any `target_type` (a table's `schema.table`, or an event's).
+    #[napi(ts_type = "string | undefined")]
     pub target_type: Option<String>,
     /// One record's key (an array for a composite key) or an event target's id.
-    #[napi(ts_type = "string | number | Array<string | number | boolean | null>")]
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null> | undefined")]
     pub target_id: Option<Value>,
     /// One action or any of several: `'UPDATE'`, `['user.login', 'user.logout']`.
+    #[napi(ts_type = "string | Array<string> | undefined")]
     pub action: Option<Either<String, Vec<String>>>,
+    #[napi(ts_type = "string | undefined")]
     pub actor_id: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub actor_type: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub actor_email: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub request_id: Option<String>,
+    #[napi(ts_type = "number | undefined")]
     pub txid: Option<i64>,
     /// UPDATEs that changed this column.
+    #[napi(ts_type = "string | undefined")]
     pub changed_field: Option<String>,
     /// Entries whose metadata contains this object, e.g. `{ reason: 'gdpr' }`.
+    #[napi(ts_type = "any | undefined")]
     pub metadata_contains: Option<Value>,
     /// `from <= createdAt`.
-    #[napi(ts_type = "Date | string")]
+    #[napi(ts_type = "Date | string | undefined")]
     pub from: Option<Time>,
     /// `createdAt < to`.
-    #[napi(ts_type = "Date | string")]
+    #[napi(ts_type = "Date | string | undefined")]
     pub to: Option<Time>,
 }
 
@@ -866,19 +876,26 @@ impl TemporaryPostgres {
 #[napi(object)]
 pub struct AuditContext {
     /// Stored as text: an integer id (an ORM's `Int` key) is stored as its digits.
-    #[napi(ts_type = "string | number")]
+    #[napi(ts_type = "string | number | undefined")]
     pub actor_id: Option<String>,
     /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
+    #[napi(ts_type = "string | undefined")]
     pub actor_type: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub actor_email: Option<String>,
     /// IPv4 or IPv6.
+    #[napi(ts_type = "string | undefined")]
     pub ip_address: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub user_agent: Option<String>,
     /// Stored as text: an integer is stored as its digits.
-    #[napi(ts_type = "string | number")]
+    #[napi(ts_type = "string | number | undefined")]
     pub request_id: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub reason: Option<String>,
+    #[napi(ts_type = "string | undefined")]
     pub migration_name: Option<String>,
     /// Free-form details, merged into the `metadata` column.
+    #[napi(ts_type = "any")]
     pub metadata: Option<Value>,
 }
