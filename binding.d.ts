@@ -180,6 +180,11 @@ export interface SealReport {
    * waiting, the latest seal's; absent only when nothing was ever sealed.
    */
   head?: string
+  /**
+   * Its first 32 hex digits, as `verify` gives them: export it, and pass it later as
+   * `against`.
+   */
+  shortHead?: string
 }
 
 /** What `status` reports: the Node object and the CLI's `status --json` alike. */

@@ -1,7 +1,7 @@
 'use strict'
 // The native binding is the API; this file adds what only JavaScript can do: request-scoped
 // context and the wrappers for node-postgres, Prisma, Express and Fastify.
-const { runWithAuditContext, currentAuditContext, codedError } = require('./lib/context.js')
+const { runWithAuditContext, currentAuditContext, codedError, serialize } = require('./lib/context.js')
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
@@ -42,7 +42,7 @@ const ActorType = Object.freeze({
 // written so that Node's static export detection sees every name (ESM `import { x }` works).
 module.exports.AuditLogs = binding.AuditLogs
 module.exports.TemporaryPostgres = binding.TemporaryPostgres
-module.exports.serializeContext = binding.serializeContext
+module.exports.serializeContext = serialize
 module.exports.ActorType = ActorType
 module.exports.withAuditContext = withAuditContext
 module.exports.runWithAuditContext = runWithAuditContext

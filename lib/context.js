@@ -14,7 +14,7 @@ const storage = new AsyncLocalStorage()
  * is returned as is.
  */
 function runWithAuditContext(context, fn) {
-  serializeContext(context)
+  serialize(context)
   const store = Object.freeze({ ...context })
   return storage.run(store, () => {
     const result = fn()
@@ -85,7 +85,33 @@ function settingFor(context, options = {}) {
     }
     return ''
   }
-  return (context == null ? serializeContext(current) : serializeContext(context, current)) ?? ''
+  return (context == null ? serialize(current) : serialize(context, current)) ?? ''
+}
+
+/**
+ * serializeContext, after refusing a number that is not finite (`Number(header)` of a bad
+ * header is NaN) by name: the native layer cannot take one, and its error names no field.
+ */
+function serialize(context, base) {
+  for (const value of [context, base]) {
+    const found = nonFinite(value, '')
+    if (found) {
+      throw codedError('AUDIT_LOGS_INVALID_CONTEXT',
+        `invalid audit context: ${found.path} is ${found.value}, which cannot be stored; pass a string or an integer`)
+    }
+  }
+  return base === undefined ? serializeContext(context) : serializeContext(context, base)
+}
+
+/** Where a NaN or an infinity sits in a value (a key path), if anywhere. */
+function nonFinite(value, path) {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : { path, value }
+  if (value === null || typeof value !== 'object') return undefined
+  for (const [key, inner] of Object.entries(value)) {
+    const found = nonFinite(inner, path ? `${path}.${key}` : key)
+    if (found) return found
+  }
+  return undefined
 }
 
 /** Sets a setting from settingFor() for the rest of the transaction (marked as this transaction's). */
@@ -93,4 +119,5 @@ const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 module.exports = {
   runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT,
+  serialize,
 }

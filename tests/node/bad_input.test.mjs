@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { test } from 'node:test'
 import pg from 'pg'
-import { AuditLogs, serializeContext, withAuditContext } from '../../index.js'
+import { AuditLogs, runWithAuditContext, serializeContext, withAuditContext } from '../../index.js'
 import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
 
 const cli = new URL('../../bin/audit-logs.js', import.meta.url).pathname
@@ -172,3 +172,15 @@ for (const [name, sql, sqlstate] of [
     assert.deepEqual(await w.fingerprint(), before, 'nothing changed')
   })
 }
+
+test('a NaN or an infinity in a context is refused by name, with the code of any bad context', () => {
+  for (const [context, path] of [
+    [{ actorId: Number('not a number') }, 'actorId'],
+    [{ actorId: '1', requestId: Infinity }, 'requestId'],
+    [{ metadata: { score: { max: -Infinity } } }, 'metadata.score.max'],
+  ]) {
+    for (const call of [() => runWithAuditContext(context, () => {}), () => serializeContext(context)]) {
+      assert.throws(call, (e) => e.code === 'AUDIT_LOGS_INVALID_CONTEXT' && e.message.includes(`${path} is`), path)
+    }
+  }
+})

@@ -40,6 +40,7 @@ test('seal and verify; an edited row is found with its id; a rewrite is caught a
   assert.equal(sealed.sealId, 1)
   assert.equal(sealed.rowCount, 10)
   assert.match(sealed.head, /^[0-9a-f]{64}$/)
+  assert.equal(sealed.shortHead, sealed.head.slice(0, 32), 'what to export, as verify gives it')
   assert.equal((await audit.seal()).sealId, undefined, 'nothing left to seal')
 
   const report = await audit.verify()

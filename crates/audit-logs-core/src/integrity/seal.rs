@@ -23,6 +23,10 @@ pub struct SealReport {
     /// waiting, the latest seal's; absent only when nothing was ever sealed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// Its first 32 hex digits, as `verify` gives them: export it, and pass it later as
+    /// `against`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_head: Option<String>,
 }
 
 impl AuditLogs {
@@ -41,12 +45,14 @@ impl AuditLogs {
                 )
                 .await
                 .map_err(|e| from_query(e, None))?;
+            let head: Option<String> = row.get(4);
             Ok(SealReport {
                 seal_id: row.get(0),
                 row_count: row.get(1),
                 from_txid: row.get(2),
                 to_txid: row.get(3),
-                head: row.get(4),
+                short_head: head.as_ref().map(|h| h.chars().take(32).collect()),
+                head,
             })
         })
         .await
