@@ -84,8 +84,8 @@ pub async fn seal(audit: &AuditLogs, out: &Printer) -> Result<i32, Error> {
     if out.json(&report) {
         return Ok(0);
     }
-    match (&report.seal_id, &report.head) {
-        (Some(id), Some(head)) => {
+    match (&report.seal_id, &report.head, &report.short_head) {
+        (Some(id), Some(head), Some(short)) => {
             println!(
                 "Sealed {} row(s) as seal #{id} (txids {} to {}).",
                 report.row_count,
@@ -93,13 +93,9 @@ pub async fn seal(audit: &AuditLogs, out: &Printer) -> Result<i32, Error> {
                 report.to_txid - 1
             );
             println!("Head: {head}");
-            println!(
-                "Export {} and check later with audit-logs verify --against {}",
-                &head[..32],
-                &head[..32]
-            );
+            println!("Export {short} and check later with audit-logs verify --against {short}");
         }
-        (None, Some(head)) => {
+        (None, Some(head), _) => {
             println!("Nothing to seal: every committed row is sealed.");
             println!("Head: {head}");
         }
