@@ -149,6 +149,23 @@ pub enum Error {
         holders: String,
     },
 
+    /// A revert would undo later changes to the records listed (see
+    /// [`crate::revert::OnConflict`]); nothing was changed.
+    #[error("{message}")]
+    RevertConflict {
+        message: String,
+        conflicts: Vec<crate::revert::RevertConflict>,
+    },
+
+    /// A revert cannot be done as asked (a table no longer tracked, a column dropped since, a
+    /// value the log does not hold); nothing was changed.
+    #[error("{message}")]
+    CannotRevert {
+        table: String,
+        column: Option<String>,
+        message: String,
+    },
+
     /// The table has a trigger of its own under one of the capture triggers' names.
     #[error("{message}")]
     TriggerNameTaken { table: String, message: String },
@@ -216,6 +233,8 @@ impl Error {
             Error::CaptureRefused { .. } => "AUDIT_LOGS_CAPTURE_REFUSED",
             Error::TriggerNameTaken { .. } => "AUDIT_LOGS_TRIGGER_NAME_TAKEN",
             Error::LockTimeout { .. } => "AUDIT_LOGS_LOCK_TIMEOUT",
+            Error::RevertConflict { .. } => "AUDIT_LOGS_REVERT_CONFLICT",
+            Error::CannotRevert { .. } => "AUDIT_LOGS_CANNOT_REVERT",
         }
     }
 

@@ -42,6 +42,7 @@ pub mod orm;
 pub mod protect;
 pub mod queries;
 pub mod retention;
+pub mod revert;
 pub mod temporary;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -71,6 +72,10 @@ pub use queries::{
     PointState, SearchPage, StatePoint, TimeRange,
 };
 pub use retention::{MaintainOptions, MaintainReport, Settings};
+pub use revert::{
+    FieldRevert, OnConflict, RecordRevert, RevertConflict, RevertOptions, RevertReport,
+    RevertTarget,
+};
 pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 
@@ -452,6 +457,34 @@ impl AuditLogs {
                 }
             }
             Ok(changes)
+        })
+        .await
+    }
+
+    /// Undoes what `target` names, newest change first, in one transaction recorded like any
+    /// change (with `metadata.reverts`). Refuses, changing nothing, when a record was changed
+    /// again since ([`Error::RevertConflict`], unless [`OnConflict::Overwrite`]) or cannot be put
+    /// back ([`Error::CannotRevert`]). With `dry_run`, runs it and rolls it back.
+    pub async fn revert(
+        &self,
+        target: &RevertTarget,
+        options: &RevertOptions,
+    ) -> Result<RevertReport> {
+        self.with_client(async |client| {
+            client
+                .batch_execute("begin")
+                .await
+                .map_err(|e| error::from_query(e, None))?;
+            let report = revert::revert(client, target, options).await;
+            let end = if report.is_ok() && !options.dry_run {
+                "commit"
+            } else {
+                "rollback"
+            };
+            let ended = client.batch_execute(end).await;
+            let report = report?;
+            ended.map_err(|e| error::from_query(e, None))?;
+            Ok(report)
         })
         .await
     }

@@ -1,0 +1,1269 @@
+//! Undo: put back what a transaction, a request, an actor or one entry changed, or one record
+//! as it was at a time. A revert is an ordinary transaction on the tracked tables, so capture
+//! records it like any change, under the reverting context plus `metadata.reverts` naming what
+//! it undid: a revert can itself be reverted.
+//!
+//! The log holds what is needed: an INSERT's whole new row, an UPDATE's old values of the
+//! changed columns and whole new row, a DELETE's or TRUNCATE's whole row. For each record the
+//! changes touched (followed across key changes), a revert computes the row before the first of
+//! them and writes it back over the row as the last of them left it: re-created, updated or
+//! deleted. Deletions go children first (foreign keys between the tables), once before the
+//! rest where no foreign key objects (ahead of a parent's key written back, whose ON UPDATE
+//! CASCADE would move them), and again at the end; re-creations and updates go parents first.
+//! Each table's rows of one kind are written in one statement, so that rows that reference
+//! each other come back together.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use postgres_protocol::escape::{escape_identifier, escape_literal};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use crate::context::AuditContext;
+use crate::error::{from_query, Error, Result};
+use crate::history::{AuditEntry, ENTRY_COLUMNS};
+use crate::queries::TimeRange;
+use crate::tracking::TableRef;
+
+/// The most row changes one revert undoes: a larger undo is a restore from backup.
+pub const MAX_ENTRIES: usize = 100_000;
+/// The later entries a conflict lists per record.
+const CONFLICT_ENTRIES: i64 = 5;
+
+/// What to undo.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevertTarget {
+    /// Every row change of one transaction. `at` (the `created_at` of one of its entries) lets
+    /// PostgreSQL read one partition.
+    Transaction {
+        txid: i64,
+        at: Option<DateTime<Utc>>,
+    },
+    /// Every row change made under one request id, within the range when given.
+    Request {
+        request_id: String,
+        range: TimeRange,
+    },
+    /// Every row change one actor made within the range (both ends required).
+    Actor { actor_id: String, range: TimeRange },
+    /// One entry.
+    Entry { id: i64 },
+    /// One record put back as it was at `to`: re-created if it has been deleted since, deleted
+    /// if it did not exist then.
+    Record {
+        table: TableRef,
+        id: Value,
+        to: DateTime<Utc>,
+    },
+}
+
+/// What to do when a record was changed again after a change being undone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Undo nothing and list the conflicts ([`Error::RevertConflict`]).
+    #[default]
+    Refuse,
+    /// Restore anyway, over the later changes.
+    Overwrite,
+}
+
+impl OnConflict {
+    pub fn parse(name: &str) -> Result<OnConflict> {
+        match name {
+            "refuse" => Ok(OnConflict::Refuse),
+            "overwrite" => Ok(OnConflict::Overwrite),
+            other => Err(Error::invalid_argument(
+                "onConflict",
+                format!("{other:?} is not one of refuse, overwrite"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RevertOptions {
+    /// Run the revert and roll it back: the report says what would change, constraints and all.
+    pub dry_run: bool,
+    pub on_conflict: OnConflict,
+    /// Who reverts: recorded on the revert's own entries, with `metadata.reverts`.
+    pub context: Option<AuditContext>,
+}
+
+/// What a revert did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
+pub struct RevertReport {
+    pub dry_run: bool,
+    /// What was undone, as the revert's entries record it in `metadata.reverts`.
+    pub reverts: Value,
+    /// The row changes undone (entries), 0 for a record put back to a time.
+    pub entries: u32,
+    /// Per record, in the order the revert changed them.
+    pub changes: Vec<RecordRevert>,
+    /// The statements run, values inlined as literals (run with bound values).
+    pub statements: Vec<String>,
+    /// What could not be put back (excluded or redacted fields), per record and field.
+    pub notes: Vec<String>,
+}
+
+/// What the revert does to one record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
+pub struct RecordRevert {
+    /// The table, as `target_type` names it.
+    pub table: String,
+    /// The record's key as the log holds it (`target_id`).
+    pub id: String,
+    /// `insert` (re-created), `update` or `delete`.
+    pub operation: String,
+    /// The entries undone for this record, oldest first; empty for a record put back to a time.
+    pub entries: Vec<i64>,
+    /// Each field the revert writes: its value before the revert and the one put back.
+    pub fields: Vec<FieldRevert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
+pub struct FieldRevert {
+    pub field: String,
+    /// Null when the record does not exist before the revert.
+    pub current: Value,
+    /// Null when the revert deletes the record.
+    pub restored: Value,
+}
+
+/// A record changed again after a change being undone, with those later entries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
+pub struct RevertConflict {
+    pub table: String,
+    pub id: String,
+    /// The newest entry undone for this record.
+    pub entry_id: i64,
+    /// The later entries (at most five), oldest first.
+    pub later: Vec<AuditEntry>,
+}
+
+/// A tracked table as the revert writes it.
+struct Table {
+    oid: u32,
+    /// `schema.table`, quoted: what capture records now, and what the SQL names.
+    name: String,
+    key: Vec<String>,
+    /// Every column, with how it may be written.
+    columns: HashMap<String, Column>,
+}
+
+struct Column {
+    /// Generated: never written.
+    generated: bool,
+    /// `generated always as identity`: written with `overriding system value`.
+    identity_always: bool,
+    /// NOT NULL with no default: a re-created row needs its value.
+    required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Operation {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// One record's undo: from the row the changes undone left, back to the row before them.
+struct Plan {
+    /// The table's name now.
+    table: String,
+    /// The record's key now, as the log holds it (`target_id`) and as columns.
+    target_id: String,
+    key: Map<String, Value>,
+    /// The row before the first change undone (its recorded columns); `None`: there was none.
+    before: Option<Map<String, Value>>,
+    /// The row as the last change undone left it; `None`: deleted. Compared with the row now
+    /// to find later changes.
+    after: Option<Value>,
+    /// When every change undone was an UPDATE: the fields they changed, the only ones written
+    /// back (so that overwriting leaves later changes of other fields). `None`: the whole row.
+    changed: Option<BTreeSet<String>>,
+    /// The entries undone, oldest first, and the name the last was recorded under.
+    entries: Vec<i64>,
+    recorded_as: String,
+}
+
+/// Undoes `target` in the transaction `client` is in (the caller commits or rolls back).
+pub(crate) async fn revert(
+    client: &impl GenericClient,
+    target: &RevertTarget,
+    options: &RevertOptions,
+) -> Result<RevertReport> {
+    let reverts = describe(target);
+    let context = revert_context(options.context.as_ref(), &reverts);
+    crate::set_context(client, &context).await?;
+    // Deferrable constraints are checked at commit, once every row is back.
+    client
+        .batch_execute("set constraints all deferred")
+        .await
+        .map_err(|e| from_query(e, None))?;
+
+    let mut tables = Tables::default();
+    let mut notes = Vec::new();
+    let (plans, entries) = match target {
+        RevertTarget::Record { table, id, to } => {
+            let plan = record_plan(client, &mut tables, table, id, *to).await?;
+            (vec![plan], 0)
+        }
+        _ => {
+            let entries = target_entries(client, target).await?;
+            let plans = entry_plans(client, &mut tables, &entries, &mut notes).await?;
+            if options.on_conflict == OnConflict::Refuse {
+                let conflicts = conflicts(client, &tables, &plans, &entries).await?;
+                if !conflicts.is_empty() {
+                    return Err(Error::RevertConflict {
+                        message: conflict_message(&conflicts),
+                        conflicts,
+                    });
+                }
+            }
+            (plans, entries.len())
+        }
+    };
+
+    let mut report = RevertReport {
+        dry_run: options.dry_run,
+        reverts,
+        entries: entries as u32,
+        changes: Vec::with_capacity(plans.len()),
+        statements: Vec::new(),
+        notes,
+    };
+    let order = parents_first(client, &tables, &plans).await?;
+    let of_table =
+        |name: &String| -> Vec<&Plan> { plans.iter().filter(|p| &p.table == name).collect() };
+    // Deletions first where no foreign key objects: before a parent's key is written back, as
+    // its ON UPDATE CASCADE would move the rows to delete away from the keys they are known by.
+    for name in order.iter().rev() {
+        let (table, mine) = (tables.get(name), of_table(name));
+        write_back(
+            client,
+            table,
+            &mine,
+            Operation::Delete,
+            Attempt::Tentative,
+            &mut report,
+        )
+        .await?;
+    }
+    for name in &order {
+        let (table, mine) = (tables.get(name), of_table(name));
+        write_back(
+            client,
+            table,
+            &mine,
+            Operation::Insert,
+            Attempt::Final,
+            &mut report,
+        )
+        .await?;
+        write_back(
+            client,
+            table,
+            &mine,
+            Operation::Update,
+            Attempt::Final,
+            &mut report,
+        )
+        .await?;
+    }
+    // The rest once the rows that referenced them point elsewhere again.
+    for name in order.iter().rev() {
+        let (table, mine) = (tables.get(name), of_table(name));
+        write_back(
+            client,
+            table,
+            &mine,
+            Operation::Delete,
+            Attempt::Final,
+            &mut report,
+        )
+        .await?;
+    }
+    report.notes.sort();
+    report.notes.dedup();
+    Ok(report)
+}
+
+/// `metadata.reverts` of the revert's entries.
+fn describe(target: &RevertTarget) -> Value {
+    let time = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339());
+    let mut described = match target {
+        RevertTarget::Transaction { txid, .. } => json!({ "transaction": txid }),
+        RevertTarget::Request { request_id, range } => {
+            json!({ "request": request_id, "from": time(&range.from), "to": time(&range.to) })
+        }
+        RevertTarget::Actor { actor_id, range } => {
+            json!({ "actor": actor_id, "from": time(&range.from), "to": time(&range.to) })
+        }
+        RevertTarget::Entry { id } => json!({ "entry": id }),
+        RevertTarget::Record { table, id, to } => {
+            json!({ "table": table.to_string(), "id": id, "to": to.to_rfc3339() })
+        }
+    };
+    if let Value::Object(fields) = &mut described {
+        fields.retain(|_, v| !v.is_null());
+    }
+    described
+}
+
+fn revert_context(given: Option<&AuditContext>, reverts: &Value) -> AuditContext {
+    let mut metadata = Map::new();
+    metadata.insert("reverts".into(), reverts.clone());
+    let own = AuditContext {
+        metadata: Some(metadata),
+        ..Default::default()
+    };
+    match given {
+        Some(given) => own.over(given),
+        None => own,
+    }
+}
+
+/// The row changes `target` names, oldest first.
+async fn target_entries(
+    client: &impl GenericClient,
+    target: &RevertTarget,
+) -> Result<Vec<AuditEntry>> {
+    let (condition, key, range): (&str, Value, TimeRange) = match target {
+        RevertTarget::Transaction { txid, at } => (
+            "txid = ($1 operator(pg_catalog.#>>) '{}')::pg_catalog.int8",
+            json!(txid),
+            TimeRange {
+                from: *at,
+                // A millisecond: JavaScript dates drop the microseconds.
+                to: at.map(|at| at + chrono::Duration::milliseconds(1)),
+            },
+        ),
+        RevertTarget::Request { request_id, range } => (
+            "request_id = $1 operator(pg_catalog.#>>) '{}'",
+            json!(request_id),
+            *range,
+        ),
+        RevertTarget::Actor { actor_id, range } => {
+            if range.from.is_none() || range.to.is_none() {
+                return Err(Error::invalid_argument(
+                    "from",
+                    "reverting an actor's changes needs both from and to",
+                ));
+            }
+            (
+                "actor_id = $1 operator(pg_catalog.#>>) '{}'",
+                json!(actor_id),
+                *range,
+            )
+        }
+        RevertTarget::Entry { id } => (
+            "id = ($1 operator(pg_catalog.#>>) '{}')::pg_catalog.int8",
+            json!(id),
+            TimeRange::default(),
+        ),
+        RevertTarget::Record { .. } => unreachable!("a record has no entries to undo"),
+    };
+    if let (Some(from), Some(to)) = (range.from, range.to) {
+        if from > to {
+            return Err(Error::invalid_argument("from", "is after to"));
+        }
+    }
+    let limit = MAX_ENTRIES as i64 + 1;
+    let mut sql = format!(
+        "select {ENTRY_COLUMNS} from audit.audit_logs
+          where {condition} and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')"
+    );
+    let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
+        vec![(&key, Type::JSONB), (&limit, Type::INT8)];
+    // Spelled out only when given, so that PostgreSQL prunes the partitions out of range.
+    if let Some(from) = &range.from {
+        params.push((from, Type::TIMESTAMPTZ));
+        sql.push_str(&format!(" and created_at >= ${}", params.len()));
+    }
+    if let Some(to) = &range.to {
+        params.push((to, Type::TIMESTAMPTZ));
+        sql.push_str(&format!(" and created_at <= ${}", params.len()));
+    }
+    sql.push_str(" order by id limit $2");
+    let rows = client
+        .query_typed(&sql, &params)
+        .await
+        .map_err(|e| from_query(e, None))?;
+    if rows.len() > MAX_ENTRIES {
+        return Err(Error::invalid_argument(
+            "target",
+            format!("it names more than {MAX_ENTRIES} row changes; revert it in smaller ranges"),
+        ));
+    }
+    if rows.is_empty() {
+        return Err(Error::invalid_argument(
+            "target",
+            "no row change matches it: check the id, the range, and that the changes were to tracked tables",
+        ));
+    }
+    Ok(rows.iter().map(AuditEntry::from_row).collect())
+}
+
+/// Records that are not as the changes undone left them: changed since, by later entries
+/// (listed) or where the log does not see. A later change that was itself reverted since leaves
+/// the record as it was, and is no conflict.
+async fn conflicts(
+    client: &impl GenericClient,
+    tables: &Tables,
+    plans: &[Plan],
+    entries: &[AuditEntry],
+) -> Result<Vec<RevertConflict>> {
+    let mut changed: Vec<&Plan> = Vec::new();
+    for (name, mine) in by_table(plans) {
+        let keys: Vec<Map<String, Value>> = mine.iter().map(|p| p.key.clone()).collect();
+        let current = current_rows(client, tables.get(name), &keys).await?;
+        for (plan, current) in mine.into_iter().zip(current) {
+            let as_left = match (&plan.after, &current) {
+                (Some(after), Some(row)) => holds(row, Some(after)),
+                (None, None) => true,
+                _ => false,
+            };
+            if !as_left {
+                changed.push(plan);
+            }
+        }
+    }
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    later_entries(client, entries, &changed).await
+}
+
+/// The plans of each table, tables in the order first met.
+fn by_table(plans: &[Plan]) -> Vec<(&str, Vec<&Plan>)> {
+    let mut tables: Vec<(&str, Vec<&Plan>)> = Vec::new();
+    for plan in plans {
+        match tables.iter_mut().find(|(name, _)| *name == plan.table) {
+            Some((_, mine)) => mine.push(plan),
+            None => tables.push((&plan.table, vec![plan])),
+        }
+    }
+    tables
+}
+
+/// Whether the row holds every value the log recorded of it (excluded columns are not
+/// recorded, redacted ones are not comparable).
+fn holds(row: &Value, recorded: Option<&Value>) -> bool {
+    recorded
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(column, value)| is_redacted(value) || row.get(column) == Some(value))
+}
+
+/// For each record changed since, the entries after the change undone (other than those undone).
+async fn later_entries(
+    client: &impl GenericClient,
+    entries: &[AuditEntry],
+    changed: &[&Plan],
+) -> Result<Vec<RevertConflict>> {
+    let undone: HashSet<i64> = entries.iter().map(|e| e.id).collect();
+    let types: Vec<String> = changed.iter().map(|p| p.recorded_as.clone()).collect();
+    let keys: Vec<String> = changed.iter().map(|p| p.target_id.clone()).collect();
+    let after: Vec<i64> = changed
+        .iter()
+        .map(|p| p.entries.last().copied().unwrap_or(0))
+        .collect();
+    // Enough to get past the changes undone that the lookup also finds.
+    let limit = CONFLICT_ENTRIES + entries.len().min(1000) as i64;
+    let sql = format!(
+        "select {ENTRY_COLUMNS}, r.ord
+           from rows from (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                           pg_catalog.unnest($3::int8[]))
+                with ordinality as r(r_type, r_key, r_after, ord)
+           cross join lateral (
+             (select * from audit.audit_logs l
+               where l.target_type = r.r_type and l.target_id = r.r_key and l.id > r.r_after
+                 and l.action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+               order by l.id limit $4)
+             union
+             (select * from audit.audit_logs l
+               where l.target_type = r.r_type and l.old_target_id = r.r_key and l.id > r.r_after
+               order by l.id limit $4)
+           ) as later
+          order by r.ord, id"
+    );
+    let rows = client
+        .query_typed(
+            &sql,
+            &[
+                (&types, Type::TEXT_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&after, Type::INT8_ARRAY),
+                (&limit, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(|e| from_query(e, None))?;
+    let mut conflicts: Vec<RevertConflict> = changed
+        .iter()
+        .zip(&after)
+        .map(|(plan, last)| RevertConflict {
+            table: plan.table.clone(),
+            id: plan.target_id.clone(),
+            entry_id: *last,
+            later: Vec::new(),
+        })
+        .collect();
+    for row in &rows {
+        let later = AuditEntry::from_row(row);
+        let conflict = &mut conflicts[(row.get::<_, i64>(17) - 1) as usize];
+        if !undone.contains(&later.id)
+            && conflict.later.len() < CONFLICT_ENTRIES as usize
+            && conflict.later.last().is_none_or(|last| last.id != later.id)
+        {
+            conflict.later.push(later);
+        }
+    }
+    Ok(conflicts)
+}
+
+fn conflict_message(conflicts: &[RevertConflict]) -> String {
+    let mut lines: Vec<String> = conflicts
+        .iter()
+        .take(10)
+        .map(|c| {
+            let later: Vec<String> = c
+                .later
+                .iter()
+                .map(|e| {
+                    let fields = e
+                        .changed_fields
+                        .as_ref()
+                        .map(|f| format!(" of {}", f.join(", ")))
+                        .unwrap_or_default();
+                    format!(
+                        "entry {} {}{} by {} at {}",
+                        e.id,
+                        e.action,
+                        fields,
+                        e.actor_id.as_deref().unwrap_or("no actor"),
+                        e.created_at.to_rfc3339()
+                    )
+                })
+                .collect();
+            let since = if later.is_empty() {
+                "where the log does not see (while not tracked, or by a superuser)".to_owned()
+            } else {
+                format!("by {}", later.join("; "))
+            };
+            format!(
+                "{} {} (undoing entry {}) was changed since, {since}",
+                c.table, c.id, c.entry_id
+            )
+        })
+        .collect();
+    if conflicts.len() > 10 {
+        lines.push(format!("and {} more records", conflicts.len() - 10));
+    }
+    format!(
+        "{} record(s) changed after the changes to revert, and reverting would undo those later changes too: {}; \
+         revert those later changes first, or pass onConflict: 'overwrite' (--force) to restore anyway",
+        conflicts.len(),
+        lines.join(" | ")
+    )
+}
+
+/// The tables a revert writes, read once each, and the names entries recorded them under.
+#[derive(Default)]
+struct Tables {
+    by_name: HashMap<String, Table>,
+    recorded: HashMap<String, String>,
+}
+
+impl Tables {
+    /// The tracked table an entry's `target_type` names now (following renames since `entry_id`).
+    async fn load(
+        &mut self,
+        client: &impl GenericClient,
+        recorded_as: &str,
+        entry_id: i64,
+    ) -> Result<String> {
+        if let Some(name) = self.recorded.get(recorded_as) {
+            return Ok(name.clone());
+        }
+        let row = client
+            .query_typed_opt(
+                "with recursive renamed(name, after_id) as (
+                   select $1::text collate \"C\", $2::int8
+                   union all
+                   select r.renamed_to, r.entry_id from renamed f
+                     cross join lateral (
+                       select t.renamed_to, t.entry_id from audit.table_renames t
+                        where t.renamed_from = f.name and t.entry_id > f.after_id
+                        order by t.entry_id limit 1) as r)
+                 select t.target_type,
+                        pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, t.table_name))::pg_catalog.oid
+                   from (select name from renamed order by after_id desc limit 1) as n
+                   join audit.tracked_tables t on t.target_type = n.name",
+                &[(&recorded_as, Type::TEXT), (&entry_id, Type::INT8)],
+            )
+            .await
+            .map_err(|e| from_query(e, Some(recorded_as)))?;
+        let Some(row) = row else {
+            return Err(Error::CannotRevert {
+                table: recorded_as.to_owned(),
+                column: None,
+                message: format!(
+                    "cannot revert changes to {recorded_as}: the table is no longer tracked or no longer exists, \
+                     so the revert could not be recorded; enable tracking of it again (or re-create it) first"
+                ),
+            });
+        };
+        let name: String = row.get(0);
+        if !self.by_name.contains_key(&name) {
+            let oid: u32 = row.get(1);
+            let table = read_table(client, &name, oid).await?;
+            self.by_name.insert(name.clone(), table);
+        }
+        self.recorded.insert(recorded_as.to_owned(), name.clone());
+        Ok(name)
+    }
+
+    fn get(&self, name: &str) -> &Table {
+        &self.by_name[name]
+    }
+}
+
+async fn read_table(client: &impl GenericClient, name: &str, oid: u32) -> Result<Table> {
+    let rows = client
+        .query_typed(
+            "select a.attname::text, a.attgenerated <> '', a.attidentity = 'a',
+                    a.attnotnull and not a.atthasdef and a.attidentity = '' and a.attgenerated = '',
+                    coalesce(k.ord, 0)::int4
+               from pg_catalog.pg_attribute a
+               left join pg_catalog.pg_index i on i.indrelid = a.attrelid and i.indisprimary
+               left join lateral pg_catalog.unnest(i.indkey) with ordinality as k(attnum, ord)
+                      on k.attnum = a.attnum
+              where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
+              order by a.attnum",
+            &[(&oid, Type::OID)],
+        )
+        .await
+        .map_err(|e| from_query(e, Some(name)))?;
+    let mut key: Vec<(i32, String)> = Vec::new();
+    let mut columns = HashMap::new();
+    for row in &rows {
+        let column: String = row.get(0);
+        let position: i32 = row.get(4);
+        if position > 0 {
+            key.push((position, column.clone()));
+        }
+        columns.insert(
+            column,
+            Column {
+                generated: row.get(1),
+                identity_always: row.get(2),
+                required: row.get(3),
+            },
+        );
+    }
+    key.sort();
+    if key.is_empty() {
+        return Err(Error::CannotRevert {
+            table: name.to_owned(),
+            column: None,
+            message: format!(
+                "cannot revert changes to {name}: it has no primary key to find its rows by"
+            ),
+        });
+    }
+    Ok(Table {
+        oid,
+        name: name.to_owned(),
+        key: key.into_iter().map(|(_, c)| c).collect(),
+        columns,
+    })
+}
+
+/// Whether a logged value was replaced by its pseudonym (`audit.redacted_text`).
+fn is_redacted(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        s.len() == 69 && s.starts_with("hmac:") && s[5..].bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn missing_column(table: &Table, column: &str) -> Error {
+    Error::CannotRevert {
+        table: table.name.clone(),
+        column: Some(column.to_owned()),
+        message: format!(
+            "cannot revert changes to {}: column {column} was dropped or renamed since; \
+             nothing was changed",
+            table.name
+        ),
+    }
+}
+
+/// The key columns' values in `row`.
+fn key_of(table: &Table, row: &Value, target_id: &str) -> Result<Map<String, Value>> {
+    let mut key = Map::new();
+    for column in &table.key {
+        match row.get(column) {
+            Some(value) if !value.is_null() && !is_redacted(value) => {
+                key.insert(column.clone(), value.clone());
+            }
+            _ => {
+                return Err(Error::CannotRevert {
+                    table: table.name.clone(),
+                    column: Some(column.clone()),
+                    message: format!(
+                        "cannot revert changes to {} {target_id}: the log does not hold its key column {column} \
+                         (the primary key changed since, or the value was redacted)",
+                        table.name
+                    ),
+                })
+            }
+        }
+    }
+    Ok(key)
+}
+
+/// The plans for `entries` (oldest first): one per record, followed across key changes.
+async fn entry_plans(
+    client: &impl GenericClient,
+    tables: &mut Tables,
+    entries: &[AuditEntry],
+    notes: &mut Vec<String>,
+) -> Result<Vec<Plan>> {
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut by_key: HashMap<(String, String), usize> = HashMap::new();
+    let empty = Value::Object(Map::new());
+    for entry in entries {
+        let recorded_as = entry.target_type.clone().unwrap_or_default();
+        let name = tables.load(client, &recorded_as, entry.id).await?;
+        let table = tables.get(&name);
+        let target_id = entry.target_id.clone().unwrap_or_default();
+        let new = entry.new_values.as_ref().unwrap_or(&empty);
+        let old = entry.old_values.as_ref().unwrap_or(&empty);
+        let (after, key_row) = match entry.action.as_str() {
+            "INSERT" | "UPDATE" => (Some(new.clone()), new),
+            _ => (None, old),
+        };
+        let key = key_of(table, key_row, &target_id)?;
+        if entry.action == "UPDATE" {
+            for field in entry.changed_fields.iter().flatten() {
+                if !table.columns.contains_key(field) {
+                    return Err(missing_column(table, field));
+                }
+                if old.get(field).is_none() {
+                    notes.push(format!(
+                        "{name} {target_id}: {field} is not stored in the log (excluded from tracking) and is left as it is"
+                    ));
+                }
+            }
+        }
+        let changed: Option<BTreeSet<String>> = (entry.action == "UPDATE")
+            .then(|| entry.changed_fields.iter().flatten().cloned().collect());
+        let earlier_key = entry
+            .old_target_id
+            .clone()
+            .unwrap_or_else(|| target_id.clone());
+        match by_key.remove(&(name.clone(), earlier_key)) {
+            Some(index) => {
+                let plan = &mut plans[index];
+                plan.changed = match (plan.changed.take(), changed) {
+                    (Some(mut all), Some(more)) => {
+                        all.extend(more);
+                        Some(all)
+                    }
+                    _ => None,
+                };
+                plan.after = after;
+                plan.key = key;
+                plan.target_id = target_id.clone();
+                plan.entries.push(entry.id);
+                plan.recorded_as = recorded_as;
+                by_key.insert((name, target_id), index);
+            }
+            None => {
+                let before = match entry.action.as_str() {
+                    "INSERT" => None,
+                    // The whole new row with the changed columns' old values over it.
+                    "UPDATE" => {
+                        let mut row = new.as_object().cloned().unwrap_or_default();
+                        row.extend(old.as_object().cloned().unwrap_or_default());
+                        Some(row)
+                    }
+                    _ => old.as_object().cloned(),
+                };
+                by_key.insert((name.clone(), target_id.clone()), plans.len());
+                plans.push(Plan {
+                    table: name,
+                    target_id,
+                    key,
+                    before,
+                    after,
+                    changed,
+                    entries: vec![entry.id],
+                    recorded_as,
+                });
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// The plan putting one record back to its state at `to`.
+async fn record_plan(
+    client: &impl GenericClient,
+    tables: &mut Tables,
+    table: &TableRef,
+    id: &Value,
+    to: DateTime<Utc>,
+) -> Result<Plan> {
+    let resolved = table.resolve(client).await?;
+    // Its name now: no rename after the end of time.
+    let name = tables.load(client, &resolved.target_type, i64::MAX).await?;
+    let state = crate::queries::state_at(client, &name, id, to).await?;
+    let table = tables.get(&name);
+    let ids: Vec<Value> = match id {
+        Value::Array(parts) => parts.clone(),
+        single => vec![single.clone()],
+    };
+    if ids.len() != table.key.len() {
+        return Err(Error::invalid_argument(
+            "id",
+            format!(
+                "{} has a {}-column primary key ({}); give its id as {}",
+                table.name,
+                table.key.len(),
+                table.key.join(", "),
+                if table.key.len() == 1 {
+                    "one value"
+                } else {
+                    "an array"
+                }
+            ),
+        ));
+    }
+    Ok(Plan {
+        table: name.clone(),
+        target_id: match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        key: table.key.iter().cloned().zip(ids).collect(),
+        before: state.and_then(|state| state.as_object().cloned()),
+        after: None,
+        changed: None,
+        entries: Vec::new(),
+        recorded_as: name,
+    })
+}
+
+/// The tables of `plans`, each after the tables its foreign keys reference (where they do
+/// not form a cycle).
+async fn parents_first(
+    client: &impl GenericClient,
+    tables: &Tables,
+    plans: &[Plan],
+) -> Result<Vec<String>> {
+    let mut names: Vec<&str> = by_table(plans).into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    let oids: Vec<u32> = names.iter().map(|n| tables.get(n).oid).collect();
+    let rows = client
+        .query_typed(
+            "select conrelid, confrelid from pg_catalog.pg_constraint
+              where contype = 'f' and conrelid = any($1) and confrelid = any($1)
+                and conrelid <> confrelid",
+            &[(&oids, Type::OID_ARRAY)],
+        )
+        .await
+        .map_err(|e| from_query(e, None))?;
+    let references: Vec<(u32, u32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut ordered: Vec<String> = Vec::with_capacity(names.len());
+    let mut left: Vec<(&str, u32)> = names.iter().copied().zip(oids).collect();
+    while !left.is_empty() {
+        let waiting = |oid: u32| {
+            references
+                .iter()
+                .any(|(child, parent)| *child == oid && left.iter().any(|(_, o)| o == parent))
+        };
+        // A table whose parents are all placed; in a cycle, the first left.
+        let next = left.iter().position(|(_, oid)| !waiting(*oid)).unwrap_or(0);
+        ordered.push(left.remove(next).0.to_owned());
+    }
+    Ok(ordered)
+}
+
+/// A whole row as a re-created record writes it: generated columns left out, excluded and
+/// redacted ones left to their defaults (refused when the column needs a value).
+fn insertable(
+    table: &Table,
+    row: &Map<String, Value>,
+    target_id: &str,
+    notes: &mut Vec<String>,
+) -> Result<Map<String, Value>> {
+    let mut values = Map::new();
+    for (column, value) in row {
+        let Some(info) = table.columns.get(column) else {
+            return Err(missing_column(table, column));
+        };
+        if info.generated {
+            continue;
+        }
+        if is_redacted(value) {
+            if info.required {
+                return Err(Error::CannotRevert {
+                    table: table.name.clone(),
+                    column: Some(column.clone()),
+                    message: format!(
+                        "cannot re-create {} {target_id}: column {column} was redacted in the log \
+                         and is NOT NULL without a default",
+                        table.name
+                    ),
+                });
+            }
+            notes.push(format!(
+                "{} {target_id}: {column} was redacted in the log and is left to its default",
+                table.name
+            ));
+            continue;
+        }
+        values.insert(column.clone(), value.clone());
+    }
+    for (column, info) in &table.columns {
+        if row.contains_key(column) || info.generated {
+            continue;
+        }
+        if info.required {
+            return Err(Error::CannotRevert {
+                table: table.name.clone(),
+                column: Some(column.clone()),
+                message: format!(
+                    "cannot re-create {} {target_id}: column {column} is not stored in the log \
+                     (excluded from tracking) and is NOT NULL without a default",
+                    table.name
+                ),
+            });
+        }
+        notes.push(format!(
+            "{} {target_id}: {column} is not stored in the log (excluded from tracking) and is left to its default",
+            table.name
+        ));
+    }
+    Ok(values)
+}
+
+/// The columns of `before` that differ from the row now (generated ones left out, redacted ones
+/// noted and left).
+fn differing(
+    table: &Table,
+    plan: &Plan,
+    before: &Map<String, Value>,
+    now: &Value,
+    notes: &mut Vec<String>,
+) -> Result<Map<String, Value>> {
+    let target_id = &plan.target_id;
+    let mut values = Map::new();
+    for (column, value) in before {
+        let Some(info) = table.columns.get(column) else {
+            return Err(missing_column(table, column));
+        };
+        let written = plan
+            .changed
+            .as_ref()
+            .is_none_or(|changed| changed.contains(column));
+        if !written || info.generated || now.get(column) == Some(value) {
+            continue;
+        }
+        if is_redacted(value) {
+            notes.push(format!(
+                "{} {target_id}: {column} was redacted in the log and is left as it is",
+                table.name
+            ));
+            continue;
+        }
+        values.insert(column.clone(), value.clone());
+    }
+    Ok(values)
+}
+
+fn key_columns(table: &Table, alias: &str) -> String {
+    let columns: Vec<String> = table
+        .key
+        .iter()
+        .map(|c| format!("{alias}.{}", escape_identifier(c)))
+        .collect();
+    format!("({})", columns.join(", "))
+}
+
+/// The rows with these keys as they are now (`None` where there is none), in order.
+async fn current_rows(
+    client: &impl GenericClient,
+    table: &Table,
+    keys: &[Map<String, Value>],
+) -> Result<Vec<Option<Value>>> {
+    let sql = format!(
+        "select (select pg_catalog.to_jsonb(t) from {name} as t where {t_key} = {k_key})
+           from rows from (pg_catalog.jsonb_populate_recordset(null::{name}, $1)) with ordinality as k
+          order by k.ordinality",
+        name = table.name,
+        t_key = key_columns(table, "t"),
+        k_key = key_columns(table, "k"),
+    );
+    let keys = Value::Array(keys.iter().cloned().map(Value::Object).collect());
+    let rows = client
+        .query_typed(&sql, &[(&keys, Type::JSONB)])
+        .await
+        .map_err(|e| from_query(e, Some(&table.name)))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Whether a statement that a foreign key refuses fails the revert or waits for a later pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    Tentative,
+    Final,
+}
+
+/// One record's part of a statement: where it is, the values written, and the row before.
+struct Write<'a> {
+    plan: &'a Plan,
+    key: Map<String, Value>,
+    values: Map<String, Value>,
+    current: Option<Value>,
+}
+
+/// Does `operation` for the plans of one table that need it now: re-creates records that
+/// existed before and do not now, updates those that exist and differ, deletes those that did
+/// not exist before. One statement per set of columns written.
+async fn write_back(
+    client: &impl GenericClient,
+    table: &Table,
+    plans: &[&Plan],
+    operation: Operation,
+    attempt: Attempt,
+    report: &mut RevertReport,
+) -> Result<()> {
+    let mut keys: Vec<Map<String, Value>> = plans.iter().map(|p| p.key.clone()).collect();
+    let mut current = current_rows(client, table, &keys).await?;
+    // A record whose key a cascade (ON UPDATE CASCADE of a parent written back before) has
+    // already put back is found under its key before.
+    let mut moved: Vec<(usize, Map<String, Value>)> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        if let (None, Some(before)) = (&current[i], &plan.before) {
+            let before = Value::Object(before.clone());
+            if let Ok(key) = key_of(table, &before, &plan.target_id) {
+                if key != plan.key {
+                    moved.push((i, key));
+                }
+            }
+        }
+    }
+    if !moved.is_empty() {
+        let moved_keys: Vec<Map<String, Value>> = moved.iter().map(|(_, k)| k.clone()).collect();
+        let found = current_rows(client, table, &moved_keys).await?;
+        for ((i, key), row) in moved.into_iter().zip(found) {
+            if row.is_some() {
+                current[i] = row;
+                keys[i] = key;
+            }
+        }
+    }
+    let mut statements: BTreeMap<Vec<String>, Vec<Write>> = BTreeMap::new();
+    for ((plan, current), key) in plans.iter().zip(current).zip(keys) {
+        let values = match (operation, &plan.before, &current) {
+            (Operation::Insert, Some(before), None) => {
+                insertable(table, before, &plan.target_id, &mut report.notes)?
+            }
+            (Operation::Update, Some(before), Some(now)) => {
+                let values = differing(table, plan, before, now, &mut report.notes)?;
+                if values.is_empty() {
+                    continue;
+                }
+                values
+            }
+            (Operation::Delete, None, Some(_)) => Map::new(),
+            _ => continue,
+        };
+        statements
+            .entry(values.keys().cloned().collect())
+            .or_default()
+            .push(Write {
+                plan,
+                key,
+                values,
+                current,
+            });
+    }
+    for (columns, writes) in statements {
+        let (sql, values) = statement(table, operation, &columns, &writes);
+        let tentative = attempt == Attempt::Tentative;
+        if tentative {
+            savepoint(client, "savepoint audit_logs_revert").await?;
+        }
+        let changed = match client.execute_typed(&sql, &[(&values, Type::JSONB)]).await {
+            Ok(changed) => changed,
+            Err(e) if tentative && e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                savepoint(client, "rollback to savepoint audit_logs_revert").await?;
+                continue;
+            }
+            Err(e) => return Err(from_query(e, Some(&table.name))),
+        };
+        if tentative {
+            savepoint(client, "release savepoint audit_logs_revert").await?;
+        }
+        if changed != writes.len() as u64 {
+            return Err(Error::CannotRevert {
+                table: table.name.clone(),
+                column: None,
+                message: format!(
+                    "reverting {} changed {changed} rows where {} were expected (changed meanwhile?); nothing was changed",
+                    table.name,
+                    writes.len()
+                ),
+            });
+        }
+        report
+            .statements
+            .push(sql.replace("$1", &escape_literal(&values.to_string())));
+        for write in writes {
+            report.changes.push(record_revert(table, operation, write));
+        }
+    }
+    Ok(())
+}
+
+async fn savepoint(client: &impl GenericClient, command: &str) -> Result<()> {
+    client
+        .batch_execute(command)
+        .await
+        .map_err(|e| from_query(e, None))
+}
+
+/// The statement doing `operation` for `writes` (all writing `columns`), with `$1` their keys and
+/// values as a JSON array.
+fn statement(
+    table: &Table,
+    operation: Operation,
+    columns: &[String],
+    writes: &[Write],
+) -> (String, Value) {
+    let name = &table.name;
+    let quoted: Vec<String> = columns.iter().map(|c| escape_identifier(c)).collect();
+    match operation {
+        Operation::Delete => (
+            format!(
+                "delete from {name} as t \
+                 using pg_catalog.jsonb_populate_recordset(null::{name}, $1::pg_catalog.jsonb) as k \
+                 where {} = {}",
+                key_columns(table, "t"),
+                key_columns(table, "k")
+            ),
+            Value::Array(
+                writes
+                    .iter()
+                    .map(|w| Value::Object(w.key.clone()))
+                    .collect(),
+            ),
+        ),
+        Operation::Insert => {
+            let overriding = if columns.iter().any(|c| table.columns[c].identity_always) {
+                " overriding system value"
+            } else {
+                ""
+            };
+            let selected: Vec<String> = quoted.iter().map(|c| format!("r.{c}")).collect();
+            (
+                format!(
+                    "insert into {name} ({}){overriding} select {} \
+                     from pg_catalog.jsonb_populate_recordset(null::{name}, $1::pg_catalog.jsonb) as r",
+                    quoted.join(", "),
+                    selected.join(", ")
+                ),
+                Value::Array(
+                    writes
+                        .iter()
+                        .map(|w| Value::Object(w.values.clone()))
+                        .collect(),
+                ),
+            )
+        }
+        Operation::Update => {
+            let set: Vec<String> = quoted.iter().map(|c| format!("{c} = v.{c}")).collect();
+            (
+                format!(
+                    "update {name} as t set {} \
+                     from pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) as e \
+                     cross join lateral pg_catalog.jsonb_populate_record(null::{name}, e -> 'values') as v \
+                     cross join lateral pg_catalog.jsonb_populate_record(null::{name}, e -> 'key') as k \
+                     where {} = {}",
+                    set.join(", "),
+                    key_columns(table, "t"),
+                    key_columns(table, "k")
+                ),
+                Value::Array(
+                    writes
+                        .iter()
+                        .map(|w| json!({ "key": w.key, "values": w.values }))
+                        .collect(),
+                ),
+            )
+        }
+    }
+}
+
+/// What the report says of one record's undo.
+fn record_revert(table: &Table, operation: Operation, write: Write) -> RecordRevert {
+    let empty = Map::new();
+    let current = write
+        .current
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let fields = match operation {
+        Operation::Delete => current
+            .iter()
+            .map(|(field, value)| FieldRevert {
+                field: field.clone(),
+                current: value.clone(),
+                restored: Value::Null,
+            })
+            .collect(),
+        Operation::Insert | Operation::Update => write
+            .values
+            .iter()
+            .map(|(field, value)| FieldRevert {
+                field: field.clone(),
+                current: current.get(field).cloned().unwrap_or(Value::Null),
+                restored: value.clone(),
+            })
+            .collect(),
+    };
+    RecordRevert {
+        table: table.name.clone(),
+        id: write.plan.target_id.clone(),
+        operation: operation.name().to_owned(),
+        entries: write.plan.entries.clone(),
+        fields,
+    }
+}
