@@ -74,6 +74,14 @@ export interface FieldChange {
   requestId?: string
 }
 
+export interface FieldRevert {
+  field: string
+  /** Null when the record does not exist before the revert. */
+  current: unknown
+  /** Null when the revert deletes the record. */
+  restored: unknown
+}
+
 /**
  * Options of one `maintain` run, for that run only: the saved policy (`configure`) is left as
  * it is, and supplies the options not given.
@@ -140,6 +148,20 @@ export interface PointState {
   entryId: number | null
 }
 
+/** What the revert does to one record. */
+export interface RecordRevert {
+  /** The table, as `target_type` names it. */
+  table: string
+  /** The record's key as the log holds it (`target_id`). */
+  id: string
+  /** `insert` (re-created), `update` or `delete`. */
+  operation: 'insert' | 'update' | 'delete'
+  /** The entries undone for this record, oldest first; empty for a record put back to a time. */
+  entries: Array<number>
+  /** Each field the revert writes: its value before the revert and the one put back. */
+  fields: Array<FieldRevert>
+}
+
 /** What `redact` did. */
 export interface RedactReport {
   rowsRedacted: number
@@ -164,6 +186,31 @@ export interface RetentionSettings {
   anonymizeAfterDays?: number
   /** `ip_address` and/or `user_agent`. Default: both. */
   anonymizeFields?: Array<string>
+}
+
+/** A record changed again after a change being undone, with those later entries. */
+export interface RevertConflict {
+  table: string
+  id: string
+  /** The newest entry undone for this record. */
+  entryId: number
+  /** The later entries (at most five), oldest first. */
+  later: Array<AuditLogEntry>
+}
+
+/** What a revert did (or, dry, would do). */
+export interface RevertReport {
+  dryRun: boolean
+  /** What was undone, as the revert's entries record it in `metadata.reverts`. */
+  reverts: Record<string, unknown>
+  /** The row changes undone (entries), 0 for a record put back to a time. */
+  entries: number
+  /** Per record, in the order the revert changed them. */
+  changes: Array<RecordRevert>
+  /** The statements run, values inlined as literals (run with bound values). */
+  statements: Array<string>
+  /** What could not be put back (excluded or redacted fields), per record and field. */
+  notes: Array<string>
 }
 
 /** What `seal` sealed. */
@@ -324,6 +371,14 @@ export declare class AuditLogs {
    * event; `verify()` still passes. Rejects with `AUDIT_LOGS_INVALID_REDACTION`.
    */
   redact(request: RedactRequest, key: string | Buffer): Promise<RedactReport>
+  /**
+   * Undoes what `target` names, in one transaction recorded like any change (its entries
+   * carry `options.context` and `metadata.reverts`). Rejects, changing nothing, with
+   * `AUDIT_LOGS_REVERT_CONFLICT` when a record was changed again since,
+   * `AUDIT_LOGS_CANNOT_REVERT` when a record cannot be put back (a table no longer tracked, a
+   * column dropped since, a value the log does not hold), or `AUDIT_LOGS_INVALID_ARGUMENT`.
+   */
+  revert(target: RevertTarget, options?: RevertOptions | undefined | null): Promise<RevertReport>
   /**
    * Connects with a URL as psql and Prisma write it (`?sslmode=`, `?schema=`,
    * `?connection_limit=`... are understood). Rejects with `AUDIT_LOGS_INVALID_URL`,
@@ -615,6 +670,39 @@ export interface RequestParts {
   ipAddress?: string
   userAgent?: string
   requestId?: string
+}
+
+/** Options of {@link AuditLogs.revert}. */
+export interface RevertOptions {
+  /** Run the revert and roll it back: the report says what would change. */
+  dryRun?: boolean | undefined
+  /**
+   * `'refuse'` (default): a record changed again since fails the revert
+   * (`AUDIT_LOGS_REVERT_CONFLICT`, listing the later entries) and nothing changes.
+   * `'overwrite'`: restore anyway.
+   */
+  onConflict?: 'refuse' | 'overwrite' | undefined
+  /** Who reverts: recorded on the revert's entries, with `metadata.reverts`. */
+  context?: AuditContext | undefined
+}
+
+/**
+ * What {@link AuditLogs.revert} undoes: exactly one of `transaction` (optionally with `at`,
+ * the `createdAt` of one of its entries), `request` (optionally within `from`/`to`), `actor`
+ * (with `from` and `to`), `entry`, or `table` with `id` and `to` (one record put back as it
+ * was then).
+ */
+export interface RevertTarget {
+  transaction?: number | undefined
+  at?: Date | string | undefined
+  request?: string | undefined
+  actor?: string | undefined
+  from?: Date | string | undefined
+  to?: Date | string | undefined
+  entry?: number | undefined
+  table?: string | TableName | undefined
+  /** The record's primary key; an array for a composite key. */
+  id?: string | number | Array<string | number | boolean | null> | undefined
 }
 
 /** Runs the `audit-logs` command line (without the program name) and returns its exit status. */

@@ -71,6 +71,8 @@ test("the CLI's --json output and the Node objects have the same shape for the s
   same('tracked', json(url, 'tracked'), await audit.trackedTables())
   const history = same('history', json(url, 'history', 'notes', '1'), await audit.history({ table: 'notes', id: 1 }))
   assert.equal(history.length, 2, 'an INSERT and an UPDATE: both kinds of entry compared')
+  const txid = String(history[0].txid)
+  same('revert --dry-run', json(url, 'revert', '--transaction', txid, '--dry-run'), await audit.revert({ transaction: history[0].txid }, { dryRun: true }))
   same('log', json(url, 'log', '--action', 'report.exported', '--actor', '7'), await audit.log({ action: 'report.exported', actorId: '7' }))
 
   const exported = cli(['export', '--table', 'notes'], url)

@@ -15,6 +15,7 @@ import {
   withAuditContext,
   type AuditContext,
   type AuditLogEntry,
+  type RevertReport,
   type TrackedTable,
 } from '../../index.js'
 // @ts-expect-error the binding's internals are not part of the package's API
@@ -128,4 +129,18 @@ export async function protect(audit: AuditLogs): Promise<void> {
   void [sealed, ok, kind, dropped, saved, redacted]
   // @ts-expect-error the key is a string or a Buffer
   await audit.redact({ actorId: '42' }, 42)
+}
+
+export async function undo(audit: AuditLogs, txid: number, since: Date): Promise<void> {
+  const dry: RevertReport = await audit.revert({ transaction: txid }, { dryRun: true })
+  const operation: 'insert' | 'update' | 'delete' | undefined = dry.changes[0]?.operation
+  const restored: unknown = dry.changes[0]?.fields[0]?.restored
+  const sql: string[] = dry.statements
+  await audit.revert({ request: 'req-1', from: since }, { context: { actorId: 'admin', reason: 'undo' } })
+  await audit.revert({ actor: '42', from: since, to: new Date() }, { onConflict: 'overwrite' })
+  await audit.revert({ table: 'users', id: 42, to: since.toISOString() })
+  await audit.revert({ entry: 7 })
+  void [operation, restored, sql]
+  // @ts-expect-error onConflict is 'refuse' or 'overwrite'
+  await audit.revert({ entry: 7 }, { onConflict: 'ignore' })
 }

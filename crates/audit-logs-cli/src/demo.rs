@@ -1,8 +1,8 @@
 //! `audit-logs demo`: the whole story in a minute, on a throwaway PostgreSQL.
 
 use audit_logs_core::{
-    AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, TemporaryPostgres,
-    TrackingOptions,
+    AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, RevertOptions, RevertTarget,
+    TemporaryPostgres, TrackingOptions,
 };
 use postgres_protocol::escape::escape_identifier;
 use serde_json::json;
@@ -87,7 +87,7 @@ async fn story(options: ConnectOptions) -> Result<(), Error> {
                email text not null,
                name text not null,
                plan text not null default 'free',
-               password_hash text not null
+               password_hash text
              )",
         )
         .await?;
@@ -197,6 +197,48 @@ async fn story(options: ConnectOptions) -> Result<(), Error> {
                 .await?,
         );
     }
+
+    // Undo the cleanup job: its transaction, from the DELETE entry of account 2.
+    let deleted = audit
+        .history(&HistoryQuery::of_table("accounts", json!(2)))
+        .await?
+        .into_iter()
+        .find(|e| e.action == "DELETE")
+        .expect("the cleanup job's delete is recorded");
+    let target = RevertTarget::Transaction {
+        txid: deleted.txid,
+        at: None,
+    };
+    let admin = AuditContext {
+        actor_id: Some("admin-1".into()),
+        actor_type: Some("user".into()),
+        reason: Some("account 2 was deleted by mistake".into()),
+        ..Default::default()
+    };
+    for dry_run in [true, false] {
+        println!(
+            "\n$ audit-logs revert --transaction {}{} --by admin-1 --reason 'account 2 was deleted by mistake'",
+            deleted.txid,
+            if dry_run { " --dry-run" } else { "" }
+        );
+        let options = RevertOptions {
+            dry_run,
+            context: Some(admin.clone()),
+            ..Default::default()
+        };
+        crate::revert::print(&audit.revert(&target, &options).await?);
+    }
+    println!("\n$ audit-logs history accounts 2 --limit 1");
+    out.history(
+        "accounts",
+        "2",
+        &audit
+            .history(&HistoryQuery {
+                limit: Some(1),
+                ..HistoryQuery::of_table("accounts", json!(2))
+            })
+            .await?,
+    );
 
     let total: i64 = client
         .query_one("select count(*) from audit.audit_logs", &[])

@@ -5,6 +5,7 @@ mod demo;
 mod print;
 mod protect;
 mod query;
+mod revert;
 
 use std::io::Write;
 
@@ -112,6 +113,9 @@ enum Command {
     /// GDPR erasure: replace a data subject's values with keyed hashes (key in
     /// AUDIT_LOGS_REDACTION_KEY).
     Redact(protect::RedactArgs),
+    /// Undo a transaction, a request, an actor's changes or one entry, or put one record back
+    /// as it was at a time; recorded like any change (--dry-run shows what and the SQL).
+    Revert(revert::RevertArgs),
     /// Try it: migrate, track a table, make attributed changes and show their history, on a
     /// throwaway PostgreSQL (or, with a database URL, in a new database on that server).
     Demo {
@@ -245,6 +249,7 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Maintain(args) => protect::maintain(&audit, &out, args).await?,
         Command::Configure(args) => protect::configure(&audit, &out, args).await?,
         Command::Redact(args) => protect::redact(&audit, &out, args).await?,
+        Command::Revert(args) => revert::revert(&audit, &out, args).await?,
         Command::Demo { .. } | Command::Schema(_) => unreachable!("handled above"),
     };
     audit.close();

@@ -45,6 +45,7 @@ fn version_and_help_for_every_command() {
         .stdout(format!("audit-logs {}\n", env!("CARGO_PKG_VERSION")));
     for command in [
         "migrate", "status", "enable", "disable", "tracked", "history", "log", "export", "demo",
+        "revert",
     ] {
         audit_logs(None)
             .args([command, "--help"])
@@ -242,6 +243,19 @@ fn demo_on_a_throwaway_server() {
             .and(predicate::str::contains("Mallory").not())
             .and(predicate::str::contains(
                 "by migration (migration name: 0042_lowercase_emails)",
+            ))
+            // The cleanup job's delete, undone: a dry run, then the revert, then its entry.
+            .and(predicate::str::contains(
+                "Would change 1 record(s):\n  insert public.accounts 2",
+            ))
+            .and(predicate::str::contains(
+                "password_hash is not stored in the log",
+            ))
+            .and(predicate::str::contains(
+                "Changed 1 record(s):\n  insert public.accounts 2",
+            ))
+            .and(predicate::str::contains(
+                "INSERT   by user admin-1 (reason: account 2 was deleted by mistake)",
             )),
     );
 }

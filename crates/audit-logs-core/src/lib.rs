@@ -73,8 +73,8 @@ pub use queries::{
 };
 pub use retention::{MaintainOptions, MaintainReport, Settings};
 pub use revert::{
-    FieldRevert, OnConflict, RecordRevert, RevertConflict, RevertOptions, RevertReport,
-    RevertTarget,
+    FieldRevert, OnConflict, RecordRevert, RevertConflict, RevertFields, RevertOptions,
+    RevertReport, RevertTarget,
 };
 pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};

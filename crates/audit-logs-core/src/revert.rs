@@ -61,6 +61,99 @@ pub enum RevertTarget {
     },
 }
 
+/// What to undo as the Node API and the CLI name it: exactly one of `transaction` (with `at`),
+/// `request` (with `from`, `to`), `actor` (with `from` and `to`), `entry`, or `table` with `id`
+/// and `to`.
+#[derive(Debug, Clone, Default)]
+pub struct RevertFields {
+    pub transaction: Option<i64>,
+    pub at: Option<DateTime<Utc>>,
+    pub request: Option<String>,
+    pub actor: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub entry: Option<i64>,
+    pub table: Option<TableRef>,
+    pub id: Option<Value>,
+}
+
+impl RevertTarget {
+    /// The one target `fields` name, or a typed error saying what is missing or extra.
+    pub fn one_of(fields: RevertFields) -> Result<RevertTarget> {
+        let RevertFields {
+            transaction,
+            at,
+            request,
+            actor,
+            from,
+            to,
+            entry,
+            table,
+            id,
+        } = fields;
+        let named = [
+            transaction.is_some(),
+            request.is_some(),
+            actor.is_some(),
+            entry.is_some(),
+            table.is_some(),
+        ];
+        if named.iter().filter(|n| **n).count() != 1 {
+            return Err(Error::invalid_argument(
+                "target",
+                "give exactly one of transaction, request, actor, entry, or table with id and to",
+            ));
+        }
+        let unused = |name: &str, given: bool| {
+            if given {
+                Err(Error::invalid_argument(
+                    name,
+                    "does not apply to this target",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let range = TimeRange { from, to };
+        if let Some(txid) = transaction {
+            unused("from", from.is_some())?;
+            unused("to", to.is_some())?;
+            return Ok(RevertTarget::Transaction { txid, at });
+        }
+        unused("at", at.is_some())?;
+        if let Some(id) = entry {
+            unused("from", from.is_some())?;
+            unused("to", to.is_some())?;
+            return Ok(RevertTarget::Entry { id });
+        }
+        if let Some(request_id) = request {
+            return Ok(RevertTarget::Request { request_id, range });
+        }
+        if let Some(actor_id) = actor {
+            if from.is_none() || to.is_none() {
+                return Err(Error::invalid_argument(
+                    "from",
+                    "reverting an actor's changes needs both from and to",
+                ));
+            }
+            return Ok(RevertTarget::Actor { actor_id, range });
+        }
+        unused("from", from.is_some())?;
+        let table = table.expect("one target is named");
+        match (id, to) {
+            (Some(id), Some(to)) => Ok(RevertTarget::Record { table, id, to }),
+            (None, _) => Err(Error::invalid_argument(
+                "id",
+                "reverting a record needs its id (an array for a composite key)",
+            )),
+            (_, None) => Err(Error::invalid_argument(
+                "to",
+                "reverting a record needs the time to put it back to",
+            )),
+        }
+    }
+}
+
 /// What to do when a record was changed again after a change being undone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnConflict {
@@ -100,6 +193,7 @@ pub struct RevertOptions {
 pub struct RevertReport {
     pub dry_run: bool,
     /// What was undone, as the revert's entries record it in `metadata.reverts`.
+    #[cfg_attr(feature = "napi", napi(ts_type = "Record<string, unknown>"))]
     pub reverts: Value,
     /// The row changes undone (entries), 0 for a record put back to a time.
     pub entries: u32,
@@ -121,6 +215,7 @@ pub struct RecordRevert {
     /// The record's key as the log holds it (`target_id`).
     pub id: String,
     /// `insert` (re-created), `update` or `delete`.
+    #[cfg_attr(feature = "napi", napi(ts_type = "'insert' | 'update' | 'delete'"))]
     pub operation: String,
     /// The entries undone for this record, oldest first; empty for a record put back to a time.
     pub entries: Vec<i64>,
@@ -134,8 +229,10 @@ pub struct RecordRevert {
 pub struct FieldRevert {
     pub field: String,
     /// Null when the record does not exist before the revert.
+    #[cfg_attr(feature = "napi", napi(ts_type = "unknown"))]
     pub current: Value,
     /// Null when the revert deletes the record.
+    #[cfg_attr(feature = "napi", napi(ts_type = "unknown"))]
     pub restored: Value,
 }
 

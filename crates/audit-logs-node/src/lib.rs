@@ -3,6 +3,7 @@
 //! types are `#[napi(object)]` under the core's `napi` feature, so each shape is declared once.
 
 mod protect;
+mod revert;
 
 use std::future::Future;
 

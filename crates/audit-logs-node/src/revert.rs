@@ -1,0 +1,106 @@
+//! Undo, for JavaScript: converts the target and options; the rules are the core's.
+
+use audit_logs_core as core;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use serde_json::Value;
+
+use crate::{promise, table_ref, time, AuditLogs, TableName, Time};
+
+/// What {@link AuditLogs.revert} undoes: exactly one of `transaction` (optionally with `at`,
+/// the `createdAt` of one of its entries), `request` (optionally within `from`/`to`), `actor`
+/// (with `from` and `to`), `entry`, or `table` with `id` and `to` (one record put back as it
+/// was then).
+#[napi(object)]
+pub struct RevertTarget {
+    #[napi(ts_type = "number | undefined")]
+    pub transaction: Option<i64>,
+    #[napi(ts_type = "Date | string | undefined")]
+    pub at: Option<Time>,
+    #[napi(ts_type = "string | undefined")]
+    pub request: Option<String>,
+    #[napi(ts_type = "string | undefined")]
+    pub actor: Option<String>,
+    #[napi(ts_type = "Date | string | undefined")]
+    pub from: Option<Time>,
+    #[napi(ts_type = "Date | string | undefined")]
+    pub to: Option<Time>,
+    #[napi(ts_type = "number | undefined")]
+    pub entry: Option<i64>,
+    #[napi(ts_type = "string | TableName | undefined")]
+    pub table: Option<Either<String, TableName>>,
+    /// The record's primary key; an array for a composite key.
+    #[napi(ts_type = "string | number | Array<string | number | boolean | null> | undefined")]
+    pub id: Option<Value>,
+}
+
+/// Options of {@link AuditLogs.revert}.
+#[napi(object)]
+pub struct RevertOptions {
+    /// Run the revert and roll it back: the report says what would change.
+    #[napi(ts_type = "boolean | undefined")]
+    pub dry_run: Option<bool>,
+    /// `'refuse'` (default): a record changed again since fails the revert
+    /// (`AUDIT_LOGS_REVERT_CONFLICT`, listing the later entries) and nothing changes.
+    /// `'overwrite'`: restore anyway.
+    #[napi(ts_type = "'refuse' | 'overwrite' | undefined")]
+    pub on_conflict: Option<String>,
+    /// Who reverts: recorded on the revert's entries, with `metadata.reverts`.
+    #[napi(ts_type = "AuditContext | undefined")]
+    pub context: Option<Value>,
+}
+
+fn target(target: RevertTarget) -> core::Result<core::RevertTarget> {
+    let optional_time = |t: Option<Time>, name: &str| t.map(|t| time(t, name)).transpose();
+    core::RevertTarget::one_of(core::RevertFields {
+        transaction: target.transaction,
+        at: optional_time(target.at, "at")?,
+        request: target.request,
+        actor: target.actor,
+        from: optional_time(target.from, "from")?,
+        to: optional_time(target.to, "to")?,
+        entry: target.entry,
+        table: target.table.map(table_ref),
+        id: target.id,
+    })
+}
+
+fn options(options: Option<RevertOptions>) -> core::Result<core::RevertOptions> {
+    let Some(options) = options else {
+        return Ok(core::RevertOptions::default());
+    };
+    Ok(core::RevertOptions {
+        dry_run: options.dry_run.unwrap_or(false),
+        on_conflict: options
+            .on_conflict
+            .as_deref()
+            .map(core::OnConflict::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        context: options
+            .context
+            .map(core::AuditContext::from_camel_case)
+            .transpose()?,
+    })
+}
+
+#[napi]
+impl AuditLogs {
+    /// Undoes what `target` names, in one transaction recorded like any change (its entries
+    /// carry `options.context` and `metadata.reverts`). Rejects, changing nothing, with
+    /// `AUDIT_LOGS_REVERT_CONFLICT` when a record was changed again since,
+    /// `AUDIT_LOGS_CANNOT_REVERT` when a record cannot be put back (a table no longer tracked, a
+    /// column dropped since, a value the log does not hold), or `AUDIT_LOGS_INVALID_ARGUMENT`.
+    #[napi(ts_return_type = "Promise<RevertReport>")]
+    pub fn revert<'env>(
+        &self,
+        env: &'env Env,
+        target: RevertTarget,
+        options: Option<RevertOptions>,
+    ) -> Result<PromiseRaw<'env, core::RevertReport>> {
+        let inner = self.inner.clone();
+        let target = self::target(target);
+        let options = self::options(options);
+        promise(env, async move { inner.revert(&target?, &options?).await })
+    }
+}
