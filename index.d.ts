@@ -306,6 +306,33 @@ export function auditContextPlugin(
   done: (error?: Error) => void,
 ): void
 
+/** What {@link AuditViewerOptions.authorize} allows: everything, only what `filters` select, or nothing. */
+export type ViewerScope = true | { filters: Filters } | false | null | undefined
+
+export interface AuditViewerOptions<Request = any> {
+  audit: AuditLogs
+  /**
+   * Required: who may see what. `true` shows everything (and lets the viewer verify the chain);
+   * `{ filters }` applies those filters over every query (`{ filters: { table: 'posts' } }`,
+   * `{ filters: { metadataContains: { tenant: 7 } } }`); anything else answers 403. May be async.
+   */
+  authorize: (request: Request) => ViewerScope | Promise<ViewerScope>
+}
+
+/**
+ * The history viewer (a page and a read-only JSON API) as a request handler for Express or
+ * Node's http server, mounted under any path: `app.use('/audit', auditViewer({ audit, authorize }))`.
+ */
+export function auditViewer<Request = any>(
+  options: AuditViewerOptions<Request>,
+): (req: Request, res: unknown, next?: (error?: unknown) => void) => Promise<void>
+
+/** The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`. */
+export function auditViewerPlugin(
+  fastify: { get(path: string, handler: (...args: any[]) => unknown): unknown },
+  options: AuditViewerOptions<any> & { prefix?: string },
+): Promise<void>
+
 /** Options of {@link auditRead}. */
 export interface AuditReadOptions {
   /** The field of each row that identifies it. Default: `id`. */

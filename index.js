@@ -7,6 +7,7 @@ const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
+const { auditViewer, auditViewerPlugin } = require('./lib/viewer.js')
 const binding = require('./binding.js')
 
 /**
@@ -51,3 +52,5 @@ module.exports.auditContextMiddleware = auditContextMiddleware
 module.exports.auditContextPlugin = auditContextPlugin
 module.exports.auditRead = auditRead
 module.exports.auditExtension = auditExtension
+module.exports.auditViewer = auditViewer
+module.exports.auditViewerPlugin = auditViewerPlugin

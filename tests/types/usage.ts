@@ -8,6 +8,7 @@ import {
   AuditLogs,
   auditContextMiddleware,
   auditRead,
+  auditViewer,
   currentAuditContext,
   runWithAuditContext,
   serializeContext,
@@ -143,4 +144,14 @@ export async function undo(audit: AuditLogs, txid: number, since: Date): Promise
   void [operation, restored, sql]
   // @ts-expect-error onConflict is 'refuse' or 'overwrite'
   await audit.revert({ entry: 7 }, { onConflict: 'ignore' })
+}
+
+export function viewer(audit: AuditLogs): void {
+  const handler = auditViewer<{ user?: { isAdmin: boolean; tenantId: number } }>({
+    audit,
+    authorize: (req) => (req.user?.isAdmin ? true : req.user ? { filters: { metadataContains: { tenant: req.user.tenantId } } } : false),
+  })
+  void handler
+  // @ts-expect-error authorize is required
+  auditViewer({ audit })
 }

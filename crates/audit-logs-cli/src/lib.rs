@@ -116,6 +116,12 @@ enum Command {
     /// Undo a transaction, a request, an actor's changes or one entry, or put one record back
     /// as it was at a time; recorded like any change (--dry-run shows what and the SQL).
     Revert(revert::RevertArgs),
+    /// Serve the history viewer in the browser (`npx audit-logs ui [--port N] [--host H]
+    /// [--open]`): the npm package serves it, the native binary does not.
+    Ui {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
     /// Try it: migrate, track a table, make attributed changes and show their history, on a
     /// throwaway PostgreSQL (or, with a database URL, in a new database on that server).
     Demo {
@@ -162,6 +168,12 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Schema(args) => {
             print!("{}", query::schema(args));
             return Ok(0);
+        }
+        Command::Ui { .. } => {
+            return Err(Error::invalid_argument(
+                "ui",
+                "the viewer is served by the npm package: run `npx audit-logs ui` in a project that installed audit-logs",
+            ))
         }
         _ => {}
     }
@@ -250,7 +262,9 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Configure(args) => protect::configure(&audit, &out, args).await?,
         Command::Redact(args) => protect::redact(&audit, &out, args).await?,
         Command::Revert(args) => revert::revert(&audit, &out, args).await?,
-        Command::Demo { .. } | Command::Schema(_) => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Schema(_) | Command::Ui { .. } => {
+            unreachable!("handled above")
+        }
     };
     audit.close();
     Ok(status)
