@@ -238,7 +238,12 @@ async function render() {
       lastParams = params
       updateExportLinks(params)
       $('#chart-section').hidden = false
-      const counts = api('counts', new URLSearchParams([...params, ['by', 'day']]))
+      // The chart covers the search's range, else the last 30 days (counting the whole log
+      // would read all of it).
+      const range = new URLSearchParams([...params, ['by', 'day']])
+      if (!range.has('from')) range.set('from', new Date(Date.now() - 30 * 86400e3).toISOString())
+      $('#chart-title').textContent = params.has('from') ? 'Changes per day' : 'Changes per day, last 30 days'
+      const counts = api('counts', range)
       await searchPage(params, false)
       chart(await counts)
     }
