@@ -317,6 +317,11 @@ export interface AuditViewerOptions<Request = any> {
    * `{ filters: { metadataContains: { tenant: 7 } } }`); anything else answers 403. May be async.
    */
   authorize: (request: Request) => ViewerScope | Promise<ViewerScope>
+  /**
+   * Record who viewed what: each page read is logged as an `audit_log.viewed` event with the
+   * context this returns (the viewer's identity) and the page's filters.
+   */
+  recordViews?: ((request: Request) => AuditContext | undefined | Promise<AuditContext | undefined>) | undefined
 }
 
 /**

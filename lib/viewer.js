@@ -129,6 +129,18 @@ const ROUTES = {
     if (query.get('cursor')) page.cursor = query.get('cursor')
     return audit.search({ ...filtersFrom(query), ...scope.filters }, page)
   },
+  // A record's entries as history gives them (following renames and key changes, with the
+  // events about it); a scoped viewer gets them through search, where its filters apply.
+  async record(audit, query, scope) {
+    const table = query.get('table')
+    const id = query.get('id')
+    if (!table || !id) throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'record needs table and id')
+    if (!scope.full) {
+      const page = await audit.search({ table, targetId: recordId(id), ...scope.filters }, { limit: MAX_PAGE })
+      return page.entries
+    }
+    return audit.history({ table, id: recordId(id), limit: MAX_PAGE })
+  },
   async counts(audit, query, scope) {
     const by = query.get('by') ?? 'day'
     if (!['hour', 'day', 'week', 'month'].includes(by)) {
@@ -140,6 +152,17 @@ const ROUTES = {
     if (!scope.full) throw codedError('AUDIT_LOGS_PERMISSION_DENIED', 'the chain is verified for the whole log: only a full viewer may')
     return audit.verify()
   },
+}
+
+/**
+ * Records, as an `audit_log.viewed` event, who looked at what: the context `recordViews(req)`
+ * returns (who is viewing), the page and its filters.
+ */
+async function recordView(audit, recordViews, req, route, query) {
+  const context = await recordViews(req)
+  const filters = Object.fromEntries([...query].filter(([name]) => FILTER_PARAMS.includes(name) || name === 'id'))
+  await audit.log({ action: 'audit_log.viewed', targetType: 'audit.audit_logs', metadata: { page: route, ...filters } },
+    { context: context ?? null })
 }
 
 async function exportEntries(audit, query, scope, res) {
@@ -172,9 +195,12 @@ async function exportEntries(audit, query, scope, res) {
  * `{ filters: { metadataContains: { tenant: 7 } } }`), or anything else to refuse (403).
  */
 function auditViewer(options) {
-  const { audit, authorize } = options ?? {}
+  const { audit, authorize, recordViews } = options ?? {}
   if (audit == null || typeof audit.search !== 'function') {
     throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'auditViewer needs { audit }: an AuditLogs instance')
+  }
+  if (recordViews != null && typeof recordViews !== 'function') {
+    throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'recordViews is a function (req) => the viewer\'s audit context')
   }
   if (typeof authorize !== 'function') {
     throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
@@ -190,10 +216,15 @@ function auditViewer(options) {
       const assetEntry = ASSETS[url.pathname]
       if (assetEntry) return send(res, 200, asset(assetEntry[0]), assetEntry[1])
       const route = url.pathname.startsWith('/api/') ? url.pathname.slice(5) : null
-      if (route === 'export') return await exportEntries(audit, url.searchParams, scope, res)
+      if (route === 'export') {
+        if (recordViews) await recordView(audit, recordViews, req, route, url.searchParams)
+        return await exportEntries(audit, url.searchParams, scope, res)
+      }
       if (route === 'scope') return sendJson(res, 200, { full: scope.full, filters: scope.filters })
       if (route != null && Object.hasOwn(ROUTES, route)) {
-        return sendJson(res, 200, await ROUTES[route](audit, url.searchParams, scope))
+        const result = await ROUTES[route](audit, url.searchParams, scope)
+        if (recordViews && route !== 'verify') await recordView(audit, recordViews, req, route, url.searchParams)
+        return sendJson(res, 200, result)
       }
       if (typeof next === 'function') return next()
       return sendJson(res, 404, { error: { code: 'AUDIT_LOGS_INVALID_ARGUMENT', message: `no such page: ${url.pathname}` } })

@@ -206,15 +206,15 @@ async function searchPage(params, append) {
 async function recordPage(params) {
   const table = params.get('table')
   const id = params.get('id')
-  const page = await api('search', new URLSearchParams({ table, targetId: id, limit: '200' }))
+  const entries = await api('record', new URLSearchParams({ table, id }))
   cursor = null
   $('#more').hidden = true
   const results = $('#results')
   results.replaceChildren(
     element('h2', {}, `${table} ${id}`),
     element('p', {}, element('a', { href: searchLink({ table }) }, `All of ${table}`)))
-  if (page.entries.length === 0) results.append(element('p', { class: 'note' }, 'Nothing recorded for this record.'))
-  for (const entry of page.entries) results.append(entryCard(entry))
+  if (entries.length === 0) results.append(element('p', { class: 'note' }, 'Nothing recorded for this record.'))
+  for (const entry of entries) results.append(entryCard(entry))
 }
 
 function updateExportLinks(params) {

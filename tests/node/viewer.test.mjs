@@ -234,3 +234,24 @@ test('audit-logs ui serves the viewer on loopback, and elsewhere only with its t
   const cookie = first.headers.get('set-cookie').split(';')[0]
   assert.equal((await fetch(`${origin}/api/search`, { headers: { cookie } })).status, 200)
 })
+
+test("a record's page shows the events about it beside its changes, and views are recorded when asked", async (t) => {
+  const { audit } = await story(t)
+  await audit.log({ action: 'post.published', targetType: 'posts', targetId: 1, actorId: 'ann' })
+  const app = express()
+  app.use('/audit', auditViewer({
+    audit,
+    authorize: () => true,
+    recordViews: (req) => ({ actorId: String(req.headers['x-user']), actorType: 'user' }),
+  }))
+  const server = app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  const base = `http://127.0.0.1:${server.address().port}/audit/`
+  const record = await fetch(`${base}api/record?table=posts&id=1`, { headers: { 'x-user': 'auditor-9' } })
+  assert.deepEqual((await record.json()).map((e) => e.action), ['post.published', 'UPDATE', 'INSERT'])
+  const views = await audit.search({ action: 'audit_log.viewed' })
+  assert.equal(views.entries.length, 1)
+  assert.equal(views.entries[0].actorId, 'auditor-9')
+  assert.deepEqual(views.entries[0].metadata, { page: 'record', table: 'posts', id: '1' })
+})
