@@ -148,6 +148,15 @@ const ROUTES = {
     }
     return audit.counts([by], { ...filtersFrom(query), ...scope.filters })
   },
+  // Who made many changes in a short time, over the last 24 hours unless the search says.
+  async bursts(audit, query, scope) {
+    const window = query.get('window') ?? '10 minutes'
+    if (!/^\d{1,4} (second|minute|hour)s?$/.test(window)) {
+      throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', "window is like '10 minutes' or '1 hour'")
+    }
+    const threshold = query.has('threshold') ? integer(query.get('threshold'), 'threshold') : 20
+    return audit.bursts({ window, threshold }, { ...filtersFrom(query), ...scope.filters })
+  },
   async verify(audit, query, scope) {
     if (!scope.full) throw codedError('AUDIT_LOGS_PERMISSION_DENIED', 'the chain is verified for the whole log: only a full viewer may')
     return audit.verify()

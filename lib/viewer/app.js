@@ -152,6 +152,18 @@ function entryCard(entry) {
   return card
 }
 
+function bursts(rows) {
+  const box = $('#bursts')
+  box.replaceChildren()
+  if (rows.length === 0) {
+    box.append(element('p', { class: 'note' }, 'None.'))
+    return
+  }
+  box.append(element('ul', {}, ...rows.map((burst) => element('li', {},
+    burst.key ? element('a', { href: searchLink({ actorId: burst.key, from: burst.firstChange, to: burst.lastChange }) }, burst.key) : 'no actor',
+    `: ${burst.changes} changes from ${new Date(burst.firstChange).toLocaleString()} to ${new Date(burst.lastChange).toLocaleString()}`))))
+}
+
 function chart(rows) {
   const box = $('#chart')
   box.replaceChildren()
@@ -232,12 +244,15 @@ async function render() {
     if (page === 'record') {
       fillForm(new URLSearchParams())
       $('#chart-section').hidden = true
+      $('#bursts-section').hidden = true
       await recordPage(params)
     } else {
       fillForm(params)
       lastParams = params
       updateExportLinks(params)
       $('#chart-section').hidden = false
+      $('#bursts-section').hidden = false
+      const busy = api('bursts', params)
       // The chart covers the search's range, else the last 30 days (counting the whole log
       // would read all of it).
       const range = new URLSearchParams([...params, ['by', 'day']])
@@ -246,6 +261,7 @@ async function render() {
       const counts = api('counts', range)
       await searchPage(params, false)
       chart(await counts)
+      bursts(await busy)
     }
   } catch (error) {
     setMessage(error.message)
