@@ -534,10 +534,13 @@ async fn conflicts(
 ) -> Result<Vec<RevertConflict>> {
     let mut changed: Vec<&Plan> = Vec::new();
     for (name, mine) in by_table(plans) {
+        let table = tables.get(name);
         let keys: Vec<Map<String, Value>> = mine.iter().map(|p| p.key.clone()).collect();
-        let current = current_rows(client, tables.get(name), &keys).await?;
-        for (plan, current) in mine.into_iter().zip(current) {
-            let as_left = match (&plan.after, &current) {
+        let current = current_rows(client, table, &keys).await?;
+        let afters: Vec<Option<Value>> = mine.iter().map(|p| p.after.clone()).collect();
+        let recorded = as_this_session_prints(client, table, &afters).await?;
+        for ((plan, current), recorded) in mine.into_iter().zip(current).zip(recorded) {
+            let as_left = match (&recorded, &current) {
                 (Some(after), Some(row)) => holds(row, Some(after)),
                 (None, None) => true,
                 _ => false,
@@ -551,6 +554,66 @@ async fn conflicts(
         return Ok(Vec::new());
     }
     later_entries(client, entries, &changed).await
+}
+
+/// Logged rows as this session prints them: read back through the table's types. The log holds
+/// them as the writing session printed them, and a `timestamptz` prints in that session's time
+/// zone (`+09:00` where this one says `+00:00`). Redacted values are left out (they are not
+/// values of the column's type), as are columns dropped since.
+async fn as_this_session_prints(
+    client: &impl GenericClient,
+    table: &Table,
+    rows: &[Option<Value>],
+) -> Result<Vec<Option<Value>>> {
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| match row.as_ref().and_then(Value::as_object) {
+            Some(row) => Value::Object(
+                row.iter()
+                    .filter(|(column, value)| {
+                        !is_redacted(value) && table.columns.contains_key(*column)
+                    })
+                    .map(|(column, value)| (column.clone(), value.clone()))
+                    .collect(),
+            ),
+            None => Value::Null,
+        })
+        .collect();
+    let sql = format!(
+        "select case when r.value operator(pg_catalog.<>) 'null'::pg_catalog.jsonb
+                     then pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(null::{name}, r.value)) end,
+                r.value
+           from pg_catalog.jsonb_array_elements($1) with ordinality as r(value, ordinality)
+          order by r.ordinality",
+        name = table.name
+    );
+    let printed = client
+        .query_typed(&sql, &[(&Value::Array(rows), Type::JSONB)])
+        .await
+        .map_err(|e| from_query(e, Some(&table.name)))?;
+    Ok(printed
+        .iter()
+        .map(|row| {
+            // Only the columns the log recorded: populate_record fills the others with null.
+            let normalized: Option<Value> = row.get(0);
+            let given: Value = row.get(1);
+            normalized.map(|normalized| {
+                Value::Object(
+                    given
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(column, _)| {
+                            (
+                                column.clone(),
+                                normalized.get(column).cloned().unwrap_or(Value::Null),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+        })
+        .collect())
 }
 
 /// The plans of each table, tables in the order first met.

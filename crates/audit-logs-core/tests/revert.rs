@@ -1080,3 +1080,53 @@ async fn a_row_that_a_foreign_key_still_references_is_deleted_once_it_no_longer_
         [("public.invoices", "update"), ("public.orgs", "delete")]
     );
 }
+
+#[tokio::test]
+async fn a_time_logged_in_another_time_zone_is_no_conflict() {
+    let f = common::migrated().await;
+    let mut client = f.sql().await;
+    client
+        .batch_execute("create table meetings (id int primary key, starts timestamptz, title text)")
+        .await
+        .unwrap();
+    f.audit
+        .enable_tracking(&"meetings".into(), &TrackingOptions::default())
+        .await
+        .unwrap();
+    // The application's sessions run in Tokyo time; the revert runs in UTC.
+    change(
+        &mut client,
+        &actor("ann"),
+        "set local time zone 'Asia/Tokyo'; insert into meetings values (1, '2026-12-01 09:00+09', 'Plan')",
+    )
+    .await;
+    let before = snapshot_of(&client, "meetings").await;
+    let moved = change(
+        &mut client,
+        &actor("bob"),
+        "set local time zone 'Asia/Tokyo'; update meetings set starts = starts + interval '1 hour', title = 'Moved'",
+    )
+    .await;
+    revert(
+        &f,
+        RevertTarget::Transaction {
+            txid: moved,
+            at: None,
+        },
+    )
+    .await;
+    assert_eq!(snapshot_of(&client, "meetings").await, before);
+}
+
+async fn snapshot_of(client: &Client, table: &str) -> Vec<Value> {
+    client
+        .query(
+            &format!("select to_jsonb(t) from {table} t order by 1::text"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
