@@ -475,6 +475,12 @@ export interface CreateAuditLogInput {
 export declare function endsSession(code: string): boolean
 
 /**
+ * Every `code` an audit-logs error can have, the JavaScript wrappers' included, in the core's
+ * order: what `AuditLogsErrorCode` in index.d.ts lists (tests/node/errors.test.mjs compares them).
+ */
+export declare function errorCodes(): Array<string>
+
+/**
  * The statement that records `inputs` in the caller's transaction (a pg client or a Prisma
  * transaction), so they commit or roll back with it; its rows are `AuditLogEntry` objects.
  * Throws `AUDIT_LOGS_INVALID_EVENT` or `AUDIT_LOGS_INVALID_CONTEXT` before anything runs.

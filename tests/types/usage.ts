@@ -15,6 +15,8 @@ import {
   withAuditContext,
   type AuditContext,
   type AuditLogEntry,
+  type AuditLogsError,
+  type AuditLogsErrorCode,
   type TrackedTable,
 } from '../../index.js'
 // @ts-expect-error the binding's internals are not part of the package's API
@@ -128,4 +130,29 @@ export async function protect(audit: AuditLogs): Promise<void> {
   void [sealed, ok, kind, dropped, saved, redacted]
   // @ts-expect-error the key is a string or a Buffer
   await audit.redact({ actorId: '42' }, 42)
+}
+
+export async function errors(audit: AuditLogs): Promise<void> {
+  try {
+    await audit.enableTracking('logs')
+  } catch (caught) {
+    const error = caught as AuditLogsError
+    switch (error.code) {
+      case 'AUDIT_LOGS_NO_PRIMARY_KEY': {
+        const table: string | undefined = error.table
+        void table
+        break
+      }
+      case 'AUDIT_LOGS_MIGRATION_FAILED': {
+        const applied: number[] | undefined = error.applied
+        void [applied, error.migration, error.sqlstate]
+        break
+      }
+      // @ts-expect-error not a code of audit-logs
+      case 'AUDIT_LOGS_NO_PRIMARY_KEYS':
+        break
+    }
+  }
+  const commitUnknown: AuditLogsErrorCode = 'AUDIT_LOGS_COMMIT_UNKNOWN'
+  void commitUnknown
 }

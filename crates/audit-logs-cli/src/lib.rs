@@ -8,7 +8,9 @@ mod query;
 
 use std::io::Write;
 
-use audit_logs_core::{AuditLogs, Error, HistoryQuery, TableRef, Target, TrackingOptions};
+use audit_logs_core::{
+    AuditLogs, ConnectionError, Error, HistoryQuery, TableRef, Target, TrackingOptions,
+};
 use clap::{Parser, Subcommand};
 
 /// A PostgreSQL audit trail: who changed what, when, from where.
@@ -163,9 +165,9 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
     }
     let url = match cli.database_url {
         Some(url) => url,
-        None => dot_env_database_url()?.ok_or_else(|| Error::InvalidUrl {
+        None => dot_env_database_url()?.ok_or_else(|| Error::Connection(ConnectionError::InvalidUrl {
             reason: "no database given: set DATABASE_URL (in the environment or in ./.env) or pass --database-url (-D)".into(),
-        })?,
+        }))?,
     };
     let audit = AuditLogs::connect(&url).await?;
     let out = print::Printer { json: cli.json };
@@ -275,9 +277,9 @@ fn dot_env_database_url() -> Result<Option<String>, Error> {
 }
 
 fn dot_env_error(e: dotenvy::Error) -> Error {
-    Error::InvalidUrl {
+    Error::Connection(ConnectionError::InvalidUrl {
         reason: format!("cannot read DATABASE_URL from {DOT_ENV}: {e}"),
-    }
+    })
 }
 
 /// `42` and `[1, "a"]` are JSON; anything else is the key as text.

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use audit_logs_core::queries::parse_time;
 use audit_logs_core::{
-    AuditContext, AuditEntry, AuditLogs, Error, Filters, NewEvent, Order, TableRef,
+    AuditContext, AuditEntry, AuditLogs, Error, EventError, Filters, NewEvent, Order, TableRef,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -147,9 +147,7 @@ pub async fn export(audit: &AuditLogs, args: ExportArgs) -> Result<u64, Error> {
         Ok(()) => Ok(written),
         // The reader (say, `| head`) has had enough: not an error.
         Err(ExportError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(written),
-        Err(ExportError::Io(e)) => Err(Error::Output {
-            reason: e.to_string(),
-        }),
+        Err(ExportError::Io(source)) => Err(Error::Output { source }),
         Err(ExportError::Audit(e)) => Err(e),
     }
 }
@@ -301,9 +299,9 @@ impl LogArgs {
             None => None,
             Some(serde_json::Value::Object(map)) => Some(map),
             Some(other) => {
-                return Err(Error::InvalidEvent {
+                return Err(Error::Event(EventError::Invalid {
                     reason: format!("--metadata must be a JSON object, got {other}"),
-                })
+                }))
             }
         };
         Ok(NewEvent {

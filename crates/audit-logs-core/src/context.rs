@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Result};
 
 /// The largest context accepted, serialized. The triggers parse it once per statement.
 pub const MAX_CONTEXT_BYTES: usize = 8192;
@@ -88,8 +88,10 @@ impl AuditContext {
 
     /// Parses an IP address given as text, with a typed error naming the bad value.
     pub fn parse_ip(text: &str) -> Result<IpAddr> {
-        text.trim().parse().map_err(|_| Error::InvalidContext {
-            reason: format!("ipAddress {text:?} is not an IPv4 or IPv6 address"),
+        text.trim().parse().map_err(|_| {
+            Error::Context(ContextError::Invalid {
+                reason: format!("ipAddress {text:?} is not an IPv4 or IPv6 address"),
+            })
         })
     }
 
@@ -107,26 +109,26 @@ impl AuditContext {
         ] {
             if let Some(value) = value {
                 if value.contains('\0') {
-                    return Err(Error::InvalidContext {
+                    return Err(Error::Context(ContextError::Invalid {
                         reason: nul_reason(name),
-                    });
+                    }));
                 }
                 if value.len() > MAX_FIELD_BYTES {
-                    return Err(Error::InvalidContext {
+                    return Err(Error::Context(ContextError::Invalid {
                         reason: format!(
                             "{name} is {} bytes; the limit is {MAX_FIELD_BYTES}",
                             value.len()
                         ),
-                    });
+                    }));
                 }
             }
         }
         if let Some(metadata) = &self.metadata {
             check_keys(metadata, "metadata")?;
             if let Some(at) = nul_in_object(metadata, "metadata") {
-                return Err(Error::InvalidContext {
+                return Err(Error::Context(ContextError::Invalid {
                     reason: nul_reason(&at),
-                });
+                }));
             }
         }
         if *self == AuditContext::default() {
@@ -135,11 +137,11 @@ impl AuditContext {
         let value = serde_json::to_value(self).expect("a context always serializes");
         let stored = stored_json_len(&value);
         if stored > MAX_CONTEXT_BYTES {
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!(
                     "the context is {stored} bytes serialized; the limit is {MAX_CONTEXT_BYTES}"
                 ),
-            });
+            }));
         }
         Ok(Some(value.to_string()))
     }
@@ -173,12 +175,12 @@ impl AuditContext {
                 Value::Array(_) => "an array",
                 Value::Object(_) => unreachable!(),
             };
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!("expected an object such as {{ actorId: '42' }}, got {kind}"),
-            });
+            }));
         }
         let input: ContextInput = read_named(with_ids_as_text(value)?)
-            .map_err(|reason| Error::InvalidContext { reason })?;
+            .map_err(|reason| Error::Context(ContextError::Invalid { reason }))?;
         let ip_address = input
             .ip_address
             .as_deref()
@@ -265,9 +267,9 @@ fn with_ids_as_text(mut value: Value) -> Result<Value> {
                 } else {
                     "a string"
                 };
-                return Err(Error::InvalidContext {
+                return Err(Error::Context(ContextError::Invalid {
                     reason: format!("{key} must be {expected}, got {kind}"),
-                });
+                }));
             }
         }
     }
@@ -329,11 +331,11 @@ fn cut_to_bytes(text: &str, max: usize) -> &str {
 fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
     for (key, value) in object {
         if FORBIDDEN_KEYS.contains(&key.as_str()) {
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!(
                     "{path} has the key {key:?}, which is not allowed (prototype pollution)"
                 ),
-            });
+            }));
         }
         if let Value::Object(inner) = value {
             check_keys(inner, &format!("{path}.{key}"))?;

@@ -8,7 +8,7 @@ use tokio_postgres::types::{Json, Type};
 use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
-use crate::error::{from_query, Error, Result};
+use crate::error::{from_query, Error, EventError, Result};
 use crate::history::{AuditEntry, ENTRY_COLUMNS};
 use crate::tracking::to_snake_case;
 
@@ -320,7 +320,7 @@ fn pascal_case(name: &str) -> String {
 }
 
 fn invalid(reason: String) -> Error {
-    Error::InvalidEvent { reason }
+    Error::Event(EventError::Invalid { reason })
 }
 
 /// A statement for the caller to run on their own connection (a pg client or a Prisma

@@ -21,10 +21,20 @@ impl AsRef<str> for Code {
     }
 }
 
-/// A JavaScript `Error` with `.code` (e.g. `AUDIT_LOGS_NO_PRIMARY_KEY`) and the core's message.
+/// A JavaScript `Error` with `.code` (e.g. `AUDIT_LOGS_NO_PRIMARY_KEY`), the core's message, and
+/// the structured fields the error has (`table`, `column`, `migration`, `applied`, `argument`,
+/// `sqlstate`, `hint`: see `ErrorFields`).
 fn js_error(env: &Env, e: core::Error) -> Error {
-    let error = JsError::from(Error::new(Code(e.code()), e.to_string()));
-    Error::from(error.into_unknown(*env))
+    let error = JsError::from(Error::new(Code(e.code()), e.to_string())).into_unknown(*env);
+    let fields = serde_json::to_value(e.fields()).unwrap_or_default();
+    // SAFETY: `error` was made by napi_create_error, so it is an object.
+    if let (Value::Object(fields), Ok(mut object)) = (fields, unsafe { error.cast::<Object>() }) {
+        for (name, value) in fields {
+            // A field that cannot be set leaves the error as it is: its code and message stand.
+            let _ = object.set(name, value);
+        }
+    }
+    Error::from(error)
 }
 
 fn sync_error(e: core::Error) -> Error<Code> {
@@ -350,6 +360,13 @@ pub fn event_statement(
         text: statement.text,
         values: vec![statement.events],
     })
+}
+
+/// Every `code` an audit-logs error can have, the JavaScript wrappers' included, in the core's
+/// order: what `AuditLogsErrorCode` in index.d.ts lists (tests/node/errors.test.mjs compares them).
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    core::Code::ALL.iter().map(|code| code.as_str()).collect()
 }
 
 /// A driver's error recast as audit-logs' own (see {@link ownError}).
