@@ -224,6 +224,12 @@ async fn a_wrong_password_is_an_authentication_error_without_the_password() {
         !err.to_string().contains("wrong"),
         "the password leaked: {err}"
     );
+    // The server's refusal is kept as the cause, with its SQLSTATE.
+    let source = std::error::Error::source(&err).expect("the driver's error as source");
+    let driver = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .expect("a tokio_postgres::Error");
+    assert_eq!(driver.code().map(|c| c.code()), Some("28P01"), "{driver:?}");
 }
 
 #[tokio::test]
