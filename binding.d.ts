@@ -10,6 +10,28 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A context as JavaScript writes it (camelCase keys), as `serializeContext`,
+ * `runWithAuditContext` and `withAuditContext` take it. Unknown keys are refused by name, so a
+ * typo such as `actorID` is an error rather than a silently missing actor.
+ */
+export interface AuditContext {
+  /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
+  actorId?: string | number | undefined
+  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
+  actorType?: string | undefined
+  actorEmail?: string | undefined
+  /** IPv4 or IPv6. */
+  ipAddress?: string | undefined
+  userAgent?: string | undefined
+  /** Stored as text: an integer is stored as its digits. */
+  requestId?: string | number | undefined
+  reason?: string | undefined
+  migrationName?: string | undefined
+  /** Free-form details, merged into the `metadata` column. */
+  metadata?: any
+}
+
+/**
  * One entry of the audit log: a row change or an application event. The Node object and the
  * CLI's JSON alike; a field without a value is absent.
  */
@@ -416,24 +438,6 @@ export declare class TemporaryPostgres {
   url(database?: string | undefined | null): string
   /** Stops the server and deletes its directory (also done when the process exits). */
   stop(): void
-}
-
-/** The context shape accepted by {@link serializeContext}. */
-export interface AuditContext {
-  /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
-  actorId?: string | number | undefined
-  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
-  actorType?: string | undefined
-  actorEmail?: string | undefined
-  /** IPv4 or IPv6. */
-  ipAddress?: string | undefined
-  userAgent?: string | undefined
-  /** Stored as text: an integer is stored as its digits. */
-  requestId?: string | number | undefined
-  reason?: string | undefined
-  migrationName?: string | undefined
-  /** Free-form details, merged into the `metadata` column. */
-  metadata?: any
 }
 
 /** Options of {@link AuditLogs.bursts}. */

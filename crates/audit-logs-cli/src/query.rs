@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use audit_logs_core::history::ENTRY_COLUMNS;
 use audit_logs_core::queries::parse_time;
 use audit_logs_core::{
     AuditContext, AuditEntry, AuditLogs, Error, EventError, Filters, NewEvent, Order, TableRef,
@@ -176,26 +177,6 @@ impl From<csv::Error> for ExportError {
     }
 }
 
-const CSV_HEADER: [&str; 17] = [
-    "id",
-    "created_at",
-    "txid",
-    "action",
-    "target_type",
-    "target_id",
-    "old_target_id",
-    "old_values",
-    "new_values",
-    "changed_fields",
-    "actor_id",
-    "actor_type",
-    "actor_email",
-    "ip_address",
-    "user_agent",
-    "request_id",
-    "metadata",
-];
-
 enum Writer<W: Write> {
     Jsonl(W),
     Csv(Box<csv::Writer<W>>, bool),
@@ -217,7 +198,7 @@ impl<W: Write> Writer<W> {
             }
             Writer::Csv(out, header_written) => {
                 if !*header_written {
-                    out.write_record(CSV_HEADER)?;
+                    out.write_record(ENTRY_COLUMNS)?;
                     *header_written = true;
                 }
                 let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());

@@ -2,6 +2,7 @@
 //! `permission.denied`...), recorded through `audit.log_events` in the caller's transaction or
 //! on their own.
 
+use heck::ToLowerCamelCase;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::types::{Json, Type};
@@ -9,7 +10,7 @@ use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
 use crate::error::{from_query, Error, EventError, Result};
-use crate::history::{AuditEntry, ENTRY_COLUMNS};
+use crate::history::{entry_select, read_as, AuditEntry, ENTRY_COLUMNS};
 use crate::tracking::to_snake_case;
 
 /// The most events one call records (the limit of `audit.log_events`).
@@ -351,21 +352,30 @@ fn events_param<'a>(
 pub fn statement(events: &[NewEvent], request: Option<&AuditContext>) -> Result<EventStatement> {
     Ok(EventStatement {
         text: format!(
-            "select {JS_ENTRY_COLUMNS} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)"
+            "select {} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)",
+            js_entry_select()
         ),
         events: serde_json::to_string(&events_param(events, request)?)
             .expect("events always serialize"),
     })
 }
 
-/// [`crate::history::ENTRY_COLUMNS`] under the names and with the types node-postgres and
-/// Prisma turn into an `AuditLogEntry` (ids as float8: exact up to 2^53, as JavaScript numbers are).
-const JS_ENTRY_COLUMNS: &str = r#"id::pg_catalog.float8 as "id", created_at as "createdAt",
-    txid::pg_catalog.float8 as "txid", action, target_type as "targetType", target_id as "targetId",
-    old_target_id as "oldTargetId", old_values as "oldValues", new_values as "newValues",
-    changed_fields as "changedFields", actor_id as "actorId", actor_type as "actorType",
-    actor_email as "actorEmail", pg_catalog.host(ip_address) as "ipAddress",
-    user_agent as "userAgent", request_id as "requestId", metadata"#;
+/// [`ENTRY_COLUMNS`] under the names and with the types node-postgres and Prisma turn into an
+/// `AuditLogEntry` (ids as float8: exact up to 2^53, as JavaScript numbers are).
+fn js_entry_select() -> &'static str {
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        ENTRY_COLUMNS
+            .map(|column| {
+                let name = column.to_lower_camel_case();
+                match column {
+                    "id" | "txid" => format!(r#"{column}::pg_catalog.float8 as "{name}""#),
+                    _ => format!(r#"{} as "{name}""#, read_as(column)),
+                }
+            })
+            .join(", ")
+    });
+    &SELECT
+}
 
 /// Records `events` on `client` (in its transaction, if it is in one); returns the entries in
 /// the order given. All or none.
@@ -377,7 +387,7 @@ pub async fn log(
     let param = events_param(events, request)?;
     let rows = client
         .query_typed(
-            &format!("select {ENTRY_COLUMNS} from audit.log_events($1)"),
+            &format!("select {} from audit.log_events($1)", entry_select()),
             &[(&Json(&param), Type::JSONB)],
         )
         .await
@@ -389,6 +399,55 @@ pub async fn log(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An entry with every field set, so that each one serializes.
+    fn full_entry() -> AuditEntry {
+        AuditEntry {
+            id: 1,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            txid: 2,
+            action: "UPDATE".into(),
+            target_type: Some("public.users".into()),
+            target_id: Some("1".into()),
+            old_target_id: Some("0".into()),
+            old_values: Some(json!({"a": 1})),
+            new_values: Some(json!({"a": 2})),
+            changed_fields: Some(vec!["a".into()]),
+            actor_id: Some("42".into()),
+            actor_type: Some("user".into()),
+            actor_email: Some("a@example.com".into()),
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: Some("curl".into()),
+            request_id: Some("r".into()),
+            metadata: Some(json!({})),
+        }
+    }
+
+    #[test]
+    fn the_entry_columns_are_the_fields_of_an_entry_in_order() {
+        let Value::Object(fields) = serde_json::to_value(full_entry()).unwrap() else {
+            unreachable!()
+        };
+        let names: Vec<String> = fields.keys().cloned().collect();
+        let columns: Vec<String> = ENTRY_COLUMNS
+            .iter()
+            .map(|c| c.to_lower_camel_case())
+            .collect();
+        assert_eq!(names.len(), columns.len());
+        // serde_json's map is sorted unless preserve_order: compare as sets, then the order of
+        // the select lists against the column list.
+        let mut sorted = columns.clone();
+        sorted.sort();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, sorted);
+        let aliases: Vec<&str> = js_entry_select()
+            .split(", ")
+            .map(|item| item.rsplit(" as ").next().unwrap().trim_matches('"'))
+            .collect();
+        assert_eq!(aliases, columns);
+        assert!(entry_select().contains("pg_catalog.host(ip_address), user_agent"));
+    }
 
     #[test]
     fn reads_seed_004_input_in_camel_case() {

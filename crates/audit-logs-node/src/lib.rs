@@ -888,31 +888,3 @@ impl TemporaryPostgres {
         self.inner.stop();
     }
 }
-
-/// The context shape accepted by {@link serializeContext}.
-#[napi(object)]
-pub struct AuditContext {
-    /// Stored as text: an integer id (an ORM's `Int` key) is stored as its digits.
-    #[napi(ts_type = "string | number | undefined")]
-    pub actor_id: Option<String>,
-    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
-    #[napi(ts_type = "string | undefined")]
-    pub actor_type: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub actor_email: Option<String>,
-    /// IPv4 or IPv6.
-    #[napi(ts_type = "string | undefined")]
-    pub ip_address: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub user_agent: Option<String>,
-    /// Stored as text: an integer is stored as its digits.
-    #[napi(ts_type = "string | number | undefined")]
-    pub request_id: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub reason: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub migration_name: Option<String>,
-    /// Free-form details, merged into the `metadata` column.
-    #[napi(ts_type = "any")]
-    pub metadata: Option<Value>,
-}
