@@ -90,7 +90,7 @@ enum Command {
         /// The primary key: 42, abc, or a JSON array for a composite key: '[1, "a"]'.
         id: String,
         /// How many entries to show (1 to 10000).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = audit_logs_core::history::DEFAULT_LIMIT)]
         limit: u32,
         /// Show entries older than this entry id (to page).
         #[arg(long)]
