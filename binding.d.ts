@@ -81,6 +81,27 @@ export interface CountRow {
   count: number
 }
 
+/**
+ * An application event to record, as JavaScript writes it (`log()`'s input, camelCase), read by
+ * `NewEvent::from_camel_case`, which names the field at fault and takes an integer `actorId`.
+ */
+export interface CreateAuditLogInput {
+  /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
+  action: string
+  targetType?: string
+  targetId?: string | number
+  metadata?: any
+  /** An integer (an ORM's `Int` id) is stored as its digits. */
+  actorId?: string | number
+  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
+  actorType?: string
+  actorEmail?: string
+  ipAddress?: string
+  userAgent?: string
+  requestId?: string | number
+  reason?: string
+}
+
 /** One change of one column. */
 export interface FieldChange {
   entryId: number
@@ -448,28 +469,6 @@ export interface BurstOptions {
   threshold: number
   /** Default: `actorId`. */
   by?: 'actorId' | 'actorEmail' | 'ipAddress'
-}
-
-/**
- * An application event to record. Declares the type only:
- * events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
- * and takes an integer `actorId`.
- */
-export interface CreateAuditLogInput {
-  /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
-  action: string
-  targetType?: string
-  targetId?: string | number
-  metadata?: any
-  /** An integer (an ORM's `Int` id) is stored as its digits. */
-  actorId?: string | number
-  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
-  actorType?: string
-  actorEmail?: string
-  ipAddress?: string
-  userAgent?: string
-  requestId?: string | number
-  reason?: string
 }
 
 /**

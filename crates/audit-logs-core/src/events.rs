@@ -35,21 +35,33 @@ pub struct NewEvent {
     pub context: AuditContext,
 }
 
-/// An event as JavaScript writes it (`log()`'s input), in camelCase.
+/// An application event to record, as JavaScript writes it (`log()`'s input, camelCase), read by
+/// `NewEvent::from_camel_case`, which names the field at fault and takes an integer `actorId`.
+// The binding declares it to TypeScript as `CreateAuditLogInput` (the napi feature).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EventInput {
-    action: String,
-    target_type: Option<String>,
-    target_id: Option<Value>,
-    metadata: Option<Value>,
-    actor_id: Option<String>,
-    actor_type: Option<String>,
-    actor_email: Option<String>,
-    ip_address: Option<String>,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-    reason: Option<String>,
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_to_js = false, js_name = "CreateAuditLogInput")
+)]
+pub struct EventInput {
+    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
+    pub action: String,
+    pub target_type: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub target_id: Option<Value>,
+    pub metadata: Option<Value>,
+    /// An integer (an ORM's `Int` id) is stored as its digits.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub actor_id: Option<String>,
+    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
 }
 
 impl NewEvent {
@@ -421,6 +433,30 @@ mod tests {
             request_id: Some("r".into()),
             metadata: Some(json!({})),
         }
+    }
+
+    #[test]
+    fn an_event_takes_the_context_keys_but_migration_name_and_its_own() {
+        let Err(err) = NewEvent::from_camel_case(json!({ "action": "a.b", "actorID": "7" })) else {
+            panic!("an unknown key is refused")
+        };
+        let reason = err.to_string();
+        let mut taken: Vec<&str> = reason
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the keys")
+            .split(", ")
+            .map(|key| key.trim_matches('`'))
+            .collect();
+        taken.sort();
+        // Its own keys, and the context's but migrationName (metadata is both).
+        let mut expected: Vec<&str> = ["action", "targetType", "targetId"]
+            .into_iter()
+            .chain(crate::context::CONTEXT_KEYS)
+            .filter(|key| *key != "migrationName")
+            .collect();
+        expected.sort();
+        assert_eq!(taken, expected, "{reason}");
     }
 
     #[test]

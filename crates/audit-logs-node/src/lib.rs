@@ -294,31 +294,6 @@ pub struct LogOptions {
     pub context: Option<Value>,
 }
 
-/// An application event to record. Declares the type only:
-/// events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
-/// and takes an integer `actorId`.
-#[napi(object)]
-#[allow(dead_code)]
-pub struct CreateAuditLogInput {
-    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
-    pub action: String,
-    pub target_type: Option<String>,
-    #[napi(ts_type = "string | number")]
-    pub target_id: Option<Value>,
-    pub metadata: Option<Value>,
-    /// An integer (an ORM's `Int` id) is stored as its digits.
-    #[napi(ts_type = "string | number")]
-    pub actor_id: Option<Value>,
-    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
-    pub actor_type: Option<String>,
-    pub actor_email: Option<String>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    #[napi(ts_type = "string | number")]
-    pub request_id: Option<Value>,
-    pub reason: Option<String>,
-}
-
 fn request_context(options: Option<LogOptions>) -> core::Result<Option<core::AuditContext>> {
     match options.and_then(|o| o.context) {
         None | Some(Value::Null) => Ok(None),
