@@ -486,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_seed_004_input_in_camel_case() {
+    fn reads_an_event_in_camel_case() {
         let event = NewEvent::from_camel_case(json!({
             "action": "project.created", "actorId": "user_123", "actorType": "user",
             "targetType": "project", "targetId": 456, "metadata": {"name": "MyProject"},
