@@ -99,8 +99,8 @@ codes! {
     DatabaseError = "AUDIT_LOGS_DATABASE_ERROR",
     /// [`Error::Internal`]: audit-logs met something it does not expect (a bug to report).
     Internal = "AUDIT_LOGS_INTERNAL",
-    /// Thrown by the JavaScript pg wrapper only: `begin`, or setting the context, failed, and
-    /// the transaction was rolled back.
+    /// Thrown by the JavaScript pg wrapper only: the client it was given is in a failed
+    /// transaction, which must be rolled back first.
     TransactionFailed = "AUDIT_LOGS_TRANSACTION_FAILED",
     /// Thrown by the JavaScript pg wrapper only: the connection broke while `COMMIT` was in
     /// flight, so whether the transaction committed is unknown.
