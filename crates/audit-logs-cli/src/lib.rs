@@ -137,9 +137,14 @@ pub async fn run(args: Vec<String>) -> i32 {
         Ok(status) => status,
         Err(e) => {
             if json {
-                let error =
-                    serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
-                println!("{error}");
+                // The code, the message and the structured fields, as a JavaScript error has them.
+                let mut error = serde_json::json!({ "code": e.code(), "message": e.to_string() });
+                if let (Some(error), Ok(serde_json::Value::Object(fields))) =
+                    (error.as_object_mut(), serde_json::to_value(e.fields()))
+                {
+                    error.extend(fields);
+                }
+                println!("{}", serde_json::json!({ "error": error }));
             } else {
                 eprintln!("error[{}]: {e}", e.code());
             }

@@ -137,7 +137,8 @@ impl Status {
 
 impl AuditLogs {
     /// Connects with a URL as psql and Prisma write it (see [`ConnectOptions::parse`]).
-    /// Errors: [`ConnectionError::InvalidUrl`], [`ConnectionError::Connect`], [`ConnectionError::Authentication`], [`ConnectionError::Tls`].
+    /// Errors: [`ConnectionError::InvalidUrl`], [`ConnectionError::Connect`],
+    /// [`ConnectionError::Authentication`], [`ConnectionError::Tls`].
     pub async fn connect(url: &str) -> Result<AuditLogs> {
         AuditLogs::connect_with(ConnectOptions::parse(url)?).await
     }
@@ -208,7 +209,8 @@ impl AuditLogs {
 
     /// Starts recording the table's changes (idempotent; enabling again refreshes the
     /// capture after the table was altered). Errors: [`TrackingError::NoPrimaryKey`],
-    /// [`TrackingError::TableNotFound`], [`TrackingError::NotATable`], [`TrackingError::InvalidColumn`], [`MigrationError::NotMigrated`].
+    /// [`TrackingError::TableNotFound`], [`TrackingError::NotATable`],
+    /// [`TrackingError::InvalidColumn`], [`MigrationError::NotMigrated`].
     pub async fn enable_tracking(
         &self,
         table: &TableRef,

@@ -71,8 +71,8 @@ impl TableRef {
         self.to_string()
     }
 
-    /// Finds the table. Errors: [`TrackingError::TableNotFound`] (with a suggestion when only the case
-    /// differs), [`TrackingError::InvalidTableName`].
+    /// Finds the table. Errors: [`TrackingError::TableNotFound`] (with a suggestion when only the
+    /// case differs), [`TrackingError::InvalidTableName`].
     pub(crate) async fn resolve(&self, client: &impl GenericClient) -> Result<ResolvedTable> {
         self.check()?;
         let row = client
