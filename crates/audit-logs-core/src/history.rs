@@ -105,9 +105,9 @@ pub struct AuditEntry {
     pub metadata: Option<Value>,
 }
 
-/// The columns of an entry, in [`AuditEntry`]'s field order: the order [`AuditEntry::from_row`]
-/// reads them in, and the CLI's CSV header. The `select` lists ([`entry_select`], and the one of
-/// `events::statement` for JavaScript drivers) are built from it.
+/// The columns of an entry, in [`AuditEntry`]'s field order: the order `AuditEntry::from_row`
+/// reads them in, and the CLI's CSV header. The `select` lists (`entry_select`, and the one of
+/// [`crate::events::statement`] for JavaScript drivers) are built from it.
 pub const ENTRY_COLUMNS: [&str; 17] = [
     "id",
     "created_at",
