@@ -10,6 +10,28 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A context as JavaScript writes it (camelCase keys), as `serializeContext`,
+ * `runWithAuditContext` and `withAuditContext` take it. Unknown keys are refused by name, so a
+ * typo such as `actorID` is an error rather than a silently missing actor.
+ */
+export interface AuditContext {
+  /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
+  actorId?: string | number | undefined
+  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
+  actorType?: string | undefined
+  actorEmail?: string | undefined
+  /** IPv4 or IPv6. */
+  ipAddress?: string | undefined
+  userAgent?: string | undefined
+  /** Stored as text: an integer is stored as its digits. */
+  requestId?: string | number | undefined
+  reason?: string | undefined
+  migrationName?: string | undefined
+  /** Free-form details, merged into the `metadata` column. */
+  metadata?: any
+}
+
+/**
  * One entry of the audit log: a row change or an application event. The Node object and the
  * CLI's JSON alike; a field without a value is absent.
  */
@@ -57,6 +79,27 @@ export interface CountRow {
   /** The start of the hour, day, week or month (UTC). */
   period?: Date
   count: number
+}
+
+/**
+ * An application event to record, as JavaScript writes it (`log()`'s input, camelCase), read by
+ * `NewEvent::from_camel_case`, which names the field at fault and takes an integer `actorId`.
+ */
+export interface CreateAuditLogInput {
+  /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
+  action: string
+  targetType?: string
+  targetId?: string | number
+  metadata?: any
+  /** An integer (an ORM's `Int` id) is stored as its digits. */
+  actorId?: string | number
+  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
+  actorType?: string
+  actorEmail?: string
+  ipAddress?: string
+  userAgent?: string
+  requestId?: string | number
+  reason?: string
 }
 
 /** One change of one column. */
@@ -473,24 +516,6 @@ export declare class TemporaryPostgres {
   stop(): void
 }
 
-/** The context shape accepted by {@link serializeContext}. */
-export interface AuditContext {
-  /** Stored as text: an integer id (an ORM's `Int` key) is stored as its digits. */
-  actorId?: string | number | undefined
-  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
-  actorType?: string | undefined
-  actorEmail?: string | undefined
-  /** IPv4 or IPv6. */
-  ipAddress?: string | undefined
-  userAgent?: string | undefined
-  /** Stored as text: an integer is stored as its digits. */
-  requestId?: string | number | undefined
-  reason?: string | undefined
-  migrationName?: string | undefined
-  /** Free-form details, merged into the `metadata` column. */
-  metadata?: any
-}
-
 /** Options of {@link AuditLogs.bursts}. */
 export interface BurstOptions {
   /** A PostgreSQL interval: `'10 minutes'`, `'1 hour'`. */
@@ -502,32 +527,16 @@ export interface BurstOptions {
 }
 
 /**
- * An application event to record. Declares the type only:
- * events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
- * and takes an integer `actorId`.
- */
-export interface CreateAuditLogInput {
-  /** What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`). */
-  action: string
-  targetType?: string
-  targetId?: string | number
-  metadata?: any
-  /** An integer (an ORM's `Int` id) is stored as its digits. */
-  actorId?: string | number
-  /** `user`, `system`, `api_key`, `moderator`, `migration`, or any string. */
-  actorType?: string
-  actorEmail?: string
-  ipAddress?: string
-  userAgent?: string
-  requestId?: string | number
-  reason?: string
-}
-
-/**
  * Whether a SQLSTATE means the server ended the session (its backend terminated, a crash, a
  * shutdown, a connection exception, an idle-in-transaction timeout): the connection is dead.
  */
 export declare function endsSession(code: string): boolean
+
+/**
+ * Every `code` an audit-logs error can have, the JavaScript wrappers' included, in the core's
+ * order: what `AuditLogsErrorCode` in index.d.ts lists (tests/node/errors.test.mjs compares them).
+ */
+export declare function errorCodes(): Array<string>
 
 /**
  * The statement that records `inputs` in the caller's transaction (a pg client or a Prisma

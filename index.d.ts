@@ -4,6 +4,7 @@
 import type {
   AuditContext,
   AuditLogEntry,
+  RevertConflict,
   CreateAuditLogInput as NativeEventInput,
   FieldChange,
   FieldChangesOptions,
@@ -66,6 +67,75 @@ export type {
 
 /** The actions of row changes; application events use their own names (`user.login`). */
 export type RowAction = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE'
+
+/**
+ * Every `code` an audit-logs error can have, to `switch` on: the native API's, the CLI's (`--json`
+ * prints `{ error: { code, message } }`) and the JavaScript wrappers' (`AUDIT_LOGS_COMMIT_UNKNOWN`,
+ * `AUDIT_LOGS_TRANSACTION_FAILED`). `AUDIT_LOGS_DATABASE_ERROR` is any other error PostgreSQL
+ * reported (its SQLSTATE in `sqlstate`); `AUDIT_LOGS_INTERNAL` is a bug of audit-logs to report.
+ */
+export type AuditLogsErrorCode =
+  | 'AUDIT_LOGS_INVALID_URL'
+  | 'AUDIT_LOGS_CONNECTION_FAILED'
+  | 'AUDIT_LOGS_AUTHENTICATION_FAILED'
+  | 'AUDIT_LOGS_TLS_FAILED'
+  | 'AUDIT_LOGS_POOL_TIMEOUT'
+  | 'AUDIT_LOGS_CONNECTION_LOST'
+  | 'AUDIT_LOGS_TEMPORARY_POSTGRES_FAILED'
+  | 'AUDIT_LOGS_NOT_MIGRATED'
+  | 'AUDIT_LOGS_MIGRATION_FAILED'
+  | 'AUDIT_LOGS_MIGRATION_DIVERGED'
+  | 'AUDIT_LOGS_MIGRATION_UNKNOWN'
+  | 'AUDIT_LOGS_LOCK_TIMEOUT'
+  | 'AUDIT_LOGS_TABLE_NOT_FOUND'
+  | 'AUDIT_LOGS_INVALID_TABLE_NAME'
+  | 'AUDIT_LOGS_NO_PRIMARY_KEY'
+  | 'AUDIT_LOGS_NOT_A_TABLE'
+  | 'AUDIT_LOGS_INVALID_COLUMN'
+  | 'AUDIT_LOGS_RESERVED_TABLE'
+  | 'AUDIT_LOGS_TRIGGER_NAME_TAKEN'
+  | 'AUDIT_LOGS_CAPTURE_REFUSED'
+  | 'AUDIT_LOGS_INVALID_CONTEXT'
+  | 'AUDIT_LOGS_CONTEXT_REQUIRED'
+  | 'AUDIT_LOGS_INVALID_EVENT'
+  | 'AUDIT_LOGS_SEAL_FAILED'
+  | 'AUDIT_LOGS_APPEND_ONLY'
+  | 'AUDIT_LOGS_INVALID_SETTINGS'
+  | 'AUDIT_LOGS_INVALID_REDACTION'
+  | 'AUDIT_LOGS_PERMISSION_DENIED'
+  | 'AUDIT_LOGS_REVERT_CONFLICT'
+  | 'AUDIT_LOGS_CANNOT_REVERT'
+  | 'AUDIT_LOGS_INVALID_ARGUMENT'
+  | 'AUDIT_LOGS_OUTPUT_FAILED'
+  | 'AUDIT_LOGS_DATABASE_ERROR'
+  | 'AUDIT_LOGS_INTERNAL'
+  | 'AUDIT_LOGS_TRANSACTION_FAILED'
+  | 'AUDIT_LOGS_COMMIT_UNKNOWN'
+
+/**
+ * An error thrown by audit-logs: an `Error` with a stable `code` and a message that says what to
+ * do, and, where the failure has them, structured fields (`catch (e) { if (e.code ===
+ * 'AUDIT_LOGS_NO_PRIMARY_KEY') console.log(e.table) }`).
+ */
+export interface AuditLogsError extends Error {
+  code: AuditLogsErrorCode
+  /** The table at fault (`public.users`): tracking errors, unknown tables and columns. */
+  table?: string
+  /** The column at fault: `fieldChanges` of a field that is no column. */
+  column?: string
+  /** The migration at fault (`V3__events`): a failed, diverged or unknown migration. */
+  migration?: string
+  /** The migration versions applied before the one that failed. */
+  applied?: number[]
+  /** The argument at fault: `AUDIT_LOGS_INVALID_ARGUMENT`. */
+  argument?: string
+  /** PostgreSQL's SQLSTATE: a failed migration, `AUDIT_LOGS_DATABASE_ERROR`, or a driver's error recast (`AL006`). */
+  sqlstate?: string
+  /** PostgreSQL's hint, when it gave one. */
+  hint?: string
+  /** `AUDIT_LOGS_REVERT_CONFLICT`: each record changed since, with its later entries. */
+  conflicts?: RevertConflict[]
+}
 
 /** The usual actor types, as values: `actorType: ActorType.USER`. */
 export declare const ActorType: {

@@ -34,10 +34,17 @@ function effectiveContext(context) {
   return context == null ? current : { ...current, ...context }
 }
 
-/** A JS error with a stable `code`, like the ones the native layer throws; `options.cause`. */
-function codedError(code, message, options) {
+/**
+ * A JS error with a stable `code` (one of `AuditLogsErrorCode`), like the ones the native layer
+ * throws; `options.cause`, and `fields` (`{ sqlstate, hint }`) set on it as the native layer sets
+ * its structured fields.
+ */
+function codedError(code, message, options, fields) {
   const error = new Error(message, options)
   error.code = code
+  for (const [name, value] of Object.entries(fields ?? {})) {
+    if (value != null) error[name] = value
+  }
   return error
 }
 
@@ -50,7 +57,8 @@ function codedError(code, message, options) {
 function asOwnError(error) {
   const raised = sqlstateOf(error)
   const own = raised && ownError(raised.code, raised.message, raised.hint ?? null)
-  return own ? codedError(own.code, own.message, { cause: error }) : error
+  if (!own) return error
+  return codedError(own.code, own.message, { cause: error }, { sqlstate: raised.code, hint: raised.hint })
 }
 
 const OWN_SQLSTATE = /^AL[0-9A-Z]{3}$/

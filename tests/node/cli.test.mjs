@@ -86,4 +86,7 @@ test("the CLI's --json output and the Node objects have the same shape for the s
   same('verify', json(url, 'verify'), await audit.verify())
   same('configure', json(url, 'configure', '--retention-months', '24'), await audit.configure({ retentionMonths: 24 }))
   same('maintain', json(url, 'maintain'), await audit.maintain())
+  assert.equal(json(url, 'disable', 'notes'), true)
+  assert.equal(await audit.disableTracking('notes'), false)
+  assert.equal(json(url, 'disable', 'notes'), false, 'the same value as Node: whether it was tracked')
 })

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { TemporaryPostgres } from '../../index.js'
+import { errorCodes } from '../../binding.js'
 
 let server
 
@@ -68,11 +69,12 @@ export async function withClient(url, fn) {
   }
 }
 
-/** Asserts that `promise` rejects with a JS error carrying `code`. */
+/** Asserts that `promise` rejects with a JS error carrying `code`, one of `AuditLogsErrorCode`. */
 export async function rejectsWithCode(assert, promise, code) {
   await assert.rejects(promise, (error) => {
     assert.ok(error instanceof Error, 'an Error')
     assert.equal(error.code, code, error.message)
+    assert.ok(errorCodes().includes(code), `${code} is one of errorCodes()`)
     return true
   })
 }

@@ -75,6 +75,9 @@ test('a record changed again since is a conflict that names who changed it, unle
   assert.equal(error.code, 'AUDIT_LOGS_REVERT_CONFLICT', error.message)
   assert.match(error.message, /cid/)
   assert.match(error.message, /overwrite/)
+  // The conflicts, structured: the record and who changed it since.
+  assert.deepEqual(error.conflicts.map((c) => [c.table, c.id, c.entryId, c.later.map((e) => e.actorId)]),
+    [['public.customers', '1', upgrade.id, ['cid']]])
   assert.deepEqual(await rows(), now)
   await audit.revert({ entry: upgrade.id }, { onConflict: 'overwrite' })
   assert.deepEqual((await rows()).customers, [{ id: 1, email: 'c@x.io', plan: 'free' }], "only bob's field is put back")

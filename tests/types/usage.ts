@@ -16,6 +16,8 @@ import {
   withAuditContext,
   type AuditContext,
   type AuditLogEntry,
+  type AuditLogsError,
+  type AuditLogsErrorCode,
   type RevertReport,
   type TrackedTable,
 } from '../../index.js'
@@ -154,4 +156,29 @@ export function viewer(audit: AuditLogs): void {
   void handler
   // @ts-expect-error authorize is required
   auditViewer({ audit })
+}
+
+export async function errors(audit: AuditLogs): Promise<void> {
+  try {
+    await audit.enableTracking('logs')
+  } catch (caught) {
+    const error = caught as AuditLogsError
+    switch (error.code) {
+      case 'AUDIT_LOGS_NO_PRIMARY_KEY': {
+        const table: string | undefined = error.table
+        void table
+        break
+      }
+      case 'AUDIT_LOGS_MIGRATION_FAILED': {
+        const applied: number[] | undefined = error.applied
+        void [applied, error.migration, error.sqlstate]
+        break
+      }
+      // @ts-expect-error not a code of audit-logs
+      case 'AUDIT_LOGS_NO_PRIMARY_KEYS':
+        break
+    }
+  }
+  const commitUnknown: AuditLogsErrorCode = 'AUDIT_LOGS_COMMIT_UNKNOWN'
+  void commitUnknown
 }

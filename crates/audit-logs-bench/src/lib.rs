@@ -1,7 +1,7 @@
 //! The benchmark behind `npm run bench` and `cargo bench`: the cost of capture against untracked
-//! writes, seed 003's per-row trigger and the floor (the audit INSERT alone), all measured in one
-//! run on one database, setups interleaved and repeated; and the latency of the queries users
-//! ask at 1M (and 10M) audit rows, before and after newer rows arrive.
+//! writes, the per-row trigger copied from a blog post and the floor (the audit INSERT alone),
+//! all measured in one run on one database, setups interleaved and repeated; and the latency of
+//! the queries users ask at 1M (and 10M) audit rows, before and after newer rows arrive.
 
 mod queries;
 mod setups;

@@ -6,7 +6,7 @@ use audit_logs_core::temporary::Setup;
 use audit_logs_core::TemporaryPostgres;
 use clap::Parser;
 
-/// Measures what audit-logs costs writers and readers, against untracked writes, seed 003's
+/// Measures what audit-logs costs writers and readers, against untracked writes, the blog post's
 /// trigger and the bare audit INSERT.
 #[derive(Parser)]
 #[command(version)]

@@ -1,6 +1,7 @@
-//! What reading costs: execution time (EXPLAIN ANALYZE) of the questions of seed 000 at a
-//! given number of audit rows, and again after newer rows arrived without a new ANALYZE, so a
-//! plan that degrades with table age shows.
+//! What reading costs: execution time (EXPLAIN ANALYZE) of the questions the project was asked
+//! to answer (a record's history, an actor's actions, a record's state at a time) at a given
+//! number of audit rows, and again after newer rows arrived without a new ANALYZE, so a plan
+//! that degrades with table age shows.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -78,7 +79,7 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
         ("history of one record", &history_sql, 0.1),
         ("state at a time", &state_at_sql, 0.1),
         ("by actor, first page", &by_actor_sql, 5.0),
-        // Seed 000's moderation join: 100 records, each at its own time.
+        // A moderation queue's join: 100 records, each at its own time.
         ("states at, 100 points", &states_at_sql, 10.0),
         ("by transaction", &by_transaction_sql, 5.0),
     ];

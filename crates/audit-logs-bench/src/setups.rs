@@ -1,5 +1,5 @@
 //! The setups compared, installed on one `accounts` table (pgbench_accounts' shape, with the
-//! key named `id` so seed 003's trigger runs verbatim).
+//! key named `id` so the blog post's trigger runs verbatim).
 
 use tokio_postgres::Client;
 
@@ -10,8 +10,9 @@ use crate::BenchResult;
 pub enum Setup {
     /// No trigger at all: the baseline every ratio is taken against.
     Untracked,
-    /// The per-row trigger of seed 003 (the blog's audit_trigger_function), as users copy it.
-    Seed003,
+    /// The per-row trigger copied from a popular blog post (its audit_trigger_function), as users
+    /// copy it.
+    BlogTrigger,
     /// This package.
     AuditLogs,
     /// A statement trigger that inserts an audit row of the same size per changed row, computing
@@ -21,7 +22,7 @@ pub enum Setup {
 
 pub const ALL: [Setup; 4] = [
     Setup::Untracked,
-    Setup::Seed003,
+    Setup::BlogTrigger,
     Setup::AuditLogs,
     Setup::Floor,
 ];
@@ -30,7 +31,7 @@ impl Setup {
     pub fn name(self) -> &'static str {
         match self {
             Setup::Untracked => "untracked",
-            Setup::Seed003 => "seed 003 trigger",
+            Setup::BlogTrigger => "per-row trigger",
             Setup::AuditLogs => "audit-logs",
             Setup::Floor => "floor (INSERT only)",
         }
@@ -40,7 +41,7 @@ impl Setup {
     pub fn audit_relations_sql(self) -> Option<&'static str> {
         match self {
             Setup::Untracked => None,
-            Setup::Seed003 => Some("select pg_total_relation_size('public.audit_logs')"),
+            Setup::BlogTrigger => Some("select pg_total_relation_size('public.audit_logs')"),
             Setup::AuditLogs | Setup::Floor => Some(
                 "select sum(pg_total_relation_size(relid))::bigint from pg_partition_tree('audit.audit_logs') where isleaf",
             ),
@@ -48,8 +49,8 @@ impl Setup {
     }
 }
 
-/// Seed 003's table and trigger function, verbatim (its indexes included).
-const SEED_003: &str = r#"
+/// The blog post's table and trigger function, verbatim (its indexes included).
+const BLOG_TRIGGER: &str = r#"
 CREATE TABLE audit_logs (
   id BIGSERIAL PRIMARY KEY,
   table_name VARCHAR(100) NOT NULL,
@@ -134,7 +135,7 @@ pub async fn prepare(client: &Client, accounts: i64) -> BenchResult<()> {
             "create table accounts (id int primary key, bid int, abalance int, filler char(84));
              insert into accounts select g, (g - 1) / 100000 + 1, 0, '' from generate_series(1, {accounts}) g;
              create sequence bench_ids start {start};
-             {SEED_003}
+             {BLOG_TRIGGER}
              {FLOOR}",
             start = accounts + 1_000_000
         ))
@@ -147,7 +148,7 @@ pub async fn install(client: &Client, setup: Setup) -> BenchResult<()> {
     client
         .batch_execute(
             "select audit.disable_tracking('accounts');
-             drop trigger if exists seed_003 on accounts;
+             drop trigger if exists blog_trigger on accounts;
              drop trigger if exists floor_insert on accounts;
              drop trigger if exists floor_update on accounts;
              drop trigger if exists floor_delete on accounts;",
@@ -156,8 +157,8 @@ pub async fn install(client: &Client, setup: Setup) -> BenchResult<()> {
     let sql = match setup {
         Setup::Untracked => return Ok(()),
         Setup::AuditLogs => "select audit.enable_tracking('accounts')",
-        Setup::Seed003 => {
-            "create trigger seed_003 after insert or update or delete on accounts
+        Setup::BlogTrigger => {
+            "create trigger blog_trigger after insert or update or delete on accounts
              for each row execute function audit_trigger_function()"
         }
         Setup::Floor => {

@@ -325,7 +325,7 @@ async fn audit_size(client: &Client, setup: Setup) -> BenchResult<f64> {
 /// into empty audit tables. Runs first, before anything else wrote audit rows.
 async fn measure_sizes(client: &Client, rows: i64) -> BenchResult<Vec<SizeRow>> {
     let mut sizes = Vec::new();
-    for setup in [Setup::Seed003, Setup::AuditLogs] {
+    for setup in [Setup::BlogTrigger, Setup::AuditLogs] {
         progress(&format!(
             "sizes: committed UPDATE of {rows} rows with {setup:?}"
         ));

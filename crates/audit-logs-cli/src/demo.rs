@@ -1,8 +1,8 @@
 //! `audit-logs demo`: the whole story in a minute, on a throwaway PostgreSQL.
 
 use audit_logs_core::{
-    AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, RevertOptions, RevertTarget,
-    TemporaryPostgres, TrackingOptions,
+    AuditContext, AuditLogs, ConnectOptions, Error, HistoryQuery, PermissionError, RevertOptions,
+    RevertTarget, TemporaryPostgres, TrackingOptions,
 };
 use postgres_protocol::escape::escape_identifier;
 use serde_json::json;
@@ -32,13 +32,15 @@ pub async fn run(database_url_given: Option<&str>, keep: bool) -> Result<(), Err
                 .await?
                 .batch_execute(&format!("create database {}", escape_identifier(&name)))
                 .await
-                .map_err(|e| Error::PermissionDenied {
-                    reason: format!(
-                        "the demo creates its own database on your server and could not: {}",
-                        e.as_db_error()
-                            .map(|d| d.message().to_owned())
-                            .unwrap_or_else(|| e.to_string())
-                    ),
+                .map_err(|e| {
+                    Error::Permission(PermissionError::Denied {
+                        reason: format!(
+                            "the demo creates its own database on your server and could not: {}",
+                            e.as_db_error()
+                                .map(|d| d.message().to_owned())
+                                .unwrap_or_else(|| e.to_string())
+                        ),
+                    })
                 })?;
             println!(
                 "Created database {name} for the demo on {}.",

@@ -9,7 +9,9 @@ mod revert;
 
 use std::io::Write;
 
-use audit_logs_core::{AuditLogs, Error, HistoryQuery, TableRef, Target, TrackingOptions};
+use audit_logs_core::{
+    AuditLogs, ConnectionError, Error, HistoryQuery, TableRef, Target, TrackingOptions,
+};
 use clap::{Parser, Subcommand};
 
 /// A PostgreSQL audit trail: who changed what, when, from where.
@@ -89,7 +91,7 @@ enum Command {
         /// The primary key: 42, abc, or a JSON array for a composite key: '[1, "a"]'.
         id: String,
         /// How many entries to show (1 to 10000).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = audit_logs_core::history::DEFAULT_LIMIT)]
         limit: u32,
         /// Show entries older than this entry id (to page).
         #[arg(long)]
@@ -145,9 +147,14 @@ pub async fn run(args: Vec<String>) -> i32 {
         Ok(status) => status,
         Err(e) => {
             if json {
-                let error =
-                    serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } });
-                println!("{error}");
+                // The code, the message and the structured fields, as a JavaScript error has them.
+                let mut error = serde_json::json!({ "code": e.code(), "message": e.to_string() });
+                if let (Some(error), Ok(serde_json::Value::Object(fields))) =
+                    (error.as_object_mut(), serde_json::to_value(e.fields()))
+                {
+                    error.extend(fields);
+                }
+                println!("{}", serde_json::json!({ "error": error }));
             } else {
                 eprintln!("error[{}]: {e}", e.code());
             }
@@ -179,9 +186,9 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
     }
     let url = match cli.database_url {
         Some(url) => url,
-        None => dot_env_database_url()?.ok_or_else(|| Error::InvalidUrl {
+        None => dot_env_database_url()?.ok_or_else(|| Error::Connection(ConnectionError::InvalidUrl {
             reason: "no database given: set DATABASE_URL (in the environment or in ./.env) or pass --database-url (-D)".into(),
-        })?,
+        }))?,
     };
     let audit = AuditLogs::connect(&url).await?;
     let out = print::Printer { json: cli.json };
@@ -294,9 +301,9 @@ fn dot_env_database_url() -> Result<Option<String>, Error> {
 }
 
 fn dot_env_error(e: dotenvy::Error) -> Error {
-    Error::InvalidUrl {
+    Error::Connection(ConnectionError::InvalidUrl {
         reason: format!("cannot read DATABASE_URL from {DOT_ENV}: {e}"),
-    }
+    })
 }
 
 /// `42` and `[1, "a"]` are JSON; anything else is the key as text.

@@ -119,8 +119,9 @@ impl Printer {
         );
     }
 
+    /// `--json`: whether the table was tracked, as Node's `disableTracking` resolves.
     pub fn disabled(&self, table: &str, was_tracked: bool) {
-        if self.json(&serde_json::json!({ "table": table, "wasTracked": was_tracked })) {
+        if self.json(&was_tracked) {
             return;
         }
         if was_tracked {

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use audit_logs_core::{
-    AuditLogs, Error, MaintainOptions, RedactRequest, Settings, Subject, VerifyOptions,
-    VerifyReport,
+    AuditLogs, ErasureError, Error, MaintainOptions, RedactRequest, Settings, Subject,
+    VerifyOptions, VerifyReport,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -263,11 +263,11 @@ pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> R
 }
 
 pub async fn redact(audit: &AuditLogs, out: &Printer, args: RedactArgs) -> Result<i32, Error> {
-    let key = std::env::var(KEY_VARIABLE).map_err(|_| Error::InvalidRedaction {
+    let key = std::env::var(KEY_VARIABLE).map_err(|_| Error::Erasure(ErasureError::InvalidRedaction {
         reason: format!(
             "set {KEY_VARIABLE} to the secret key (at least 16 bytes; the same key gives the same pseudonyms)"
         ),
-    })?;
+    }))?;
     // clap has already refused other combinations.
     let subject = Subject::one_of(
         args.actor,

@@ -3,9 +3,10 @@
 
 use std::io::{self, Write};
 
+use audit_logs_core::history::ENTRY_COLUMNS;
 use audit_logs_core::queries::parse_time;
 use audit_logs_core::{
-    AuditContext, AuditEntry, AuditLogs, Error, Filters, NewEvent, Order, TableRef,
+    AuditContext, AuditEntry, AuditLogs, Error, EventError, Filters, NewEvent, Order, TableRef,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -147,9 +148,7 @@ pub async fn export(audit: &AuditLogs, args: ExportArgs) -> Result<u64, Error> {
         Ok(()) => Ok(written),
         // The reader (say, `| head`) has had enough: not an error.
         Err(ExportError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(written),
-        Err(ExportError::Io(e)) => Err(Error::Output {
-            reason: e.to_string(),
-        }),
+        Err(ExportError::Io(source)) => Err(Error::Output { source }),
         Err(ExportError::Audit(e)) => Err(e),
     }
 }
@@ -178,26 +177,6 @@ impl From<csv::Error> for ExportError {
     }
 }
 
-const CSV_HEADER: [&str; 17] = [
-    "id",
-    "created_at",
-    "txid",
-    "action",
-    "target_type",
-    "target_id",
-    "old_target_id",
-    "old_values",
-    "new_values",
-    "changed_fields",
-    "actor_id",
-    "actor_type",
-    "actor_email",
-    "ip_address",
-    "user_agent",
-    "request_id",
-    "metadata",
-];
-
 enum Writer<W: Write> {
     Jsonl(W),
     Csv(Box<csv::Writer<W>>, bool),
@@ -219,7 +198,7 @@ impl<W: Write> Writer<W> {
             }
             Writer::Csv(out, header_written) => {
                 if !*header_written {
-                    out.write_record(CSV_HEADER)?;
+                    out.write_record(ENTRY_COLUMNS)?;
                     *header_written = true;
                 }
                 let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
@@ -301,9 +280,9 @@ impl LogArgs {
             None => None,
             Some(serde_json::Value::Object(map)) => Some(map),
             Some(other) => {
-                return Err(Error::InvalidEvent {
+                return Err(Error::Event(EventError::Invalid {
                     reason: format!("--metadata must be a JSON object, got {other}"),
-                })
+                }))
             }
         };
         Ok(NewEvent {

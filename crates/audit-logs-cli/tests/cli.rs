@@ -228,6 +228,16 @@ async fn json_errors_carry_the_code() {
         .code(1);
     let error: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(error["error"]["code"], "AUDIT_LOGS_NOT_MIGRATED");
+    // With the structured fields a JavaScript error has: here the table at fault.
+    audit_logs(Some(&db.url)).arg("migrate").assert().success();
+    sql(&db, "create table lines (line text)").await;
+    let assert = audit_logs(Some(&db.url))
+        .args(["enable", "lines", "--json"])
+        .assert()
+        .code(1);
+    let error: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(error["error"]["code"], "AUDIT_LOGS_NO_PRIMARY_KEY");
+    assert_eq!(error["error"]["table"], "public.lines");
 }
 
 #[test]

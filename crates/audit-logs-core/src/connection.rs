@@ -14,7 +14,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Config;
 
-use crate::error::{Error, Result};
+use crate::error::{ConnectionError, Error, Result};
 use crate::tls::{self, RootCerts, TlsMode};
 
 const DEFAULT_POOL_SIZE: usize = 10;
@@ -307,10 +307,11 @@ impl ConnectOptions {
         let tls = tls::connector(self.tls, &self.roots, &self.target())?;
         let attempt = tokio::time::timeout(self.connect_timeout, self.config.connect(tls)).await;
         match attempt {
-            Err(_) => Err(Error::Connect {
+            Err(_) => Err(Error::Connection(ConnectionError::Connect {
                 target: self.target(),
                 reason: format!("no answer within {}s", self.connect_timeout.as_secs()),
-            }),
+                source: None,
+            })),
             Ok(Err(e)) => Err(self.connect_error(e)),
             Ok(Ok((client, connection))) => {
                 tokio::spawn(connection);
@@ -344,33 +345,51 @@ impl ConnectOptions {
     pub(crate) async fn checkout(&self, pool: &Pool) -> Result<deadpool_postgres::Object> {
         pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => self.connect_error(e),
-            PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => Error::Connect {
-                target: self.target(),
-                reason: format!("no answer within {}s", self.connect_timeout.as_secs()),
-            },
-            PoolError::Timeout(_) => Error::PoolTimeout {
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
+                Error::Connection(ConnectionError::Connect {
+                    target: self.target(),
+                    reason: format!("no answer within {}s", self.connect_timeout.as_secs()),
+                    source: None,
+                })
+            }
+            PoolError::Timeout(_) => Error::Connection(ConnectionError::PoolTimeout {
                 seconds: self.pool_timeout.as_secs(),
                 size: self.pool_size,
-            },
-            other => Error::Connect {
+            }),
+            other => Error::Connection(ConnectionError::Connect {
                 target: self.target(),
                 reason: other.to_string(),
-            },
+                source: None,
+            }),
         })
     }
 
+    /// The error for a failed connection: the reason is read out of the driver's error (whose
+    /// own text is "error connecting to server"), and the driver's error is kept as the source.
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
         let target = self.target();
         if let Some(db) = e.as_db_error() {
             let reason = db.message().to_owned();
-            return match db.code().code() {
-                "28P01" | "28000" => Error::Authentication { target, reason },
-                "3D000" => Error::Connect {
+            let code = db.code().code().to_owned();
+            let source = Some(e);
+            return match code.as_str() {
+                "28P01" | "28000" => ConnectionError::Authentication {
+                    target,
+                    reason,
+                    source,
+                },
+                "3D000" => ConnectionError::Connect {
                     target,
                     reason: format!("{reason}; create it (createdb {})", self.database()),
+                    source,
                 },
-                _ => Error::Connect { target, reason },
-            };
+                _ => ConnectionError::Connect {
+                    target,
+                    reason,
+                    source,
+                },
+            }
+            .into();
         }
         // The interesting part of a connection error is in its source chain.
         let mut reason = e.to_string();
@@ -396,18 +415,29 @@ impl ConnectOptions {
             }
             source = inner.source();
         }
+        let source = Some(e);
         if is_tls {
-            Error::Tls { target, reason }
+            ConnectionError::Tls {
+                target,
+                reason,
+                source,
+            }
+            .into()
         } else {
-            Error::Connect { target, reason }
+            ConnectionError::Connect {
+                target,
+                reason,
+                source,
+            }
+            .into()
         }
     }
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidUrl {
+    Error::Connection(ConnectionError::InvalidUrl {
         reason: reason.into(),
-    }
+    })
 }
 
 /// Every `%` starts a percent-encoded byte (libpq refuses the URL otherwise), and none of them,
@@ -511,7 +541,7 @@ mod tests {
 
     fn reason(url: &str) -> String {
         match ConnectOptions::parse(url) {
-            Err(Error::InvalidUrl { reason }) => reason,
+            Err(Error::Connection(ConnectionError::InvalidUrl { reason })) => reason,
             other => panic!("{url}: expected InvalidUrl, got {other:?}"),
         }
     }

@@ -2,10 +2,11 @@
 
 use std::net::IpAddr;
 
+use heck::ToLowerCamelCase;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Result};
 
 /// The largest context accepted, serialized. The triggers parse it once per statement.
 pub const MAX_CONTEXT_BYTES: usize = 8192;
@@ -59,106 +60,112 @@ impl AuditContext {
     /// This context completed from `base`: fields set here win, the others come from `base`;
     /// metadata objects are merged key by key the same way.
     pub fn over(&self, base: &AuditContext) -> AuditContext {
-        let metadata = match (&base.metadata, &self.metadata) {
-            (Some(base), Some(own)) => {
-                let mut merged = base.clone();
-                merged.extend(own.clone());
-                Some(merged)
-            }
-            (base, own) => own.clone().or_else(|| base.clone()),
+        let (Value::Object(mut merged), Value::Object(own)) = (to_json(base), to_json(self)) else {
+            unreachable!("a context serializes as an object")
         };
-        AuditContext {
-            actor_id: self.actor_id.clone().or_else(|| base.actor_id.clone()),
-            actor_type: self.actor_type.clone().or_else(|| base.actor_type.clone()),
-            actor_email: self
-                .actor_email
-                .clone()
-                .or_else(|| base.actor_email.clone()),
-            ip_address: self.ip_address.or(base.ip_address),
-            user_agent: self.user_agent.clone().or_else(|| base.user_agent.clone()),
-            request_id: self.request_id.clone().or_else(|| base.request_id.clone()),
-            reason: self.reason.clone().or_else(|| base.reason.clone()),
-            migration_name: self
-                .migration_name
-                .clone()
-                .or_else(|| base.migration_name.clone()),
-            metadata,
+        for (key, value) in own {
+            match (merged.get_mut(&key), value) {
+                (Some(Value::Object(base_metadata)), Value::Object(metadata)) => {
+                    base_metadata.extend(metadata)
+                }
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
         }
+        serde_json::from_value(Value::Object(merged)).expect("two contexts merge into one")
     }
 
     /// Parses an IP address given as text, with a typed error naming the bad value.
     pub fn parse_ip(text: &str) -> Result<IpAddr> {
-        text.trim().parse().map_err(|_| Error::InvalidContext {
-            reason: format!("ipAddress {text:?} is not an IPv4 or IPv6 address"),
+        text.trim().parse().map_err(|_| {
+            Error::Context(ContextError::Invalid {
+                reason: format!("ipAddress {text:?} is not an IPv4 or IPv6 address"),
+            })
         })
     }
 
     /// Checks the limits and returns the value for `set_config('audit.context', $1, true)`,
     /// or `None` when the context is empty.
     pub fn to_setting(&self) -> Result<Option<String>> {
-        for (name, value) in [
-            ("actorId", &self.actor_id),
-            ("actorType", &self.actor_type),
-            ("actorEmail", &self.actor_email),
-            ("userAgent", &self.user_agent),
-            ("requestId", &self.request_id),
-            ("reason", &self.reason),
-            ("migrationName", &self.migration_name),
-        ] {
-            if let Some(value) = value {
-                if value.contains('\0') {
-                    return Err(Error::InvalidContext {
-                        reason: nul_reason(name),
-                    });
-                }
-                if value.len() > MAX_FIELD_BYTES {
-                    return Err(Error::InvalidContext {
-                        reason: format!(
-                            "{name} is {} bytes; the limit is {MAX_FIELD_BYTES}",
-                            value.len()
-                        ),
-                    });
-                }
+        let value = to_json(self);
+        let Value::Object(fields) = &value else {
+            unreachable!("a context serializes as an object")
+        };
+        for (key, field) in fields {
+            let Value::String(text) = field else { continue };
+            let name = camel_case(key);
+            if text.contains('\0') {
+                return Err(Error::Context(ContextError::Invalid {
+                    reason: nul_reason(&name),
+                }));
+            }
+            if text.len() > MAX_FIELD_BYTES {
+                return Err(Error::Context(ContextError::Invalid {
+                    reason: format!(
+                        "{name} is {} bytes; the limit is {MAX_FIELD_BYTES}",
+                        text.len()
+                    ),
+                }));
             }
         }
         if let Some(metadata) = &self.metadata {
             check_keys(metadata, "metadata")?;
             if let Some(at) = nul_in_object(metadata, "metadata") {
-                return Err(Error::InvalidContext {
+                return Err(Error::Context(ContextError::Invalid {
                     reason: nul_reason(&at),
-                });
+                }));
             }
         }
         if *self == AuditContext::default() {
             return Ok(None);
         }
-        let value = serde_json::to_value(self).expect("a context always serializes");
         let stored = stored_json_len(&value);
         if stored > MAX_CONTEXT_BYTES {
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!(
                     "the context is {stored} bytes serialized; the limit is {MAX_CONTEXT_BYTES}"
                 ),
-            });
+            }));
         }
         Ok(Some(value.to_string()))
     }
 }
 
-/// A context as JavaScript writes it (camelCase keys). Unknown keys are refused by name, so a
+/// A context as JavaScript writes it (camelCase keys), as `serializeContext`,
+/// `runWithAuditContext` and `withAuditContext` take it. Unknown keys are refused by name, so a
 /// typo such as `actorID` is an error rather than a silently missing actor.
+// The binding declares it to TypeScript as `AuditContext` (the napi feature).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ContextInput {
-    actor_id: Option<String>,
-    actor_type: Option<String>,
-    actor_email: Option<String>,
-    ip_address: Option<String>,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-    reason: Option<String>,
-    migration_name: Option<String>,
-    metadata: Option<Map<String, Value>>,
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_to_js = false, js_name = "AuditContext")
+)]
+pub struct ContextInput {
+    /// Stored as text: an integer id (an ORM's `Int` key) is stored as its digits.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number | undefined"))]
+    pub actor_id: Option<String>,
+    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub actor_type: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub actor_email: Option<String>,
+    /// IPv4 or IPv6.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub ip_address: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub user_agent: Option<String>,
+    /// Stored as text: an integer is stored as its digits.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number | undefined"))]
+    pub request_id: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub reason: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | undefined"))]
+    pub migration_name: Option<String>,
+    /// Free-form details, merged into the `metadata` column.
+    #[cfg_attr(feature = "napi", napi(ts_type = "any"))]
+    pub metadata: Option<Map<String, Value>>,
 }
 
 impl AuditContext {
@@ -173,12 +180,12 @@ impl AuditContext {
                 Value::Array(_) => "an array",
                 Value::Object(_) => unreachable!(),
             };
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!("expected an object such as {{ actorId: '42' }}, got {kind}"),
-            });
+            }));
         }
         let input: ContextInput = read_named(with_ids_as_text(value)?)
-            .map_err(|reason| Error::InvalidContext { reason })?;
+            .map_err(|reason| Error::Context(ContextError::Invalid { reason }))?;
         let ip_address = input
             .ip_address
             .as_deref()
@@ -198,8 +205,9 @@ impl AuditContext {
     }
 }
 
-/// The camelCase keys whose values are text.
-const TEXT_KEYS: [&str; 8] = [
+/// The keys of a context as JavaScript gives it ([`ContextInput`]'s fields, checked by a test):
+/// every one holds text but `metadata`.
+pub const CONTEXT_KEYS: [&str; 9] = [
     "actorId",
     "actorType",
     "actorEmail",
@@ -208,7 +216,23 @@ const TEXT_KEYS: [&str; 8] = [
     "requestId",
     "reason",
     "migrationName",
+    "metadata",
 ];
+
+/// The context keys whose values are text.
+fn text_keys() -> impl Iterator<Item = &'static str> {
+    CONTEXT_KEYS.into_iter().filter(|key| *key != "metadata")
+}
+
+/// A context as stored (snake_case keys, absent fields left out).
+fn to_json(context: &AuditContext) -> Value {
+    serde_json::to_value(context).expect("a context always serializes")
+}
+
+/// `actor_id` as `actorId`: the name JavaScript gives a stored key.
+fn camel_case(key: &str) -> String {
+    key.to_lower_camel_case()
+}
 
 /// The text keys that also take an integer (an ORM's `Int` primary key), stored as its digits.
 const ID_KEYS: [&str; 2] = ["actorId", "requestId"];
@@ -244,7 +268,7 @@ fn with_ids_as_text(mut value: Value) -> Result<Value> {
     let Value::Object(object) = &mut value else {
         return Ok(value);
     };
-    for key in TEXT_KEYS {
+    for key in text_keys() {
         let Some(field) = object.get_mut(key) else {
             continue;
         };
@@ -265,9 +289,9 @@ fn with_ids_as_text(mut value: Value) -> Result<Value> {
                 } else {
                     "a string"
                 };
-                return Err(Error::InvalidContext {
+                return Err(Error::Context(ContextError::Invalid {
                     reason: format!("{key} must be {expected}, got {kind}"),
-                });
+                }));
             }
         }
     }
@@ -329,11 +353,11 @@ fn cut_to_bytes(text: &str, max: usize) -> &str {
 fn check_keys(object: &Map<String, Value>, path: &str) -> Result<()> {
     for (key, value) in object {
         if FORBIDDEN_KEYS.contains(&key.as_str()) {
-            return Err(Error::InvalidContext {
+            return Err(Error::Context(ContextError::Invalid {
                 reason: format!(
                     "{path} has the key {key:?}, which is not allowed (prototype pollution)"
                 ),
-            });
+            }));
         }
         if let Value::Object(inner) = value {
             check_keys(inner, &format!("{path}.{key}"))?;
@@ -442,6 +466,49 @@ pub(crate) fn nul_reason(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_keys_are_the_keys_a_context_takes_and_each_is_stored() {
+        let Err(Error::Context(ContextError::Invalid { reason })) =
+            AuditContext::from_camel_case(serde_json::json!({ "actorID": "7" }))
+        else {
+            panic!("an unknown key is refused")
+        };
+        let expected: Vec<&str> = reason
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the keys")
+            .split(", ")
+            .map(|key| key.trim_matches('`'))
+            .collect();
+        assert_eq!(expected, CONTEXT_KEYS, "{reason}");
+        let full: Map<String, Value> = CONTEXT_KEYS
+            .iter()
+            .map(|key| {
+                let value = match *key {
+                    "ipAddress" => Value::from("10.0.0.1"),
+                    "metadata" => serde_json::json!({ "k": 1 }),
+                    _ => Value::from("x"),
+                };
+                (key.to_string(), value)
+            })
+            .collect();
+        let context = AuditContext::from_camel_case(Value::Object(full)).unwrap();
+        let setting: Value = serde_json::from_str(&context.to_setting().unwrap().unwrap()).unwrap();
+        let mut stored: Vec<String> = setting
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|key| camel_case(key))
+            .collect();
+        stored.sort();
+        let mut keys = CONTEXT_KEYS.map(str::to_owned).to_vec();
+        keys.sort();
+        assert_eq!(stored, keys);
+        // over() keeps every field of either side.
+        assert_eq!(context.over(&AuditContext::default()), context);
+        assert_eq!(AuditContext::default().over(&context), context);
+    }
 
     #[test]
     fn empty_context_sets_nothing() {

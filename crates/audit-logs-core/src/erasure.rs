@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use crate::error::{from_query, Error, Result};
+use crate::error::{from_query, ErasureError, Error, Result};
 use crate::AuditLogs;
 
 /// Whose data a redaction erases.
@@ -30,9 +30,9 @@ impl Subject {
         match (actor_id, target_type, target_id) {
             (Some(actor), None, None) => Ok(Subject::Actor(actor)),
             (None, Some(target_type), Some(id)) => Ok(Subject::Target { target_type, id }),
-            _ => Err(Error::InvalidRedaction {
+            _ => Err(Error::Erasure(ErasureError::InvalidRedaction {
                 reason: "give either actorId, or targetType and targetId".into(),
-            }),
+            })),
         }
     }
 }
@@ -66,15 +66,15 @@ pub const MIN_KEY_BYTES: usize = 16;
 impl AuditLogs {
     /// Replaces a data subject's personal values with keyed hashes (HMAC-SHA256 under `key`,
     /// which is never stored) and records a redaction event; verification still passes.
-    /// Errors: [`Error::InvalidRedaction`] (key shorter than [`MIN_KEY_BYTES`], bad fields).
+    /// Errors: [`ErasureError::InvalidRedaction`] (key shorter than [`MIN_KEY_BYTES`], bad fields).
     pub async fn redact(&self, request: &RedactRequest, key: &[u8]) -> Result<RedactReport> {
         if key.len() < MIN_KEY_BYTES {
-            return Err(Error::InvalidRedaction {
+            return Err(Error::Erasure(ErasureError::InvalidRedaction {
                 reason: format!(
                     "the key is {} bytes; use a random secret of at least {MIN_KEY_BYTES} bytes, kept outside the database",
                     key.len()
                 ),
-            });
+            }));
         }
         let (actor, target_type, target_id) = match &request.subject {
             Subject::Actor(actor) => (Some(actor.clone()), None, None),
@@ -104,11 +104,8 @@ impl AuditLogs {
                 .await
                 .map_err(|e| from_query(e, None))?;
             let value: Value = row.get(0);
-            serde_json::from_value(value).map_err(|e| Error::Database {
-                code: "XX000".into(),
-                message: format!("unexpected redact() result: {e}"),
-                hint: None,
-            })
+            serde_json::from_value(value)
+                .map_err(|e| Error::internal(format!("unexpected redact() result: {e}"), e))
         })
         .await
     }

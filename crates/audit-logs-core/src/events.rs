@@ -2,14 +2,15 @@
 //! `permission.denied`...), recorded through `audit.log_events` in the caller's transaction or
 //! on their own.
 
+use heck::ToLowerCamelCase;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::types::{Json, Type};
 use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
-use crate::error::{from_query, Error, Result};
-use crate::history::{AuditEntry, ENTRY_COLUMNS};
+use crate::error::{from_query, Error, EventError, Result};
+use crate::history::{entry_select, read_as, AuditEntry, ENTRY_COLUMNS};
 use crate::tracking::to_snake_case;
 
 /// The most events one call records (the limit of `audit.log_events`).
@@ -34,21 +35,33 @@ pub struct NewEvent {
     pub context: AuditContext,
 }
 
-/// An event as JavaScript writes it (`log()`'s input), in camelCase.
+/// An application event to record, as JavaScript writes it (`log()`'s input, camelCase), read by
+/// `NewEvent::from_camel_case`, which names the field at fault and takes an integer `actorId`.
+// The binding declares it to TypeScript as `CreateAuditLogInput` (the napi feature).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EventInput {
-    action: String,
-    target_type: Option<String>,
-    target_id: Option<Value>,
-    metadata: Option<Value>,
-    actor_id: Option<String>,
-    actor_type: Option<String>,
-    actor_email: Option<String>,
-    ip_address: Option<String>,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-    reason: Option<String>,
+#[cfg_attr(
+    feature = "napi",
+    napi_derive::napi(object, object_to_js = false, js_name = "CreateAuditLogInput")
+)]
+pub struct EventInput {
+    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
+    pub action: String,
+    pub target_type: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub target_id: Option<Value>,
+    pub metadata: Option<Value>,
+    /// An integer (an ORM's `Int` id) is stored as its digits.
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub actor_id: Option<String>,
+    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
+    pub actor_type: Option<String>,
+    pub actor_email: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "string | number"))]
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
 }
 
 impl NewEvent {
@@ -320,7 +333,7 @@ fn pascal_case(name: &str) -> String {
 }
 
 fn invalid(reason: String) -> Error {
-    Error::InvalidEvent { reason }
+    Error::Event(EventError::Invalid { reason })
 }
 
 /// A statement for the caller to run on their own connection (a pg client or a Prisma
@@ -351,21 +364,30 @@ fn events_param<'a>(
 pub fn statement(events: &[NewEvent], request: Option<&AuditContext>) -> Result<EventStatement> {
     Ok(EventStatement {
         text: format!(
-            "select {JS_ENTRY_COLUMNS} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)"
+            "select {} from audit.log_events($1::pg_catalog.text::pg_catalog.jsonb)",
+            js_entry_select()
         ),
         events: serde_json::to_string(&events_param(events, request)?)
             .expect("events always serialize"),
     })
 }
 
-/// [`crate::history::ENTRY_COLUMNS`] under the names and with the types node-postgres and
-/// Prisma turn into an `AuditLogEntry` (ids as float8: exact up to 2^53, as JavaScript numbers are).
-const JS_ENTRY_COLUMNS: &str = r#"id::pg_catalog.float8 as "id", created_at as "createdAt",
-    txid::pg_catalog.float8 as "txid", action, target_type as "targetType", target_id as "targetId",
-    old_target_id as "oldTargetId", old_values as "oldValues", new_values as "newValues",
-    changed_fields as "changedFields", actor_id as "actorId", actor_type as "actorType",
-    actor_email as "actorEmail", pg_catalog.host(ip_address) as "ipAddress",
-    user_agent as "userAgent", request_id as "requestId", metadata"#;
+/// [`ENTRY_COLUMNS`] under the names and with the types node-postgres and Prisma turn into an
+/// `AuditLogEntry` (ids as float8: exact up to 2^53, as JavaScript numbers are).
+fn js_entry_select() -> &'static str {
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        ENTRY_COLUMNS
+            .map(|column| {
+                let name = column.to_lower_camel_case();
+                match column {
+                    "id" | "txid" => format!(r#"{column}::pg_catalog.float8 as "{name}""#),
+                    _ => format!(r#"{} as "{name}""#, read_as(column)),
+                }
+            })
+            .join(", ")
+    });
+    &SELECT
+}
 
 /// Records `events` on `client` (in its transaction, if it is in one); returns the entries in
 /// the order given. All or none.
@@ -377,7 +399,7 @@ pub async fn log(
     let param = events_param(events, request)?;
     let rows = client
         .query_typed(
-            &format!("select {ENTRY_COLUMNS} from audit.log_events($1)"),
+            &format!("select {} from audit.log_events($1)", entry_select()),
             &[(&Json(&param), Type::JSONB)],
         )
         .await
@@ -390,8 +412,81 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An entry with every field set, so that each one serializes.
+    fn full_entry() -> AuditEntry {
+        AuditEntry {
+            id: 1,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            txid: 2,
+            action: "UPDATE".into(),
+            target_type: Some("public.users".into()),
+            target_id: Some("1".into()),
+            old_target_id: Some("0".into()),
+            old_values: Some(json!({"a": 1})),
+            new_values: Some(json!({"a": 2})),
+            changed_fields: Some(vec!["a".into()]),
+            actor_id: Some("42".into()),
+            actor_type: Some("user".into()),
+            actor_email: Some("a@example.com".into()),
+            ip_address: Some("127.0.0.1".into()),
+            user_agent: Some("curl".into()),
+            request_id: Some("r".into()),
+            metadata: Some(json!({})),
+        }
+    }
+
     #[test]
-    fn reads_seed_004_input_in_camel_case() {
+    fn an_event_takes_the_context_keys_but_migration_name_and_its_own() {
+        let Err(err) = NewEvent::from_camel_case(json!({ "action": "a.b", "actorID": "7" })) else {
+            panic!("an unknown key is refused")
+        };
+        let reason = err.to_string();
+        let mut taken: Vec<&str> = reason
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the keys")
+            .split(", ")
+            .map(|key| key.trim_matches('`'))
+            .collect();
+        taken.sort();
+        // Its own keys, and the context's but migrationName (metadata is both).
+        let mut expected: Vec<&str> = ["action", "targetType", "targetId"]
+            .into_iter()
+            .chain(crate::context::CONTEXT_KEYS)
+            .filter(|key| *key != "migrationName")
+            .collect();
+        expected.sort();
+        assert_eq!(taken, expected, "{reason}");
+    }
+
+    #[test]
+    fn the_entry_columns_are_the_fields_of_an_entry_in_order() {
+        let Value::Object(fields) = serde_json::to_value(full_entry()).unwrap() else {
+            unreachable!()
+        };
+        let names: Vec<String> = fields.keys().cloned().collect();
+        let columns: Vec<String> = ENTRY_COLUMNS
+            .iter()
+            .map(|c| c.to_lower_camel_case())
+            .collect();
+        assert_eq!(names.len(), columns.len());
+        // serde_json's map is sorted unless preserve_order: compare as sets, then the order of
+        // the select lists against the column list.
+        let mut sorted = columns.clone();
+        sorted.sort();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, sorted);
+        let aliases: Vec<&str> = js_entry_select()
+            .split(", ")
+            .map(|item| item.rsplit(" as ").next().unwrap().trim_matches('"'))
+            .collect();
+        assert_eq!(aliases, columns);
+        assert!(entry_select().contains("pg_catalog.host(ip_address), user_agent"));
+    }
+
+    #[test]
+    fn reads_an_event_in_camel_case() {
         let event = NewEvent::from_camel_case(json!({
             "action": "project.created", "actorId": "user_123", "actorType": "user",
             "targetType": "project", "targetId": 456, "metadata": {"name": "MyProject"},

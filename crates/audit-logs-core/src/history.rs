@@ -1,5 +1,7 @@
 //! Reading the log: the entries of one record, newest first.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -103,10 +105,42 @@ pub struct AuditEntry {
     pub metadata: Option<Value>,
 }
 
-/// The columns of [`AuditEntry`], in order, for `select`.
-pub(crate) const ENTRY_COLUMNS: &str = "id, created_at, txid, action, target_type, target_id, old_target_id, \
-    old_values, new_values, changed_fields, actor_id, actor_type, actor_email, pg_catalog.host(ip_address), \
-    user_agent, request_id, metadata";
+/// The columns of an entry, in [`AuditEntry`]'s field order: the order `AuditEntry::from_row`
+/// reads them in, and the CLI's CSV header. The `select` lists (`entry_select`, and the one of
+/// [`crate::events::statement`] for JavaScript drivers) are built from it.
+pub const ENTRY_COLUMNS: [&str; 17] = [
+    "id",
+    "created_at",
+    "txid",
+    "action",
+    "target_type",
+    "target_id",
+    "old_target_id",
+    "old_values",
+    "new_values",
+    "changed_fields",
+    "actor_id",
+    "actor_type",
+    "actor_email",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "metadata",
+];
+
+/// How `select` reads an entry column: the address (inet) as text without its mask.
+pub(crate) fn read_as(column: &str) -> String {
+    match column {
+        "ip_address" => "pg_catalog.host(ip_address)".to_owned(),
+        column => column.to_owned(),
+    }
+}
+
+/// [`ENTRY_COLUMNS`] for `select`, as [`AuditEntry::from_row`] reads them.
+pub(crate) fn entry_select() -> &'static str {
+    static SELECT: LazyLock<String> = LazyLock::new(|| ENTRY_COLUMNS.map(read_as).join(", "));
+    &SELECT
+}
 
 impl AuditEntry {
     pub(crate) fn from_row(row: &Row) -> AuditEntry {
@@ -177,9 +211,10 @@ pub fn record_history_sql() -> String {
     // The key is computed inline (not in a CTE) so that, planned with its value, it is a
     // constant the index condition can use.
     let key = key_sql("$2");
+    let columns = entry_select();
     format!(
         "{TARGET_NAMES_CTE}
-         select {ENTRY_COLUMNS} from (
+         select {columns} from (
            (select entries.* from names n cross join lateral (
              (select * from audit.audit_logs
                where target_id = {key} and target_type = n.name and id < $3

@@ -62,7 +62,11 @@ use tokio_postgres::GenericClient;
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
 pub use erasure::{RedactReport, RedactRequest, Subject};
-pub use error::{Error, Result};
+pub use error::{
+    Code, ConnectionError, ContextError, ErasureError, Error, ErrorFields, EventError,
+    IntegrityError, MigrationError, PermissionError, Result, RetentionError, RevertError,
+    TrackingError,
+};
 pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};
 pub use integrity::{Problem, ProblemKind, SealReport, VerifyOptions, VerifyReport};
@@ -139,7 +143,8 @@ impl Status {
 
 impl AuditLogs {
     /// Connects with a URL as psql and Prisma write it (see [`ConnectOptions::parse`]).
-    /// Errors: [`Error::InvalidUrl`], [`Error::Connect`], [`Error::Authentication`], [`Error::Tls`].
+    /// Errors: [`ConnectionError::InvalidUrl`], [`ConnectionError::Connect`],
+    /// [`ConnectionError::Authentication`], [`ConnectionError::Tls`].
     pub async fn connect(url: &str) -> Result<AuditLogs> {
         AuditLogs::connect_with(ConnectOptions::parse(url)?).await
     }
@@ -171,7 +176,9 @@ impl AuditLogs {
     ) -> Result<T> {
         let client = self.client().await?;
         let result = match work(&client).await {
-            Err(e @ Error::NotAReader { .. }) => Err(e.naming_the_role(&**client).await),
+            Err(e @ Error::Permission(PermissionError::NotAReader { .. })) => {
+                Err(e.naming_the_role(&**client).await)
+            }
             result => result,
         };
         if result.as_ref().is_err_and(Error::ends_connection) {
@@ -193,7 +200,7 @@ impl AuditLogs {
         // Nothing, or half, migrated (a migration failed): no tracking functions yet, and the
         // status must still say which migrations are pending.
         let tracked_tables = match tracking::list(&client).await {
-            Err(Error::NotMigrated) => Vec::new(),
+            Err(Error::Migration(MigrationError::NotMigrated)) => Vec::new(),
             listed => listed?,
         };
         Ok(Status {
@@ -207,8 +214,9 @@ impl AuditLogs {
     }
 
     /// Starts recording the table's changes (idempotent; enabling again refreshes the
-    /// capture after the table was altered). Errors: [`Error::NoPrimaryKey`],
-    /// [`Error::TableNotFound`], [`Error::NotATable`], [`Error::InvalidColumn`], [`Error::NotMigrated`].
+    /// capture after the table was altered). Errors: [`TrackingError::NoPrimaryKey`],
+    /// [`TrackingError::TableNotFound`], [`TrackingError::NotATable`],
+    /// [`TrackingError::InvalidColumn`], [`MigrationError::NotMigrated`].
     pub async fn enable_tracking(
         &self,
         table: &TableRef,
@@ -291,7 +299,9 @@ impl AuditLogs {
             if let (true, Target::Table(table)) = (entries.is_empty(), &query.target) {
                 // A name that is no table and has no entries is a typo (`Post` for `posts`),
                 // not an empty history: say so, with the table it may mean.
-                if let Err(not_found @ Error::TableNotFound { .. }) = table.resolve(client).await {
+                if let Err(not_found @ Error::Tracking(TrackingError::TableNotFound { .. })) =
+                    table.resolve(client).await
+                {
                     return Err(not_found);
                 }
             }
@@ -301,7 +311,7 @@ impl AuditLogs {
     }
 
     /// Records an application event; context fields it leaves empty come from `request` (the
-    /// current request's context). Errors: [`Error::InvalidEvent`], [`Error::InvalidContext`].
+    /// current request's context). Errors: [`EventError::Invalid`], [`ContextError::Invalid`].
     pub async fn log(
         &self,
         event: &NewEvent,
@@ -463,8 +473,8 @@ impl AuditLogs {
 
     /// Undoes what `target` names, newest change first, in one transaction recorded like any
     /// change (with `metadata.reverts`). Refuses, changing nothing, when a record was changed
-    /// again since ([`Error::RevertConflict`], unless [`OnConflict::Overwrite`]) or cannot be put
-    /// back ([`Error::CannotRevert`]). With `dry_run`, runs it and rolls it back.
+    /// again since ([`RevertError::Conflict`](crate::error::RevertError::Conflict), unless [`OnConflict::Overwrite`]) or cannot be put
+    /// back ([`RevertError::Impossible`](crate::error::RevertError::Impossible)). With `dry_run`, runs it and rolls it back.
     pub async fn revert(
         &self,
         target: &RevertTarget,

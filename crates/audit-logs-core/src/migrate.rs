@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::connection::ConnectOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, MigrationError, PermissionError, Result};
 
 mod embedded {
     refinery::embed_migrations!("../../migrations");
@@ -144,10 +144,10 @@ async fn applied_migrations(client: &mut Client) -> Result<Vec<refinery::Migrati
         }
         // A role that is not an audit_reader: name the grant, as reads of the log do.
         Err(e) if source_db_code(&e) == Some(SqlState::INSUFFICIENT_PRIVILEGE) => {
-            let denied = Error::NotAReader {
+            let denied = Error::Permission(PermissionError::NotAReader {
                 denied: format!("permission denied for table {HISTORY_TABLE}"),
                 role: None,
-            };
+            });
             Err(denied.naming_the_role(&*client).await)
         }
         Err(e) => Err(from_refinery(e)),
@@ -230,11 +230,11 @@ async fn lock(client: &Client, max_wait: Duration) -> Result<()> {
                 .await
                 .map_err(|e| crate::error::from_query(e, None))?
                 .get(0);
-            return Err(Error::LockTimeout {
+            return Err(Error::Migration(MigrationError::LockTimeout {
                 purpose: "migrate".into(),
                 waited_seconds: max_wait.as_secs_f64(),
                 holders,
-            });
+            }));
         }
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(Duration::from_millis(500));
@@ -248,16 +248,16 @@ async fn migrate_locked(
 ) -> Result<MigrateReport> {
     let current = status(client).await?;
     if let Some(diverged) = current.iter().find(|m| m.state == MigrationState::Diverged) {
-        return Err(Error::MigrationDiverged {
+        return Err(Error::Migration(MigrationError::Diverged {
             migration: diverged.file_name(),
             version: env!("CARGO_PKG_VERSION").into(),
-        });
+        }));
     }
     if let Some(unknown) = current.iter().find(|m| m.state == MigrationState::Unknown) {
-        return Err(Error::MigrationUnknown {
+        return Err(Error::Migration(MigrationError::Unknown {
             migration: unknown.file_name(),
             version: env!("CARGO_PKG_VERSION").into(),
-        });
+        }));
     }
     let pending: Vec<MigrationInfo> = current
         .into_iter()
@@ -324,14 +324,14 @@ fn from_refinery(e: refinery::Error) -> Error {
         .map(|r| r.applied_migrations().iter().map(|m| m.version()).collect())
         .unwrap_or_default();
     match e.kind() {
-        Kind::DivergentVersion(_, shipped) => Error::MigrationDiverged {
+        Kind::DivergentVersion(_, shipped) => Error::Migration(MigrationError::Diverged {
             migration: shipped.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
-        },
-        Kind::MissingVersion(migration) => Error::MigrationUnknown {
+        }),
+        Kind::MissingVersion(migration) => Error::Migration(MigrationError::Unknown {
             migration: migration.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
-        },
+        }),
         Kind::Connection(message, source) => {
             // refinery's message is "error applying migration V2__name"; the cause is in the source.
             let migration = message
@@ -340,7 +340,11 @@ fn from_refinery(e: refinery::Error) -> Error {
                 .filter(|m| m.starts_with('V'))
                 .unwrap_or("history")
                 .to_owned();
-            let reason = match source.downcast_ref::<tokio_postgres::Error>() {
+            let pg = source.downcast_ref::<tokio_postgres::Error>();
+            let sqlstate = pg
+                .and_then(|pg| pg.as_db_error())
+                .map(|db| db.code().code().to_owned());
+            let reason = match pg {
                 Some(pg) => match pg.as_db_error() {
                     Some(db) => format!("{} ({})", db.message(), db.code().code()),
                     None if pg.is_closed() => "the connection was lost".into(),
@@ -348,17 +352,21 @@ fn from_refinery(e: refinery::Error) -> Error {
                 },
                 None => source.to_string(),
             };
-            Error::Migration {
+            Error::Migration(MigrationError::Failed {
                 migration,
                 reason,
                 applied,
-            }
+                sqlstate,
+                source: Some(Box::new(e)),
+            })
         }
-        other => Error::Migration {
+        _ => Error::Migration(MigrationError::Failed {
             migration: "?".into(),
-            reason: other.to_string(),
+            reason: e.kind().to_string(),
             applied,
-        },
+            sqlstate: None,
+            source: Some(Box::new(e)),
+        }),
     }
 }
 

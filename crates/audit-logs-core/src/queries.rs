@@ -12,7 +12,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::{from_query, Error, Result};
-use crate::history::{check_target_id, key_sql, page_size, AuditEntry, ENTRY_COLUMNS};
+use crate::history::{check_target_id, entry_select, key_sql, page_size, AuditEntry};
 use crate::tracking::TableRef;
 
 /// Which entries a search returns. Every filter given must hold; none means every entry.
@@ -51,7 +51,7 @@ pub struct TimeRange {
 /// One page of a keyset-paginated list, newest first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Page {
-    /// 1 to [`crate::history::MAX_LIMIT`]; 100 when absent.
+    /// 1 to [`crate::history::MAX_LIMIT`]; [`crate::history::DEFAULT_LIMIT`] when absent.
     pub limit: Option<u32>,
     /// Only entries older than this entry id: the previous page's cursor.
     pub before: Option<i64>,
@@ -277,7 +277,8 @@ fn search_query(filters: &Filters, before: i64, limit: i64) -> Result<(String, S
     sql.and(format!("id < {before}"));
     let fetch = sql.bind(limit + 1, Type::INT8);
     let text = format!(
-        "select {ENTRY_COLUMNS} from audit.audit_logs {} order by id desc limit {fetch}",
+        "select {} from audit.audit_logs {} order by id desc limit {fetch}",
+        entry_select(),
         sql.where_clause()
     );
     Ok((text, sql))
@@ -348,7 +349,8 @@ pub(crate) fn stream(
     }
     let sql = Sql::with_filters(filters)?;
     let text = format!(
-        "select {ENTRY_COLUMNS} from audit.audit_logs {} order by id {}",
+        "select {} from audit.audit_logs {} order by id {}",
+        entry_select(),
         sql.where_clause(),
         match order {
             Order::NewestFirst => "desc",

@@ -74,7 +74,7 @@ pub struct MaintainReport {
 
 impl AuditLogs {
     /// Changes the retention policy (`None` leaves a setting as it is) and returns it.
-    /// Errors: [`Error::InvalidSettings`].
+    /// Errors: [`RetentionError::InvalidSettings`].
     pub async fn configure(&self, settings: &Settings) -> Result<Settings> {
         self.with_client(async |client| {
             let row = client
@@ -133,20 +133,14 @@ impl AuditLogs {
                 .await
                 .map_err(|e| from_query(e, None))?;
             let value: Value = row.get(0);
-            serde_json::from_value(value).map_err(|e| Error::Database {
-                code: "XX000".into(),
-                message: format!("unexpected maintain() result: {e}"),
-                hint: None,
-            })
+            serde_json::from_value(value)
+                .map_err(|e| Error::internal(format!("unexpected maintain() result: {e}"), e))
         })
         .await
     }
 }
 
 fn settings_from(value: Value) -> Result<Settings> {
-    serde_json::from_value(value).map_err(|e| Error::Database {
-        code: "XX000".into(),
-        message: format!("unexpected audit.settings row: {e}"),
-        hint: None,
-    })
+    serde_json::from_value(value)
+        .map_err(|e| Error::internal(format!("unexpected audit.settings row: {e}"), e))
 }

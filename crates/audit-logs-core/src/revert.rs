@@ -24,8 +24,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
-use crate::error::{from_query, Error, Result};
-use crate::history::{AuditEntry, ENTRY_COLUMNS};
+use crate::error::{from_query, Error, Result, RevertError};
+use crate::history::{entry_select, AuditEntry};
 use crate::queries::TimeRange;
 use crate::tracking::TableRef;
 
@@ -157,7 +157,7 @@ impl RevertTarget {
 /// What to do when a record was changed again after a change being undone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnConflict {
-    /// Undo nothing and list the conflicts ([`Error::RevertConflict`]).
+    /// Undo nothing and list the conflicts ([`RevertError::Conflict`](crate::error::RevertError::Conflict)).
     #[default]
     Refuse,
     /// Restore anyway, over the later changes.
@@ -333,10 +333,11 @@ pub(crate) async fn revert(
             if options.on_conflict == OnConflict::Refuse {
                 let conflicts = conflicts(client, &tables, &plans, &entries).await?;
                 if !conflicts.is_empty() {
-                    return Err(Error::RevertConflict {
+                    return Err(RevertError::Conflict {
                         message: conflict_message(&conflicts),
                         conflicts,
-                    });
+                    }
+                    .into());
                 }
             }
             (plans, entries.len())
@@ -488,8 +489,9 @@ async fn target_entries(
         }
     }
     let limit = MAX_ENTRIES as i64 + 1;
+    let columns = entry_select();
     let mut sql = format!(
-        "select {ENTRY_COLUMNS} from audit.audit_logs
+        "select {columns} from audit.audit_logs
           where {condition} and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')"
     );
     let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
@@ -653,8 +655,9 @@ async fn later_entries(
         .collect();
     // Enough to get past the changes undone that the lookup also finds.
     let limit = CONFLICT_ENTRIES + entries.len().min(1000) as i64;
+    let columns = entry_select();
     let sql = format!(
-        "select {ENTRY_COLUMNS}, r.ord
+        "select {columns}, r.ord
            from rows from (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
                            pg_catalog.unnest($3::int8[]))
                 with ordinality as r(r_type, r_key, r_after, ord)
@@ -788,14 +791,14 @@ impl Tables {
             .await
             .map_err(|e| from_query(e, Some(recorded_as)))?;
         let Some(row) = row else {
-            return Err(Error::CannotRevert {
+            return Err(Error::from(RevertError::Impossible {
                 table: recorded_as.to_owned(),
                 column: None,
                 message: format!(
                     "cannot revert changes to {recorded_as}: the table is no longer tracked or no longer exists, \
                      so the revert could not be recorded; enable tracking of it again (or re-create it) first"
                 ),
-            });
+            }));
         };
         let name: String = row.get(0);
         if !self.by_name.contains_key(&name) {
@@ -847,13 +850,13 @@ async fn read_table(client: &impl GenericClient, name: &str, oid: u32) -> Result
     }
     key.sort();
     if key.is_empty() {
-        return Err(Error::CannotRevert {
+        return Err(Error::from(RevertError::Impossible {
             table: name.to_owned(),
             column: None,
             message: format!(
                 "cannot revert changes to {name}: it has no primary key to find its rows by"
             ),
-        });
+        }));
     }
     Ok(Table {
         oid,
@@ -871,7 +874,7 @@ fn is_redacted(value: &Value) -> bool {
 }
 
 fn missing_column(table: &Table, column: &str) -> Error {
-    Error::CannotRevert {
+    Error::from(RevertError::Impossible {
         table: table.name.clone(),
         column: Some(column.to_owned()),
         message: format!(
@@ -879,7 +882,7 @@ fn missing_column(table: &Table, column: &str) -> Error {
              nothing was changed",
             table.name
         ),
-    }
+    })
 }
 
 /// The key columns' values in `row`.
@@ -891,7 +894,7 @@ fn key_of(table: &Table, row: &Value, target_id: &str) -> Result<Map<String, Val
                 key.insert(column.clone(), value.clone());
             }
             _ => {
-                return Err(Error::CannotRevert {
+                return Err(Error::from(RevertError::Impossible {
                     table: table.name.clone(),
                     column: Some(column.clone()),
                     message: format!(
@@ -899,7 +902,7 @@ fn key_of(table: &Table, row: &Value, target_id: &str) -> Result<Map<String, Val
                          (the primary key changed since, or the value was redacted)",
                         table.name
                     ),
-                })
+                }))
             }
         }
     }
@@ -1092,7 +1095,7 @@ fn insertable(
         }
         if is_redacted(value) {
             if info.required {
-                return Err(Error::CannotRevert {
+                return Err(Error::from(RevertError::Impossible {
                     table: table.name.clone(),
                     column: Some(column.clone()),
                     message: format!(
@@ -1100,7 +1103,7 @@ fn insertable(
                          and is NOT NULL without a default",
                         table.name
                     ),
-                });
+                }));
             }
             notes.push(format!(
                 "{} {target_id}: {column} was redacted in the log and is left to its default",
@@ -1115,7 +1118,7 @@ fn insertable(
             continue;
         }
         if info.required {
-            return Err(Error::CannotRevert {
+            return Err(Error::from(RevertError::Impossible {
                 table: table.name.clone(),
                 column: Some(column.clone()),
                 message: format!(
@@ -1123,7 +1126,7 @@ fn insertable(
                      (excluded from tracking) and is NOT NULL without a default",
                     table.name
                 ),
-            });
+            }));
         }
         notes.push(format!(
             "{} {target_id}: {column} is not stored in the log (excluded from tracking) and is left to its default",
@@ -1293,7 +1296,7 @@ async fn write_back(
             savepoint(client, "release savepoint audit_logs_revert").await?;
         }
         if changed != writes.len() as u64 {
-            return Err(Error::CannotRevert {
+            return Err(Error::from(RevertError::Impossible {
                 table: table.name.clone(),
                 column: None,
                 message: format!(
@@ -1301,7 +1304,7 @@ async fn write_back(
                     table.name,
                     writes.len()
                 ),
-            });
+            }));
         }
         report
             .statements

@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{ConnectionError, Error, Result};
 
 /// How to set up a throwaway server beyond the defaults (trust authentication, no TLS).
 #[derive(Debug, Clone, Default)]
@@ -399,7 +399,7 @@ fn write_private(path: &Path, contents: &[u8], run_as: &Option<RunAs>) -> Result
 }
 
 fn fail(reason: String) -> Error {
-    Error::TemporaryPostgres { reason }
+    Error::Connection(ConnectionError::TemporaryPostgres { reason })
 }
 
 fn free_port() -> Result<u16> {

@@ -8,7 +8,7 @@ use tokio_postgres::types::Type;
 use postgres_protocol::escape::escape_identifier;
 
 use crate::connection::ConnectOptions;
-use crate::error::{Error, Result};
+use crate::error::{ConnectionError, Error, Result};
 use crate::temporary::TemporaryPostgres;
 
 static SERVER: tokio::sync::OnceCell<Arc<TemporaryPostgres>> = tokio::sync::OnceCell::const_new();
@@ -117,12 +117,11 @@ pub fn database_url(server_url: &str, database: &str) -> Result<String> {
     let (before_query, query) = server_url
         .split_once('?')
         .map_or((server_url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = before_query
-        .find("://")
-        .map(|i| i + 3)
-        .ok_or_else(|| Error::InvalidUrl {
+    let scheme_end = before_query.find("://").map(|i| i + 3).ok_or_else(|| {
+        Error::Connection(ConnectionError::InvalidUrl {
             reason: "expected postgres://...".into(),
-        })?;
+        })
+    })?;
     let authority_end = before_query[scheme_end..]
         .find('/')
         .map(|i| i + scheme_end)

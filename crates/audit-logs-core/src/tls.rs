@@ -15,7 +15,7 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Error, Result};
+use crate::error::{ConnectionError, Error, Result};
 
 /// How the connection is protected, from `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +77,11 @@ pub(crate) fn connector(
 }
 
 fn tls_error(target: &str, reason: String) -> Error {
-    Error::Tls {
+    Error::Connection(ConnectionError::Tls {
         target: target.to_owned(),
         reason,
-    }
+        source: None,
+    })
 }
 
 fn load_roots(roots: &RootCerts, target: &str) -> Result<RootCertStore> {

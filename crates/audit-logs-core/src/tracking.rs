@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
-use crate::error::{from_query, Error, Result};
+use crate::error::{from_query, Error, PermissionError, Result, TrackingError};
 
 /// A table as a user names it: `users`, `public.users`, `public."Order Items"` (SQL rules, so
 /// quote names with capitals or spaces), or an exact schema and name with no quoting at all.
@@ -49,19 +49,19 @@ impl TableRef {
             TableRef::Sql(name) => name.as_str(),
             TableRef::Exact { schema, name } => {
                 if schema.is_empty() || name.is_empty() {
-                    return Err(Error::InvalidTableName {
+                    return Err(Error::Tracking(TrackingError::InvalidTableName {
                         table: self.to_string(),
                         reason: "schema and name must not be empty".into(),
-                    });
+                    }));
                 }
                 name.as_str()
             }
         };
         if text.trim().is_empty() || text.contains('\0') || text.len() > 300 {
-            return Err(Error::InvalidTableName {
+            return Err(Error::Tracking(TrackingError::InvalidTableName {
                 table: text.to_owned(),
                 reason: "expected a table name such as users or public.users".into(),
-            });
+            }));
         }
         Ok(())
     }
@@ -71,8 +71,8 @@ impl TableRef {
         self.to_string()
     }
 
-    /// Finds the table. Errors: [`Error::TableNotFound`] (with a suggestion when only the case
-    /// differs), [`Error::InvalidTableName`].
+    /// Finds the table. Errors: [`TrackingError::TableNotFound`] (with a suggestion when only the
+    /// case differs), [`TrackingError::InvalidTableName`].
     pub(crate) async fn resolve(&self, client: &impl GenericClient) -> Result<ResolvedTable> {
         self.check()?;
         let row = client
@@ -90,10 +90,10 @@ impl TableRef {
                 oid: row.get(0),
                 target_type: row.get(1),
             }),
-            None => Err(Error::TableNotFound {
+            None => Err(Error::Tracking(TrackingError::TableNotFound {
                 table: self.to_string(),
                 hint: self.suggest(client).await,
-            }),
+            })),
         }
     }
 
@@ -102,7 +102,7 @@ impl TableRef {
     pub(crate) async fn target_type(&self, client: &impl GenericClient) -> Result<String> {
         match self.resolve(client).await {
             Ok(table) => Ok(table.target_type),
-            Err(Error::TableNotFound { .. }) => {
+            Err(Error::Tracking(TrackingError::TableNotFound { .. })) => {
                 let row = client
                     .query_typed_one(
                         "select case pg_catalog.cardinality(p.parts)
@@ -123,18 +123,18 @@ impl TableRef {
         match e.code() {
             // invalid_name, syntax: "Order Items" unquoted, a stray quote...
             Some(code) if code.code() == "42602" || code.code() == "42601" || code.code() == "22023" => {
-                Error::InvalidTableName {
+                Error::Tracking(TrackingError::InvalidTableName {
                     table: self.to_string(),
                     reason: format!(
                         "{}; quote names with capitals or spaces as in SQL (public.\"Order Items\") or pass the schema and name separately",
                         e.as_db_error().map(|d| d.message()).unwrap_or("bad syntax")
                     ),
-                }
+                })
             }
-            Some(code) if code.code() == "3F000" => Error::TableNotFound {
+            Some(code) if code.code() == "3F000" => Error::Tracking(TrackingError::TableNotFound {
                 table: self.to_string(),
                 hint: Some("no such schema".into()),
-            },
+            }),
             _ => from_query(e, Some(&self.to_string())),
         }
     }
@@ -244,12 +244,13 @@ pub(crate) async fn unknown_column(
                 .map(|(_, c)| c)
         });
     let hint = meant.map_or_else(String::new, |c| format!("; did you mean {c}?"));
-    Some(Error::InvalidColumn {
+    Some(Error::Tracking(TrackingError::InvalidColumn {
         table: target_type.to_owned(),
+        column: Some(field.to_owned()),
         message: format!(
             "{target_type} has no column {field:?}{hint} (fields are the table's column names)"
         ),
-    })
+    }))
 }
 
 /// `BlogPost` or `blogPost` as `blog_post`, the table name an ORM makes of a model.
@@ -330,16 +331,16 @@ pub(crate) async fn enable(
         )
         .await
         .map_err(|e| from_query(e, Some(&shown)));
-    if let Err(Error::PermissionDenied { reason }) = enabled {
+    if let Err(Error::Permission(PermissionError::Denied { reason })) = enabled {
         return Err(not_the_owner(client, resolved.oid, &shown, reason).await);
     }
     enabled?;
     find(client, resolved.oid)
         .await?
-        .ok_or(Error::TableNotFound {
+        .ok_or(Error::Tracking(TrackingError::TableNotFound {
             table: shown,
             hint: None,
-        })
+        }))
 }
 
 /// A migrating role that may write the log but does not own the table (a managed database's
@@ -363,14 +364,14 @@ async fn not_the_owner(
     match roles {
         Ok(Some(row)) => {
             let (owner, role): (String, String) = (row.get(0), row.get(1));
-            Error::PermissionDenied {
+            Error::Permission(PermissionError::Denied {
                 reason: format!(
                     "{reason}: enable creates triggers on {table}, which only its owner ({owner}) or a superuser may do; \
                      run it as one of them, or first: grant {owner} to {role}"
                 ),
-            }
+            })
         }
-        _ => Error::PermissionDenied { reason },
+        _ => Error::Permission(PermissionError::Denied { reason }),
     }
 }
 

@@ -1,6 +1,8 @@
 mod common;
 
-use audit_logs_core::{AuditContext, Error, HistoryQuery, TableRef, TrackingOptions};
+use audit_logs_core::{
+    AuditContext, Error, HistoryQuery, TableRef, TrackingError, TrackingOptions,
+};
 use serde_json::json;
 
 async fn tracked(f: &common::Fixture, setup: &str, table: &str) {
@@ -458,7 +460,10 @@ async fn a_table_without_primary_key_is_refused_and_left_untouched() {
         .enable_tracking(&"logs".into(), &TrackingOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::NoPrimaryKey { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Tracking(TrackingError::NoPrimaryKey { .. })),
+        "{err:?}"
+    );
     assert_eq!(err.code(), "AUDIT_LOGS_NO_PRIMARY_KEY");
     assert!(err.to_string().contains("add primary key"), "{err}");
     assert_eq!(
@@ -485,7 +490,10 @@ async fn only_tables_can_be_tracked() {
         .enable_tracking(&"v".into(), &TrackingOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(view, Error::NotATable { .. }), "{view:?}");
+    assert!(
+        matches!(view, Error::Tracking(TrackingError::NotATable { .. })),
+        "{view:?}"
+    );
     assert!(view.to_string().contains("view"));
     let partition = f
         .audit
@@ -493,7 +501,7 @@ async fn only_tables_can_be_tracked() {
         .await
         .unwrap_err();
     assert!(
-        matches!(partition, Error::NotATable { .. }),
+        matches!(partition, Error::Tracking(TrackingError::NotATable { .. })),
         "{partition:?}"
     );
     assert!(partition.to_string().contains("partition of"));
@@ -502,7 +510,10 @@ async fn only_tables_can_be_tracked() {
         .enable_tracking(&"audit.audit_logs".into(), &TrackingOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(own, Error::ReservedTable { .. }), "{own:?}");
+    assert!(
+        matches!(own, Error::Tracking(TrackingError::ReservedTable { .. })),
+        "{own:?}"
+    );
 }
 
 #[tokio::test]
@@ -519,7 +530,10 @@ async fn bad_table_names_get_typed_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(missing, Error::TableNotFound { .. }),
+        matches!(
+            missing,
+            Error::Tracking(TrackingError::TableNotFound { .. })
+        ),
         "{missing:?}"
     );
     // Unquoted names fold to lower case as in SQL; a quoted "Users" is another table.
@@ -563,7 +577,8 @@ async fn bad_table_names_get_typed_errors() {
         assert!(
             matches!(
                 err,
-                Error::InvalidTableName { .. } | Error::TableNotFound { .. }
+                Error::Tracking(TrackingError::InvalidTableName { .. })
+                    | Error::Tracking(TrackingError::TableNotFound { .. })
             ),
             "{bad}: {err:?}"
         );
@@ -584,7 +599,10 @@ async fn bad_table_names_get_typed_errors() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(column, Error::InvalidColumn { .. }), "{column:?}");
+    assert!(
+        matches!(column, Error::Tracking(TrackingError::InvalidColumn { .. })),
+        "{column:?}"
+    );
     assert!(
         column
             .to_string()

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use audit_logs_core::temporary::Setup;
-use audit_logs_core::{AuditLogs, Error, TemporaryPostgres, TrackingOptions};
+use audit_logs_core::{AuditLogs, ConnectionError, Error, TemporaryPostgres, TrackingOptions};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::sync::OnceCell;
 
@@ -139,7 +139,10 @@ async fn verify_full_checks_chain_and_host_name() {
     .await
     .err()
     .unwrap();
-    assert!(matches!(wrong_name, Error::Tls { .. }), "{wrong_name:?}");
+    assert!(
+        matches!(wrong_name, Error::Connection(ConnectionError::Tls { .. })),
+        "{wrong_name:?}"
+    );
 
     let other = s.other_ca.display();
     let wrong_ca = AuditLogs::connect(&url(
@@ -150,7 +153,10 @@ async fn verify_full_checks_chain_and_host_name() {
     .await
     .err()
     .unwrap();
-    assert!(matches!(wrong_ca, Error::Tls { .. }), "{wrong_ca:?}");
+    assert!(
+        matches!(wrong_ca, Error::Connection(ConnectionError::Tls { .. })),
+        "{wrong_ca:?}"
+    );
     assert_eq!(wrong_ca.code(), "AUDIT_LOGS_TLS_FAILED");
 }
 
@@ -175,7 +181,10 @@ async fn verify_ca_checks_the_chain_but_not_the_name() {
     .await
     .err()
     .unwrap();
-    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Connection(ConnectionError::Tls { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +198,10 @@ async fn a_missing_root_certificate_file_is_named() {
     .await
     .err()
     .unwrap();
-    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Connection(ConnectionError::Tls { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
 
@@ -201,11 +213,23 @@ async fn a_wrong_password_is_an_authentication_error_without_the_password() {
         s.server.port()
     );
     let err = AuditLogs::connect(&bad).await.err().unwrap();
-    assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Connection(ConnectionError::Authentication { .. })
+        ),
+        "{err:?}"
+    );
     assert!(
         !err.to_string().contains("wrong"),
         "the password leaked: {err}"
     );
+    // The server's refusal is kept as the cause, with its SQLSTATE.
+    let source = std::error::Error::source(&err).expect("the driver's error as source");
+    let driver = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .expect("a tokio_postgres::Error");
+    assert_eq!(driver.code().map(|c| c.code()), Some("28P01"), "{driver:?}");
 }
 
 #[tokio::test]
@@ -219,7 +243,10 @@ async fn an_unreachable_server_is_a_one_line_connect_error() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Connection(ConnectionError::Connect { .. })),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(
         text.contains("connection refused") && !text.contains('\n') && !text.contains("secret"),
@@ -232,7 +259,10 @@ async fn a_missing_database_says_how_to_create_it() {
     let f = common::empty().await;
     let url = audit_logs_core::testing::database_url(&f.db.url, "no_such_db").unwrap();
     let err = AuditLogs::connect(&url).await.err().unwrap();
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Connection(ConnectionError::Connect { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("createdb no_such_db"), "{err}");
 }
 

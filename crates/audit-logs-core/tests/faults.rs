@@ -213,9 +213,11 @@ async fn a_backend_killed_mid_migrate_leaves_each_migration_whole_and_reruns_cle
         let before = audit_objects(&admin).await;
         terminate(&f, pid).await;
         match migrating.await.unwrap() {
-            Err(audit_logs_core::Error::Migration {
-                migration, applied, ..
-            }) => {
+            Err(audit_logs_core::Error::Migration(
+                audit_logs_core::error::MigrationError::Failed {
+                    migration, applied, ..
+                },
+            )) => {
                 assert_eq!(migration, format!("V{version}__{name}"));
                 assert_eq!(
                     applied,

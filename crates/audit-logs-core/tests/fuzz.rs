@@ -3,7 +3,7 @@
 //! replayed first on every run; `fuzz-corpus/` keeps hand-picked and past inputs with the
 //! outcome each must have.
 
-use audit_logs_core::{AuditContext, ConnectOptions, Error};
+use audit_logs_core::{AuditContext, ConnectOptions, ConnectionError, ContextError, Error};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -47,7 +47,7 @@ proptest! {
     #[test]
     fn any_text_parses_or_is_an_invalid_url(text in ".{0,200}") {
         if let Err(e) = ConnectOptions::parse(&text) {
-            prop_assert!(matches!(e, Error::InvalidUrl { .. }), "{e:?}");
+            prop_assert!(matches!(e, Error::Connection(ConnectionError::InvalidUrl { .. })), "{e:?}");
         }
     }
 
@@ -56,7 +56,7 @@ proptest! {
     fn any_url_body_parses_or_is_an_invalid_url(body in "[ -~]{0,120}") {
         for scheme in ["postgres://", "postgresql://"] {
             if let Err(e) = ConnectOptions::parse(&format!("{scheme}{body}")) {
-                prop_assert!(matches!(e, Error::InvalidUrl { .. }), "{e:?}");
+                prop_assert!(matches!(e, Error::Connection(ConnectionError::InvalidUrl { .. })), "{e:?}");
             }
         }
     }
@@ -97,7 +97,7 @@ proptest! {
                 let parsed: Value = serde_json::from_str(&setting).unwrap();
                 prop_assert!(parsed.is_object());
             }
-            Err(e) => prop_assert!(matches!(e, Error::InvalidContext { .. }), "{e:?}"),
+            Err(e) => prop_assert!(matches!(e, Error::Context(ContextError::Invalid { .. })), "{e:?}"),
         }
     }
 
@@ -159,7 +159,7 @@ fn every_url_of_the_corpus_parses_or_fails_as_kept() {
     assert!(urls.len() >= 20, "the corpus is there");
     let wrong = mismatches(&urls, |url| match ConnectOptions::parse(url) {
         Ok(_) => Outcome::Accepted,
-        Err(Error::InvalidUrl { reason }) => Outcome::Refused(reason),
+        Err(Error::Connection(ConnectionError::InvalidUrl { reason })) => Outcome::Refused(reason),
         Err(other) => Outcome::Failed(format!("{other:?}")),
     });
     assert!(wrong.is_empty(), "{wrong:#?}");
@@ -173,7 +173,7 @@ fn every_context_of_the_corpus_is_accepted_or_refused_as_kept() {
         let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         match AuditContext::from_camel_case(value).and_then(|c| c.to_setting()) {
             Ok(_) => Outcome::Accepted,
-            Err(Error::InvalidContext { reason }) => Outcome::Refused(reason),
+            Err(Error::Context(ContextError::Invalid { reason })) => Outcome::Refused(reason),
             Err(other) => Outcome::Failed(format!("{other:?}")),
         }
     });

@@ -1,6 +1,6 @@
 mod common;
 
-use audit_logs_core::{migrate, Error, MigrationState};
+use audit_logs_core::{migrate, Error, MigrationError, MigrationState};
 
 #[tokio::test]
 async fn migrate_applies_every_migration_once_and_status_reports_it() {
@@ -94,7 +94,10 @@ async fn an_edited_migration_is_refused_by_kind() {
         .await
         .unwrap();
     let err = f.audit.migrate(false).await.unwrap_err();
-    assert!(matches!(err, Error::MigrationDiverged { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Migration(MigrationError::Diverged { .. })),
+        "{err:?}"
+    );
     assert_eq!(err.code(), "AUDIT_LOGS_MIGRATION_DIVERGED");
     let status = f.audit.status().await.unwrap();
     assert_eq!(status.migrations[0].state, MigrationState::Diverged);
@@ -112,7 +115,10 @@ async fn a_migration_from_a_newer_version_is_refused() {
         .await
         .unwrap();
     let err = f.audit.migrate(false).await.unwrap_err();
-    assert!(matches!(err, Error::MigrationUnknown { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Migration(MigrationError::Unknown { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,5 +185,8 @@ async fn the_audit_table_is_partitioned_by_month_with_a_default_partition() {
 async fn calling_the_api_before_migrating_says_to_migrate() {
     let f = common::empty().await;
     let err = f.audit.tracked_tables().await.unwrap_err();
-    assert!(matches!(err, Error::NotMigrated), "{err:?}");
+    assert!(
+        matches!(err, Error::Migration(MigrationError::NotMigrated)),
+        "{err:?}"
+    );
 }

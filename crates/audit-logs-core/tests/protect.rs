@@ -3,8 +3,8 @@
 mod common;
 
 use audit_logs_core::{
-    ConnectOptions, Error, MaintainOptions, ProblemKind, RedactRequest, Settings, Subject,
-    TrackingOptions, VerifyOptions,
+    ConnectOptions, ErasureError, Error, IntegrityError, MaintainOptions, ProblemKind,
+    RedactRequest, RetentionError, Settings, Subject, TrackingOptions, VerifyOptions,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -244,7 +244,10 @@ async fn seal_refuses_a_repeatable_read_transaction() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "AL011");
-    assert!(matches!(Error::from(err), Error::Seal { .. }));
+    assert!(matches!(
+        Error::from(err),
+        Error::Integrity(IntegrityError::Seal { .. })
+    ));
 }
 
 #[tokio::test]
@@ -986,7 +989,10 @@ async fn bad_redactions_and_settings_are_refused() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidRedaction { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Erasure(ErasureError::InvalidRedaction { .. })),
+        "{err:?}"
+    );
     let err = f
         .audit
         .configure(&Settings {
@@ -995,7 +1001,13 @@ async fn bad_redactions_and_settings_are_refused() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidSettings { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Retention(RetentionError::InvalidSettings { .. })
+        ),
+        "{err:?}"
+    );
     let err = f
         .audit
         .configure(&Settings {
@@ -1004,7 +1016,13 @@ async fn bad_redactions_and_settings_are_refused() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidSettings { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Retention(RetentionError::InvalidSettings { .. })
+        ),
+        "{err:?}"
+    );
     let saved = f
         .audit
         .configure(&Settings {

@@ -5,8 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use audit_logs_core::{
-    AuditContext, Error, OnConflict, RedactRequest, RevertOptions, RevertReport, RevertTarget,
-    Subject, TableRef, TimeRange, TrackingOptions,
+    AuditContext, Error, OnConflict, RedactRequest, RevertError, RevertOptions, RevertReport,
+    RevertTarget, Subject, TableRef, TimeRange, TrackingOptions,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -426,7 +426,7 @@ async fn a_record_changed_again_since_is_a_conflict_unless_overwriting() {
         )
         .await
         .unwrap_err();
-    let Error::RevertConflict { conflicts, message } = &err else {
+    let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
         panic!("expected a conflict, got {err:?}");
     };
     assert_eq!(err.code(), "AUDIT_LOGS_REVERT_CONFLICT");
@@ -556,7 +556,7 @@ async fn a_change_made_while_not_tracked_is_a_conflict_too() {
         )
         .await
         .unwrap_err();
-    let Error::RevertConflict { conflicts, message } = &err else {
+    let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
         panic!("expected a conflict, got {err:?}");
     };
     assert!(conflicts[0].later.is_empty());
@@ -828,7 +828,7 @@ async fn excluded_columns_are_left_as_they_are_or_refused_when_a_row_needs_them(
         )
         .await
         .unwrap_err();
-    let Error::CannotRevert { column, .. } = &err else {
+    let Error::Revert(RevertError::Impossible { column, .. }) = &err else {
         panic!("expected CannotRevert, got {err:?}");
     };
     assert_eq!(column.as_deref(), Some("api_key"), "{err}");
@@ -925,7 +925,7 @@ async fn dropped_columns_and_untracked_tables_are_refused_by_name_changing_nothi
         )
         .await
         .unwrap_err();
-    let Error::CannotRevert { table, column, .. } = &err else {
+    let Error::Revert(RevertError::Impossible { table, column, .. }) = &err else {
         panic!("expected CannotRevert, got {err:?}");
     };
     assert_eq!(

@@ -22,10 +22,20 @@ impl AsRef<str> for Code {
     }
 }
 
-/// A JavaScript `Error` with `.code` (e.g. `AUDIT_LOGS_NO_PRIMARY_KEY`) and the core's message.
+/// A JavaScript `Error` with `.code` (e.g. `AUDIT_LOGS_NO_PRIMARY_KEY`), the core's message, and
+/// the structured fields the error has (`table`, `column`, `migration`, `applied`, `argument`,
+/// `sqlstate`, `hint`: see `ErrorFields`).
 fn js_error(env: &Env, e: core::Error) -> Error {
-    let error = JsError::from(Error::new(Code(e.code()), e.to_string()));
-    Error::from(error.into_unknown(*env))
+    let error = JsError::from(Error::new(Code(e.code()), e.to_string())).into_unknown(*env);
+    let fields = serde_json::to_value(e.fields()).unwrap_or_default();
+    // SAFETY: `error` was made by napi_create_error, so it is an object.
+    if let (Value::Object(fields), Ok(mut object)) = (fields, unsafe { error.cast::<Object>() }) {
+        for (name, value) in fields {
+            // A field that cannot be set leaves the error as it is: its code and message stand.
+            let _ = object.set(name, value);
+        }
+    }
+    Error::from(error)
 }
 
 fn sync_error(e: core::Error) -> Error<Code> {
@@ -285,31 +295,6 @@ pub struct LogOptions {
     pub context: Option<Value>,
 }
 
-/// An application event to record. Declares the type only:
-/// events are read by the core (`NewEvent::from_camel_case`), which names the field at fault
-/// and takes an integer `actorId`.
-#[napi(object)]
-#[allow(dead_code)]
-pub struct CreateAuditLogInput {
-    /// What happened: `user.login`, `project.created`... (letters, digits, `_ . : -`).
-    pub action: String,
-    pub target_type: Option<String>,
-    #[napi(ts_type = "string | number")]
-    pub target_id: Option<Value>,
-    pub metadata: Option<Value>,
-    /// An integer (an ORM's `Int` id) is stored as its digits.
-    #[napi(ts_type = "string | number")]
-    pub actor_id: Option<Value>,
-    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
-    pub actor_type: Option<String>,
-    pub actor_email: Option<String>,
-    pub ip_address: Option<String>,
-    pub user_agent: Option<String>,
-    #[napi(ts_type = "string | number")]
-    pub request_id: Option<Value>,
-    pub reason: Option<String>,
-}
-
 fn request_context(options: Option<LogOptions>) -> core::Result<Option<core::AuditContext>> {
     match options.and_then(|o| o.context) {
         None | Some(Value::Null) => Ok(None),
@@ -351,6 +336,13 @@ pub fn event_statement(
         text: statement.text,
         values: vec![statement.events],
     })
+}
+
+/// Every `code` an audit-logs error can have, the JavaScript wrappers' included, in the core's
+/// order: what `AuditLogsErrorCode` in index.d.ts lists (tests/node/errors.test.mjs compares them).
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    core::Code::ALL.iter().map(|code| code.as_str()).collect()
 }
 
 /// A driver's error recast as audit-logs' own (see {@link ownError}).
@@ -871,32 +863,4 @@ impl TemporaryPostgres {
     pub fn stop(&self) {
         self.inner.stop();
     }
-}
-
-/// The context shape accepted by {@link serializeContext}.
-#[napi(object)]
-pub struct AuditContext {
-    /// Stored as text: an integer id (an ORM's `Int` key) is stored as its digits.
-    #[napi(ts_type = "string | number | undefined")]
-    pub actor_id: Option<String>,
-    /// `user`, `system`, `api_key`, `moderator`, `migration`, or any string.
-    #[napi(ts_type = "string | undefined")]
-    pub actor_type: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub actor_email: Option<String>,
-    /// IPv4 or IPv6.
-    #[napi(ts_type = "string | undefined")]
-    pub ip_address: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub user_agent: Option<String>,
-    /// Stored as text: an integer is stored as its digits.
-    #[napi(ts_type = "string | number | undefined")]
-    pub request_id: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub reason: Option<String>,
-    #[napi(ts_type = "string | undefined")]
-    pub migration_name: Option<String>,
-    /// Free-form details, merged into the `metadata` column.
-    #[napi(ts_type = "any")]
-    pub metadata: Option<Value>,
 }

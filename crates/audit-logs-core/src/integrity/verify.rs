@@ -137,11 +137,7 @@ impl AuditLogs {
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::Database {
-                        code: "XX000".into(),
-                        message: format!("could not start the verifier: {e}"),
-                        hint: None,
-                    })
+                    .map_err(|e| Error::internal(format!("could not start the verifier: {e}"), e))
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let mut rows_conn = connect.connect().await?;
@@ -159,14 +155,11 @@ impl AuditLogs {
                     });
                 let _ = sender.send(result);
             })
-            .map_err(|e| Error::Database {
-                code: "XX000".into(),
-                message: format!("could not start the verifier: {e}"),
-                hint: None,
-            })?;
+            .map_err(|e| Error::internal(format!("could not start the verifier: {e}"), e))?;
         receiver.await.unwrap_or_else(|_| {
-            Err(Error::ConnectionLost {
+            Err(Error::Internal {
                 reason: "the verifier stopped unexpectedly".into(),
+                source: None,
             })
         })
     }
@@ -552,10 +545,9 @@ async fn run(
         .get(0);
     // Snapshot ids are [0-9A-F-]; checked before being spliced into SQL.
     if !snapshot.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(Error::Database {
-            code: "XX000".into(),
-            message: format!("unexpected snapshot id {snapshot:?}"),
-            hint: None,
+        return Err(Error::Internal {
+            reason: format!("unexpected snapshot id {snapshot:?}"),
+            source: None,
         });
     }
     let chunks_tx = in_snapshot(chunks_conn, &snapshot).await?;
