@@ -7,6 +7,7 @@ const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
+const { guardArguments } = require('./lib/arguments.js')
 const { auditViewer, auditViewerPlugin } = require('./lib/viewer.js')
 const binding = require('./binding.js')
 
@@ -29,6 +30,7 @@ function withAuditContext(target, context, fn, options) {
 // The native methods stay reachable from the ones that wrap them.
 const { log, logMany } = binding.AuditLogs.prototype
 Object.assign(binding.AuditLogs.prototype, eventMethods({ log, logMany }))
+guardArguments(binding.AuditLogs)
 
 /** The usual actor types; `actorType` also takes any other string. */
 const ActorType = Object.freeze({

@@ -3,6 +3,7 @@
 // own transaction, and `for await` over a stream. Everything else is native.
 const { eventStatement, openEntries } = require('../binding.js')
 const { currentAuditContext } = require('./context.js')
+const { recastArgumentError } = require('./arguments.js')
 
 /** Runs an event statement on a pg client or a Prisma (transaction) client; resolves to its rows. */
 async function runOn(client, { text, values }) {
@@ -33,7 +34,12 @@ function eventMethods(native) {
 
     /** Every entry matching `filters`, read in batches from one snapshot, in bounded memory. */
     async *entries(filters, options) {
-      const batches = await openEntries(this, filters, options)
+      let batches
+      try {
+        batches = await openEntries(this, filters, options)
+      } catch (error) {
+        throw recastArgumentError(error, [filters, options])
+      }
       try {
         for (let batch = await batches.next(); batch !== null; batch = await batches.next()) {
           yield* batch

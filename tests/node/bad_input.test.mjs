@@ -184,3 +184,21 @@ test('a NaN or an infinity in a context is refused by name, with the code of any
     }
   }
 })
+
+// What napi cannot convert (a NaN where JSON goes, a string where a number goes) is refused as
+// any bad argument is: a rejected promise with the code, naming the field.
+refused('a NaN record id in history', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.history({ table: 'users', id: NaN }), /invalid argument id: NaN and Infinity/)
+refused('an infinite record id in stateAt', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.stateAt({ table: 'users', id: Infinity, at: new Date() }), /argument id/)
+refused('a NaN target id in search', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.search({ targetId: NaN }), /argument targetId/)
+refused('an infinity deep in event metadata', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.log({ action: 'score.saved', metadata: { scores: [1, -Infinity] } }), /argument metadata\.scores\[1\]/)
+refused('a NaN target id in entries', 'AUDIT_LOGS_INVALID_ARGUMENT', async ({ audit }) => { for await (const _ of audit.entries({ targetId: NaN })) break }, /argument targetId/)
+refused('a string limit', 'AUDIT_LOGS_INVALID_ARGUMENT', ({ audit }) => audit.history({ table: 'users', id: 1, limit: 'ten' }), /argument limit/)
+
+test('a napi conversion failure rejects the promise: it is never thrown synchronously', async (t) => {
+  const { audit } = await world(t)
+  const pending = audit.history({ table: 'users', id: NaN })
+  assert.ok(pending instanceof Promise)
+  const error = await pending.then(() => assert.fail('refused'), (e) => e)
+  assert.equal(error.argument, 'id')
+  assert.equal(error.cause.code, 'InvalidArg', "napi's own error stays as the cause")
+})
