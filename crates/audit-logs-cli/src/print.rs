@@ -137,6 +137,14 @@ impl Printer {
         }
         if entries.is_empty() {
             println!("No history for {table} {id}.");
+            // `2,1` reads as the text key "2,1": a composite key is a JSON array.
+            if id.contains(',') && !id.trim_start().starts_with('[') {
+                let parts: Vec<&str> = id.split(',').map(str::trim).collect();
+                println!(
+                    "A composite key is a JSON array: audit-logs history {table} '[{}]'",
+                    parts.join(", ")
+                );
+            }
             return;
         }
         println!("History of {table} {id}, newest first:");

@@ -506,3 +506,27 @@ async fn eight_migrate_processes_started_at_once_all_succeed_and_apply_each_migr
         "each migration is in the history once"
     );
 }
+
+#[tokio::test]
+async fn a_composite_key_written_with_a_comma_gets_the_json_array_it_meant() {
+    let db = database().await;
+    sql(&db, "create table memberships (user_id int, org_id int, role text, primary key (user_id, org_id))").await;
+    audit_logs(Some(&db.url)).arg("migrate").assert().success();
+    audit_logs(Some(&db.url))
+        .args(["enable", "memberships"])
+        .assert()
+        .success();
+    sql(&db, "insert into memberships values (2, 1, 'owner')").await;
+    audit_logs(Some(&db.url))
+        .args(["history", "memberships", "2,1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "A composite key is a JSON array: audit-logs history memberships '[2, 1]'",
+        ));
+    audit_logs(Some(&db.url))
+        .args(["history", "memberships", "[2, 1]"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("INSERT"));
+}
