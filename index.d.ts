@@ -168,13 +168,19 @@ export type EventAction = AuditLogsTypes extends { action: infer Action extends 
 /** Any action of the log: a row change's or an application event's. */
 export type Action = RowAction | EventAction
 
-/** A row of a table as the log stores it (JSON): give your own type, `history<User>()`. */
+/**
+ * A row of a table as the log stores it (JSON, as PostgreSQL's `to_jsonb` prints it): give your
+ * own type, `history<User>()`. Timestamps are strings; numbers are numbers, except integers
+ * beyond 2^53 (a `bigint` column past `Number.MAX_SAFE_INTEGER`), which come back as `bigint`:
+ * declare such a column `number | bigint`, and give `JSON.stringify` a replacer for them.
+ */
 export type RowValues = Record<string, unknown>
 
 /**
  * An entry of the log with its values typed as rows of `Row` (`history<User>(...)`) and its
  * action as a row change or one of `Action`. Old values hold the changed columns only, and
- * excluded columns are never stored: both are partial rows.
+ * excluded columns are never stored: both are partial rows. Values are typed as {@link RowValues}
+ * says (integers beyond 2^53 as `bigint`).
  */
 export type AuditEntry<Row extends object = RowValues, Action extends string = EventAction> = Omit<
   AuditLogEntry,
