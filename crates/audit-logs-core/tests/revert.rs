@@ -84,6 +84,20 @@ fn actor(id: &str) -> AuditContext {
     }
 }
 
+/// Every row change of one transaction.
+fn tx(txid: i64) -> RevertTarget {
+    RevertTarget::Transaction { txid, at: None }
+}
+
+/// What a revert did, record by record: (table, operation).
+fn operations(report: &RevertReport) -> Vec<(&str, &str)> {
+    report
+        .changes
+        .iter()
+        .map(|c| (c.table.as_str(), c.operation.as_str()))
+        .collect()
+}
+
 async fn revert(f: &common::Fixture, target: RevertTarget) -> RevertReport {
     f.audit
         .revert(&target, &RevertOptions::default())
@@ -155,10 +169,7 @@ async fn reverting_transactions_newest_first_brings_back_every_earlier_state() {
         }
         let mut undone = 0;
         for (txid, before, statements) in history.iter().rev() {
-            let target = RevertTarget::Transaction {
-                txid: *txid,
-                at: None,
-            };
+            let target = tx(*txid);
             match f.audit.revert(&target, &RevertOptions::default()).await {
                 Ok(_) => undone += 1,
                 // A transaction whose statements changed nothing has no entries to undo.
@@ -265,7 +276,7 @@ async fn a_revert_is_recorded_with_what_it_reverts_and_can_itself_be_reverted() 
     let report = f
         .audit
         .revert(
-            &RevertTarget::Transaction { txid, at: None },
+            &tx(txid),
             &RevertOptions {
                 context: Some(admin),
                 ..Default::default()
@@ -277,11 +288,7 @@ async fn a_revert_is_recorded_with_what_it_reverts_and_can_itself_be_reverted() 
     assert_eq!(report.entries, 2);
     assert_eq!(report.reverts, json!({ "transaction": txid }));
     // Deletions that no foreign key holds back come first, children before parents.
-    let done: Vec<(&str, &str)> = report
-        .changes
-        .iter()
-        .map(|c| (c.table.as_str(), c.operation.as_str()))
-        .collect();
+    let done = operations(&report);
     assert_eq!(
         done,
         [("public.members", "delete"), ("public.orgs", "update")]
@@ -305,14 +312,7 @@ async fn a_revert_is_recorded_with_what_it_reverts_and_can_itself_be_reverted() 
     }
     // Reverting the revert redoes bob's change.
     let revert_txid = revert_entries[0].txid;
-    revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: revert_txid,
-            at: None,
-        },
-    )
-    .await;
+    revert(&f, tx(revert_txid)).await;
     assert_eq!(snapshot(&client).await, after);
 }
 
@@ -334,7 +334,7 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
     let report = f
         .audit
         .revert(
-            &RevertTarget::Transaction { txid, at: None },
+            &tx(txid),
             &RevertOptions {
                 dry_run: true,
                 ..Default::default()
@@ -354,11 +354,7 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
         "and records nothing"
     );
     // The cascade set the post's org to null: the revert puts it back after re-creating the org.
-    let done: Vec<(&str, &str)> = report
-        .changes
-        .iter()
-        .map(|c| (c.table.as_str(), c.operation.as_str()))
-        .collect();
+    let done = operations(&report);
     assert_eq!(
         done,
         [("public.orgs", "insert"), ("public.posts", "update")]
@@ -379,15 +375,16 @@ async fn a_dry_run_reports_what_would_change_and_changes_nothing() {
         report.statements[0]
     );
     // The statements shown are runnable as they are, and do the same.
-    let tx = client.transaction().await.unwrap();
+    let replay = client.transaction().await.unwrap();
     for statement in &report.statements {
-        tx.batch_execute(statement)
+        replay
+            .batch_execute(statement)
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
-    let shown = snapshot(&tx).await;
-    tx.rollback().await.unwrap();
-    revert(&f, RevertTarget::Transaction { txid, at: None }).await;
+    let shown = snapshot(&replay).await;
+    replay.rollback().await.unwrap();
+    revert(&f, tx(txid)).await;
     assert_eq!(snapshot(&client).await, shown);
 }
 
@@ -417,13 +414,7 @@ async fn a_record_changed_again_since_is_a_conflict_unless_overwriting() {
 
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: bad,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(bad), &RevertOptions::default())
         .await
         .unwrap_err();
     let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
@@ -450,10 +441,7 @@ async fn a_record_changed_again_since_is_a_conflict_unless_overwriting() {
     let report = f
         .audit
         .revert(
-            &RevertTarget::Transaction {
-                txid: bad,
-                at: None,
-            },
+            &tx(bad),
             &RevertOptions {
                 on_conflict: OnConflict::Overwrite,
                 ..Default::default()
@@ -498,23 +486,14 @@ async fn a_record_re_created_since_conflicts_with_undoing_its_delete() {
     .await;
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: delete,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(delete), &RevertOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), "AUDIT_LOGS_REVERT_CONFLICT", "{err}");
     // Overwriting puts the deleted row's values over the new one.
     f.audit
         .revert(
-            &RevertTarget::Transaction {
-                txid: delete,
-                at: None,
-            },
+            &tx(delete),
             &RevertOptions {
                 on_conflict: OnConflict::Overwrite,
                 ..Default::default()
@@ -547,13 +526,7 @@ async fn a_change_made_while_not_tracked_is_a_conflict_too() {
         .unwrap();
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: rename,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(rename), &RevertOptions::default())
         .await
         .unwrap_err();
     let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
@@ -789,14 +762,7 @@ async fn excluded_columns_are_left_as_they_are_or_refused_when_a_row_needs_them(
         "update users set email = 'b@x.io', password_hash = 'h2'",
     )
     .await;
-    let report = revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: update,
-            at: None,
-        },
-    )
-    .await;
+    let report = revert(&f, tx(update)).await;
     let row: (String, String) = client
         .query_one("select email, password_hash from users", &[])
         .await
@@ -819,13 +785,7 @@ async fn excluded_columns_are_left_as_they_are_or_refused_when_a_row_needs_them(
     let delete = change(&mut client, &actor("bob"), "delete from users").await;
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: delete,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(delete), &RevertOptions::default())
         .await
         .unwrap_err();
     let Error::Revert(RevertError::Impossible { column, .. }) = &err else {
@@ -869,14 +829,7 @@ async fn redacted_values_are_not_restored_and_each_is_named() {
         )
         .await
         .unwrap();
-    let report = revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: update,
-            at: None,
-        },
-    )
-    .await;
+    let report = revert(&f, tx(update)).await;
     let row: (String, Vec<String>) = client
         .query_one("select name, tags from orgs", &[])
         .await
@@ -916,13 +869,7 @@ async fn dropped_columns_and_untracked_tables_are_refused_by_name_changing_nothi
     let before = snapshot(&client).await;
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: update,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(update), &RevertOptions::default())
         .await
         .unwrap_err();
     let Error::Revert(RevertError::Impossible { table, column, .. }) = &err else {
@@ -944,13 +891,7 @@ async fn dropped_columns_and_untracked_tables_are_refused_by_name_changing_nothi
     f.audit.disable_tracking(&"members".into()).await.unwrap();
     let err = f
         .audit
-        .revert(
-            &RevertTarget::Transaction {
-                txid: insert,
-                at: None,
-            },
-            &RevertOptions::default(),
-        )
+        .revert(&tx(insert), &RevertOptions::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), "AUDIT_LOGS_CANNOT_REVERT");
@@ -978,14 +919,7 @@ async fn a_truncate_and_rows_that_reference_each_other_come_back_in_one_statemen
         "delete from posts; truncate members",
     )
     .await;
-    let report = revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: wipe,
-            at: None,
-        },
-    )
-    .await;
+    let report = revert(&f, tx(wipe)).await;
     assert_eq!(snapshot(&client).await, before);
     assert_eq!(report.entries, 251);
     assert_eq!(
@@ -1012,14 +946,7 @@ async fn a_key_change_is_undone_under_its_new_key() {
         "update orgs set id = 7, name = 'Seven' where id = 1",
     )
     .await;
-    revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: rekey,
-            at: None,
-        },
-    )
-    .await;
+    revert(&f, tx(rekey)).await;
     assert_eq!(snapshot(&client).await, before);
 }
 
@@ -1039,13 +966,7 @@ async fn a_row_that_a_foreign_key_still_references_is_deleted_once_it_no_longer_
         .unwrap();
     change(&mut client, &actor("ann"), "insert into orgs values (1, 'Acme', null, null, null); insert into invoices values (10, 1)").await;
     let before = snapshot(&client).await;
-    let invoices_before: Vec<(i32, i32)> = client
-        .query("select id, org_id from invoices", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let invoices_before = snapshot_of(&client, "invoices").await;
     // The new org is deleted only after the invoice points back to the old one.
     let moved = change(
         &mut client,
@@ -1053,28 +974,11 @@ async fn a_row_that_a_foreign_key_still_references_is_deleted_once_it_no_longer_
         "insert into orgs values (2, 'Shell', null, null, null); update invoices set org_id = 2",
     )
     .await;
-    let report = revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: moved,
-            at: None,
-        },
-    )
-    .await;
+    let report = revert(&f, tx(moved)).await;
     assert_eq!(snapshot(&client).await, before);
-    let invoices_after: Vec<(i32, i32)> = client
-        .query("select id, org_id from invoices", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let invoices_after = snapshot_of(&client, "invoices").await;
     assert_eq!(invoices_after, invoices_before);
-    let done: Vec<(&str, &str)> = report
-        .changes
-        .iter()
-        .map(|c| (c.table.as_str(), c.operation.as_str()))
-        .collect();
+    let done = operations(&report);
     assert_eq!(
         done,
         [("public.invoices", "update"), ("public.orgs", "delete")]
@@ -1107,14 +1011,7 @@ async fn a_time_logged_in_another_time_zone_is_no_conflict() {
         "set local time zone 'Asia/Tokyo'; update meetings set starts = starts + interval '1 hour', title = 'Moved'",
     )
     .await;
-    revert(
-        &f,
-        RevertTarget::Transaction {
-            txid: moved,
-            at: None,
-        },
-    )
-    .await;
+    revert(&f, tx(moved)).await;
     assert_eq!(snapshot_of(&client, "meetings").await, before);
 }
 
