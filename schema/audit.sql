@@ -275,13 +275,15 @@ begin
       offset 0
     ) as d;
   elsif tg_op operator(pg_catalog.=) 'INSERT' then
+    -- offset 0 (here, for DELETE and for TRUNCATE): a subquery pulled up would serialize each
+    -- row twice, once for target_id and once for the values.
     insert into audit.audit_logs (action, target_type, target_id, new_values, %4$s)
     select 'INSERT', %2$L, (%10$s), (p.n%5$s), %8$s
-    from (select %14$s as n from new_rows r) as p;
+    from (select %14$s as n from new_rows r offset 0) as p;
   elsif tg_op operator(pg_catalog.=) 'DELETE' then
     insert into audit.audit_logs (action, target_type, target_id, old_values, %4$s)
     select 'DELETE', %2$L, (%9$s), (p.o%5$s), %8$s
-    from (select %14$s as o from old_rows r) as p;
+    from (select %14$s as o from old_rows r offset 0) as p;
   elsif tg_op operator(pg_catalog.=) 'TRUNCATE' then
     -- Record every row that is about to go, read with row security off: a policy is application
     -- code, and must neither run here nor hide rows (without BYPASSRLS this fails instead).
@@ -308,7 +310,7 @@ begin
       execute pg_catalog.format(
         'insert into audit.audit_logs (action, target_type, target_id, old_values, %4$s) '
         'select ''TRUNCATE'', $8, (%%s), (p.o%%s), $1, $2, $3, $4, $5, $6, $7 '
-        'from (select %%s as o from %%s) as p',
+        'from (select %%s as o from %%s offset 0) as p',
         %9$L, %5$L, %14$L, truncated)
         using c.actor_id, c.actor_type, c.actor_email, c.ip_address, c.user_agent, c.request_id, meta, %2$L;
     end loop;
