@@ -337,15 +337,46 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
     f.as_actor("8", "insert into strict values (2)").await;
     let last = f.row_changes().await.pop().unwrap();
     assert_eq!(last.actor_id.as_deref(), Some("8"));
+    // The context as set, marker apart: what current_context gives in its transaction, and
+    // nothing in the next one, nor for a value set by hand.
+    let contexts: Vec<Option<serde_json::Value>> = db
+        .simple_query(
+            "begin;
+             select audit.set_checked_context('{\"actor_id\": \"9\"}');
+             select audit.current_context()::text;
+             commit;
+             select audit.current_context()::text;
+             begin;
+             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
+             select audit.current_context()::text;
+             commit;",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r)
+                if r.columns()[0].name() == "current_context" =>
+            {
+                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contexts,
+        [Some(serde_json::json!({"actor_id": "9"})), None, None]
+    );
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
 
 /// A database as V1-V8 left it, tracked and with history, then migrated by this build: V9
-/// regenerates the capture functions in place (each row serialized once), which record exactly
-/// what V8's did, in the same transaction, with the same rules.
+/// regenerates the capture functions in place (the context's marker read beside it, each row
+/// serialized once), which record exactly what V8's did, in the same transaction, with the same
+/// rules; the Node and Rust layers' setter still attributes, and a context set by hand does not.
 #[tokio::test]
-async fn a_v8_install_upgrades_to_capture_that_serializes_once_and_records_exactly_the_same() {
+async fn a_v8_install_upgrades_to_the_context_marker_and_records_exactly_the_same() {
     let f = common::empty().await;
     let options = ConnectOptions::parse(&f.db.url).unwrap();
     let until_v8 = migrate::MigrateOptions {
@@ -381,7 +412,8 @@ async fn a_v8_install_upgrades_to_capture_that_serializes_once_and_records_exact
     let regenerated = f
         .count(
             "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
-              and proname like 'capture %' and prosrc like '%from new_rows r offset 0%'",
+              and proname like 'capture %' and prosrc like '%from new_rows r offset 0%'
+              and prosrc like '%audit.context_marker%'",
         )
         .await;
     assert_eq!(regenerated, 3, "every capture function was regenerated");
@@ -417,6 +449,36 @@ async fn a_v8_install_upgrades_to_capture_that_serializes_once_and_records_exact
     f.as_actor("8", "insert into strict values (2)").await;
     let last = f.row_changes().await.pop().unwrap();
     assert_eq!(last.actor_id.as_deref(), Some("8"));
+    // The context as set, marker apart: what current_context gives in its transaction, and
+    // nothing in the next one, nor for a value set by hand.
+    let contexts: Vec<Option<serde_json::Value>> = db
+        .simple_query(
+            "begin;
+             select audit.set_checked_context('{\"actor_id\": \"9\"}');
+             select audit.current_context()::text;
+             commit;
+             select audit.current_context()::text;
+             begin;
+             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
+             select audit.current_context()::text;
+             commit;",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r)
+                if r.columns()[0].name() == "current_context" =>
+            {
+                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contexts,
+        [Some(serde_json::json!({"actor_id": "9"})), None, None]
+    );
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
