@@ -211,7 +211,7 @@ begin
   end if;
   if require_context then
     missing_context := format($check$
-  if ((ctx operator(pg_catalog.->) '@transaction') operator(pg_catalog.=) pg_catalog.to_jsonb(pg_catalog.now())) is not true then
+  if ctx is null then
     raise exception 'audit-logs: %% on %% needs an audit context: the table requires one', tg_op, %L
       using errcode = 'AL006',
             hint = 'Make the change in withAuditContext(), or after select audit.set_context(...).';
@@ -238,14 +238,15 @@ begin
   if tg_relid operator(pg_catalog.<>) all (%13$L::pg_catalog.oid[]) then
     perform audit.check_capture_target(tg_relid, %2$L);
   end if;
-  -- Set for this transaction by audit.set_context (or a client that checked it), which wrote
-  -- the marker, checked here once parsed: a value left by a session-level SET, or set_config'd
-  -- by hand, attributes nothing. A value without the marker's key is not even parsed, so one
-  -- that is not JSON fails no write (only one crafted with the key and broken JSON does).
+  -- Set for this transaction by audit.set_context or audit.set_checked_context, which wrote
+  -- beside it the marker (this transaction's start, and the context's text), checked here
+  -- before parsing: a value left by a session-level SET, or set_config'd by hand, attributes
+  -- nothing, and one that is not JSON fails no write.
   -- As few statements as the rules allow: each costs every transaction an initialization and
   -- each function in it an EXECUTE check, capture not running as a superuser.
-  ctx := case when raw operator(pg_catalog.~~) '{%%"@transaction": "%%' then raw::pg_catalog.jsonb end;
-  if (ctx operator(pg_catalog.->) '@transaction') operator(pg_catalog.=) pg_catalog.to_jsonb(pg_catalog.now()) then
+  if pg_catalog.current_setting('audit.context_marker', true) operator(pg_catalog.=)
+       (pg_catalog.to_jsonb(pg_catalog.now())::pg_catalog.text operator(pg_catalog.||) raw) then
+    ctx := raw::pg_catalog.jsonb;
     c := pg_catalog.jsonb_populate_record(null::audit.context_columns, ctx);
     meta := (ctx operator(pg_catalog.-) %3$s)
             operator(pg_catalog.||) coalesce((ctx operator(pg_catalog.->) 'metadata'), '{}'::pg_catalog.jsonb);
@@ -275,13 +276,15 @@ begin
       offset 0
     ) as d;
   elsif tg_op operator(pg_catalog.=) 'INSERT' then
+    -- offset 0 (here, for DELETE and for TRUNCATE): a subquery pulled up would serialize each
+    -- row twice, once for target_id and once for the values.
     insert into audit.audit_logs (action, target_type, target_id, new_values, %4$s)
     select 'INSERT', %2$L, (%10$s), (p.n%5$s), %8$s
-    from (select %14$s as n from new_rows r) as p;
+    from (select %14$s as n from new_rows r offset 0) as p;
   elsif tg_op operator(pg_catalog.=) 'DELETE' then
     insert into audit.audit_logs (action, target_type, target_id, old_values, %4$s)
     select 'DELETE', %2$L, (%9$s), (p.o%5$s), %8$s
-    from (select %14$s as o from old_rows r) as p;
+    from (select %14$s as o from old_rows r offset 0) as p;
   elsif tg_op operator(pg_catalog.=) 'TRUNCATE' then
     -- Record every row that is about to go, read with row security off: a policy is application
     -- code, and must neither run here nor hide rows (without BYPASSRLS this fails instead).
@@ -308,7 +311,7 @@ begin
       execute pg_catalog.format(
         'insert into audit.audit_logs (action, target_type, target_id, old_values, %4$s) '
         'select ''TRUNCATE'', $8, (%%s), (p.o%%s), $1, $2, $3, $4, $5, $6, $7 '
-        'from (select %%s as o from %%s) as p',
+        'from (select %%s as o from %%s offset 0) as p',
         %9$L, %5$L, %14$L, truncated)
         using c.actor_id, c.actor_type, c.actor_email, c.ip_address, c.user_agent, c.request_id, meta, %2$L;
     end loop;
@@ -559,9 +562,9 @@ CREATE FUNCTION audit.current_context() RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path TO ''
     AS $$
-  select case when c -> '@transaction' = to_jsonb(now()) then c - '@transaction' end
-    from (select case when s like '{%"@transaction": "%' then s::jsonb end as c
-            from (select current_setting('audit.context', true) as s) as raw) as setting
+  select case when s <> '' and current_setting('audit.context_marker', true) = to_jsonb(now())::text || s
+              then s::jsonb end
+    from (select current_setting('audit.context', true) as s) as setting
 $$;
 
 -- COMMENT FUNCTION current_context()
@@ -2086,11 +2089,11 @@ CREATE FUNCTION audit.set_checked_context(context text) RETURNS text
     LANGUAGE plpgsql
     AS $$
 begin
-  return pg_catalog.set_config('audit.context',
-    case when context is null or context operator(pg_catalog.=) '' then ''
-         else (context::pg_catalog.jsonb
-               operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text end,
-    true);
+  perform pg_catalog.set_config('audit.context_marker',
+    case when context operator(pg_catalog.<>) ''
+         then pg_catalog.to_jsonb(pg_catalog.now())::pg_catalog.text operator(pg_catalog.||) context
+         else '' end, true);
+  return pg_catalog.set_config('audit.context', coalesce(context, ''), true);
 end
 $$;
 
@@ -2107,8 +2110,9 @@ CREATE FUNCTION audit.set_context(context jsonb) RETURNS jsonb
 declare
   normalized jsonb := audit.normalize_context(context);
 begin
-  perform set_config('audit.context',
-                     coalesce((normalized || jsonb_build_object('@transaction', now()))::text, ''), true);
+  perform set_config('audit.context_marker',
+                     coalesce(to_jsonb(now())::text || normalized::text, ''), true);
+  perform set_config('audit.context', coalesce(normalized::text, ''), true);
   return normalized;
 end
 $$;

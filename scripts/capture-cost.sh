@@ -15,6 +15,7 @@
 #   A variant is a file scripts/capture-cost/NAME.sql, or "untracked" (tracking never enabled).
 #   Environment: UNTIL=N migrates only up to VN (e.g. UNTIL=4: capture owned by the migrating
 #   superuser, as before V5); N1, N2 (default 40, 240); PGBIN (default the PostgreSQL 15 binaries);
+#   STATEMENTS=insert or update runs only that statement in each transaction (default: pair);
 #   CONTEXT=inline sets the context with set_checked_context's expression as the statement itself;
 #   KEEP=DIR keeps each variant's callgrind profile of the N2 run (callgrind_annotate --inclusive=yes;
 #   DIR writable by the user the server runs as).
@@ -38,6 +39,8 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 N1=${N1:-40}
 N2=${N2:-240}
 UNTIL=${UNTIL:-}
+STATEMENTS=${STATEMENTS:-pair}
+case "$STATEMENTS" in pair | insert | update) ;; *) echo "STATEMENTS must be pair, insert or update" >&2; exit 2 ;; esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/capture-cost.XXXXXX")
 trap 'if [ -f "$work/template/postmaster.pid" ]; then "$PGBIN/pg_ctl" -D "$work/template" -m immediate stop >/dev/null 2>&1 || true; fi; rm -rf "$work"' EXIT
 
@@ -82,17 +85,25 @@ workload() {
     local id=$((20000 + i))
     echo "begin"
     local context="{\"actor_id\":\"user-$i\",\"actor_type\":\"user\",\"ip_address\":\"10.0.0.1\",\"request_id\":\"req-$i\"}"
+    # Seed 003's trigger reads its own setting: every variant sets it too, as the bench does.
+    local user="set_config('app.current_user', '{\"user_id\":\"user-$i\",\"ip_address\":\"10.0.0.1\"}', true)"
     if [ -n "$UNTIL" ] && [ "$UNTIL" -lt 5 ]; then
       # Before V5 there was no set_checked_context, and capture read the setting as it was.
-      echo "select set_config('audit.context', '$context', true)"
+      echo "select set_config('audit.context', '$context', true), $user"
     elif [ "${CONTEXT:-}" = inline ]; then
       # What set_checked_context does, sent as the statement itself (no SQL function to inline).
-      echo "select pg_catalog.set_config('audit.context', ('$context'::pg_catalog.jsonb operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text, true)"
+      echo "select pg_catalog.set_config('audit.context', ('$context'::pg_catalog.jsonb operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text, true), $user"
     else
-      echo "select audit.set_checked_context('$context')"
+      echo "select audit.set_checked_context('$context'), $user"
     fi
-    echo "insert into accounts (id, bid, abalance, filler) values ($id, 1, $i, '')"
-    echo "update accounts set abalance = abalance + 1 where id = $id"
+    if [ "$STATEMENTS" != update ]; then
+      echo "insert into accounts (id, bid, abalance, filler) values ($id, 1, $i, '')"
+    fi
+    if [ "$STATEMENTS" = update ]; then
+      echo "update accounts set abalance = abalance + 1 where id = $i" # a row of the table's
+    elif [ "$STATEMENTS" = pair ]; then
+      echo "update accounts set abalance = abalance + 1 where id = $id"
+    fi
     echo "commit"
   done
 }

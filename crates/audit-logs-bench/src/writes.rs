@@ -409,4 +409,75 @@ pub fn print(report: &WriteReport) {
             row.wal_bytes_per_row
         );
     }
+    println!("\nTargets (issue 14), from the figures above:");
+    for target in targets(report) {
+        println!(
+            "  {:<52} {:>10} {:<24} {}",
+            target.name,
+            target.measured,
+            target.target,
+            if target.met { "met" } else { "missed" }
+        );
+    }
+}
+
+/// One target of the benchmark issue, against this run's figures.
+pub struct Target {
+    pub name: String,
+    pub measured: String,
+    pub target: String,
+    pub met: bool,
+}
+
+/// Single-row throughput at least the per-row trigger's (aiming at 0.75x untracked), bulk added
+/// cost per row at most half of the per-row trigger's, at most 400 bytes per audit row.
+pub fn targets(report: &WriteReport) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for workload in [Workload::Update, Workload::Insert] {
+        let ratio = |setup: Setup| {
+            report
+                .throughput
+                .iter()
+                .find(|r| r.workload == workload && r.setup == setup)
+                .map_or(f64::NAN, |r| r.ratio)
+        };
+        let to_trigger = ratio(Setup::AuditLogs) / ratio(Setup::BlogTrigger);
+        targets.push(Target {
+            name: format!("{}: tps over the per-row trigger's", workload.name()),
+            measured: format!("{to_trigger:.2}x"),
+            target: ">= 1.00x".into(),
+            met: to_trigger >= 1.0,
+        });
+        targets.push(Target {
+            name: format!("{}: tps over untracked (aim)", workload.name()),
+            measured: format!("{:.2}x", ratio(Setup::AuditLogs)),
+            target: ">= 0.75x".into(),
+            met: ratio(Setup::AuditLogs) >= 0.75,
+        });
+    }
+    for operation in ["UPDATE", "INSERT", "DELETE"] {
+        let added = |setup: Setup| {
+            report
+                .bulk
+                .iter()
+                .find(|r| r.operation == operation && r.setup == setup)
+                .map_or(f64::NAN, |r| r.added_us_per_row)
+        };
+        let (ours, trigger) = (added(Setup::AuditLogs), added(Setup::BlogTrigger));
+        targets.push(Target {
+            name: format!("bulk {operation}: added µs/row"),
+            measured: format!("{ours:.2}"),
+            target: format!("<= {:.2} (the per-row trigger's / 2)", trigger / 2.0),
+            met: ours <= trigger / 2.0,
+        });
+    }
+    if let Some(size) = report.sizes.iter().find(|s| s.setup == Setup::AuditLogs) {
+        targets.push(Target {
+            name: "bytes per audit row".into(),
+            measured: format!("{:.0}", size.audit_bytes_per_row),
+            target: "<= 400".into(),
+            met: size.audit_bytes_per_row <= 400.0,
+        });
+    }
+    targets
 }

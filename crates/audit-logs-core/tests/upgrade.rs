@@ -337,6 +337,148 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
     f.as_actor("8", "insert into strict values (2)").await;
     let last = f.row_changes().await.pop().unwrap();
     assert_eq!(last.actor_id.as_deref(), Some("8"));
+    // The context as set, marker apart: what current_context gives in its transaction, and
+    // nothing in the next one, nor for a value set by hand.
+    let contexts: Vec<Option<serde_json::Value>> = db
+        .simple_query(
+            "begin;
+             select audit.set_checked_context('{\"actor_id\": \"9\"}');
+             select audit.current_context()::text;
+             commit;
+             select audit.current_context()::text;
+             begin;
+             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
+             select audit.current_context()::text;
+             commit;",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r)
+                if r.columns()[0].name() == "current_context" =>
+            {
+                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contexts,
+        [Some(serde_json::json!({"actor_id": "9"})), None, None]
+    );
+    f.audit.seal().await.unwrap();
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}
+
+/// A database as V1-V8 left it, tracked and with history, then migrated by this build: V9
+/// regenerates the capture functions in place (the context's marker read beside it, each row
+/// serialized once), which record exactly what V8's did, in the same transaction, with the same
+/// rules; the Node and Rust layers' setter still attributes, and a context set by hand does not.
+#[tokio::test]
+async fn a_v8_install_upgrades_to_the_context_marker_and_records_exactly_the_same() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v8 = migrate::MigrateOptions {
+        until: Some(8),
+        ..Default::default()
+    };
+    migrate::run(&options, &until_v8).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table before_upgrade (id int primary key, email text, secret text, n int);
+         create table after_upgrade (id int primary key, email text, secret text, n int);
+         create table strict (id int primary key);
+         select audit.enable_tracking('before_upgrade', '{secret}');
+         select audit.enable_tracking('after_upgrade', '{secret}');
+         select audit.enable_tracking('strict', require_context => true);",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(&workload("before_upgrade")).await.unwrap();
+    let before = f.row_changes().await;
+    assert_eq!(before.len(), 10, "{before:?}");
+    let triggers = "select string_agg(oid::text, ',' order by oid) from pg_trigger where tgname like 'audit_capture_%'";
+    let triggers_before: String = db.query_one(triggers, &[]).await.unwrap().get(0);
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(9));
+    let triggers_after: String = db.query_one(triggers, &[]).await.unwrap().get(0);
+    assert_eq!(
+        triggers_after, triggers_before,
+        "the application's tables are left alone: their triggers are the same ones"
+    );
+    assert_eq!(f.row_changes().await, before, "history untouched");
+    let regenerated = f
+        .count(
+            "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
+              and proname like 'capture %' and prosrc like '%from new_rows r offset 0%'
+              and prosrc like '%audit.context_marker%'",
+        )
+        .await;
+    assert_eq!(regenerated, 3, "every capture function was regenerated");
+    assert!(f
+        .audit
+        .tracked_tables()
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.needs_refresh.is_empty() && t.capture_role == "audit_writer"));
+
+    db.batch_execute(&workload("after_upgrade")).await.unwrap();
+    let after = f.row_changes().await[before.len()..].to_vec();
+    assert!(after
+        .iter()
+        .all(|e| e.target_type.as_deref() == Some("public.after_upgrade")));
+    assert_eq!(
+        after.iter().map(content).collect::<Vec<_>>(),
+        before.iter().map(content).collect::<Vec<_>>()
+    );
+    // In the same transaction: a rolled-back change leaves no entry.
+    db.batch_execute("begin; insert into after_upgrade values (9, 'e@x.io', 's', 9); rollback;")
+        .await
+        .unwrap();
+    assert_eq!(f.row_changes().await.len(), before.len() * 2);
+
+    // A table that requires a context still refuses a write without one, and takes one with.
+    let refused = db
+        .batch_execute("insert into strict values (1)")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "AL006");
+    f.as_actor("8", "insert into strict values (2)").await;
+    let last = f.row_changes().await.pop().unwrap();
+    assert_eq!(last.actor_id.as_deref(), Some("8"));
+    // The context as set, marker apart: what current_context gives in its transaction, and
+    // nothing in the next one, nor for a value set by hand.
+    let contexts: Vec<Option<serde_json::Value>> = db
+        .simple_query(
+            "begin;
+             select audit.set_checked_context('{\"actor_id\": \"9\"}');
+             select audit.current_context()::text;
+             commit;
+             select audit.current_context()::text;
+             begin;
+             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
+             select audit.current_context()::text;
+             commit;",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r)
+                if r.columns()[0].name() == "current_context" =>
+            {
+                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        contexts,
+        [Some(serde_json::json!({"actor_id": "9"})), None, None]
+    );
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }

@@ -1,0 +1,20 @@
+-- The floor of any in-database capture (the bench's): statement triggers inserting an audit row
+-- of the size this package writes, everything precomputed, into the log as it is (partitioned,
+-- indexed), as audit_writer. What remains is the audit INSERT itself.
+select audit.disable_tracking('public.accounts');
+create function audit.bench_floor() returns trigger language plpgsql security definer as $$
+begin
+  insert into audit.audit_logs (action, target_type, target_id, old_values, new_values, changed_fields,
+                                actor_id, actor_type, ip_address, request_id)
+  select 'UPDATE', 'public.accounts', '123456', '{"abalance": -1234}',
+         '{"id": 123456, "bid": 2, "filler": "                                                                                    ", "abalance": 4321}',
+         '{abalance}', 'user-1234', 'user', '10.0.0.1', 'req-123456'
+  from new_rows;
+  return null;
+end $$;
+alter function audit.bench_floor() owner to audit_writer;
+grant execute on function audit.bench_floor() to app;
+create trigger floor_insert after insert on public.accounts referencing new table as new_rows
+  for each statement execute function audit.bench_floor();
+create trigger floor_update after update on public.accounts referencing new table as new_rows
+  for each statement execute function audit.bench_floor();
