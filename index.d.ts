@@ -149,8 +149,12 @@ export type SearchPageOf<Row extends object = RowValues> = Omit<SearchPage, 'ent
   entries: Array<AuditEntry<Row>>
 }
 
-/** What {@link AuditLogs.log} can write through: a pg client or a Prisma transaction client. */
-export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> }
+/**
+ * What {@link AuditLogs.log} can write through: a pg client, a Prisma transaction client, or a
+ * Drizzle, Kysely or Knex transaction.
+ */
+export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> } |
+  DrizzleLike | KyselyLike | KnexLike
 
 /** Options of `log()` and `logMany()`. */
 export interface LogEventOptions {
@@ -230,6 +234,34 @@ export interface PrismaLike {
 }
 
 /**
+ * What {@link withAuditContext} accepts from Drizzle: a database over node-postgres (or a
+ * pg-compatible driver), or a transaction of one. Structural, so that this package needs no
+ * drizzle-orm types of its own; `fn` receives Drizzle's own `PgTransaction`.
+ */
+export interface DrizzleLike {
+  transaction(fn: (tx: any) => Promise<any>, config?: any): Promise<any>
+  select(...args: any[]): unknown
+}
+/** What {@link withAuditContext} accepts from Kysely: a `Kysely` or a `Transaction`; `fn` gets a `Transaction<DB>`. */
+export interface KyselyLike {
+  transaction(): { execute(fn: (trx: any) => Promise<any>): Promise<any> }
+  selectFrom(...args: any[]): unknown
+  readonly isTransaction: boolean
+}
+/** What {@link withAuditContext} accepts from Knex (client 'pg'): an instance or a transaction; `fn` gets a `Knex.Transaction`. */
+export interface KnexLike {
+  (...args: any[]): unknown
+  raw(...args: any[]): unknown
+  transaction(fn: (trx: any) => any, config?: any): Promise<any>
+}
+
+/** The transaction an ORM's database hands its callback (Drizzle's, Kysely's, Knex's own type). */
+export type OrmTransactionOf<Target> =
+  Target extends KnexLike ? (Target extends { transaction(fn: (trx: infer Trx) => any, ...rest: any[]): Promise<any> } ? Trx : never)
+    : Target extends KyselyLike ? (Target extends { transaction(): { execute(fn: (trx: infer Trx) => Promise<any>): Promise<any> } } ? Trx : never)
+      : Target extends { transaction(fn: (tx: infer Tx) => Promise<any>, ...rest: any[]): Promise<any> } ? Tx : never
+
+/**
  * The client a pool hands out: pg's `PoolClient` for a `pg.Pool` (read from its callback form
  * of `connect`, so that this package needs no `@types/pg` of its own).
  */
@@ -241,8 +273,9 @@ export type PoolClientOf<Pool> =
 /** What `fn` of {@link withAuditContext} receives for a target: a transaction client. */
 export type AuditTransactionClient<Target> =
   Target extends PrismaLike ? Omit<Target, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>
-    : Target extends PgPoolLike ? PoolClientOf<Target>
-      : Target
+    : Target extends KnexLike | KyselyLike | DrizzleLike ? OrmTransactionOf<Target>
+      : Target extends PgPoolLike ? PoolClientOf<Target>
+        : Target
 
 /**
  * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
@@ -251,6 +284,8 @@ export type AuditTransactionClient<Target> =
  * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
  * use a savepoint.
  * Prisma: an interactive `$transaction`, `fn(tx)`.
+ * Drizzle (node-postgres), Kysely, Knex (pg): the ORM's own transaction, `fn(tx)` typed as the
+ * ORM's; given a transaction of the ORM, a savepoint in it, the outer context put back after.
  * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid,
  * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction, and
  * AUDIT_LOGS_CONTEXT_REQUIRED (the driver's error as `cause`) when a table requiring a context
@@ -263,7 +298,7 @@ export type AuditTransactionClient<Target> =
  * not at all. Find out before retrying: look for its audit rows with
  * `audit.byRequest(requestId)` (give the context a `requestId`), or re-read the data.
  */
-export function withAuditContext<Target extends PgPoolLike | PgClientLike | PrismaLike, T>(
+export function withAuditContext<Target extends PgPoolLike | PgClientLike | PrismaLike | DrizzleLike | KyselyLike | KnexLike, T>(
   target: Target,
   context: AuditContext | null | undefined,
   fn: (client: AuditTransactionClient<Target>) => Promise<T>,

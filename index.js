@@ -7,11 +7,13 @@ const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
+const { ormOf, withOrmContext } = require('./lib/orms.js')
 const binding = require('./binding.js')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
- * the current request's context). `target` is a pg Pool or Client, or a Prisma client.
+ * the current request's context). `target` is a pg Pool or Client, a Prisma client, or a
+ * Drizzle, Kysely or Knex database (or a transaction of one: a savepoint then).
  */
 function withAuditContext(target, context, fn, options) {
   if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
@@ -21,8 +23,10 @@ function withAuditContext(target, context, fn, options) {
   if (target != null && (isPool(target) || isPgClient(target))) {
     return withPgContext(target, context, fn, options)
   }
+  const orm = ormOf(target)
+  if (orm) return withOrmContext(orm, target, context, fn, options)
   return Promise.reject(codedError('AUDIT_LOGS_INVALID_ARGUMENT',
-    'withAuditContext needs a pg Pool or Client, or a Prisma client, as its first argument'))
+    'withAuditContext needs a pg Pool or Client, a Prisma client, or a Drizzle, Kysely or Knex database, as its first argument'))
 }
 
 // The native methods stay reachable from the ones that wrap them.
