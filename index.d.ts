@@ -341,6 +341,48 @@ export function auditContextPlugin(
   done: (error?: Error) => void,
 ): void
 
+/** What a fetch-style handler's request carries: a `Request`, or Next.js's `headers()` as `{ headers }`. */
+export interface FetchRequestLike {
+  headers: { get(name: string): string | null }
+}
+/**
+ * What a fetch-style handler receives first: a `Request` (Next.js route handlers, Bun, Deno),
+ * `{ request }` (Remix and React Router loaders and actions, SvelteKit, Astro), or Hono's
+ * context (`c.req.raw`).
+ */
+export type FetchHandlerInput = FetchRequestLike | { request: FetchRequestLike } | { req: { raw: FetchRequestLike } }
+
+export interface RequestContextOptions<Input = FetchHandlerInput> {
+  /** Who is making the request, from what the handler receives. May be async. */
+  getActor?: (input: Input) => AuditContext | undefined | Promise<AuditContext | undefined>
+  /** The client's address (a fetch Request carries none): Hono's `getConnInfo(c).remote.address`, a trusted proxy's header. Dropped when it is not an IP. */
+  getIp?: (input: Input) => string | undefined | Promise<string | undefined>
+  /** The header carrying the request id. Default: `x-request-id` (else a new UUID). */
+  requestIdHeader?: string
+}
+
+/**
+ * The audit context of a fetch request, with the Express middleware's header rules (a user agent
+ * over 1024 bytes cut at a character boundary, a request id that cannot be stored replaced by a
+ * new UUID, a bad IP dropped). Rejects only with what `getActor` or `getIp` throws.
+ */
+export function auditContextFromRequest<Input extends FetchHandlerInput>(
+  input: Input,
+  options?: RequestContextOptions<Input>,
+): Promise<AuditContext & { requestId: string }>
+
+/**
+ * Wraps a fetch-style handler so that it runs with its request's audit context, and echoes the
+ * request id in its response (`x-request-id`, unless the handler set it):
+ * `export const POST = withRequestContext(async (request) => Response.json(...), { getActor })`.
+ * An error of `getActor`, or a context that cannot be stored, rejects the wrapped handler (the
+ * framework's error handling: a 500 unless you handle it); the handler does not run.
+ */
+export function withRequestContext<Handler extends (input: any, ...rest: any[]) => unknown>(
+  handler: Handler,
+  options?: RequestContextOptions<Parameters<Handler>[0]>,
+): (...args: Parameters<Handler>) => Promise<Awaited<ReturnType<Handler>>>
+
 /** Options of {@link auditRead}. */
 export interface AuditReadOptions {
   /** The field of each row that identifies it. Default: `id`. */

@@ -8,6 +8,7 @@ const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
 const { ormOf, withOrmContext } = require('./lib/orms.js')
+const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
 const binding = require('./binding.js')
 
 /**
@@ -53,5 +54,7 @@ module.exports.runWithAuditContext = runWithAuditContext
 module.exports.currentAuditContext = currentAuditContext
 module.exports.auditContextMiddleware = auditContextMiddleware
 module.exports.auditContextPlugin = auditContextPlugin
+module.exports.withRequestContext = withRequestContext
+module.exports.auditContextFromRequest = auditContextFromRequest
 module.exports.auditRead = auditRead
 module.exports.auditExtension = auditExtension

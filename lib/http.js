@@ -71,4 +71,4 @@ function auditContextPlugin(fastify, options, done) {
 // Not encapsulated: the hook applies to every route of the instance that registers it.
 auditContextPlugin[Symbol.for('skip-override')] = true
 
-module.exports = { auditContextMiddleware, auditContextPlugin, requestContext }
+module.exports = { auditContextMiddleware, auditContextPlugin, requestContext, headerText, headerValue }
