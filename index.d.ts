@@ -151,10 +151,10 @@ export type SearchPageOf<Row extends object = RowValues> = Omit<SearchPage, 'ent
 
 /**
  * What {@link AuditLogs.log} can write through: a pg client, a Prisma transaction client, or a
- * Drizzle, Kysely or Knex transaction.
+ * transaction of Drizzle, Kysely, Knex, TypeORM (its EntityManager) or Sequelize.
  */
 export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> } |
-  DrizzleLike | KyselyLike | KnexLike
+  DrizzleLike | KyselyLike | KnexLike | TypeOrmLike | SequelizeLike | SequelizeTransactionLike
 
 /** Options of `log()` and `logMany()`. */
 export interface LogEventOptions {
@@ -255,11 +255,33 @@ export interface KnexLike {
   transaction(fn: (trx: any) => any, config?: any): Promise<any>
 }
 
-/** The transaction an ORM's database hands its callback (Drizzle's, Kysely's, Knex's own type). */
+/** What {@link withAuditContext} accepts from TypeORM (type 'postgres'): a DataSource or an EntityManager; `fn` gets an `EntityManager`. */
+export interface TypeOrmLike {
+  readonly '@instanceof': symbol
+  transaction(...args: any[]): Promise<any>
+  query(query: string, parameters?: any[]): Promise<any>
+}
+/** What {@link withAuditContext} accepts from Sequelize (dialect 'postgres'): an instance; `fn` gets its `Transaction`. */
+export interface SequelizeLike {
+  getDialect(): string
+  transaction(...args: any[]): Promise<any>
+  query(...args: any[]): Promise<any>
+}
+/** A Sequelize `Transaction`: withAuditContext(t, ...) opens a savepoint in it. */
+export interface SequelizeTransactionLike {
+  commit(): Promise<void>
+  rollback(): Promise<void>
+  afterCommit(fn: (...args: any[]) => unknown): void
+}
+
+/** The transaction an ORM's database hands its callback (Drizzle's, Kysely's, Knex's... own type). */
 export type OrmTransactionOf<Target> =
   Target extends KnexLike ? (Target extends { transaction(fn: (trx: infer Trx) => any, ...rest: any[]): Promise<any> } ? Trx : never)
     : Target extends KyselyLike ? (Target extends { transaction(): { execute(fn: (trx: infer Trx) => Promise<any>): Promise<any> } } ? Trx : never)
-      : Target extends { transaction(fn: (tx: infer Tx) => Promise<any>, ...rest: any[]): Promise<any> } ? Tx : never
+      : Target extends TypeOrmLike ? (Target extends { manager: infer Manager; createQueryRunner(...args: any[]): any } ? Manager : Target)
+        : Target extends SequelizeTransactionLike ? Target
+          : Target extends SequelizeLike ? (Target extends { transaction(options?: any): Promise<infer Tx> } ? Tx : never)
+            : Target extends { transaction(fn: (tx: infer Tx) => Promise<any>, ...rest: any[]): Promise<any> } ? Tx : never
 
 /**
  * The client a pool hands out: pg's `PoolClient` for a `pg.Pool` (read from its callback form
@@ -273,7 +295,7 @@ export type PoolClientOf<Pool> =
 /** What `fn` of {@link withAuditContext} receives for a target: a transaction client. */
 export type AuditTransactionClient<Target> =
   Target extends PrismaLike ? Omit<Target, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>
-    : Target extends KnexLike | KyselyLike | DrizzleLike ? OrmTransactionOf<Target>
+    : Target extends KnexLike | KyselyLike | TypeOrmLike | SequelizeTransactionLike | SequelizeLike | DrizzleLike ? OrmTransactionOf<Target>
       : Target extends PgPoolLike ? PoolClientOf<Target>
         : Target
 
@@ -284,8 +306,10 @@ export type AuditTransactionClient<Target> =
  * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
  * use a savepoint.
  * Prisma: an interactive `$transaction`, `fn(tx)`.
- * Drizzle (node-postgres), Kysely, Knex (pg): the ORM's own transaction, `fn(tx)` typed as the
- * ORM's; given a transaction of the ORM, a savepoint in it, the outer context put back after.
+ * Drizzle (node-postgres), Kysely, Knex, TypeORM, Sequelize (PostgreSQL): the ORM's own
+ * transaction, `fn(tx)` typed as the ORM's (a Drizzle or Kysely transaction, a `Knex.Transaction`,
+ * a TypeORM `EntityManager`, a Sequelize `Transaction`); given a transaction of the ORM, a
+ * savepoint in it, the outer context put back after.
  * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid,
  * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction, and
  * AUDIT_LOGS_CONTEXT_REQUIRED (the driver's error as `cause`) when a table requiring a context
@@ -298,7 +322,10 @@ export type AuditTransactionClient<Target> =
  * not at all. Find out before retrying: look for its audit rows with
  * `audit.byRequest(requestId)` (give the context a `requestId`), or re-read the data.
  */
-export function withAuditContext<Target extends PgPoolLike | PgClientLike | PrismaLike | DrizzleLike | KyselyLike | KnexLike, T>(
+export function withAuditContext<
+  Target extends PgPoolLike | PgClientLike | PrismaLike | DrizzleLike | KyselyLike | KnexLike | TypeOrmLike | SequelizeLike | SequelizeTransactionLike,
+  T,
+>(
   target: Target,
   context: AuditContext | null | undefined,
   fn: (client: AuditTransactionClient<Target>) => Promise<T>,

@@ -14,7 +14,7 @@ const binding = require('./binding.js')
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
  * the current request's context). `target` is a pg Pool or Client, a Prisma client, or a
- * Drizzle, Kysely or Knex database (or a transaction of one: a savepoint then).
+ * Drizzle, Kysely, Knex, TypeORM or Sequelize database (or a transaction of one: a savepoint then).
  */
 function withAuditContext(target, context, fn, options) {
   if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
@@ -27,7 +27,7 @@ function withAuditContext(target, context, fn, options) {
   const orm = ormOf(target)
   if (orm) return withOrmContext(orm, target, context, fn, options)
   return Promise.reject(codedError('AUDIT_LOGS_INVALID_ARGUMENT',
-    'withAuditContext needs a pg Pool or Client, a Prisma client, or a Drizzle, Kysely or Knex database, as its first argument'))
+    'withAuditContext needs a pg Pool or Client, a Prisma client, or a Drizzle, Kysely, Knex, TypeORM or Sequelize database, as its first argument'))
 }
 
 // The native methods stay reachable from the ones that wrap them.

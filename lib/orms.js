@@ -1,6 +1,6 @@
 'use strict'
 // withAuditContext for query builders and ORMs over PostgreSQL: Drizzle (node-postgres and
-// pg-compatible drivers), Kysely, Knex. Each runs `fn` in the ORM's own transaction, typed as
+// pg-compatible drivers), Kysely, Knex, TypeORM, Sequelize. Each runs `fn` in the ORM's own transaction, typed as
 // the ORM's, with the context set transaction-locally first, as the pg wrapper does. Nothing of
 // an ORM is required here: each is recognised by its shape, and driven through its public API.
 const { randomUUID } = require('node:crypto')
@@ -63,6 +63,53 @@ const knex = {
   query: async (trx, text, values) => (await trx.raw(...knexPlaceholders(text, values))).rows,
 }
 
+// TypeORM marks its classes' instances with this property (its InstanceChecker reads it).
+const TYPEORM_KIND = '@instanceof'
+
+const typeorm = {
+  name: 'TypeORM',
+  accepts: (target) => target?.[TYPEORM_KIND] === Symbol.for('DataSource') || target?.[TYPEORM_KIND] === Symbol.for('EntityManager'),
+  check(db) {
+    const type = (db.dataSource ?? db.connection ?? db).options?.type
+    if (type !== 'postgres') {
+      throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
+        `withAuditContext takes a TypeORM DataSource or EntityManager of type 'postgres'; this one's type is ${type}`)
+    }
+  },
+  // An EntityManager of a transaction runs on its query runner; its transaction() nests (savepoints).
+  inTransaction: (db) => db.queryRunner?.isTransactionActive === true,
+  transaction: (db, fn, options) => (options.transaction?.isolationLevel
+    ? db.transaction(options.transaction.isolationLevel, fn)
+    : db.transaction(fn)),
+  savepoint: (manager, fn) => manager.transaction(fn),
+  query: (manager, text, values) => manager.query(text, values),
+}
+
+/** A Sequelize Transaction (what its transaction() hands the callback). */
+const isSequelizeTransaction = (target) => typeof target?.sequelize?.getDialect === 'function' &&
+  typeof target.commit === 'function' && typeof target.rollback === 'function'
+
+const sequelize = {
+  name: 'Sequelize',
+  accepts: (target) => isSequelizeTransaction(target) || (typeof target?.getDialect === 'function' &&
+    typeof target.transaction === 'function' && typeof target.query === 'function'),
+  check(db) {
+    const dialect = (isSequelizeTransaction(db) ? db.sequelize : db).getDialect()
+    if (dialect !== 'postgres') {
+      throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
+        `withAuditContext takes a Sequelize instance for PostgreSQL (dialect: 'postgres'); this one's dialect is ${dialect}`)
+    }
+  },
+  inTransaction: isSequelizeTransaction,
+  transaction: (db, fn, options) => db.transaction({ ...options.transaction }, fn),
+  // A transaction given as `transaction` makes Sequelize open a savepoint in it.
+  savepoint: (t, fn) => t.sequelize.transaction({ transaction: t }, fn),
+  query(t, text, values) {
+    const inTransaction = isSequelizeTransaction(t)
+    return (inTransaction ? t.sequelize : t).query(text, { bind: values, transaction: inTransaction ? t : null, type: 'SELECT' })
+  },
+}
+
 /** `$n` placeholders as Knex's `?` (its bindings in order), a literal `?` escaped. */
 function knexPlaceholders(text, values) {
   const bindings = []
@@ -74,7 +121,7 @@ function knexPlaceholders(text, values) {
   return [sql, bindings]
 }
 
-const ORMS = [knex, kysely, drizzle]
+const ORMS = [knex, kysely, drizzle, typeorm, sequelize]
 
 /** The adapter of an ORM database or transaction, if `target` is one. */
 function ormOf(target) {
@@ -144,12 +191,16 @@ async function rawSavepoint(orm, tx, fn) {
   }
 }
 
-/** asOwnError, also for a driver error the ORM wrapped (Drizzle's DrizzleQueryError: `cause`). */
+/**
+ * asOwnError, also for a driver error the ORM wrapped (Drizzle's DrizzleQueryError: `cause`;
+ * Sequelize's DatabaseError: `original`).
+ */
 function ownError(error) {
   const own = asOwnError(error)
-  if (own !== error || error?.cause == null) return own
-  const inner = asOwnError(error.cause)
-  return inner === error.cause ? error : codedError(inner.code, inner.message, { cause: error })
+  const wrapped = error?.cause ?? error?.original
+  if (own !== error || wrapped == null) return own
+  const inner = asOwnError(wrapped)
+  return inner === wrapped ? error : codedError(inner.code, inner.message, { cause: error })
 }
 
 /** A `(text, values) => rows` running in the transaction `client` of an ORM, if it is one. */

@@ -10,6 +10,8 @@ import { drizzle } from 'drizzle-orm/node-postgres'
 import { pgTable, serial, text } from 'drizzle-orm/pg-core'
 import knex from 'knex'
 import { Kysely, PostgresDialect } from 'kysely'
+import { DataTypes, Sequelize } from 'sequelize'
+import { DataSource, EntitySchema } from 'typeorm'
 import pg from 'pg'
 import { AuditLogs, auditExtension, runWithAuditContext, withAuditContext } from '../../index.js'
 import { deferCleanup, freshDatabase, serverUrl, withClient } from './helpers.mjs'
@@ -85,7 +87,7 @@ async function fiftyActors(t, { direct, database, via }, { attributed, plain }) 
   const serverPids = new Set(rows.map((r) => r.pid))
   assert.ok(serverPids.size <= SERVER_CONNECTIONS, `${serverPids.size} server connections`)
   const pool = await via.pool(database)
-  t.diagnostic(`${rows.length} audit rows from ${ACTORS} actors, ${CLIENT_CONNECTIONS} client connections, ` +
+  t.diagnostic(`${rows.length} audit rows from ${ACTORS} actors, ${pool.cl_active + pool.cl_waiting} client connections open at pgBouncer, ` +
     `${serverPids.size} server connection(s) (pgBouncer ${via.version}: ${pool.sv_idle + pool.sv_used + pool.sv_active} open)`)
 }
 
@@ -172,6 +174,42 @@ test('Knex through pgBouncer: 50 interleaved actors, nothing leaked', async (t) 
       await withAuditContext(trx, { ...context(actor), reason: 'nested' }, (inner) => inner('notes').insert({ author: actor }))
     }),
     plain: (author) => orm('notes').insert({ author }),
+  })
+})
+
+const Note = new EntitySchema({
+  name: 'Note',
+  tableName: 'notes',
+  columns: { id: { type: Number, primary: true, generated: true }, author: { type: String, nullable: true } },
+})
+
+test('TypeORM through pgBouncer: 50 interleaved actors, nothing leaked', async (t) => {
+  const db = await throughBouncer(t)
+  const orm = new DataSource({ type: 'postgres', url: db.url, entities: [Note], poolSize: CLIENT_CONNECTIONS })
+  await orm.initialize()
+  deferCleanup(t, () => orm.destroy())
+  await fiftyActors(t, db, {
+    attributed: (actor) => withAuditContext(orm, context(actor), async (manager) => {
+      await manager.getRepository(Note).insert({ author: actor })
+      await jitter()
+      await withAuditContext(manager, { ...context(actor), reason: 'nested' }, (inner) => inner.getRepository(Note).insert({ author: actor }))
+    }),
+    plain: (author) => orm.getRepository(Note).insert({ author }),
+  })
+})
+
+test('Sequelize through pgBouncer: 50 interleaved actors, nothing leaked', async (t) => {
+  const db = await throughBouncer(t)
+  const orm = new Sequelize(db.url, { logging: false, pool: { min: 0, max: CLIENT_CONNECTIONS } })
+  deferCleanup(t, () => orm.close())
+  const Notes = orm.define('Note', { author: DataTypes.TEXT }, { tableName: 'notes', timestamps: false })
+  await fiftyActors(t, db, {
+    attributed: (actor) => withAuditContext(orm, context(actor), async (transaction) => {
+      await Notes.create({ author: actor }, { transaction })
+      await jitter()
+      await withAuditContext(transaction, { ...context(actor), reason: 'nested' }, (inner) => Notes.create({ author: actor }, { transaction: inner }))
+    }),
+    plain: (author) => Notes.create({ author }),
   })
 })
 

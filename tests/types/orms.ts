@@ -49,3 +49,21 @@ export async function orms(pool: pg.Pool, audit: AuditLogs): Promise<void> {
   await withAuditContext(k, null, (trx) => 42)
   void ids, author
 }
+
+import { DataSource, EntityManager } from 'typeorm'
+import { Sequelize, Transaction as SequelizeTransaction } from 'sequelize'
+
+export async function moreOrms(dataSource: DataSource, sequelize: Sequelize, audit: AuditLogs): Promise<void> {
+  const n: number = await withAuditContext(dataSource, { actorId: '42' }, async (manager) => {
+    same<typeof manager, EntityManager>(true)
+    await audit.log({ action: 'project.created', targetType: 'note' }, { client: manager })
+    await withAuditContext(manager, null, async (inner) => same<typeof inner, EntityManager>(true))
+    return 1
+  })
+  await withAuditContext(sequelize, { actorId: '42' }, async (t) => {
+    same<typeof t, SequelizeTransaction>(true)
+    await audit.log({ action: 'project.created', targetType: 'note' }, { client: t })
+    await withAuditContext(t, null, async (inner) => same<typeof inner, SequelizeTransaction>(true))
+  })
+  void n
+}
