@@ -410,6 +410,21 @@ export function withRequestContext<Handler extends (input: any, ...rest: any[]) 
   options?: RequestContextOptions<Parameters<Handler>[0]>,
 ): (...args: Parameters<Handler>) => Promise<Awaited<ReturnType<Handler>>>
 
+/**
+ * A NestJS interceptor that sets the audit context of each HTTP request, after guards (so
+ * `getActor` reads what authentication set): `app.useGlobalInterceptors(new
+ * AuditContextInterceptor({ getActor: (req) => ({ actorId: req.user?.id }) }))`. The middleware's
+ * header rules; the request id is echoed. An error of `getActor`, or a context that cannot be
+ * stored, goes to Nest's exception filters.
+ */
+export declare class AuditContextInterceptor<Request extends RequestLike = any> {
+  constructor(options?: AuditContextMiddlewareOptions<Request>)
+  intercept(
+    context: { getType(): string; switchToHttp(): { getRequest(): any; getResponse(): any } },
+    next: { handle(): any },
+  ): Promise<any>
+}
+
 /** Options of {@link auditRead}. */
 export interface AuditReadOptions {
   /** The field of each row that identifies it. Default: `id`. */

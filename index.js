@@ -9,6 +9,7 @@ const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
 const { ormOf, withOrmContext } = require('./lib/orms.js')
 const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
+const { AuditContextInterceptor } = require('./lib/nest.js')
 const binding = require('./binding.js')
 
 /**
@@ -56,5 +57,6 @@ module.exports.auditContextMiddleware = auditContextMiddleware
 module.exports.auditContextPlugin = auditContextPlugin
 module.exports.withRequestContext = withRequestContext
 module.exports.auditContextFromRequest = auditContextFromRequest
+module.exports.AuditContextInterceptor = AuditContextInterceptor
 module.exports.auditRead = auditRead
 module.exports.auditExtension = auditExtension

@@ -24,3 +24,14 @@ void response
 // getActor receives what the handler receives.
 // @ts-expect-error a Request has no `user`
 withRequestContext(async (request: Request) => new Response(), { getActor: (request) => ({ actorId: request.user }) })
+
+// NestJS: the interceptor fits useGlobalInterceptors and UseInterceptors.
+import { AuditContextInterceptor } from '../../index.js'
+import type { INestApplication } from '@nestjs/common'
+import { UseInterceptors } from '@nestjs/common'
+export function nest(nestApp: INestApplication): void {
+  nestApp.useGlobalInterceptors(new AuditContextInterceptor<{ headers: Record<string, string | string[] | undefined>; user?: { id: string } }>({
+    getActor: (req) => (req.user ? { actorId: req.user.id } : undefined),
+  }))
+  UseInterceptors(new AuditContextInterceptor())
+}
