@@ -446,6 +446,34 @@ export function auditRead<Result extends { rows: any[] }>(
   options?: AuditReadOptions,
 ): Promise<Result>
 
+/** Options of {@link auditDialect}. */
+export interface AuditDialectOptions {
+  /** Who makes the writes. Default: the current request's context ({@link currentAuditContext}). */
+  getContext?: () => AuditContext | null | undefined
+  /** Fail writes and transactions (AUDIT_LOGS_CONTEXT_REQUIRED) when getContext() gives nothing. Default: false. */
+  requireContext?: boolean
+}
+
+/** A Kysely dialect, as {@link auditDialect} wraps it. */
+export interface KyselyDialectLike {
+  createDriver(): unknown
+  createAdapter(): unknown
+  createQueryCompiler(): unknown
+  createIntrospector(db: any): unknown
+}
+
+/**
+ * Kysely's client-wide hook: `new Kysely<DB>({ dialect: auditDialect(new PostgresDialect({ pool })) })`.
+ * Every transaction of the instance sets the current request's context as its first statement;
+ * a write outside a transaction runs as BEGIN, set context, write, COMMIT on its connection;
+ * reads (a SELECT without a CTE, raw SQL starting with SELECT) are untouched, and no write leaves
+ * its transaction.
+ */
+export function auditDialect<Dialect extends KyselyDialectLike>(
+  dialect: Dialect,
+  options?: AuditDialectOptions,
+): Pick<Dialect, keyof KyselyDialectLike>
+
 /** Options of {@link auditExtension}. */
 export interface AuditExtensionOptions {
   /** Who makes the writes. Default: the current request's context ({@link currentAuditContext}). */

@@ -1,6 +1,7 @@
 'use strict'
 // The native binding is the API; this file adds what only JavaScript can do: request-scoped
-// context and the wrappers for node-postgres, Prisma, Express and Fastify.
+// context and the wrappers for node-postgres, Prisma, the ORMs (lib/orms.js), Express, Fastify,
+// NestJS and fetch-style handlers.
 const { runWithAuditContext, currentAuditContext, codedError, serialize } = require('./lib/context.js')
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
@@ -10,6 +11,7 @@ const { eventMethods } = require('./lib/events.js')
 const { ormOf, withOrmContext } = require('./lib/orms.js')
 const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
 const { AuditContextInterceptor } = require('./lib/nest.js')
+const { auditDialect } = require('./lib/kysely.js')
 const binding = require('./binding.js')
 
 /**
@@ -60,3 +62,4 @@ module.exports.auditContextFromRequest = auditContextFromRequest
 module.exports.AuditContextInterceptor = AuditContextInterceptor
 module.exports.auditRead = auditRead
 module.exports.auditExtension = auditExtension
+module.exports.auditDialect = auditDialect

@@ -13,7 +13,7 @@ import { Kysely, PostgresDialect } from 'kysely'
 import { DataTypes, Sequelize } from 'sequelize'
 import { DataSource, EntitySchema } from 'typeorm'
 import pg from 'pg'
-import { AuditLogs, auditExtension, runWithAuditContext, withAuditContext } from '../../index.js'
+import { AuditLogs, auditDialect, auditExtension, runWithAuditContext, withAuditContext } from '../../index.js'
 import { deferCleanup, freshDatabase, serverUrl, withClient } from './helpers.mjs'
 import { startPgBouncer } from './pgbouncer.mjs'
 
@@ -149,16 +149,25 @@ test('Drizzle through pgBouncer: 50 interleaved actors, nothing leaked', async (
   })
 })
 
-test('Kysely through pgBouncer: 50 interleaved actors, nothing leaked', async (t) => {
+test('Kysely through pgBouncer: withAuditContext and auditDialect, 50 interleaved actors, nothing leaked', async (t) => {
   const db = await throughBouncer(t)
-  const orm = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: CLIENT_CONNECTIONS }) }) })
+  const pool = new pg.Pool({ connectionString: db.url, max: CLIENT_CONNECTIONS })
+  const orm = new Kysely({ dialect: auditDialect(new PostgresDialect({ pool })) })
   deferCleanup(t, () => orm.destroy())
+  let n = 0
   await fiftyActors(t, db, {
-    attributed: (actor) => withAuditContext(orm, context(actor), async (trx) => {
-      await trx.insertInto('notes').values({ author: actor }).execute()
-      await jitter()
-      await withAuditContext(trx, { ...context(actor), reason: 'nested' }, (inner) => inner.insertInto('notes').values({ author: actor }).execute())
-    }),
+    // Every other actor writes through the dialect's hook alone (each write its own transaction).
+    attributed: (actor) => (n++ % 2 === 0
+      ? withAuditContext(orm, context(actor), async (trx) => {
+        await trx.insertInto('notes').values({ author: actor }).execute()
+        await jitter()
+        await withAuditContext(trx, { ...context(actor), reason: 'nested' }, (inner) => inner.insertInto('notes').values({ author: actor }).execute())
+      })
+      : runWithAuditContext(context(actor), async () => {
+        await orm.insertInto('notes').values({ author: actor }).execute()
+        await jitter()
+        await orm.insertInto('notes').values({ author: actor }).execute()
+      })),
     plain: (author) => orm.insertInto('notes').values({ author }).execute(),
   })
 })

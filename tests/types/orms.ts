@@ -1,7 +1,7 @@
 // Checked by `tsc --noEmit` (never run): withAuditContext hands each ORM's callback the ORM's own
 // Its own tsconfig (skipLibCheck): drizzle-orm's declarations of other dialects do not compile on their own.
 // transaction type, and events take it as their client.
-import { AuditLogs, withAuditContext } from '../../index.js'
+import { AuditLogs, auditDialect, withAuditContext } from '../../index.js'
 import { drizzle } from 'drizzle-orm/node-postgres'
 import { eq } from 'drizzle-orm'
 import { pgTable, serial, text, type PgTransaction } from 'drizzle-orm/pg-core'
@@ -66,4 +66,8 @@ export async function moreOrms(dataSource: DataSource, sequelize: Sequelize, aud
     await withAuditContext(t, null, async (inner) => same<typeof inner, SequelizeTransaction>(true))
   })
   void n
+}
+
+export function kyselyHook(pool: pg.Pool): Kysely<Database> {
+  return new Kysely<Database>({ dialect: auditDialect(new PostgresDialect({ pool }), { requireContext: true }) })
 }
