@@ -1,5 +1,8 @@
 // withAuditContext with TypeORM (a DataSource of type 'postgres', EntitySchema), the real package.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
 import { DataSource, EntitySchema } from 'typeorm'
+import { withAuditContext } from '../../index.js'
 import { deferCleanup } from './helpers.mjs'
 import { ormSuite } from './orm_suite.mjs'
 
@@ -25,4 +28,14 @@ ormSuite('TypeORM', {
       transaction: (db, fn) => db.transaction(fn),
     }
   },
+})
+
+test('TypeORM: a DataSource of another type is refused with AUDIT_LOGS_INVALID_ARGUMENT, before fn runs', async () => {
+  let ran = false
+  await assert.rejects(withAuditContext(new DataSource({ type: 'mysql' }), { actorId: '1' }, async () => { ran = true }), (error) => {
+    assert.equal(error.code, 'AUDIT_LOGS_INVALID_ARGUMENT')
+    assert.match(error.message, /'postgres'.*mysql/)
+    return true
+  })
+  assert.equal(ran, false)
 })
