@@ -5,7 +5,7 @@
 // an ORM is required here: each is recognised by its shape, and driven through its public API.
 const { randomUUID } = require('node:crypto')
 const { effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT } = require('./context.js')
-const { commitFailure } = require('./pg.js')
+const { commitUnknown, isConnectionError } = require('./pg.js')
 
 const OUTER_CONTEXT = "select pg_catalog.current_setting('audit.context', true) as outer"
 // Drizzle marks its classes with this symbol (its `is()` reads it): a stable way to know one.
@@ -26,6 +26,16 @@ const drizzle = {
   transaction: (db, fn, options) => db.transaction(fn, options.transaction),
   savepoint: (tx, fn) => tx.transaction(fn),
   query: async (tx, text, values) => (await tx.session.client.query(text, values)).rows,
+  // pg reports a connection lost mid-transaction as an 'error' event on the checked-out client,
+  // which nobody listens to (Drizzle does not): unheard, it would crash the process. The query
+  // in flight fails anyway, and that failure is what the caller gets.
+  listen(tx) {
+    const client = tx.session.client
+    if (typeof client.on !== 'function') return undefined
+    const ignore = () => {}
+    client.on('error', ignore)
+    return () => client.removeListener('error', ignore)
+  },
 }
 
 const kysely = {
@@ -138,16 +148,22 @@ async function withOrmContext(orm, target, context, fn, options = {}) {
   orm.check(target)
   if (orm.inTransaction(target)) return nested(orm, target, setting, fn)
   let committing = false
+  let stopListening
   try {
     return await orm.transaction(target, async (tx) => {
+      stopListening = orm.listen?.(tx)
       await orm.query(tx, SET_CONTEXT, [setting])
       const result = await fn(tx)
       committing = true
       return result
     }, options)
   } catch (error) {
-    // Once fn has resolved, the ORM has only the COMMIT left to send.
-    throw committing ? commitFailure(error, requestId) : ownError(error)
+    // Once fn has resolved, the ORM has only the COMMIT left to send; a lost connection then
+    // leaves the outcome unknown (the error may be the failed ROLLBACK the ORM tried after it).
+    const lost = committing && [error, error?.cause, error?.original].find((e) => e != null && isConnectionError(e))
+    throw lost ? commitUnknown(error, requestId) : ownError(error)
+  } finally {
+    stopListening?.()
   }
 }
 

@@ -17,7 +17,11 @@ pg.Client.prototype.query = function traced(config, ...rest) {
 
 ormSuite('Kysely', {
   async open(url, t, { max = 2 } = {}) {
-    const db = new Kysely({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max }) }) })
+    const pool = new pg.Pool({ connectionString: url, max })
+    // Kysely does not listen for pg's 'error' event on the client it checked out: a connection
+    // lost in a transaction would crash the process. Any pg Pool user needs this listener.
+    pool.on('connect', (client) => client.on('error', () => {}))
+    const db = new Kysely({ dialect: new PostgresDialect({ pool }) })
     deferCleanup(t, () => db.destroy())
     return {
       db,

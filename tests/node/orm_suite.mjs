@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AuditLogs, runWithAuditContext, withAuditContext } from '../../index.js'
+import { startCommitProxy } from './commit_proxy.mjs'
 import { deferCleanup, freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
 
 /** A migrated database with a tracked `notes` table whose `author` column says who wrote it. */
@@ -144,6 +145,23 @@ export function ormSuite(name, orm) {
     assert.deepEqual(rows.map((r) => [r.action, r.actor_id, r.request_id]), [
       ['INSERT', 'ann', 'req-1'], ['note.shared', 'ann', 'req-1'], ['note.pinned', 'ann', 'req-1'],
     ])
+  })
+
+  test(`${name}: a connection lost while COMMIT is in flight rejects with AUDIT_LOGS_COMMIT_UNKNOWN; row and audit row committed together`, async (t) => {
+    const { url } = await notesDatabase(t)
+    const proxy = await startCommitProxy(url)
+    deferCleanup(t, () => proxy.close())
+    const { db, insert } = await orm.open(proxy.url, t, { max: 1 })
+    const lost = proxy.loseNextCommit('after')
+    const error = await withAuditContext(db, { actorId: 'ann', requestId: 'req-lost' }, (tx) => insert(tx, 'ann'))
+      .then(() => assert.fail('resolved although its COMMIT was never answered'), (e) => e)
+    await lost
+    assert.equal(error.code, 'AUDIT_LOGS_COMMIT_UNKNOWN', error.message)
+    assert.match(error.message, /audit\.byRequest\("req-lost"\)/)
+    assert.ok(error.cause instanceof Error, 'keeps what the ORM raised')
+    // The server did commit: the row and its audit row, together.
+    assert.equal(await count(url), 1)
+    assert.deepEqual((await entries(url)).map((r) => [r.actor_id, r.request_id]), [['ann', 'req-lost']])
   })
 
   test(`${name}: a plain write after a context is attributed to nobody (nothing leaks to the connection)`, async (t) => {
