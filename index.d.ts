@@ -225,8 +225,12 @@ export type SearchPageOf<Row extends object = RowValues> = Omit<SearchPage, 'ent
   entries: Array<AuditEntry<Row>>
 }
 
-/** What {@link AuditLogs.log} can write through: a pg client or a Prisma transaction client. */
-export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> }
+/**
+ * What {@link AuditLogs.log} can write through: a pg client, a Prisma transaction client, or a
+ * transaction of Drizzle, Kysely, Knex, TypeORM (its EntityManager) or Sequelize.
+ */
+export type EventClient = PgQueryable | { $queryRawUnsafe(query: string, ...values: unknown[]): Promise<unknown> } |
+  DrizzleLike | KyselyLike | KnexLike | TypeOrmLike | SequelizeLike | SequelizeTransactionLike
 
 /** Options of `log()` and `logMany()`. */
 export interface LogEventOptions {
@@ -306,6 +310,56 @@ export interface PrismaLike {
 }
 
 /**
+ * What {@link withAuditContext} accepts from Drizzle: a database over node-postgres (or a
+ * pg-compatible driver), or a transaction of one. Structural, so that this package needs no
+ * drizzle-orm types of its own; `fn` receives Drizzle's own `PgTransaction`.
+ */
+export interface DrizzleLike {
+  transaction(fn: (tx: any) => Promise<any>, config?: any): Promise<any>
+  select(...args: any[]): unknown
+}
+/** What {@link withAuditContext} accepts from Kysely: a `Kysely` or a `Transaction`; `fn` gets a `Transaction<DB>`. */
+export interface KyselyLike {
+  transaction(): { execute(fn: (trx: any) => Promise<any>): Promise<any> }
+  selectFrom(...args: any[]): unknown
+  readonly isTransaction: boolean
+}
+/** What {@link withAuditContext} accepts from Knex (client 'pg'): an instance or a transaction; `fn` gets a `Knex.Transaction`. */
+export interface KnexLike {
+  (...args: any[]): unknown
+  raw(...args: any[]): unknown
+  transaction(fn: (trx: any) => any, config?: any): Promise<any>
+}
+
+/** What {@link withAuditContext} accepts from TypeORM (type 'postgres'): a DataSource or an EntityManager; `fn` gets an `EntityManager`. */
+export interface TypeOrmLike {
+  readonly '@instanceof': symbol
+  transaction(...args: any[]): Promise<any>
+  query(query: string, parameters?: any[]): Promise<any>
+}
+/** What {@link withAuditContext} accepts from Sequelize (dialect 'postgres'): an instance; `fn` gets its `Transaction`. */
+export interface SequelizeLike {
+  getDialect(): string
+  transaction(...args: any[]): Promise<any>
+  query(...args: any[]): Promise<any>
+}
+/** A Sequelize `Transaction`: withAuditContext(t, ...) opens a savepoint in it. */
+export interface SequelizeTransactionLike {
+  commit(): Promise<void>
+  rollback(): Promise<void>
+  afterCommit(fn: (...args: any[]) => unknown): void
+}
+
+/** The transaction an ORM's database hands its callback (Drizzle's, Kysely's, Knex's... own type). */
+export type OrmTransactionOf<Target> =
+  Target extends KnexLike ? (Target extends { transaction(fn: (trx: infer Trx) => any, ...rest: any[]): Promise<any> } ? Trx : never)
+    : Target extends KyselyLike ? (Target extends { transaction(): { execute(fn: (trx: infer Trx) => Promise<any>): Promise<any> } } ? Trx : never)
+      : Target extends TypeOrmLike ? (Target extends { manager: infer Manager; createQueryRunner(...args: any[]): any } ? Manager : Target)
+        : Target extends SequelizeTransactionLike ? Target
+          : Target extends SequelizeLike ? (Target extends { transaction(options?: any): Promise<infer Tx> } ? Tx : never)
+            : Target extends { transaction(fn: (tx: infer Tx) => Promise<any>, ...rest: any[]): Promise<any> } ? Tx : never
+
+/**
  * The client a pool hands out: pg's `PoolClient` for a `pg.Pool` (read from its callback form
  * of `connect`, so that this package needs no `@types/pg` of its own).
  */
@@ -317,8 +371,9 @@ export type PoolClientOf<Pool> =
 /** What `fn` of {@link withAuditContext} receives for a target: a transaction client. */
 export type AuditTransactionClient<Target> =
   Target extends PrismaLike ? Omit<Target, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>
-    : Target extends PgPoolLike ? PoolClientOf<Target>
-      : Target
+    : Target extends KnexLike | KyselyLike | TypeOrmLike | SequelizeTransactionLike | SequelizeLike | DrizzleLike ? OrmTransactionOf<Target>
+      : Target extends PgPoolLike ? PoolClientOf<Target>
+        : Target
 
 /**
  * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
@@ -327,6 +382,10 @@ export type AuditTransactionClient<Target> =
  * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
  * use a savepoint.
  * Prisma: an interactive `$transaction`, `fn(tx)`.
+ * Drizzle (node-postgres), Kysely, Knex, TypeORM, Sequelize (PostgreSQL): the ORM's own
+ * transaction, `fn(tx)` typed as the ORM's (a Drizzle or Kysely transaction, a `Knex.Transaction`,
+ * a TypeORM `EntityManager`, a Sequelize `Transaction`); given a transaction of the ORM, a
+ * savepoint in it, the outer context put back after.
  * Throws AUDIT_LOGS_INVALID_CONTEXT before anything is written when the context is invalid,
  * AUDIT_LOGS_TRANSACTION_FAILED for a pg client in a failed transaction, and
  * AUDIT_LOGS_CONTEXT_REQUIRED (the driver's error as `cause`) when a table requiring a context
@@ -339,7 +398,10 @@ export type AuditTransactionClient<Target> =
  * not at all. Find out before retrying: look for its audit rows with
  * `audit.byRequest(requestId)` (give the context a `requestId`), or re-read the data.
  */
-export function withAuditContext<Target extends PgPoolLike | PgClientLike | PrismaLike, T>(
+export function withAuditContext<
+  Target extends PgPoolLike | PgClientLike | PrismaLike | DrizzleLike | KyselyLike | KnexLike | TypeOrmLike | SequelizeLike | SequelizeTransactionLike,
+  T,
+>(
   target: Target,
   context: AuditContext | null | undefined,
   fn: (client: AuditTransactionClient<Target>) => Promise<T>,
@@ -414,6 +476,63 @@ export function auditViewerPlugin(
   options: AuditViewerOptions<any> & { prefix?: string },
 ): Promise<void>
 
+/** What a fetch-style handler's request carries: a `Request`, or Next.js's `headers()` as `{ headers }`. */
+export interface FetchRequestLike {
+  headers: { get(name: string): string | null }
+}
+/**
+ * What a fetch-style handler receives first: a `Request` (Next.js route handlers, Bun, Deno),
+ * `{ request }` (Remix and React Router loaders and actions, SvelteKit, Astro), or Hono's
+ * context (`c.req.raw`).
+ */
+export type FetchHandlerInput = FetchRequestLike | { request: FetchRequestLike } | { req: { raw: FetchRequestLike } }
+
+export interface RequestContextOptions<Input = FetchHandlerInput> {
+  /** Who is making the request, from what the handler receives. May be async. */
+  getActor?: (input: Input) => AuditContext | undefined | Promise<AuditContext | undefined>
+  /** The client's address (a fetch Request carries none): Hono's `getConnInfo(c).remote.address`, a trusted proxy's header. Dropped when it is not an IP. */
+  getIp?: (input: Input) => string | undefined | Promise<string | undefined>
+  /** The header carrying the request id. Default: `x-request-id` (else a new UUID). */
+  requestIdHeader?: string
+}
+
+/**
+ * The audit context of a fetch request, with the Express middleware's header rules (a user agent
+ * over 1024 bytes cut at a character boundary, a request id that cannot be stored replaced by a
+ * new UUID, a bad IP dropped). Rejects only with what `getActor` or `getIp` throws.
+ */
+export function auditContextFromRequest<Input extends FetchHandlerInput>(
+  input: Input,
+  options?: RequestContextOptions<Input>,
+): Promise<AuditContext & { requestId: string }>
+
+/**
+ * Wraps a fetch-style handler so that it runs with its request's audit context, and echoes the
+ * request id in its response (`x-request-id`, unless the handler set it):
+ * `export const POST = withRequestContext(async (request) => Response.json(...), { getActor })`.
+ * An error of `getActor`, or a context that cannot be stored, rejects the wrapped handler (the
+ * framework's error handling: a 500 unless you handle it); the handler does not run.
+ */
+export function withRequestContext<Handler extends (input: any, ...rest: any[]) => unknown>(
+  handler: Handler,
+  options?: RequestContextOptions<Parameters<Handler>[0]>,
+): (...args: Parameters<Handler>) => Promise<Awaited<ReturnType<Handler>>>
+
+/**
+ * A NestJS interceptor that sets the audit context of each HTTP request, after guards (so
+ * `getActor` reads what authentication set): `app.useGlobalInterceptors(new
+ * AuditContextInterceptor({ getActor: (req) => ({ actorId: req.user?.id }) }))`. The middleware's
+ * header rules; the request id is echoed. An error of `getActor`, or a context that cannot be
+ * stored, goes to Nest's exception filters.
+ */
+export declare class AuditContextInterceptor<Request extends RequestLike = any> {
+  constructor(options?: AuditContextMiddlewareOptions<Request>)
+  intercept(
+    context: { getType(): string; switchToHttp(): { getRequest(): any; getResponse(): any } },
+    next: { handle(): any },
+  ): Promise<any>
+}
+
 /** Options of {@link auditRead}. */
 export interface AuditReadOptions {
   /** The field of each row that identifies it. Default: `id`. */
@@ -434,6 +553,34 @@ export function auditRead<Result extends { rows: any[] }>(
   read: () => Promise<Result>,
   options?: AuditReadOptions,
 ): Promise<Result>
+
+/** Options of {@link auditDialect}. */
+export interface AuditDialectOptions {
+  /** Who makes the writes. Default: the current request's context ({@link currentAuditContext}). */
+  getContext?: () => AuditContext | null | undefined
+  /** Fail writes and transactions (AUDIT_LOGS_CONTEXT_REQUIRED) when getContext() gives nothing. Default: false. */
+  requireContext?: boolean
+}
+
+/** A Kysely dialect, as {@link auditDialect} wraps it. */
+export interface KyselyDialectLike {
+  createDriver(): unknown
+  createAdapter(): unknown
+  createQueryCompiler(): unknown
+  createIntrospector(db: any): unknown
+}
+
+/**
+ * Kysely's client-wide hook: `new Kysely<DB>({ dialect: auditDialect(new PostgresDialect({ pool })) })`.
+ * Every transaction of the instance sets the current request's context as its first statement;
+ * a write outside a transaction runs as BEGIN, set context, write, COMMIT on its connection;
+ * reads (a SELECT without a CTE, raw SQL starting with SELECT) are untouched, and no write leaves
+ * its transaction.
+ */
+export function auditDialect<Dialect extends KyselyDialectLike>(
+  dialect: Dialect,
+  options?: AuditDialectOptions,
+): Pick<Dialect, keyof KyselyDialectLike>
 
 /** Options of {@link auditExtension}. */
 export interface AuditExtensionOptions {

@@ -1,6 +1,7 @@
 'use strict'
 // The native binding is the API; this file adds what only JavaScript can do: request-scoped
-// context and the wrappers for node-postgres, Prisma, Express and Fastify.
+// context and the wrappers for node-postgres, Prisma, the ORMs (lib/orms.js), Express, Fastify,
+// NestJS and fetch-style handlers.
 const { runWithAuditContext, currentAuditContext, codedError, serialize } = require('./lib/context.js')
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
@@ -9,11 +10,16 @@ const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
 const { guardArguments } = require('./lib/arguments.js')
 const { auditViewer, auditViewerPlugin } = require('./lib/viewer.js')
+const { ormOf, withOrmContext } = require('./lib/orms.js')
+const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
+const { AuditContextInterceptor } = require('./lib/nest.js')
+const { auditDialect } = require('./lib/kysely.js')
 const binding = require('./binding.js')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
- * the current request's context). `target` is a pg Pool or Client, or a Prisma client.
+ * the current request's context). `target` is a pg Pool or Client, a Prisma client, or a
+ * Drizzle, Kysely, Knex, TypeORM or Sequelize database (or a transaction of one: a savepoint then).
  */
 function withAuditContext(target, context, fn, options) {
   if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
@@ -23,8 +29,10 @@ function withAuditContext(target, context, fn, options) {
   if (target != null && (isPool(target) || isPgClient(target))) {
     return withPgContext(target, context, fn, options)
   }
+  const orm = ormOf(target)
+  if (orm) return withOrmContext(orm, target, context, fn, options)
   return Promise.reject(codedError('AUDIT_LOGS_INVALID_ARGUMENT',
-    'withAuditContext needs a pg Pool or Client, or a Prisma client, as its first argument'))
+    'withAuditContext needs a pg Pool or Client, a Prisma client, or a Drizzle, Kysely, Knex, TypeORM or Sequelize database, as its first argument'))
 }
 
 // The native methods stay reachable from the ones that wrap them.
@@ -52,7 +60,11 @@ module.exports.runWithAuditContext = runWithAuditContext
 module.exports.currentAuditContext = currentAuditContext
 module.exports.auditContextMiddleware = auditContextMiddleware
 module.exports.auditContextPlugin = auditContextPlugin
+module.exports.withRequestContext = withRequestContext
+module.exports.auditContextFromRequest = auditContextFromRequest
+module.exports.AuditContextInterceptor = AuditContextInterceptor
 module.exports.auditRead = auditRead
 module.exports.auditExtension = auditExtension
 module.exports.auditViewer = auditViewer
 module.exports.auditViewerPlugin = auditViewerPlugin
+module.exports.auditDialect = auditDialect

@@ -4,10 +4,16 @@
 const { eventStatement, openEntries } = require('../binding.js')
 const { currentAuditContext } = require('./context.js')
 const { recastArgumentError } = require('./arguments.js')
+const { ormQuery } = require('./orms.js')
 
-/** Runs an event statement on a pg client or a Prisma (transaction) client; resolves to its rows. */
+/**
+ * Runs an event statement on a pg client, a Prisma (transaction) client, or a Drizzle, Kysely
+ * or Knex transaction; resolves to its rows.
+ */
 async function runOn(client, { text, values }) {
   if (typeof client.$queryRawUnsafe === 'function') return client.$queryRawUnsafe(text, ...values)
+  const ormQueryOn = ormQuery(client)
+  if (ormQueryOn) return ormQueryOn(text, values)
   return (await client.query(text, values)).rows
 }
 

@@ -1,8 +1,8 @@
 'use strict'
-// Request scope for Express and Fastify: every database call made while handling a request
-// carries who made it, from where, and the request id. Headers are the attacker's: what cannot
-// be stored is cut or dropped (by the core), and no error escapes to crash the server; each
-// goes to the framework's error handling.
+// Request scope for Express and Fastify (NestJS: lib/nest.js, fetch handlers: lib/fetch.js): every
+// database call made while handling a request carries who made it, from where, and the request
+// id. Headers are the attacker's: what cannot be stored is cut or dropped (by the core), and no
+// error escapes to crash the server; each goes to the framework's error handling.
 const { randomUUID } = require('node:crypto')
 const { storableRequestParts } = require('../binding.js')
 const { runWithAuditContext } = require('./context.js')
@@ -71,4 +71,4 @@ function auditContextPlugin(fastify, options, done) {
 // Not encapsulated: the hook applies to every route of the instance that registers it.
 auditContextPlugin[Symbol.for('skip-override')] = true
 
-module.exports = { auditContextMiddleware, auditContextPlugin, requestContext }
+module.exports = { auditContextMiddleware, auditContextPlugin, requestContext, headerText, headerValue }

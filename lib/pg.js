@@ -76,6 +76,11 @@ async function outermost(client, setting, fn, requestId) {
  */
 function commitFailure(error, requestId) {
   if (!isConnectionError(error) || NOT_SENT.test(String(error.message))) return error
+  return commitUnknown(error, requestId)
+}
+
+/** AUDIT_LOGS_COMMIT_UNKNOWN, `error` as its cause. */
+function commitUnknown(error, requestId) {
   const lookup = requestId == null
     ? 'look for its audit rows (give the context a requestId and use audit.byRequest(requestId))'
     : `look for its audit rows with audit.byRequest(${JSON.stringify(requestId)})`
@@ -122,4 +127,4 @@ function isConnectionError(error) {
     /Connection terminated|connection is closed|not queryable/i.test(String(error.message))
 }
 
-module.exports = { withPgContext, isPool, isPgClient, commitFailure }
+module.exports = { withPgContext, isPool, isPgClient, commitFailure, commitUnknown, isConnectionError }

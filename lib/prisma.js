@@ -151,4 +151,4 @@ function readAuditTargets(readAudit) {
   return new Map(Array.isArray(models) ? models.map((m) => [m, m]) : Object.entries(models))
 }
 
-module.exports = { withPrismaContext, auditExtension }
+module.exports = { withPrismaContext, auditExtension, READ_ONLY_SQL }

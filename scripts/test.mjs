@@ -114,6 +114,8 @@ step('prisma client', 'npx', ['prisma', 'generate', '--schema', 'tests/prisma/sc
 step('types', 'npx', ['tsc', '--noEmit', '-p', '.'])
 // As an application compiling with exactOptionalPropertyTypes sees them (`actorId: req.user?.id`).
 step('types, exact optional properties', 'npx', ['tsc', '--noEmit', '-p', 'tests/types/tsconfig.exact.json'])
+// fn of withAuditContext typed as each ORM's own transaction; the fetch helpers with Hono.
+step('types, ORMs and fetch handlers', 'npx', ['tsc', '--noEmit', '-p', 'tests/types/tsconfig.orms.json'])
 
 let server
 if (!process.env.DATABASE_URL) {

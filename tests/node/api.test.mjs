@@ -122,7 +122,8 @@ test('serializeContext validates before anything is written', () => {
 test('the package exports its API by name, and none of the binding internals', async () => {
   const api = await import('../../index.js')
   for (const name of ['AuditLogs', 'TemporaryPostgres', 'serializeContext', 'ActorType', 'withAuditContext',
-    'runWithAuditContext', 'currentAuditContext', 'auditContextMiddleware', 'auditContextPlugin', 'auditRead', 'auditExtension']) {
+    'runWithAuditContext', 'currentAuditContext', 'auditContextMiddleware', 'auditContextPlugin', 'auditRead', 'auditExtension',
+    'withRequestContext', 'auditContextFromRequest', 'AuditContextInterceptor', 'auditDialect', 'auditViewer', 'auditViewerPlugin']) {
     assert.ok(api[name] !== undefined, `${name} is exported`)
   }
   for (const name of ['openEntries', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {

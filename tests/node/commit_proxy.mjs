@@ -114,5 +114,6 @@ function isCommit(message) {
     const start = message.indexOf(0, 5) + 1
     text = message.toString('utf8', start, message.indexOf(0, start))
   }
-  return text?.trim().toLowerCase() === 'commit'
+  // Knex and Sequelize send `COMMIT;`.
+  return /^commit;?$/.test(text?.trim().toLowerCase() ?? '')
 }
