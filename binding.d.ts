@@ -533,6 +533,12 @@ export interface BurstOptions {
 export declare function endsSession(code: string): boolean
 
 /**
+ * An entry's columns in the log's order (`target_type`...): the CSV header of an export, as
+ * the CLI writes it.
+ */
+export declare function entryColumns(): Array<string>
+
+/**
  * Every `code` an audit-logs error can have, the JavaScript wrappers' included, in the core's
  * order: what `AuditLogsErrorCode` in index.d.ts lists (tests/node/errors.test.mjs compares them).
  */

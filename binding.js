@@ -839,6 +839,7 @@ module.exports.AuditLogs = nativeBinding.AuditLogs
 module.exports.EntryBatches = nativeBinding.EntryBatches
 module.exports.TemporaryPostgres = nativeBinding.TemporaryPostgres
 module.exports.endsSession = nativeBinding.endsSession
+module.exports.entryColumns = nativeBinding.entryColumns
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.eventStatement = nativeBinding.eventStatement
 module.exports.openEntries = nativeBinding.openEntries

@@ -4,6 +4,7 @@
 // asset ships in the package (no CDN, no build step); every route asks `authorize(req)` first.
 const { readFileSync } = require('node:fs')
 const path = require('node:path')
+const { entryColumns } = require('../binding.js')
 const { codedError } = require('./context.js')
 
 const ASSETS = {
@@ -110,8 +111,9 @@ function errorStatus(error) {
   }
 }
 
-const CSV_COLUMNS = ['id', 'createdAt', 'txid', 'action', 'targetType', 'targetId', 'oldTargetId', 'oldValues',
-  'newValues', 'changedFields', 'actorId', 'actorType', 'actorEmail', 'ipAddress', 'userAgent', 'requestId', 'metadata']
+// The CLI's CSV: the log's column names as the header, each read from the entry's field.
+const CSV_COLUMNS = entryColumns()
+const fieldOf = (column) => column.replace(/_([a-z])/g, (_, letter) => letter.toUpperCase())
 
 function csvField(value) {
   if (value == null) return ''
@@ -187,7 +189,7 @@ async function exportEntries(audit, query, scope, res) {
   try {
     for await (const entry of entries) {
       const line = format === 'csv'
-        ? CSV_COLUMNS.map((c) => csvField(entry[c])).join(',')
+        ? CSV_COLUMNS.map((c) => csvField(entry[fieldOf(c)])).join(',')
         : JSON.stringify(entry, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
       if (!res.write(line + '\n')) await new Promise((resolve) => res.once('drain', resolve))
       if (res.destroyed) break

@@ -345,6 +345,13 @@ pub fn error_codes() -> Vec<&'static str> {
     core::Code::ALL.iter().map(|code| code.as_str()).collect()
 }
 
+/// An entry's columns in the log's order (`target_type`...): the CSV header of an export, as
+/// the CLI writes it.
+#[napi]
+pub fn entry_columns() -> Vec<&'static str> {
+    core::history::ENTRY_COLUMNS.to_vec()
+}
+
 /// A driver's error recast as audit-logs' own (see {@link ownError}).
 #[napi(object)]
 pub struct OwnError {
