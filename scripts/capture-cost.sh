@@ -85,7 +85,7 @@ workload() {
     local id=$((20000 + i))
     echo "begin"
     local context="{\"actor_id\":\"user-$i\",\"actor_type\":\"user\",\"ip_address\":\"10.0.0.1\",\"request_id\":\"req-$i\"}"
-    # Seed 003's trigger reads its own setting: every variant sets it too, as the bench does.
+    # The per-row trigger copied from a blog post reads its own setting: every variant sets it too, as the bench does.
     local user="set_config('app.current_user', '{\"user_id\":\"user-$i\",\"ip_address\":\"10.0.0.1\"}', true)"
     if [ -n "$UNTIL" ] && [ "$UNTIL" -lt 5 ]; then
       # Before V5 there was no set_checked_context, and capture read the setting as it was.

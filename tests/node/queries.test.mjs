@@ -1,4 +1,5 @@
-// Seed 000's questions, each one call through the npm package, against a real PostgreSQL.
+// The questions an application asks of its audit log (those of the pull request the project
+// grew from: a Drizzle app of users, organizations and moderations), each one call through the npm package, against a real PostgreSQL.
 // Expected answers come from the live tables (snapshots taken as the story goes) or from a
 // plain read of the whole log, never from the helper's own SQL.
 import assert from 'node:assert/strict'
@@ -30,7 +31,7 @@ async function snapshot(raw, table, key) {
   return { at, rows: new Map(rows.map((r) => [r.key, r.row])) }
 }
 
-const SEED_000 = `
+const MODERATION_APP = `
   create table users (id serial primary key, email text not null, given_name text);
   create table organizations (id serial primary key, siret text, cached_libelle text);
   create table users_organizations (user_id int references users, organization_id int references organizations,
@@ -38,8 +39,8 @@ const SEED_000 = `
   create table moderations (id serial primary key, user_id int, organization_id int, type text,
                             created_at timestamptz not null default clock_timestamp());`
 
-test('seed 000: every question of the audit log is one call', async (t) => {
-  const { url, audit, pool, raw } = await setup(t, SEED_000, ['users', 'organizations', 'users_organizations'])
+test('every question the moderation app asks of the audit log is one call', async (t) => {
+  const { url, audit, pool, raw } = await setup(t, MODERATION_APP, ['users', 'organizations', 'users_organizations'])
   const admin = { actorEmail: 'admin@gouv.fr', actorType: ActorType.USER, actorId: 'admin' }
   const moderator = { actorEmail: 'moderator@gouv.fr', actorType: ActorType.MODERATOR, actorId: 'mod-1' }
 
@@ -68,7 +69,7 @@ test('seed 000: every question of the audit log is one call', async (t) => {
       await c.query('update users_organizations set verification_type = $1 where user_id = $2', ['later', user])
     })
   }
-  // A data migration (seed 000's SET LOCAL app.current_migration).
+  // A data migration (the app's SET LOCAL app.current_migration).
   await withClient(url, async (c) => {
     await c.query('begin')
     await c.query(`select audit.set_context('{"actor_type": "migration", "migration_name": "1768213263725_apply-audit-triggers"}')`)
@@ -86,7 +87,7 @@ test('seed 000: every question of the audit log is one call', async (t) => {
   const history = await audit.history({ table: 'users', id: 1 })
   assert.deepEqual(history.map((e) => e.id), idsOf(log.filter((r) => r.target_type === 'public.users' && r.target_id === '1')))
 
-  // "View recent changes by actor" (seed 000 uses the e-mail).
+  // "View recent changes by actor" (the app asks by e-mail).
   const byEmail = await audit.search({ actorEmail: 'moderator@gouv.fr' }, { limit: 100 })
   assert.deepEqual(byEmail.entries.map((e) => e.id), idsOf(log.filter((r) => r.actor_email === 'moderator@gouv.fr')))
   assert.equal(byEmail.nextCursor, undefined, 'no next page')

@@ -84,7 +84,7 @@ export async function prisma(base: PrismaClient): Promise<void> {
   await db.user.create({ data: { emial: 'typo' } })
 }
 
-// Seed 004's types, with the application's own action names.
+// The event types an application declares, with its own action names.
 type AppAction = 'user.login' | 'project.created'
 
 export async function events(audit: AuditLogs, client: pg.PoolClient): Promise<void> {

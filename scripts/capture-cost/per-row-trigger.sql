@@ -1,4 +1,4 @@
--- Seed 003's per-row trigger (the blog's audit_trigger_function, verbatim, its table and
+-- The per-row trigger copied from a blog post (its audit_trigger_function, verbatim, its table and
 -- indexes included) instead of this package's capture: the target single-row capture is held
 -- to. It runs as the application role, which owns its table, as a user would install it.
 select audit.disable_tracking('public.accounts');
@@ -64,6 +64,6 @@ BEGIN
   RETURN COALESCE(NEW, OLD);
 END;
 $$ LANGUAGE plpgsql;
-create trigger seed_003 after insert or update or delete on accounts
+create trigger per_row_audit after insert or update or delete on accounts
   for each row execute function audit_trigger_function();
 reset role;
