@@ -694,9 +694,10 @@ export interface RevertOptions {
   /**
    * `'refuse'` (default): a record changed again since fails the revert
    * (`AUDIT_LOGS_REVERT_CONFLICT`, listing the later entries) and nothing changes.
+   * `'keep-later'`: restore only what nobody changed since (the notes name the rest).
    * `'overwrite'`: restore anyway.
    */
-  onConflict?: 'refuse' | 'overwrite' | undefined
+  onConflict?: 'refuse' | 'keep-later' | 'overwrite' | undefined
   /** Who reverts: recorded on the revert's entries, with `metadata.reverts`. */
   context?: AuditContext | undefined
 }

@@ -79,6 +79,9 @@ test('a record changed again since is a conflict that names who changed it, unle
   assert.deepEqual(error.conflicts.map((c) => [c.table, c.id, c.entryId, c.later.map((e) => e.actorId)]),
     [['public.customers', '1', upgrade.id, ['cid']]])
   assert.deepEqual(await rows(), now)
+  const kept = await audit.revert({ entry: upgrade.id }, { onConflict: 'keep-later', dryRun: true })
+  assert.deepEqual(kept.notes, ['public.customers 1: changed since, so left as they are: plan'])
+  assert.deepEqual(kept.changes, [])
   await audit.revert({ entry: upgrade.id }, { onConflict: 'overwrite' })
   assert.deepEqual((await rows()).customers, [{ id: 1, email: 'c@x.io', plan: 'free' }], "only bob's field is put back")
 })

@@ -44,8 +44,12 @@ pub struct RevertArgs {
     #[arg(long)]
     dry_run: bool,
     /// Restore even records changed again since (their later changes are overwritten).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keep_later")]
     force: bool,
+    /// Restore only what nobody changed since: the fields later changes left alone (the rest
+    /// is named and left as it is).
+    #[arg(long)]
+    keep_later: bool,
     /// Who reverts (the actor id recorded on the revert's entries).
     #[arg(long, value_name = "ACTOR_ID")]
     by: Option<String>,
@@ -77,10 +81,10 @@ pub async fn revert(audit: &AuditLogs, out: &Printer, args: RevertArgs) -> Resul
     });
     let options = RevertOptions {
         dry_run: args.dry_run,
-        on_conflict: if args.force {
-            OnConflict::Overwrite
-        } else {
-            OnConflict::Refuse
+        on_conflict: match (args.force, args.keep_later) {
+            (true, _) => OnConflict::Overwrite,
+            (_, true) => OnConflict::KeepLater,
+            _ => OnConflict::Refuse,
         },
         context,
     };

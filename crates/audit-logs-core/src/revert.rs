@@ -162,6 +162,10 @@ pub enum OnConflict {
     Refuse,
     /// Restore anyway, over the later changes.
     Overwrite,
+    /// Restore only what nobody changed since: of a record updated since, the fields the later
+    /// changes left alone; a record deleted, re-created or changed by a later change that the
+    /// revert would have to undo is left as it is (each is named in the notes).
+    KeepLater,
 }
 
 impl OnConflict {
@@ -169,9 +173,10 @@ impl OnConflict {
         match name {
             "refuse" => Ok(OnConflict::Refuse),
             "overwrite" => Ok(OnConflict::Overwrite),
+            "keep-later" => Ok(OnConflict::KeepLater),
             other => Err(Error::invalid_argument(
                 "onConflict",
-                format!("{other:?} is not one of refuse, overwrite"),
+                format!("{other:?} is not one of refuse, overwrite, keep-later"),
             )),
         }
     }
@@ -329,16 +334,24 @@ pub(crate) async fn revert(
         }
         _ => {
             let entries = target_entries(client, target).await?;
-            let plans = entry_plans(client, &mut tables, &entries, &mut notes).await?;
-            if options.on_conflict == OnConflict::Refuse {
-                let conflicts = conflicts(client, &tables, &plans, &entries).await?;
-                if !conflicts.is_empty() {
-                    return Err(RevertError::Conflict {
-                        message: conflict_message(&conflicts),
-                        conflicts,
+            let mut plans = entry_plans(client, &mut tables, &entries, &mut notes).await?;
+            match options.on_conflict {
+                OnConflict::Refuse => {
+                    let found = find(client, &tables, &plans).await?;
+                    let conflicts = conflicts(client, &plans, &found, &entries).await?;
+                    if !conflicts.is_empty() {
+                        return Err(RevertError::Conflict {
+                            message: conflict_message(&conflicts),
+                            conflicts,
+                        }
+                        .into());
                     }
-                    .into());
                 }
+                OnConflict::KeepLater => {
+                    let found = find(client, &tables, &plans).await?;
+                    plans = keep_later(plans, &found, &mut notes);
+                }
+                OnConflict::Overwrite => {}
             }
             (plans, entries.len())
         }
@@ -525,37 +538,118 @@ async fn target_entries(
     Ok(rows.iter().map(AuditEntry::from_row).collect())
 }
 
-/// Records that are not as the changes undone left them: changed since, by later entries
-/// (listed) or where the log does not see. A later change that was itself reverted since leaves
-/// the record as it was, and is no conflict.
-async fn conflicts(
-    client: &impl GenericClient,
-    tables: &Tables,
-    plans: &[Plan],
-    entries: &[AuditEntry],
-) -> Result<Vec<RevertConflict>> {
-    let mut changed: Vec<&Plan> = Vec::new();
+/// A plan's record now: the row (if any), the row as the undone changes left it (read back
+/// through the table's types), and whether the two agree.
+struct Found {
+    current: Option<Value>,
+    left: Option<Value>,
+    as_left: bool,
+}
+
+/// Each plan's record now, in the order of `plans`.
+async fn find(client: &impl GenericClient, tables: &Tables, plans: &[Plan]) -> Result<Vec<Found>> {
+    let mut found: Vec<Option<Found>> = plans.iter().map(|_| None).collect();
     for (name, mine) in by_table(plans) {
         let table = tables.get(name);
         let keys: Vec<Map<String, Value>> = mine.iter().map(|p| p.key.clone()).collect();
         let current = current_rows(client, table, &keys).await?;
         let afters: Vec<Option<Value>> = mine.iter().map(|p| p.after.clone()).collect();
         let recorded = as_this_session_prints(client, table, &afters).await?;
-        for ((plan, current), recorded) in mine.into_iter().zip(current).zip(recorded) {
-            let as_left = match (&recorded, &current) {
+        for ((plan, current), left) in mine.into_iter().zip(current).zip(recorded) {
+            let as_left = match (&left, &current) {
                 (Some(after), Some(row)) => holds(row, Some(after)),
                 (None, None) => true,
                 _ => false,
             };
-            if !as_left {
-                changed.push(plan);
-            }
+            let index = plans
+                .iter()
+                .position(|p| std::ptr::eq(p, plan))
+                .expect("a plan of the list");
+            found[index] = Some(Found {
+                current,
+                left,
+                as_left,
+            });
         }
     }
+    Ok(found
+        .into_iter()
+        .map(|f| f.expect("every plan is found"))
+        .collect())
+}
+
+/// Records that are not as the changes undone left them: changed since, by later entries
+/// (listed) or where the log does not see. A later change that was itself reverted since leaves
+/// the record as it was, and is no conflict.
+async fn conflicts(
+    client: &impl GenericClient,
+    plans: &[Plan],
+    found: &[Found],
+    entries: &[AuditEntry],
+) -> Result<Vec<RevertConflict>> {
+    let changed: Vec<&Plan> = plans
+        .iter()
+        .zip(found)
+        .filter(|(_, found)| !found.as_left)
+        .map(|(plan, _)| plan)
+        .collect();
     if changed.is_empty() {
         return Ok(Vec::new());
     }
     later_entries(client, entries, &changed).await
+}
+
+/// [`OnConflict::KeepLater`]: of a record changed since, only the fields still as the undone
+/// changes left them are written back, and only when it was updated and is still there.
+fn keep_later(plans: Vec<Plan>, found: &[Found], notes: &mut Vec<String>) -> Vec<Plan> {
+    let mut kept = Vec::with_capacity(plans.len());
+    for (mut plan, found) in plans.into_iter().zip(found) {
+        if found.as_left {
+            kept.push(plan);
+            continue;
+        }
+        let (Some(row), Some(left), Some(before)) = (&found.current, &found.left, &plan.before)
+        else {
+            let since = match (&found.current, &plan.before, &found.left) {
+                (None, _, _) => "deleted since",
+                (Some(_), None, _) => "changed since it was created",
+                _ => "re-created since",
+            };
+            notes.push(format!(
+                "{} {}: {since}, so it is left as it is",
+                plan.table, plan.target_id
+            ));
+            continue;
+        };
+        let untouched: BTreeSet<String> = before
+            .keys()
+            .filter(|field| plan.changed.as_ref().is_none_or(|c| c.contains(*field)))
+            .filter(|field| row.get(field.as_str()) == left.get(field.as_str()))
+            .cloned()
+            .collect();
+        let later: Vec<&String> = before
+            .keys()
+            .filter(|field| plan.changed.as_ref().is_none_or(|c| c.contains(*field)))
+            .filter(|field| !untouched.contains(*field))
+            .collect();
+        if !later.is_empty() {
+            notes.push(format!(
+                "{} {}: changed since, so left as they are: {}",
+                plan.table,
+                plan.target_id,
+                later
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !untouched.is_empty() {
+            plan.changed = Some(untouched);
+            kept.push(plan);
+        }
+    }
+    kept
 }
 
 /// Logged rows as this session prints them: read back through the table's types. The log holds

@@ -1027,3 +1027,69 @@ async fn snapshot_of(client: &Client, table: &str) -> Vec<Value> {
         .map(|r| r.get(0))
         .collect()
 }
+
+#[tokio::test]
+async fn keep_later_restores_only_what_nobody_changed_since() {
+    let f = shop().await;
+    let mut client = f.sql().await;
+    change(
+        &mut client,
+        &actor("ann"),
+        "insert into orgs values (1, 'Acme', '{\"plan\": \"free\"}', '{a}', '2020-01-01'), (2, 'Bolt', null, null, null), (3, 'Cord', null, null, null)",
+    )
+    .await;
+    let bad = change(
+        &mut client,
+        &actor("bob"),
+        "update orgs set name = 'Evil', tags = '{evil}' where id = 1;
+         update orgs set name = 'Evil 2' where id = 2;
+         insert into orgs values (4, 'New', null, null, null)",
+    )
+    .await;
+    // Later: cid fixes org 1's tags by hand, deletes org 2, renames org 4.
+    change(
+        &mut client,
+        &actor("cid"),
+        "update orgs set tags = '{fixed}' where id = 1; delete from orgs where id = 2; update orgs set name = 'Newer' where id = 4",
+    )
+    .await;
+    let report = f
+        .audit
+        .revert(
+            &tx(bad),
+            &RevertOptions {
+                on_conflict: OnConflict::KeepLater,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(i32, String, Option<Vec<String>>)> = client
+        .query("select id, name, tags from orgs order by id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            // Bob's name comes back; cid's later tags stay.
+            (1, "Acme".to_owned(), Some(vec!["fixed".to_owned()])),
+            (3, "Cord".to_owned(), None),
+            // Created by bob, changed by cid since: kept.
+            (4, "Newer".to_owned(), None),
+        ]
+    );
+    let notes = report.notes.join("\n");
+    assert!(
+        notes.contains("public.orgs 1: changed since, so left as they are: tags"),
+        "{notes}"
+    );
+    assert!(notes.contains("public.orgs 2: deleted since"), "{notes}");
+    assert!(
+        notes.contains("public.orgs 4: changed since it was created"),
+        "{notes}"
+    );
+    assert_eq!(operations(&report), [("public.orgs", "update")]);
+}

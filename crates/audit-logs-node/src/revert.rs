@@ -42,8 +42,9 @@ pub struct RevertOptions {
     pub dry_run: Option<bool>,
     /// `'refuse'` (default): a record changed again since fails the revert
     /// (`AUDIT_LOGS_REVERT_CONFLICT`, listing the later entries) and nothing changes.
+    /// `'keep-later'`: restore only what nobody changed since (the notes name the rest).
     /// `'overwrite'`: restore anyway.
-    #[napi(ts_type = "'refuse' | 'overwrite' | undefined")]
+    #[napi(ts_type = "'refuse' | 'keep-later' | 'overwrite' | undefined")]
     pub on_conflict: Option<String>,
     /// Who reverts: recorded on the revert's entries, with `metadata.reverts`.
     #[napi(ts_type = "AuditContext | undefined")]
