@@ -649,6 +649,12 @@ export interface PageOptions {
   cursor?: string
 }
 
+/**
+ * A record id typed as text (the viewer's URLs), read as the CLI reads it: `42`, `[1, "a"]`,
+ * or the text itself.
+ */
+export declare function parseRecordId(text: string): string | number | Array<string | number | boolean | null>
+
 /** Options of {@link AuditLogs.byActor} and {@link AuditLogs.byRequest}. */
 export interface RangeOptions {
   from?: Date | string

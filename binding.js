@@ -844,6 +844,7 @@ module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.eventStatement = nativeBinding.eventStatement
 module.exports.openEntries = nativeBinding.openEntries
 module.exports.ownError = nativeBinding.ownError
+module.exports.parseRecordId = nativeBinding.parseRecordId
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext
 module.exports.storableRequestParts = nativeBinding.storableRequestParts

@@ -4,7 +4,7 @@
 // asset ships in the package (no CDN, no build step); every route asks `authorize(req)` first.
 const { readFileSync } = require('node:fs')
 const path = require('node:path')
-const { entryColumns } = require('../binding.js')
+const { entryColumns, parseRecordId: recordId } = require('../binding.js')
 const { codedError } = require('./context.js')
 
 const ASSETS = {
@@ -59,18 +59,6 @@ function json(text, name) {
   } catch {
     throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', `${name} must be JSON`)
   }
-}
-
-/** `42` and `[1, "a"]` are JSON, as the CLI reads ids; anything else is the key as text. */
-function recordId(text) {
-  if (/^-?\d{1,15}$/.test(text)) return Number(text)
-  if (text.startsWith('[')) {
-    try {
-      const parts = JSON.parse(text)
-      if (Array.isArray(parts)) return parts
-    } catch {}
-  }
-  return text
 }
 
 /**
@@ -237,7 +225,8 @@ function auditViewer(options) {
         if (recordViews && route !== 'verify') await recordView(audit, recordViews, req, route, url.searchParams)
         return sendJson(res, 200, result)
       }
-      if (typeof next === 'function') return next()
+      // Its own API answers for itself; any other path is the host app's.
+      if (route == null && typeof next === 'function') return next()
       return sendJson(res, 404, { error: { code: 'AUDIT_LOGS_INVALID_ARGUMENT', message: `no such page: ${url.pathname}` } })
     } catch (error) {
       // Never past the framework: a bad query string is the client's, a failure is logged.
@@ -255,21 +244,15 @@ function auditViewer(options) {
 async function auditViewerPlugin(fastify, options) {
   const handler = auditViewer(options)
   const prefix = options.prefix ?? ''
-  fastify.get('/*', (request, reply) => {
+  const serve = (request, reply) => {
     reply.hijack()
     const raw = request.raw
     const originalUrl = raw.url
     raw.url = originalUrl.startsWith(prefix) ? originalUrl.slice(prefix.length) || '/' : originalUrl
     return handler(raw, reply.raw).finally(() => { raw.url = originalUrl })
-  })
-  fastify.get('/', (request, reply) => {
-    reply.hijack()
-    const raw = request.raw
-    const originalUrl = raw.url
-    raw.url = '/'
-    return handler(raw, reply.raw).finally(() => { raw.url = originalUrl })
-  })
+  }
+  fastify.get('/', serve)
+  fastify.get('/*', serve)
 }
-auditViewerPlugin[Symbol.for('skip-override')] = false
 
-module.exports = { auditViewer, auditViewerPlugin, filtersFrom, recordId }
+module.exports = { auditViewer, auditViewerPlugin }

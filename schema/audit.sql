@@ -197,7 +197,7 @@ declare
   minus_excluded text := '';
   where_changed text := '';
   context_keys constant text :=
-    '''{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata,@transaction}''::pg_catalog.text[]';
+    '''{actor_id,actor_type,actor_email,ip_address,user_agent,request_id,metadata}''::pg_catalog.text[]';
   columns_written constant text :=
     'actor_id, actor_type, actor_email, ip_address, user_agent, request_id, metadata';
   context_values constant text :=

@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { AuditLogs, serializeContext } from '../../index.js'
-import { deferCleanup, freshDatabase, rejectsWithCode, withClient } from './helpers.mjs'
-
-async function migrated(t) {
-  const url = await freshDatabase(t)
-  const audit = await AuditLogs.connect(url)
-  deferCleanup(t, () => audit.close())
-  await audit.migrate()
-  return { url, audit }
-}
+import { deferCleanup, freshDatabase, migrated, rejectsWithCode, withClient } from './helpers.mjs'
 
 /** Runs statements with pg in one transaction attributed to `context`. */
 function asActor(url, context, statements) {

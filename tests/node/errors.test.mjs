@@ -6,7 +6,7 @@ import { test } from 'node:test'
 import pg from 'pg'
 import { AuditLogs, withAuditContext } from '../../index.js'
 import { errorCodes } from '../../binding.js'
-import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
+import { deferCleanup, freshDatabase, migrated, withClient } from './helpers.mjs'
 
 const root = new URL('../../', import.meta.url)
 
@@ -46,14 +46,6 @@ test('every code the JavaScript layer throws is one of the list', async () => {
   assert.ok(thrown.has('AUDIT_LOGS_COMMIT_UNKNOWN'), 'the scan finds the codes of lib/pg.js')
   for (const code of thrown) assert.ok(errorCodes().includes(code), `${code} is in the list`)
 })
-
-async function migrated(t) {
-  const url = await freshDatabase(t)
-  const audit = await AuditLogs.connect(url)
-  deferCleanup(t, () => audit.close())
-  await audit.migrate()
-  return { url, audit }
-}
 
 test('tracking errors carry the table, and an unknown field its column', async (t) => {
   const { url, audit } = await migrated(t)

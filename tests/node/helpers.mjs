@@ -2,7 +2,7 @@
 // started through the package itself when DATABASE_URL is not set.
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
-import { TemporaryPostgres } from '../../index.js'
+import { AuditLogs, TemporaryPostgres } from '../../index.js'
 import { errorCodes } from '../../binding.js'
 
 let server
@@ -77,4 +77,13 @@ export async function rejectsWithCode(assert, promise, code) {
     assert.ok(errorCodes().includes(code), `${code} is one of errorCodes()`)
     return true
   })
+}
+
+/** A fresh database with the audit schema installed, and an AuditLogs on it (closed after the test). */
+export async function migrated(t) {
+  const url = await freshDatabase(t)
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
+  await audit.migrate()
+  return { url, audit }
 }

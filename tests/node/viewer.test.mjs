@@ -200,6 +200,15 @@ test('export gives the current search as CSV and JSON lines; bad parameters get 
   const bad = await fetch(`${base}api/search?txid=abc`, { headers: admin })
   assert.equal(bad.status, 400)
   assert.equal((await bad.json()).error.code, 'AUDIT_LOGS_INVALID_ARGUMENT')
+  // Whatever a client puts in the URL gets a coded answer, never a crash nor a stack.
+  for (const [path, status] of [['api/__proto__', 404], ['api/constructor', 404], ['api/search?metadataContains=%7B', 400],
+    ['api/search?limit=99999999999999999999', 400], ['api/search?cursor=%00%ff', 400], ['api/record?table=posts', 400],
+    ['api/search?from=yesterday', 400], ['api/search?table=%22%3B%20drop%20table%20posts', 400]]) {
+    const response = await fetch(`${base}${path}`, { headers: admin })
+    assert.equal(response.status, status, path)
+    assert.match((await response.json()).error.code, /^AUDIT_LOGS_[A-Z_]+$/, path)
+  }
+  assert.equal((await fetch(`${base}api/export?format=csv&actorId=ann`, { headers: admin })).status, 200, 'still serving')
   const post = await fetch(`${base}api/search`, { method: 'POST', headers: admin })
   assert.equal(post.status, 405)
   const page = await fetch(base, { headers: admin })

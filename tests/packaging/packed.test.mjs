@@ -4,9 +4,10 @@
 // root alone: its optionalDependencies must bring the platform package (an npm override points
 // that name at the local tarball, the registry being the only thing left out). Then migrate,
 // enable, attributed writes and history run through npx, require and import on a fresh database,
-// and a small Express + Prisma app serves attributed writes and history over HTTP.
+// undo and the viewer run from the installed package, and a small Express + Prisma app serves
+// attributed writes and history over HTTP.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
@@ -168,6 +169,41 @@ await pool.end()
     ['INSERT', 'cjs-user', 'user'],
   ])
   assert.deepEqual(history[0].newValues, { id: 1, body: 'from import' })
+})
+
+test('undo and the viewer from the installed package: revert through npx, ui serving its shipped page', async (t) => {
+  const url = await freshDatabase(t)
+  const withUrl = { cwd: app, extraEnv: { DATABASE_URL: url } }
+  run('npx', ['--no', 'audit-logs', 'migrate'], withUrl)
+  await withClient(url, (c) => c.query("create table notes (id int primary key, body text); insert into notes values (1, 'kept')"))
+  run('npx', ['--no', 'audit-logs', 'enable', 'notes'], withUrl)
+  await withClient(url, (c) => c.query("begin; select audit.set_context('{\"actor_id\": \"job\"}'); delete from notes; commit"))
+  const [deleted] = JSON.parse(run('npx', ['--no', 'audit-logs', 'history', 'notes', '1', '--json'], withUrl).stdout)
+  assert.equal(deleted.action, 'DELETE')
+  const dry = run('npx', ['--no', 'audit-logs', 'revert', '--transaction', String(deleted.txid), '--dry-run'], withUrl)
+  assert.match(dry.stdout, /Would change 1 record\(s\)/)
+  run('npx', ['--no', 'audit-logs', 'revert', '--transaction', String(deleted.txid), '--by', 'admin'], withUrl)
+  const rows = await withClient(url, (c) => c.query('select id, body from notes').then((r) => r.rows))
+  assert.deepEqual(rows, [{ id: 1, body: 'kept' }])
+
+  // `ui` is served by the package's JavaScript: its page and assets must be in the tarball.
+  const ui = spawn(process.execPath, [join(app, 'node_modules', 'audit-logs', 'bin', 'audit-logs.js'), 'ui', '--port', '0'],
+    { cwd: app, env: { ...env, DATABASE_URL: url } })
+  t.after(() => ui.kill())
+  let printed = ''
+  for await (const chunk of ui.stdout) {
+    printed += chunk
+    if (/on http:\/\/\S+/.test(printed)) break
+  }
+  const base = /on (http:\/\/\S+)/.exec(printed)?.[1]
+  assert.ok(base, printed)
+  for (const [path, type] of [['', 'text/html'], ['app.js', 'text/javascript'], ['style.css', 'text/css']]) {
+    const response = await fetch(base + path)
+    assert.equal(response.status, 200, path)
+    assert.match(response.headers.get('content-type'), new RegExp(type))
+  }
+  const search = await (await fetch(`${base}api/search?actorId=admin`)).json()
+  assert.deepEqual(search.entries.map((e) => [e.action, e.metadata?.reverts?.transaction]), [['INSERT', deleted.txid]])
 })
 
 // The app of issue 13's last item, small: Express 5 and Prisma 7 with the pg adapter, the

@@ -306,16 +306,9 @@ fn dot_env_error(e: dotenvy::Error) -> Error {
     })
 }
 
-/// `42` and `[1, "a"]` are JSON; anything else is the key as text.
+/// A record id as typed on the command line (see [`audit_logs_core::history::parse_record_id`]).
 fn parse_id(id: &str) -> serde_json::Value {
-    match serde_json::from_str::<serde_json::Value>(id) {
-        Ok(
-            value @ (serde_json::Value::Number(_)
-            | serde_json::Value::Array(_)
-            | serde_json::Value::String(_)),
-        ) => value,
-        _ => serde_json::Value::String(id.to_owned()),
-    }
+    audit_logs_core::history::parse_record_id(id)
 }
 
 #[cfg(test)]
@@ -326,16 +319,5 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn ids_are_json_when_they_look_like_it() {
-        assert_eq!(parse_id("42"), serde_json::json!(42));
-        assert_eq!(parse_id(r#"[1, "a"]"#), serde_json::json!([1, "a"]));
-        assert_eq!(parse_id("abc"), serde_json::json!("abc"));
-        assert_eq!(
-            parse_id("550e8400-e29b-41d4-a716-446655440000"),
-            serde_json::json!("550e8400-e29b-41d4-a716-446655440000")
-        );
     }
 }

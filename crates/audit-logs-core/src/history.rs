@@ -178,6 +178,22 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<i64> {
     }
 }
 
+/// A record id typed as text (a command line, a URL): `42` and `[1, "a"]` (a composite key) are
+/// JSON, anything else is the key as text. A whole number past 2^53 stays text: a key is
+/// compared as its text, and JavaScript would round it.
+pub fn parse_record_id(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Number(n))
+            if n.as_f64()
+                .is_some_and(|f| f.abs() > 9_007_199_254_740_992.0) =>
+        {
+            Value::String(text.to_owned())
+        }
+        Ok(value @ (Value::Number(_) | Value::Array(_) | Value::String(_))) => value,
+        _ => Value::String(text.to_owned()),
+    }
+}
+
 /// A record id as stored in `target_id`: a string or number as text, a composite key as the
 /// JSON array PostgreSQL prints (`[1, "a"]`).
 pub(crate) fn check_target_id(id: &Value) -> Result<()> {
@@ -268,4 +284,26 @@ pub(crate) async fn of_record(
         .await
         .map_err(|e| from_query(e, Some(target_type)))?;
     Ok(rows.iter().map(AuditEntry::from_row).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_record_id;
+    use serde_json::json;
+
+    #[test]
+    fn record_ids_are_json_when_they_look_like_it() {
+        assert_eq!(parse_record_id("42"), json!(42));
+        assert_eq!(parse_record_id(r#"[1, "a"]"#), json!([1, "a"]));
+        assert_eq!(parse_record_id("abc"), json!("abc"));
+        assert_eq!(parse_record_id("2,1"), json!("2,1"));
+        assert_eq!(
+            parse_record_id("550e8400-e29b-41d4-a716-446655440000"),
+            json!("550e8400-e29b-41d4-a716-446655440000")
+        );
+        assert_eq!(
+            parse_record_id("12345678901234567890"),
+            json!("12345678901234567890")
+        );
+    }
 }

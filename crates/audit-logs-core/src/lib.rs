@@ -354,16 +354,9 @@ impl AuditLogs {
     ) -> Result<Vec<PointState>> {
         self.with_client(async |client| {
             let target_type = self.target_type_of(client, table).await?;
-            client
-                .batch_execute(&format!("begin; {}", queries::STATES_AT_SETUP))
-                .await
-                .map_err(|e| error::from_query(e, None))?;
-            let states = queries::states_at(client, &target_type, points).await;
-            let end = if states.is_ok() { "commit" } else { "rollback" };
-            let ended = client.batch_execute(end).await;
-            let states = states?;
-            ended.map_err(|e| error::from_query(e, None))?;
-            Ok(states)
+            let begin = format!("begin; {}", queries::STATES_AT_SETUP);
+            let states = queries::states_at(client, &target_type, points);
+            in_transaction(client, &begin, states, true).await
         })
         .await
     }
@@ -481,20 +474,8 @@ impl AuditLogs {
         options: &RevertOptions,
     ) -> Result<RevertReport> {
         self.with_client(async |client| {
-            client
-                .batch_execute("begin")
-                .await
-                .map_err(|e| error::from_query(e, None))?;
-            let report = revert::revert(client, target, options).await;
-            let end = if report.is_ok() && !options.dry_run {
-                "commit"
-            } else {
-                "rollback"
-            };
-            let ended = client.batch_execute(end).await;
-            let report = report?;
-            ended.map_err(|e| error::from_query(e, None))?;
-            Ok(report)
+            let report = revert::revert(client, target, options);
+            in_transaction(client, "begin", report, !options.dry_run).await
         })
         .await
     }
@@ -529,6 +510,30 @@ impl AuditLogs {
     pub fn close(&self) {
         self.pool.close();
     }
+}
+
+/// Runs `work` in a transaction opened by `begin` (`begin` and any set-up): commits when it
+/// succeeds and `commit` says so, else rolls back. A failed `commit` is the error.
+async fn in_transaction<T>(
+    client: &tokio_postgres::Client,
+    begin: &str,
+    work: impl std::future::Future<Output = Result<T>>,
+    commit: bool,
+) -> Result<T> {
+    client
+        .batch_execute(begin)
+        .await
+        .map_err(|e| error::from_query(e, None))?;
+    let result = work.await;
+    let end = if result.is_ok() && commit {
+        "commit"
+    } else {
+        "rollback"
+    };
+    let ended = client.batch_execute(end).await;
+    let value = result?;
+    ended.map_err(|e| error::from_query(e, None))?;
+    Ok(value)
 }
 
 /// Attributes the rest of the transaction `client` is in (transaction-local, so safe behind

@@ -366,55 +366,37 @@ pub(crate) async fn revert(
         notes,
     };
     let order = parents_first(client, &tables, &plans).await?;
-    let of_table =
-        |name: &String| -> Vec<&Plan> { plans.iter().filter(|p| &p.table == name).collect() };
+    let grouped = by_table(&plans);
     // Deletions first where no foreign key objects: before a parent's key is written back, as
     // its ON UPDATE CASCADE would move the rows to delete away from the keys they are known by.
-    for name in order.iter().rev() {
-        let (table, mine) = (tables.get(name), of_table(name));
-        write_back(
-            client,
-            table,
-            &mine,
-            Operation::Delete,
-            Attempt::Tentative,
-            &mut report,
-        )
-        .await?;
-    }
-    for name in &order {
-        let (table, mine) = (tables.get(name), of_table(name));
-        write_back(
-            client,
-            table,
-            &mine,
-            Operation::Insert,
+    // Then re-creations and updates, parents first; then the rest of the deletions, once the
+    // rows that referenced them point elsewhere again.
+    let passes = [
+        (&[Operation::Delete][..], Attempt::Tentative, true),
+        (
+            &[Operation::Insert, Operation::Update][..],
             Attempt::Final,
-            &mut report,
-        )
-        .await?;
-        write_back(
-            client,
-            table,
-            &mine,
-            Operation::Update,
-            Attempt::Final,
-            &mut report,
-        )
-        .await?;
-    }
-    // The rest once the rows that referenced them point elsewhere again.
-    for name in order.iter().rev() {
-        let (table, mine) = (tables.get(name), of_table(name));
-        write_back(
-            client,
-            table,
-            &mine,
-            Operation::Delete,
-            Attempt::Final,
-            &mut report,
-        )
-        .await?;
+            false,
+        ),
+        (&[Operation::Delete][..], Attempt::Final, true),
+    ];
+    for (operations, attempt, children_first) in passes {
+        let names: Vec<&String> = if children_first {
+            order.iter().rev().collect()
+        } else {
+            order.iter().collect()
+        };
+        for name in names {
+            let mine: Vec<&Plan> = grouped
+                .iter()
+                .find(|(table, _)| *table == name.as_str())
+                .map(|(_, indices)| indices.iter().map(|&i| &plans[i]).collect())
+                .unwrap_or_default();
+            for &operation in operations {
+                let table = tables.get(name);
+                write_back(client, table, &mine, operation, attempt, &mut report).await?;
+            }
+        }
     }
     report.notes.sort();
     report.notes.dedup();
@@ -549,22 +531,19 @@ struct Found {
 /// Each plan's record now, in the order of `plans`.
 async fn find(client: &impl GenericClient, tables: &Tables, plans: &[Plan]) -> Result<Vec<Found>> {
     let mut found: Vec<Option<Found>> = plans.iter().map(|_| None).collect();
-    for (name, mine) in by_table(plans) {
+    for (name, indices) in by_table(plans) {
         let table = tables.get(name);
+        let mine: Vec<&Plan> = indices.iter().map(|&i| &plans[i]).collect();
         let keys: Vec<Map<String, Value>> = mine.iter().map(|p| p.key.clone()).collect();
         let current = current_rows(client, table, &keys).await?;
         let afters: Vec<Option<Value>> = mine.iter().map(|p| p.after.clone()).collect();
         let recorded = as_this_session_prints(client, table, &afters).await?;
-        for ((plan, current), left) in mine.into_iter().zip(current).zip(recorded) {
+        for ((index, current), left) in indices.into_iter().zip(current).zip(recorded) {
             let as_left = match (&left, &current) {
                 (Some(after), Some(row)) => holds(row, Some(after)),
                 (None, None) => true,
                 _ => false,
             };
-            let index = plans
-                .iter()
-                .position(|p| std::ptr::eq(p, plan))
-                .expect("a plan of the list");
             found[index] = Some(Found {
                 current,
                 left,
@@ -712,13 +691,13 @@ async fn as_this_session_prints(
         .collect())
 }
 
-/// The plans of each table, tables in the order first met.
-fn by_table(plans: &[Plan]) -> Vec<(&str, Vec<&Plan>)> {
-    let mut tables: Vec<(&str, Vec<&Plan>)> = Vec::new();
-    for plan in plans {
+/// The indices of each table's plans, tables in the order first met.
+fn by_table(plans: &[Plan]) -> Vec<(&str, Vec<usize>)> {
+    let mut tables: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
         match tables.iter_mut().find(|(name, _)| *name == plan.table) {
-            Some((_, mine)) => mine.push(plan),
-            None => tables.push((&plan.table, vec![plan])),
+            Some((_, mine)) => mine.push(index),
+            None => tables.push((&plan.table, vec![index])),
         }
     }
     tables

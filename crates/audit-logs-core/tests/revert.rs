@@ -98,6 +98,14 @@ fn operations(report: &RevertReport) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The error of a revert that must fail.
+async fn refused(f: &common::Fixture, target: RevertTarget) -> Error {
+    f.audit
+        .revert(&target, &RevertOptions::default())
+        .await
+        .expect_err("the revert is refused")
+}
+
 async fn revert(f: &common::Fixture, target: RevertTarget) -> RevertReport {
     f.audit
         .revert(&target, &RevertOptions::default())
@@ -412,11 +420,7 @@ async fn a_record_changed_again_since_is_a_conflict_unless_overwriting() {
     .await;
     let before = snapshot(&client).await;
 
-    let err = f
-        .audit
-        .revert(&tx(bad), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(bad)).await;
     let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
         panic!("expected a conflict, got {err:?}");
     };
@@ -484,11 +488,7 @@ async fn a_record_re_created_since_conflicts_with_undoing_its_delete() {
         "insert into orgs values (1, 'New', null, null, null)",
     )
     .await;
-    let err = f
-        .audit
-        .revert(&tx(delete), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(delete)).await;
     assert_eq!(err.code(), "AUDIT_LOGS_REVERT_CONFLICT", "{err}");
     // Overwriting puts the deleted row's values over the new one.
     f.audit
@@ -524,11 +524,7 @@ async fn a_change_made_while_not_tracked_is_a_conflict_too() {
         .batch_execute("set session_replication_role = replica; update orgs set name = 'Quiet'; reset session_replication_role")
         .await
         .unwrap();
-    let err = f
-        .audit
-        .revert(&tx(rename), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(rename)).await;
     let Error::Revert(RevertError::Conflict { conflicts, message }) = &err else {
         panic!("expected a conflict, got {err:?}");
     };
@@ -783,11 +779,7 @@ async fn excluded_columns_are_left_as_they_are_or_refused_when_a_row_needs_them(
     );
 
     let delete = change(&mut client, &actor("bob"), "delete from users").await;
-    let err = f
-        .audit
-        .revert(&tx(delete), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(delete)).await;
     let Error::Revert(RevertError::Impossible { column, .. }) = &err else {
         panic!("expected CannotRevert, got {err:?}");
     };
@@ -867,11 +859,7 @@ async fn dropped_columns_and_untracked_tables_are_refused_by_name_changing_nothi
         .await
         .unwrap();
     let before = snapshot(&client).await;
-    let err = f
-        .audit
-        .revert(&tx(update), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(update)).await;
     let Error::Revert(RevertError::Impossible { table, column, .. }) = &err else {
         panic!("expected CannotRevert, got {err:?}");
     };
@@ -889,11 +877,7 @@ async fn dropped_columns_and_untracked_tables_are_refused_by_name_changing_nothi
     )
     .await;
     f.audit.disable_tracking(&"members".into()).await.unwrap();
-    let err = f
-        .audit
-        .revert(&tx(insert), &RevertOptions::default())
-        .await
-        .unwrap_err();
+    let err = refused(&f, tx(insert)).await;
     assert_eq!(err.code(), "AUDIT_LOGS_CANNOT_REVERT");
     assert!(err.to_string().contains("no longer tracked"), "{err}");
     assert_eq!(f.count("select count(*) from members").await, 1);

@@ -249,18 +249,24 @@ fn content(e: &audit_logs_core::AuditEntry) -> String {
     )
 }
 
-/// A database as V1-V6 left it, tracked and with history, then migrated by this build: V7
-/// regenerates the capture functions in place (the context read in fewer statements), which
-/// record exactly what V6's did.
-#[tokio::test]
-async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
-    let f = common::empty().await;
+/// A database as migrations up to `from` left it, with three tracked tables (one requiring a
+/// context) and history, then migrated by this build, whose first migration must be `from + 1`.
+/// Checks what a capture upgrade must keep: the application's triggers are the same ones, the
+/// history is untouched, every capture function is regenerated (`regenerated` counts the
+/// functions that are, out of `expected`), nothing drifts, and the same workload records the
+/// same entries. Returns the fixture's connection and the entries from before.
+async fn upgrade_capture(
+    f: &common::Fixture,
+    from: i32,
+    regenerated: &str,
+    expected: i64,
+) -> (tokio_postgres::Client, Vec<audit_logs_core::AuditEntry>) {
     let options = ConnectOptions::parse(&f.db.url).unwrap();
-    let until_v6 = migrate::MigrateOptions {
-        until: Some(6),
+    let until = migrate::MigrateOptions {
+        until: Some(from),
         ..Default::default()
     };
-    migrate::run(&options, &until_v6).await.unwrap();
+    migrate::run(&options, &until).await.unwrap();
     let db = f.sql().await;
     db.batch_execute(
         "create table before_upgrade (id int primary key, email text, secret text, n int);
@@ -279,20 +285,18 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
     let triggers_before: String = db.query_one(triggers, &[]).await.unwrap().get(0);
 
     let report = f.audit.migrate(false).await.unwrap();
-    assert_eq!(report.applied.first().map(|m| m.version), Some(7));
+    assert_eq!(report.applied.first().map(|m| m.version), Some(from + 1));
     let triggers_after: String = db.query_one(triggers, &[]).await.unwrap().get(0);
     assert_eq!(
         triggers_after, triggers_before,
         "the application's tables are left alone: their triggers are the same ones"
     );
     assert_eq!(f.row_changes().await, before, "history untouched");
-    let old_template = f
-        .count(
-            "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
-              and proname like 'capture %' and prosrc like '%attributed%'",
-        )
-        .await;
-    assert_eq!(old_template, 0, "every capture function was regenerated");
+    assert_eq!(
+        f.count(regenerated).await,
+        expected,
+        "every capture function was regenerated"
+    );
     assert!(f
         .audit
         .tracked_tables()
@@ -310,13 +314,65 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
         after.iter().map(content).collect::<Vec<_>>(),
         before.iter().map(content).collect::<Vec<_>>()
     );
+    (db, before)
+}
 
-    // A table that requires a context still refuses a write without one, and takes one with.
+/// A table that requires a context still refuses a write without one, and takes one with.
+async fn strict_still_requires_a_context(f: &common::Fixture, db: &tokio_postgres::Client) {
     let refused = db
         .batch_execute("insert into strict values (1)")
         .await
         .unwrap_err();
     assert_eq!(refused.code().unwrap().code(), "AL006");
+    f.as_actor("8", "insert into strict values (2)").await;
+    let last = f.row_changes().await.pop().unwrap();
+    assert_eq!(last.actor_id.as_deref(), Some("8"));
+}
+
+/// What `audit.current_context()` gives: in the transaction that set it through the Node and
+/// Rust layers' setter, in the next transaction, and for a value set by hand.
+async fn current_contexts(db: &tokio_postgres::Client) -> Vec<Option<serde_json::Value>> {
+    db.simple_query(
+        "begin;
+         select audit.set_checked_context('{\"actor_id\": \"9\"}');
+         select audit.current_context()::text;
+         commit;
+         select audit.current_context()::text;
+         begin;
+         select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
+         select audit.current_context()::text;
+         commit;",
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r)
+            if r.columns()[0].name() == "current_context" =>
+        {
+            Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
+        }
+        _ => None,
+    })
+    .collect()
+}
+
+/// A database as V1-V6 left it, tracked and with history, then migrated by this build: V7
+/// regenerates the capture functions in place (the context read in fewer statements), which
+/// record exactly what V6's did.
+#[tokio::test]
+async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
+    let f = common::empty().await;
+    let (db, _) = upgrade_capture(
+        &f,
+        6,
+        // V6's template said "attributed"; V7's does not.
+        "select 3 - count(*) from pg_proc where pronamespace = 'audit'::regnamespace
+          and proname like 'capture %' and prosrc like '%attributed%'",
+        3,
+    )
+    .await;
+    strict_still_requires_a_context(&f, &db).await;
     db.batch_execute(
         "begin; select audit.set_context('{\"actor_id\": \"7\"}'); insert into strict values (1); commit;",
     )
@@ -334,37 +390,8 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
         .unwrap()
         .get(0);
     assert_eq!(language, "plpgsql");
-    f.as_actor("8", "insert into strict values (2)").await;
-    let last = f.row_changes().await.pop().unwrap();
-    assert_eq!(last.actor_id.as_deref(), Some("8"));
-    // The context as set, marker apart: what current_context gives in its transaction, and
-    // nothing in the next one, nor for a value set by hand.
-    let contexts: Vec<Option<serde_json::Value>> = db
-        .simple_query(
-            "begin;
-             select audit.set_checked_context('{\"actor_id\": \"9\"}');
-             select audit.current_context()::text;
-             commit;
-             select audit.current_context()::text;
-             begin;
-             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
-             select audit.current_context()::text;
-             commit;",
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r)
-                if r.columns()[0].name() == "current_context" =>
-            {
-                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
-            }
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        contexts,
+        current_contexts(&db).await,
         [Some(serde_json::json!({"actor_id": "9"})), None, None]
     );
     f.audit.seal().await.unwrap();
@@ -378,105 +405,23 @@ async fn a_v6_install_upgrades_to_lean_capture_that_records_exactly_the_same() {
 #[tokio::test]
 async fn a_v8_install_upgrades_to_the_context_marker_and_records_exactly_the_same() {
     let f = common::empty().await;
-    let options = ConnectOptions::parse(&f.db.url).unwrap();
-    let until_v8 = migrate::MigrateOptions {
-        until: Some(8),
-        ..Default::default()
-    };
-    migrate::run(&options, &until_v8).await.unwrap();
-    let db = f.sql().await;
-    db.batch_execute(
-        "create table before_upgrade (id int primary key, email text, secret text, n int);
-         create table after_upgrade (id int primary key, email text, secret text, n int);
-         create table strict (id int primary key);
-         select audit.enable_tracking('before_upgrade', '{secret}');
-         select audit.enable_tracking('after_upgrade', '{secret}');
-         select audit.enable_tracking('strict', require_context => true);",
+    let (db, before) = upgrade_capture(
+        &f,
+        8,
+        "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
+          and proname like 'capture %' and prosrc like '%from new_rows r offset 0%'
+          and prosrc like '%audit.context_marker%'",
+        3,
     )
-    .await
-    .unwrap();
-    db.batch_execute(&workload("before_upgrade")).await.unwrap();
-    let before = f.row_changes().await;
-    assert_eq!(before.len(), 10, "{before:?}");
-    let triggers = "select string_agg(oid::text, ',' order by oid) from pg_trigger where tgname like 'audit_capture_%'";
-    let triggers_before: String = db.query_one(triggers, &[]).await.unwrap().get(0);
-
-    let report = f.audit.migrate(false).await.unwrap();
-    assert_eq!(report.applied.first().map(|m| m.version), Some(9));
-    let triggers_after: String = db.query_one(triggers, &[]).await.unwrap().get(0);
-    assert_eq!(
-        triggers_after, triggers_before,
-        "the application's tables are left alone: their triggers are the same ones"
-    );
-    assert_eq!(f.row_changes().await, before, "history untouched");
-    let regenerated = f
-        .count(
-            "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace
-              and proname like 'capture %' and prosrc like '%from new_rows r offset 0%'
-              and prosrc like '%audit.context_marker%'",
-        )
-        .await;
-    assert_eq!(regenerated, 3, "every capture function was regenerated");
-    assert!(f
-        .audit
-        .tracked_tables()
-        .await
-        .unwrap()
-        .iter()
-        .all(|t| t.needs_refresh.is_empty() && t.capture_role == "audit_writer"));
-
-    db.batch_execute(&workload("after_upgrade")).await.unwrap();
-    let after = f.row_changes().await[before.len()..].to_vec();
-    assert!(after
-        .iter()
-        .all(|e| e.target_type.as_deref() == Some("public.after_upgrade")));
-    assert_eq!(
-        after.iter().map(content).collect::<Vec<_>>(),
-        before.iter().map(content).collect::<Vec<_>>()
-    );
+    .await;
     // In the same transaction: a rolled-back change leaves no entry.
     db.batch_execute("begin; insert into after_upgrade values (9, 'e@x.io', 's', 9); rollback;")
         .await
         .unwrap();
     assert_eq!(f.row_changes().await.len(), before.len() * 2);
-
-    // A table that requires a context still refuses a write without one, and takes one with.
-    let refused = db
-        .batch_execute("insert into strict values (1)")
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code().unwrap().code(), "AL006");
-    f.as_actor("8", "insert into strict values (2)").await;
-    let last = f.row_changes().await.pop().unwrap();
-    assert_eq!(last.actor_id.as_deref(), Some("8"));
-    // The context as set, marker apart: what current_context gives in its transaction, and
-    // nothing in the next one, nor for a value set by hand.
-    let contexts: Vec<Option<serde_json::Value>> = db
-        .simple_query(
-            "begin;
-             select audit.set_checked_context('{\"actor_id\": \"9\"}');
-             select audit.current_context()::text;
-             commit;
-             select audit.current_context()::text;
-             begin;
-             select set_config('audit.context', '{\"actor_id\": \"forged\"}', true);
-             select audit.current_context()::text;
-             commit;",
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r)
-                if r.columns()[0].name() == "current_context" =>
-            {
-                Some(r.get(0).map(|t| serde_json::from_str(t).unwrap()))
-            }
-            _ => None,
-        })
-        .collect();
+    strict_still_requires_a_context(&f, &db).await;
     assert_eq!(
-        contexts,
+        current_contexts(&db).await,
         [Some(serde_json::json!({"actor_id": "9"})), None, None]
     );
     f.audit.seal().await.unwrap();

@@ -345,6 +345,13 @@ pub fn error_codes() -> Vec<&'static str> {
     core::Code::ALL.iter().map(|code| code.as_str()).collect()
 }
 
+/// A record id typed as text (the viewer's URLs), read as the CLI reads it: `42`, `[1, "a"]`,
+/// or the text itself.
+#[napi(ts_return_type = "string | number | Array<string | number | boolean | null>")]
+pub fn parse_record_id(text: String) -> Value {
+    core::history::parse_record_id(&text)
+}
+
 /// An entry's columns in the log's order (`target_type`...): the CSV header of an export, as
 /// the CLI writes it.
 #[napi]
