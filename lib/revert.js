@@ -16,7 +16,8 @@ function checkClient(client) {
       'run in one transaction on it; give a client in a transaction (withAuditContext(pool, context, (client) => ' +
       'audit.revert(target, { client }))), or leave out client', undefined, { argument: 'client' })
   }
-  if (typeof client.$transaction === 'function') {
+  // A transaction client (the tx of $transaction) has no $extends.
+  if (typeof client.$extends === 'function') {
     throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
       'invalid argument client: a Prisma client runs each query in a transaction of its own; give the tx of ' +
       'prisma.$transaction(async (tx) => audit.revert(target, { client: tx }))', undefined, { argument: 'client' })
