@@ -251,8 +251,9 @@ export interface LogEventOptions {
  * What {@link AuditLogs.revert} can run in: a connection in a transaction. A pg `Client` or
  * `PoolClient` after `begin` (or the client of `withAuditContext`), the `tx` of a Prisma
  * `$transaction(async (tx) => ...)`, or a transaction of Drizzle, Kysely, Knex, TypeORM or
- * Sequelize. A `pg.Pool` or a Prisma client itself is refused (`AUDIT_LOGS_INVALID_ARGUMENT`):
- * each runs every query on a connection, or in a transaction, of its own.
+ * Sequelize: anything {@link withAuditContext} hands its `fn`. A `pg.Pool`, a Prisma client or
+ * an ORM's database itself is refused (`AUDIT_LOGS_INVALID_ARGUMENT`): each runs every query on
+ * a connection, or in a transaction, of its own.
  */
 export type RevertClient = EventClient
 

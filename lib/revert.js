@@ -22,7 +22,14 @@ function checkClient(client) {
       'invalid argument client: a Prisma client runs each query in a transaction of its own; give the tx of ' +
       'prisma.$transaction(async (tx) => audit.revert(target, { client: tx }))', undefined, { argument: 'client' })
   }
-  if (typeof client.$queryRawUnsafe !== 'function' && typeof client.query !== 'function' && !ormOf(client)) {
+  const orm = ormOf(client)
+  if (orm && !orm.inTransaction(client)) {
+    throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
+      `invalid argument client: a ${orm.name} database runs each query on whichever connection is free; give ` +
+      `the transaction its transaction() hands you (or withAuditContext(db, context, (tx) => ...) does)`,
+      undefined, { argument: 'client' })
+  }
+  if (typeof client.$queryRawUnsafe !== 'function' && typeof client.query !== 'function' && !orm) {
     throw codedError('AUDIT_LOGS_INVALID_ARGUMENT',
       'invalid argument client: expected a pg client, the tx of a Prisma $transaction, or a transaction of ' +
       'Drizzle, Kysely, Knex, TypeORM or Sequelize', undefined, { argument: 'client' })
