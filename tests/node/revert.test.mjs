@@ -257,6 +257,14 @@ test('a client in no transaction, in a failed one, or a pool is refused by name,
     await rejectsWithCode(assert, audit.revert({ request: 'req-666' }, { client }), 'AUDIT_LOGS_TRANSACTION_FAILED')
     await client.query('rollback')
   })
+  // Inside a transaction, a bad target is refused as without client, the transaction usable.
+  await withAuditContext(pool, { actorId: 'admin' }, async (client) => {
+    const missing = await audit.revert({ table: 'customer', id: 1, to: new Date() }, { client }).catch((e) => e)
+    assert.equal(missing.code, 'AUDIT_LOGS_TABLE_NOT_FOUND', missing.message)
+    assert.match(missing.message, /did you mean public\.customers\?/)
+    await rejectsWithCode(assert, audit.revert({ transaction: 123456 }, { client }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+    await client.query('select 1')
+  })
   await rejectsWithCode(assert, audit.revert({ request: 'req-666' }, { client: pool }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.revert({ request: 'req-666' }, { client: {} }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   assert.deepEqual(await rows(), damaged)

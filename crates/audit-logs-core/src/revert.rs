@@ -931,7 +931,15 @@ async fn later_entries(
     for (ord, later) in parse_rows::<(usize, Value)>(rows)? {
         let later: AuditEntry = serde_json::from_value(later)
             .map_err(|e| Error::internal("an entry read back as JSON", e))?;
-        let conflict = &mut conflicts[ord - 1];
+        let Some(conflict) = ord.checked_sub(1).and_then(|i| conflicts.get_mut(i)) else {
+            return Err(Error::Internal {
+                reason: format!(
+                    "a later entry read back for record {ord} of {}",
+                    changed.len()
+                ),
+                source: None,
+            });
+        };
         if !undone.contains(&later.id)
             && conflict.later.len() < CONFLICT_ENTRIES as usize
             && conflict.later.last().is_none_or(|last| last.id != later.id)

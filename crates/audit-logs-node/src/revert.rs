@@ -159,7 +159,7 @@ impl RevertRun {
     /// Runs the revert up to its next statement, given the answer to the last one: its rows'
     /// first column (`rows`), or its failure. Throws the revert's error (with its `code` and
     /// fields) when it fails.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn resume(
         &mut self,
         env: Env,
