@@ -283,3 +283,19 @@ test('the rows a revert checked and wrote stay locked until the caller ends its 
   await client.query('commit')
   await withClient(url, (other) => other.query('select * from customers where id = 2 for update nowait'))
 })
+
+test('under repeatable read, a row changed by another transaction since the snapshot fails the revert with 40001', async (t) => {
+  const { url, audit, pool, damaged } = await damagedShop(t)
+  const client = await pool.connect()
+  deferCleanup(t, () => client.release())
+  await client.query('begin isolation level repeatable read')
+  await client.query('select count(*) from customers') // the snapshot
+  await withClient(url, (other) => other.query("update customers set plan = 'team' where id = 2"))
+  const error = await audit.revert({ request: 'req-666' }, { client, onConflict: 'overwrite' }).catch((e) => e)
+  assert.equal(error.code, 'AUDIT_LOGS_DATABASE_ERROR', error.message)
+  assert.equal(error.sqlstate, '40001')
+  assert.equal(error.cause?.code, '40001', "pg's error is the cause")
+  // Rolled back to its savepoint: the caller's transaction still answers, with its snapshot.
+  assert.deepEqual((await client.query('select plan from customers where id = 2')).rows, [{ plan: damaged.customers[0].plan }])
+  await client.query('rollback')
+})
