@@ -378,6 +378,8 @@ export type AuditTransactionClient<Target> =
 /**
  * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
  * omitted, to the current request's context from {@link runWithAuditContext} or the middleware).
+ * The context given is merged over the current one, and is the current one inside `fn`: a
+ * nested call's partial context (`{ reason }`) merges over it.
  * node-postgres: BEGIN, set the context, `fn(client)` (a `pg.PoolClient` for a pool), COMMIT;
  * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
  * use a savepoint.
