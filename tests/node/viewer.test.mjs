@@ -165,6 +165,14 @@ test('the viewer searches, shows a record with its diffs, verifies the chain, ex
   assert.equal(new URLSearchParams(tab.url().split('?')[1]).get('from'), bobs.createdAt.toISOString())
   await screenshot(tab, 'transaction', { from: tab.locator('#results-title') })
 
+  // A request as a group, within an hour of the entry (a request id is not indexed).
+  await openRecord(tab, `${base}#/record?table=public.posts&id=1`)
+  await tab.locator('article.entry').first().getByRole('link', { name: 'req-2' }).click()
+  await tab.waitForFunction(() => location.hash.includes('requestId=req-2') && document.querySelector('#results table.results'))
+  const request = new URLSearchParams(tab.url().split('?')[1])
+  assert.equal(new Date(request.get('to')) - new Date(request.get('from')), 2 * 3600e3)
+  assert.deepEqual(await tab.locator('#results table.results tbody tr td:nth-child(5)').allTextContents(), ['bob'])
+
   await tab.getByRole('button', { name: 'Verify chain' }).click()
   await tab.locator('#chain.ok').waitFor()
   assert.match(await tab.locator('#chain').textContent(), /Chain verified: \d+ rows/)
