@@ -472,7 +472,10 @@ export function auditViewer<Request = any>(
   options: AuditViewerOptions<Request>,
 ): (req: Request, res: unknown, next?: (error?: unknown) => void) => Promise<void>
 
-/** The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`. */
+/**
+ * The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`.
+ * `authorize` and `recordViews` get Fastify's request, with what its hooks set (`request.user`).
+ */
 export function auditViewerPlugin(
   fastify: { get(path: string, handler: (...args: any[]) => unknown): unknown },
   options: AuditViewerOptions<any> & { prefix?: string },
