@@ -502,6 +502,19 @@ export declare class EntryBatches {
 }
 
 /**
+ * `revert(target, { client })`: the core's revert, handing out its statements one at a time
+ * for lib/revert.js to run on the caller's client, in the caller's transaction.
+ */
+export declare class RevertRun {
+  /**
+   * Runs the revert up to its next statement, given the answer to the last one: its rows'
+   * first column (`rows`), or its failure. Throws the revert's error (with its `code` and
+   * fields) when it fails.
+   */
+  resume(rows?: Array<string | undefined | null> | undefined | null, failure?: RevertFailure | undefined | null): RevertStep
+}
+
+/**
  * A throwaway PostgreSQL server (initdb + postgres in a temporary directory), for tests and
  * demos. Needs the PostgreSQL server binaries on PATH or in `pg_config --bindir`.
  */
@@ -693,6 +706,17 @@ export interface RequestParts {
   requestId?: string
 }
 
+/**
+ * A statement the client failed to run: the server's SQLSTATE, message and hint, or whether
+ * the connection is lost.
+ */
+export interface RevertFailure {
+  sqlstate?: string
+  message: string
+  hint?: string
+  lost?: boolean
+}
+
 /** Options of {@link AuditLogs.revert}. */
 export interface RevertOptions {
   /** Run the revert and roll it back: the report says what would change. */
@@ -706,6 +730,30 @@ export interface RevertOptions {
   onConflict?: 'refuse' | 'keep-later' | 'overwrite' | undefined
   /** Who reverts: recorded on the revert's entries, with `metadata.reverts`. */
   context?: AuditContext | undefined
+}
+
+/**
+ * A revert to run on the caller's client (see {@link RevertRun}). Throws
+ * `AUDIT_LOGS_INVALID_ARGUMENT` or `AUDIT_LOGS_INVALID_CONTEXT` for a bad target or options.
+ */
+export declare function revertRun(target: RevertTarget, options?: RevertOptions | undefined | null): RevertRun
+
+/**
+ * A statement of a revert on the caller's client: `text` with `values` (text or null, each
+ * cast to its type in `text`); its rows' first column is the answer.
+ */
+export interface RevertStatement {
+  text: string
+  values: Array<string | null>
+}
+
+/**
+ * What {@link RevertRun.resume} asks for: run `statement` and pass back its answer, or take
+ * `report`, the revert done.
+ */
+export interface RevertStep {
+  statement?: RevertStatement
+  report?: RevertReport
 }
 
 /**

@@ -5,6 +5,9 @@ import type {
   AuditContext,
   AuditLogEntry,
   RevertConflict,
+  RevertOptions,
+  RevertReport,
+  RevertTarget,
   CreateAuditLogInput as NativeEventInput,
   FieldChange,
   FieldChangesOptions,
@@ -105,6 +108,7 @@ export type AuditLogsErrorCode =
   | 'AUDIT_LOGS_PERMISSION_DENIED'
   | 'AUDIT_LOGS_REVERT_CONFLICT'
   | 'AUDIT_LOGS_CANNOT_REVERT'
+  | 'AUDIT_LOGS_NOT_IN_TRANSACTION'
   | 'AUDIT_LOGS_INVALID_ARGUMENT'
   | 'AUDIT_LOGS_OUTPUT_FAILED'
   | 'AUDIT_LOGS_DATABASE_ERROR'
@@ -244,6 +248,31 @@ export interface LogEventOptions {
 }
 
 /**
+ * What {@link AuditLogs.revert} can run in: a connection in a transaction. A pg `Client` or
+ * `PoolClient` after `begin` (or the client of `withAuditContext`), the `tx` of a Prisma
+ * `$transaction(async (tx) => ...)`, or a transaction of Drizzle, Kysely, Knex, TypeORM or
+ * Sequelize: anything {@link withAuditContext} hands its `fn`. A `pg.Pool`, a Prisma client or
+ * an ORM's database itself is refused (`AUDIT_LOGS_INVALID_ARGUMENT`): each runs every query on
+ * a connection, or in a transaction, of its own.
+ */
+export type RevertClient = EventClient
+
+/** Options of {@link AuditLogs.revert}: the native ones, and `client`. */
+export interface RevertClientOptions extends RevertOptions {
+  /**
+   * Revert in this client's transaction rather than in one of its own: it commits or rolls
+   * back with the caller's other writes, sees the caller's uncommitted changes, and its entries
+   * carry the transaction's audit context (`context`, when given, over it) plus
+   * `metadata.reverts`. It runs in a savepoint: when it fails (`AUDIT_LOGS_REVERT_CONFLICT`...)
+   * the transaction is as before and usable; a dry run leaves it as before. The rows it checked
+   * and wrote stay locked until the transaction ends. Rejects with
+   * `AUDIT_LOGS_NOT_IN_TRANSACTION` for a client in no transaction and
+   * `AUDIT_LOGS_TRANSACTION_FAILED` for one whose transaction failed.
+   */
+  client?: RevertClient | null | undefined
+}
+
+/**
  * The binding's `AuditLogs`, with row types and the application's actions (a subclass in types
  * only: its methods replace the native ones' signatures instead of adding overloads beside them,
  * so that a wrong action is refused rather than matched by the native `action: string`), and the
@@ -281,6 +310,11 @@ export declare class AuditLogs extends NativeAuditLogs {
   byTransaction<Row extends object = RowValues>(txid: number, options?: TransactionOptions | null): Promise<Array<AuditEntry<Row>>>
   /** Every change of one column, newest first, typed as `Value`. */
   fieldChanges<Value = unknown>(options: FieldChangesOptions): Promise<Array<FieldChangeOf<Value>>>
+  /**
+   * Undoes what `target` names, in a transaction of its own or, with `options.client`, in the
+   * caller's (see {@link RevertClientOptions}); binding.d.ts says the rest.
+   */
+  revert(target: RevertTarget, options?: RevertClientOptions | null): Promise<RevertReport>
 }
 
 /** Options of {@link withAuditContext}. */

@@ -1,13 +1,14 @@
 'use strict'
 // The native binding is the API; this file adds what only JavaScript can do: request-scoped
 // context and the wrappers for node-postgres, Prisma, the ORMs (lib/orms.js), Express, Fastify,
-// NestJS and fetch-style handlers.
+// NestJS and fetch-style handlers, and running a revert on the caller's own client.
 const { runWithAuditContext, currentAuditContext, codedError, serialize, scopedTo } = require('./lib/context.js')
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
 const { withPrismaContext, auditExtension } = require('./lib/prisma.js')
 const { eventMethods } = require('./lib/events.js')
+const { revertMethods } = require('./lib/revert.js')
 const { guardArguments } = require('./lib/arguments.js')
 const { auditViewer, auditViewerPlugin } = require('./lib/viewer.js')
 const { ormOf, withOrmContext } = require('./lib/orms.js')
@@ -38,8 +39,8 @@ function withAuditContext(target, context, fn, options) {
 }
 
 // The native methods stay reachable from the ones that wrap them.
-const { log, logMany } = binding.AuditLogs.prototype
-Object.assign(binding.AuditLogs.prototype, eventMethods({ log, logMany }))
+const { log, logMany, revert } = binding.AuditLogs.prototype
+Object.assign(binding.AuditLogs.prototype, eventMethods({ log, logMany }), revertMethods({ revert }))
 guardArguments(binding.AuditLogs)
 
 /** The usual actor types; `actorType` also takes any other string. */

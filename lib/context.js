@@ -77,18 +77,30 @@ function asOwnError(error) {
 }
 
 const OWN_SQLSTATE = /^AL[0-9A-Z]{3}$/
+const SQLSTATE = /^[0-9A-Z]{5}$/
 
-/** The SQLSTATE, message and hint of a node-postgres or Prisma (driver adapter) error. */
+/** The SQLSTATE, message and hint of one of audit-logs' own errors raised through a driver. */
 function sqlstateOf(error) {
+  const raised = raisedBy(error)
+  return raised && OWN_SQLSTATE.test(raised.code) ? raised : undefined
+}
+
+/**
+ * The SQLSTATE, message and hint of an error the server raised, as node-postgres (a
+ * DatabaseError: it has a `severity`; Node's own `EPIPE` has not), Prisma (driver adapter) or an
+ * ORM wrapping pg's error (as `cause`) reports it.
+ */
+function raisedBy(error, depth = 0) {
   if (error == null || typeof error !== 'object') return undefined
-  if (typeof error.code === 'string' && OWN_SQLSTATE.test(error.code)) {
+  if (typeof error.code === 'string' && (OWN_SQLSTATE.test(error.code) ||
+      (SQLSTATE.test(error.code) && typeof error.severity === 'string'))) {
     return { code: error.code, message: error.message, hint: error.hint }
   }
   const cause = error.meta?.driverAdapterError?.cause
-  if (cause != null && OWN_SQLSTATE.test(cause.originalCode ?? '')) {
+  if (cause != null && SQLSTATE.test(cause.originalCode ?? '')) {
     return { code: cause.originalCode, message: cause.originalMessage ?? error.message, hint: cause.hint }
   }
-  return undefined
+  return depth < 3 ? raisedBy(error.cause, depth + 1) : undefined
 }
 
 /**
@@ -142,5 +154,5 @@ const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 module.exports = {
   runWithAuditContext, currentAuditContext, effectiveContext, scopedTo, settingFor, codedError, asOwnError,
-  SET_CONTEXT, serialize,
+  SET_CONTEXT, serialize, raisedBy,
 }

@@ -171,5 +171,30 @@ export function ormSuite(name, orm) {
     await transaction(db, (tx) => insert(tx, 'later'))
     assert.deepEqual((await entries(url)).map((r) => [r.new_values.author, r.actor_id]), [['first', 'first'], ['later', null]])
   })
+
+  test(`${name}: a revert given the ORM's transaction runs in it: rolled back with it, or committed with its writes`, async (t) => {
+    const { url, audit } = await notesDatabase(t)
+    const { db, insert } = await orm.open(url, t)
+    await withAuditContext(db, { actorId: 'spam', requestId: 'bad' }, async (tx) => {
+      await insert(tx, 'spam')
+      await insert(tx, 'spam')
+    })
+    await assert.rejects(withAuditContext(db, { actorId: 'mod' }, async (tx) => {
+      assert.equal((await audit.revert({ request: 'bad' }, { client: tx })).changes.length, 2)
+      throw new Error('not yet')
+    }), /not yet/)
+    assert.equal(await count(url), 2)
+    assert.equal((await entries(url)).length, 2)
+    await withAuditContext(db, { actorId: 'mod' }, async (tx) => {
+      await audit.revert({ request: 'bad' }, { client: tx })
+      await insert(tx, 'mod')
+    })
+    assert.deepEqual((await entries(url)).slice(2).map((r) => [r.action, r.actor_id, r.metadata]), [
+      ['DELETE', 'mod', { reverts: { request: 'bad' } }], ['DELETE', 'mod', { reverts: { request: 'bad' } }],
+      ['INSERT', 'mod', null],
+    ])
+    assert.equal(await count(url), 1)
+    await rejectsWithCode(assert, audit.revert({ request: 'bad' }, { client: db }), 'AUDIT_LOGS_INVALID_ARGUMENT')
+  })
 }
 

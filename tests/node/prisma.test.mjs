@@ -201,3 +201,49 @@ test('an event logged in a Prisma transaction commits or rolls back with it', as
   assert.deepEqual((await log()).map((r) => [r.action, r.actor_id]),
     [['INSERT', 'u-9'], ['user.signed_up', 'u-9']])
 })
+
+test("a revert in a Prisma interactive transaction commits or rolls back with it, under the transaction's context", async (t) => {
+  const { url, prisma, log } = await setup(t)
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
+  const ann = await withAuditContext(prisma, { actorId: 'u-1' }, (tx) => tx.user.create({ data: { email: 'ann@x.io', name: 'Ann' } }))
+  await withAuditContext(prisma, { actorId: 'spam-bot', requestId: 'bad' }, async (tx) => {
+    await tx.user.update({ where: { id: ann.id }, data: { name: 'SPAM' } })
+    await tx.post.create({ data: { title: 'buy now', authorId: ann.id } })
+  })
+  const users = () => prisma.user.findMany({ orderBy: { id: 'asc' } })
+  const damaged = await users()
+
+  // Rolled back with the transaction: nothing of the revert is left, audit rows included.
+  const logged = (await log()).length
+  await assert.rejects(withAuditContext(prisma, { actorId: 'mod-1' }, async (tx) => {
+    await audit.revert({ request: 'bad' }, { client: tx })
+    assert.equal((await tx.user.findUnique({ where: { id: ann.id } })).name, 'Ann')
+    throw new Error('changed my mind')
+  }), /changed my mind/)
+  assert.deepEqual(await users(), damaged)
+  assert.equal((await log()).length, logged)
+
+  // A conflict inside it leaves the transaction usable: the moderator's own write commits.
+  const conflict = await withAuditContext(prisma, { actorId: 'mod-1' }, async (tx) => {
+    await tx.post.updateMany({ data: { title: 'edited' } })
+    const error = await audit.revert({ request: 'bad' }, { client: tx }).catch((e) => e)
+    await tx.user.update({ where: { id: ann.id }, data: { email: 'ann@y.io' } })
+    return error
+  })
+  assert.equal(conflict.code, 'AUDIT_LOGS_REVERT_CONFLICT', conflict.message)
+  assert.equal((await prisma.post.findFirst()).title, 'edited')
+
+  // Committed with it, the post's edit overwritten as asked.
+  const report = await withAuditContext(prisma, { actorId: 'mod-1', reason: 'spam' }, (tx) =>
+    audit.revert({ request: 'bad' }, { client: tx, onConflict: 'overwrite' }))
+  assert.equal(report.entries, 2)
+  assert.deepEqual((await users()).map((u) => [u.email, u.name]), [['ann@y.io', 'Ann']])
+  assert.equal(await prisma.post.count(), 0)
+  const reverting = (await log()).slice(-2)
+  assert.deepEqual(reverting.map((r) => [r.action, r.target_type, r.actor_id, r.metadata]), [
+    ['DELETE', 'public.posts', 'mod-1', { reason: 'spam', reverts: { request: 'bad' } }],
+    ['UPDATE', 'public.users', 'mod-1', { reason: 'spam', reverts: { request: 'bad' } }],
+  ])
+  await assert.rejects(audit.revert({ request: 'bad' }, { client: prisma }), (e) => e.code === 'AUDIT_LOGS_INVALID_ARGUMENT' && /\$transaction/.test(e.message))
+})

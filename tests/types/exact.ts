@@ -1,7 +1,7 @@
 // Checked by `tsc --noEmit -p tests/types/tsconfig.exact.json` (never run): an application that
 // compiles with `exactOptionalPropertyTypes` can pass what it naturally has, an optional value
 // (`req.user?.id`), where the package takes an optional field.
-import { auditContextMiddleware, type AuditContext, type Filters, type RevertOptions, type RevertTarget } from '../../index.js'
+import { auditContextMiddleware, type AuditContext, type Filters, type RevertClientOptions, type RevertOptions, type RevertTarget } from '../../index.js'
 
 // Express's request, as @types/express declares the parts the middleware reads.
 interface AppRequest {
@@ -28,3 +28,4 @@ export const middleware = auditContextMiddleware<AppRequest>({
 
 export const revertTarget: RevertTarget = { transaction: undefined, entry: 7, at: undefined }
 export const revertOptions: RevertOptions = { dryRun: undefined, onConflict: undefined, context: undefined }
+export const revertClientOptions: RevertClientOptions = { client: undefined, dryRun: true }

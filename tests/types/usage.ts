@@ -18,6 +18,7 @@ import {
   type AuditLogEntry,
   type AuditLogsError,
   type AuditLogsErrorCode,
+  type RevertClientOptions,
   type RevertReport,
   type TrackedTable,
 } from '../../index.js'
@@ -146,6 +147,21 @@ export async function undo(audit: AuditLogs, txid: number, since: Date): Promise
   void [operation, restored, sql]
   // @ts-expect-error onConflict is 'refuse' or 'overwrite'
   await audit.revert({ entry: 7 }, { onConflict: 'ignore' })
+}
+
+export async function undoInMyTransaction(audit: AuditLogs, pool: pg.Pool, prisma: PrismaClient): Promise<void> {
+  const report: RevertReport = await withAuditContext(pool, { actorId: 'admin' }, async (client) => {
+    await client.query('insert into notes (text) values ($1)', ['reverted req-1'])
+    return audit.revert({ request: 'req-1' }, { client, onConflict: 'keep-later' })
+  })
+  const client = await pool.connect()
+  await client.query('begin')
+  await audit.revert({ entry: 7 }, { client, dryRun: true, context: { reason: 'check' } })
+  await prisma.$transaction((tx) => audit.revert({ entry: 7 }, { client: tx }))
+  const options: RevertClientOptions = { client: null }
+  void [report, options]
+  // @ts-expect-error client is a connection in a transaction
+  await audit.revert({ entry: 7 }, { client: 'postgres://localhost/db' })
 }
 
 export function viewer(audit: AuditLogs): void {

@@ -132,6 +132,41 @@ impl AuditContext {
     }
 }
 
+impl AuditContext {
+    /// The setting of this context over `base`, a transaction's context as stored
+    /// (`audit.current_context()`, which may hold keys of its own when set from SQL): this
+    /// context's fields win, and `metadata` is merged. Checked as [`AuditContext::to_setting`].
+    pub fn setting_over(&self, base: Option<&str>) -> Result<Option<String>> {
+        let own = self.to_setting()?;
+        let Some(Ok(Value::Object(mut merged))) = base.map(serde_json::from_str::<Value>) else {
+            return Ok(own);
+        };
+        let Value::Object(fields) = to_json(self) else {
+            unreachable!("a context serializes as an object")
+        };
+        for (key, value) in fields {
+            match (merged.get_mut(&key), value) {
+                (Some(Value::Object(base_metadata)), Value::Object(metadata)) => {
+                    base_metadata.extend(metadata)
+                }
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+        let merged = Value::Object(merged);
+        let stored = stored_json_len(&merged);
+        if stored > MAX_CONTEXT_BYTES {
+            return Err(Error::Context(ContextError::Invalid {
+                reason: format!(
+                    "the context is {stored} bytes serialized with the transaction's own; the limit is {MAX_CONTEXT_BYTES}"
+                ),
+            }));
+        }
+        Ok(Some(merged.to_string()))
+    }
+}
+
 /// A context as JavaScript writes it (camelCase keys), as `serializeContext`,
 /// `runWithAuditContext` and `withAuditContext` take it. Unknown keys are refused by name, so a
 /// typo such as `actorID` is an error rather than a silently missing actor.

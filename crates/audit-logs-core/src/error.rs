@@ -95,6 +95,8 @@ codes! {
     RevertConflict = "AUDIT_LOGS_REVERT_CONFLICT",
     /// [`RevertError::Impossible`]
     CannotRevert = "AUDIT_LOGS_CANNOT_REVERT",
+    /// [`RevertError::NotInTransaction`]
+    NotInTransaction = "AUDIT_LOGS_NOT_IN_TRANSACTION",
     /// [`Error::InvalidArgument`]
     InvalidArgument = "AUDIT_LOGS_INVALID_ARGUMENT",
     /// [`Error::Output`]
@@ -103,8 +105,8 @@ codes! {
     DatabaseError = "AUDIT_LOGS_DATABASE_ERROR",
     /// [`Error::Internal`]: audit-logs met something it does not expect (a bug to report).
     Internal = "AUDIT_LOGS_INTERNAL",
-    /// Thrown by the JavaScript pg wrapper only: the client it was given is in a failed
-    /// transaction, which must be rolled back first.
+    /// The client given is in a failed transaction, which must be rolled back first: thrown by
+    /// the JavaScript pg wrapper, and [`RevertError::TransactionFailed`].
     TransactionFailed = "AUDIT_LOGS_TRANSACTION_FAILED",
     /// Thrown by the JavaScript pg wrapper only: the connection broke while `COMMIT` was in
     /// flight, so whether the transaction committed is unknown.
@@ -423,6 +425,16 @@ pub enum RevertError {
         column: Option<String>,
         message: String,
     },
+
+    /// A revert given the caller's connection found it in no transaction: it runs in the
+    /// caller's transaction, so there must be one.
+    #[error("{message}")]
+    NotInTransaction { message: String },
+
+    /// A revert given the caller's connection found its transaction failed (a statement of
+    /// the caller's failed in it): it accepts nothing more until rolled back.
+    #[error("{message}")]
+    TransactionFailed { message: String },
 }
 
 impl RevertError {
@@ -430,6 +442,8 @@ impl RevertError {
         match self {
             RevertError::Conflict { .. } => Code::RevertConflict,
             RevertError::Impossible { .. } => Code::CannotRevert,
+            RevertError::NotInTransaction { .. } => Code::NotInTransaction,
+            RevertError::TransactionFailed { .. } => Code::TransactionFailed,
         }
     }
 }
@@ -740,7 +754,12 @@ pub fn from_own_sqlstate(code: &str, message: &str, hint: Option<&str>) -> Optio
 }
 
 /// Maps an error the server sent (its SQLSTATE, message and hint).
-fn from_server(code: &str, message: &str, hint: Option<&str>, table: Option<&str>) -> Error {
+pub(crate) fn from_server(
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+    table: Option<&str>,
+) -> Error {
     let table_name = || table.unwrap_or(UNKNOWN_TABLE).to_owned();
     let full_message = message;
     // Our own SQL errors start with "audit-logs: " for psql users; here the caller adds context.

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use heck::ToLowerCamelCase;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
@@ -62,7 +63,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 
 /// One entry of the audit log: a row change or an application event. The Node object and the
 /// CLI's JSON alike; a field without a value is absent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(
     feature = "napi",
@@ -142,7 +143,24 @@ pub(crate) fn entry_select() -> &'static str {
     &SELECT
 }
 
+/// An entry as one jsonb object under [`AuditEntry`]'s keys, which it deserializes from: how
+/// work over a [`crate::session::Session`] reads entries (as text, from any driver).
+pub(crate) fn entry_object() -> &'static str {
+    static OBJECT: LazyLock<String> = LazyLock::new(|| {
+        let fields = ENTRY_COLUMNS
+            .map(|column| format!("'{}', {}", column.to_lower_camel_case(), read_as(column)))
+            .join(", ");
+        format!("pg_catalog.jsonb_build_object({fields})")
+    });
+    &OBJECT
+}
+
 impl AuditEntry {
+    /// An entry read as [`entry_object`]'s text.
+    pub(crate) fn from_object(text: &str) -> Result<AuditEntry> {
+        serde_json::from_str(text).map_err(|e| Error::internal("an entry read back as JSON", e))
+    }
+
     pub(crate) fn from_row(row: &Row) -> AuditEntry {
         AuditEntry {
             id: row.get(0),

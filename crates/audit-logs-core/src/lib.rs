@@ -43,6 +43,7 @@ pub mod protect;
 pub mod queries;
 pub mod retention;
 pub mod revert;
+pub mod session;
 pub mod temporary;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -465,7 +466,8 @@ impl AuditLogs {
     }
 
     /// Undoes what `target` names, newest change first, in one transaction recorded like any
-    /// change (with `metadata.reverts`). Refuses, changing nothing, when a record was changed
+    /// change (with `metadata.reverts`); [`revert::revert`] runs it in a transaction of the
+    /// caller's, and [`revert::revert_steps`] on a connection the caller drives. Refuses, changing nothing, when a record was changed
     /// again since ([`RevertError::Conflict`](crate::error::RevertError::Conflict), unless [`OnConflict::Overwrite`]) or cannot be put
     /// back ([`RevertError::Impossible`](crate::error::RevertError::Impossible)). With `dry_run`, runs it and rolls it back.
     pub async fn revert(

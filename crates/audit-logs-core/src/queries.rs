@@ -448,6 +448,37 @@ pub(crate) async fn state_at(
     Ok(rows.first().and_then(|row| row.get(0)))
 }
 
+/// [`state_at`] over a [`Session`](crate::session::Session).
+pub(crate) async fn state_at_on(
+    db: &impl crate::session::Session,
+    target_type: &str,
+    id: &Value,
+    at: DateTime<Utc>,
+) -> Result<Option<Value>> {
+    check_target_id(id)?;
+    let sql = format!(
+        "{TARGET_NAMES_CTE} select s.state::pg_catalog.text from ({}) as s",
+        state_sql("$2::pg_catalog.jsonb", "$3::pg_catalog.timestamptz")
+    );
+    let values = vec![
+        Some(target_type.to_owned()),
+        Some(id.to_string()),
+        Some(at.to_rfc3339()),
+    ];
+    let rows = db
+        .rows(crate::session::Statement::new(sql, values))
+        .await
+        .map_err(|failure| failure.into_error(Some(target_type)))?;
+    rows.into_iter()
+        .next()
+        .flatten()
+        .map(|state| {
+            serde_json::from_str(&state)
+                .map_err(|e| Error::internal("a state read back as JSON", e))
+        })
+        .transpose()
+}
+
 /// A record and a time, for [`states_at`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatePoint {

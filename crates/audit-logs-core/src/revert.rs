@@ -17,16 +17,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use postgres_protocol::escape::{escape_identifier, escape_literal};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
-use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
-use crate::error::{from_query, Error, Result, RevertError};
-use crate::history::{entry_select, AuditEntry};
+use crate::error::{Error, Result, RevertError};
+use crate::history::{entry_object, AuditEntry};
 use crate::queries::TimeRange;
+use crate::session::{Asked, Rows, Session, Statement, Steps};
 use crate::tracking::TableRef;
 
 /// The most row changes one revert undoes: a larger undo is a restore from backup.
@@ -310,35 +309,102 @@ struct Plan {
     recorded_as: String,
 }
 
-/// Undoes `target` in the transaction `client` is in (the caller commits or rolls back).
-pub(crate) async fn revert(
-    client: &impl GenericClient,
+/// The savepoint a revert runs in, and the one a tentative pass runs in.
+const SAVEPOINT: &str = "audit_logs_revert";
+const PASS_SAVEPOINT: &str = "audit_logs_revert_pass";
+
+/// Undoes `target` in the transaction `db` is in (the caller's, or the one
+/// [`AuditLogs::revert`](crate::AuditLogs::revert) opens), which the caller commits or rolls
+/// back. It runs in a savepoint: when it fails (a conflict, a refused statement) or is a dry run,
+/// the transaction is rolled back to it, as it was and usable. When it succeeds, the
+/// transaction's audit context and constraint modes are put back as they were, so that the
+/// caller's next statements are attributed and checked as before.
+///
+/// Errors: [`RevertError::NotInTransaction`] and [`RevertError::TransactionFailed`] about the
+/// transaction, and those of [`AuditLogs::revert`](crate::AuditLogs::revert).
+pub async fn revert(
+    db: &impl Session,
+    target: &RevertTarget,
+    options: &RevertOptions,
+) -> Result<RevertReport> {
+    if let Err(failure) = db
+        .rows(Statement::bare(format!("savepoint {SAVEPOINT}")))
+        .await
+    {
+        return Err(match failure.sqlstate() {
+            // no_active_sql_transaction
+            Some("25P01") => RevertError::NotInTransaction {
+                message: "a revert given a client runs in the client's transaction, and this client is in none; \
+                          begin one first (client.query('begin'), withAuditContext(client, context, (tx) => ...), \
+                          prisma.$transaction(async (tx) => ...)), or leave out client to revert in a transaction of its own"
+                    .into(),
+            }
+            .into(),
+            // in_failed_sql_transaction
+            Some("25P02") => RevertError::TransactionFailed {
+                message: "the client's transaction has failed (a statement in it was refused) and accepts nothing \
+                          more: roll it back, then revert in a new one"
+                    .into(),
+            }
+            .into(),
+            _ => failure.into_error(None),
+        });
+    }
+    let result = undo(db, target, options).await;
+    let ends: &[&str] = match (&result, options.dry_run) {
+        (Ok(_), false) => &["release savepoint"],
+        _ => &["rollback to savepoint", "release savepoint"],
+    };
+    for end in ends {
+        if let Err(failure) = db.rows(Statement::bare(format!("{end} {SAVEPOINT}"))).await {
+            // After a failed revert, ending fails for the same reason (a lost connection).
+            return Err(result.err().unwrap_or_else(|| failure.into_error(None)));
+        }
+    }
+    result
+}
+
+/// [`revert`] for a caller that runs the statements itself, on its own connection in its own
+/// transaction (see [`Steps`]).
+pub fn revert_steps(target: RevertTarget, options: RevertOptions) -> Steps<RevertReport> {
+    Steps::new(|db: Asked| async move { revert(&db, &target, &options).await })
+}
+
+/// [`revert`] after its savepoint.
+async fn undo(
+    db: &impl Session,
     target: &RevertTarget,
     options: &RevertOptions,
 ) -> Result<RevertReport> {
     let reverts = describe(target);
+    // The caller's context, under the revert's: its entries say who reverted, and what.
+    let callers = run(
+        db,
+        Statement::bare("select audit.current_context()::pg_catalog.text"),
+        None,
+    )
+    .await?
+    .into_iter()
+    .next()
+    .flatten();
     let context = revert_context(options.context.as_ref(), &reverts);
-    crate::set_context(client, &context).await?;
-    // Deferrable constraints are checked at commit, once every row is back.
-    client
-        .batch_execute("set constraints all deferred")
-        .await
-        .map_err(|e| from_query(e, None))?;
+    let setting = context.setting_over(callers.as_deref())?;
+    set_context(db, setting).await?;
 
     let mut tables = Tables::default();
     let mut notes = Vec::new();
     let (plans, entries) = match target {
         RevertTarget::Record { table, id, to } => {
-            let plan = record_plan(client, &mut tables, table, id, *to).await?;
+            let plan = record_plan(db, &mut tables, table, id, *to).await?;
             (vec![plan], 0)
         }
         _ => {
-            let entries = target_entries(client, target).await?;
-            let mut plans = entry_plans(client, &mut tables, &entries, &mut notes).await?;
+            let entries = target_entries(db, target).await?;
+            let mut plans = entry_plans(db, &mut tables, &entries, &mut notes).await?;
             match options.on_conflict {
                 OnConflict::Refuse => {
-                    let found = find(client, &tables, &plans).await?;
-                    let conflicts = conflicts(client, &plans, &found, &entries).await?;
+                    let found = find(db, &tables, &plans).await?;
+                    let conflicts = conflicts(db, &plans, &found, &entries).await?;
                     if !conflicts.is_empty() {
                         return Err(RevertError::Conflict {
                             message: conflict_message(&conflicts),
@@ -348,7 +414,7 @@ pub(crate) async fn revert(
                     }
                 }
                 OnConflict::KeepLater => {
-                    let found = find(client, &tables, &plans).await?;
+                    let found = find(db, &tables, &plans).await?;
                     plans = keep_later(plans, &found, &mut notes);
                 }
                 OnConflict::Overwrite => {}
@@ -365,8 +431,11 @@ pub(crate) async fn revert(
         statements: Vec::new(),
         notes,
     };
-    let order = parents_first(client, &tables, &plans).await?;
+    let order = parents_first(db, &tables, &plans).await?;
     let grouped = by_table(&plans);
+    // Rows that reference each other come back whatever the order; checked once all are back.
+    let deferred = deferrable_constraints(db, &tables, &order).await?;
+    set_constraints(db, &deferred, "deferred").await?;
     // Deletions first where no foreign key objects: before a parent's key is written back, as
     // its ON UPDATE CASCADE would move the rows to delete away from the keys they are known by.
     // Then re-creations and updates, parents first; then the rest of the deletions, once the
@@ -394,10 +463,14 @@ pub(crate) async fn revert(
                 .unwrap_or_default();
             for &operation in operations {
                 let table = tables.get(name);
-                write_back(client, table, &mine, operation, attempt, &mut report).await?;
+                write_back(db, table, &mine, operation, attempt, &mut report).await?;
             }
         }
     }
+    // Put back as the caller had them: checked now (a violation fails the revert, not the
+    // caller's commit), and the caller's next statements attributed to the caller alone.
+    set_constraints(db, &deferred, "immediate").await?;
+    set_context(db, callers).await?;
     report.notes.sort();
     report.notes.dedup();
     Ok(report)
@@ -438,15 +511,95 @@ fn revert_context(given: Option<&AuditContext>, reverts: &Value) -> AuditContext
     }
 }
 
+/// Runs `statement`; a failure is the error, naming `table` when given.
+async fn run(db: &impl Session, statement: Statement, table: Option<&str>) -> Result<Rows> {
+    db.rows(statement)
+        .await
+        .map_err(|failure| failure.into_error(table))
+}
+
+/// A row read back as JSON text.
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::internal("a row read back as JSON", e))
+}
+
+/// Each row's JSON text, parsed.
+fn parse_rows<T: DeserializeOwned>(rows: Rows) -> Result<Vec<T>> {
+    rows.iter()
+        .map(|row| parse(row.as_deref().unwrap_or("null")))
+        .collect()
+}
+
+/// Sets the transaction's audit context, as stored (an empty text clears it).
+async fn set_context(db: &impl Session, setting: Option<String>) -> Result<()> {
+    run(
+        db,
+        Statement::new(
+            "select audit.set_checked_context($1::pg_catalog.text)",
+            vec![Some(setting.unwrap_or_default())],
+        ),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The deferrable, initially immediate constraints on the tables written or referencing them,
+/// as `SET CONSTRAINTS` names them (`schema.name`). A name it would also apply to another
+/// constraint, not deferrable or initially deferred, is left out: that one must stay as it is.
+async fn deferrable_constraints(
+    db: &impl Session,
+    tables: &Tables,
+    names: &[String],
+) -> Result<Vec<String>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let oids: Vec<String> = names
+        .iter()
+        .map(|n| tables.get(n).oid.to_string())
+        .collect();
+    let rows = run(
+        db,
+        Statement::new(
+            "with mine as (
+               select distinct c.connamespace, c.conname from pg_catalog.pg_constraint c
+                where c.condeferrable
+                  and (c.conrelid = any($1::pg_catalog.oid[]) or c.confrelid = any($1::pg_catalog.oid[])))
+             select pg_catalog.format('%I.%I', n.nspname, m.conname)
+               from mine m
+               join pg_catalog.pg_namespace n on n.oid = m.connamespace
+               join pg_catalog.pg_constraint c on c.connamespace = m.connamespace and c.conname = m.conname
+              group by n.nspname, m.conname
+             having pg_catalog.bool_and(c.condeferrable and not c.condeferred)
+              order by 1",
+            vec![Some(format!("{{{}}}", oids.join(",")))],
+        ),
+        None,
+    )
+    .await?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+async fn set_constraints(db: &impl Session, names: &[String], mode: &str) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    run(
+        db,
+        Statement::bare(format!("set constraints {} {mode}", names.join(", "))),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
 /// The row changes `target` names, oldest first.
-async fn target_entries(
-    client: &impl GenericClient,
-    target: &RevertTarget,
-) -> Result<Vec<AuditEntry>> {
-    let (condition, key, range): (&str, Value, TimeRange) = match target {
+async fn target_entries(db: &impl Session, target: &RevertTarget) -> Result<Vec<AuditEntry>> {
+    let (condition, key, range): (&str, String, TimeRange) = match target {
         RevertTarget::Transaction { txid, at } => (
-            "txid = ($1 operator(pg_catalog.#>>) '{}')::pg_catalog.int8",
-            json!(txid),
+            "txid = $1::pg_catalog.int8",
+            txid.to_string(),
             TimeRange {
                 from: *at,
                 // A millisecond: JavaScript dates drop the microseconds.
@@ -454,8 +607,8 @@ async fn target_entries(
             },
         ),
         RevertTarget::Request { request_id, range } => (
-            "request_id = $1 operator(pg_catalog.#>>) '{}'",
-            json!(request_id),
+            "request_id = $1::pg_catalog.text",
+            request_id.clone(),
             *range,
         ),
         RevertTarget::Actor { actor_id, range } => {
@@ -465,15 +618,11 @@ async fn target_entries(
                     "reverting an actor's changes needs both from and to",
                 ));
             }
-            (
-                "actor_id = $1 operator(pg_catalog.#>>) '{}'",
-                json!(actor_id),
-                *range,
-            )
+            ("actor_id = $1::pg_catalog.text", actor_id.clone(), *range)
         }
         RevertTarget::Entry { id } => (
-            "id = ($1 operator(pg_catalog.#>>) '{}')::pg_catalog.int8",
-            json!(id),
+            "id = $1::pg_catalog.int8",
+            id.to_string(),
             TimeRange::default(),
         ),
         RevertTarget::Record { .. } => unreachable!("a record has no entries to undo"),
@@ -483,28 +632,30 @@ async fn target_entries(
             return Err(Error::invalid_argument("from", "is after to"));
         }
     }
-    let limit = MAX_ENTRIES as i64 + 1;
-    let columns = entry_select();
+    let limit = MAX_ENTRIES + 1;
     let mut sql = format!(
-        "select {columns} from audit.audit_logs
-          where {condition} and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')"
+        "select {}::pg_catalog.text from audit.audit_logs
+          where {condition} and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')",
+        entry_object()
     );
-    let mut params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> =
-        vec![(&key, Type::JSONB), (&limit, Type::INT8)];
+    let mut values = vec![Some(key), Some(limit.to_string())];
     // Spelled out only when given, so that PostgreSQL prunes the partitions out of range.
     if let Some(from) = &range.from {
-        params.push((from, Type::TIMESTAMPTZ));
-        sql.push_str(&format!(" and created_at >= ${}", params.len()));
+        values.push(Some(from.to_rfc3339()));
+        sql.push_str(&format!(
+            " and created_at >= ${}::pg_catalog.timestamptz",
+            values.len()
+        ));
     }
     if let Some(to) = &range.to {
-        params.push((to, Type::TIMESTAMPTZ));
-        sql.push_str(&format!(" and created_at <= ${}", params.len()));
+        values.push(Some(to.to_rfc3339()));
+        sql.push_str(&format!(
+            " and created_at <= ${}::pg_catalog.timestamptz",
+            values.len()
+        ));
     }
-    sql.push_str(" order by id limit $2");
-    let rows = client
-        .query_typed(&sql, &params)
-        .await
-        .map_err(|e| from_query(e, None))?;
+    sql.push_str(" order by id limit $2::pg_catalog.int8");
+    let rows = run(db, Statement::new(sql, values), None).await?;
     if rows.len() > MAX_ENTRIES {
         return Err(Error::invalid_argument(
             "target",
@@ -517,7 +668,9 @@ async fn target_entries(
             "no row change matches it: check the id, the range, and that the changes were to tracked tables",
         ));
     }
-    Ok(rows.iter().map(AuditEntry::from_row).collect())
+    rows.iter()
+        .map(|row| AuditEntry::from_object(row.as_deref().unwrap_or("null")))
+        .collect()
 }
 
 /// A plan's record now: the row (if any), the row as the undone changes left it (read back
@@ -529,15 +682,15 @@ struct Found {
 }
 
 /// Each plan's record now, in the order of `plans`.
-async fn find(client: &impl GenericClient, tables: &Tables, plans: &[Plan]) -> Result<Vec<Found>> {
+async fn find(db: &impl Session, tables: &Tables, plans: &[Plan]) -> Result<Vec<Found>> {
     let mut found: Vec<Option<Found>> = plans.iter().map(|_| None).collect();
     for (name, indices) in by_table(plans) {
         let table = tables.get(name);
         let mine: Vec<&Plan> = indices.iter().map(|&i| &plans[i]).collect();
         let keys: Vec<Map<String, Value>> = mine.iter().map(|p| p.key.clone()).collect();
-        let current = current_rows(client, table, &keys).await?;
+        let current = current_rows(db, table, &keys).await?;
         let afters: Vec<Option<Value>> = mine.iter().map(|p| p.after.clone()).collect();
-        let recorded = as_this_session_prints(client, table, &afters).await?;
+        let recorded = as_this_session_prints(db, table, &afters).await?;
         for ((index, current), left) in indices.into_iter().zip(current).zip(recorded) {
             let as_left = match (&left, &current) {
                 (Some(after), Some(row)) => holds(row, Some(after)),
@@ -561,7 +714,7 @@ async fn find(client: &impl GenericClient, tables: &Tables, plans: &[Plan]) -> R
 /// (listed) or where the log does not see. A later change that was itself reverted since leaves
 /// the record as it was, and is no conflict.
 async fn conflicts(
-    client: &impl GenericClient,
+    db: &impl Session,
     plans: &[Plan],
     found: &[Found],
     entries: &[AuditEntry],
@@ -575,7 +728,7 @@ async fn conflicts(
     if changed.is_empty() {
         return Ok(Vec::new());
     }
-    later_entries(client, entries, &changed).await
+    later_entries(db, entries, &changed).await
 }
 
 /// [`OnConflict::KeepLater`]: of a record changed since, only the fields still as the undone
@@ -636,7 +789,7 @@ fn keep_later(plans: Vec<Plan>, found: &[Found], notes: &mut Vec<String>) -> Vec
 /// zone (`+09:00` where this one says `+00:00`). Redacted values are left out (they are not
 /// values of the column's type), as are columns dropped since.
 async fn as_this_session_prints(
-    client: &impl GenericClient,
+    db: &impl Session,
     table: &Table,
     rows: &[Option<Value>],
 ) -> Result<Vec<Option<Value>>> {
@@ -655,24 +808,26 @@ async fn as_this_session_prints(
         })
         .collect();
     let sql = format!(
-        "select case when r.value operator(pg_catalog.<>) 'null'::pg_catalog.jsonb
-                     then pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(null::{name}, r.value)) end,
-                r.value
-           from pg_catalog.jsonb_array_elements($1) with ordinality as r(value, ordinality)
+        "select pg_catalog.jsonb_build_array(
+                  case when r.value operator(pg_catalog.<>) 'null'::pg_catalog.jsonb
+                       then pg_catalog.to_jsonb(pg_catalog.jsonb_populate_record(null::{name}, r.value)) end,
+                  r.value)::pg_catalog.text
+           from pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) with ordinality as r(value, ordinality)
           order by r.ordinality",
         name = table.name
     );
-    let printed = client
-        .query_typed(&sql, &[(&Value::Array(rows), Type::JSONB)])
-        .await
-        .map_err(|e| from_query(e, Some(&table.name)))?;
+    let printed = run(
+        db,
+        Statement::new(sql, vec![Some(Value::Array(rows).to_string())]),
+        Some(&table.name),
+    )
+    .await?;
+    let printed: Vec<(Value, Value)> = parse_rows(printed)?;
     Ok(printed
-        .iter()
-        .map(|row| {
+        .into_iter()
+        .map(|(normalized, given)| {
             // Only the columns the log recorded: populate_record fills the others with null.
-            let normalized: Option<Value> = row.get(0);
-            let given: Value = row.get(1);
-            normalized.map(|normalized| {
+            (!normalized.is_null()).then(|| {
                 Value::Object(
                     given
                         .as_object()
@@ -715,49 +870,54 @@ fn holds(row: &Value, recorded: Option<&Value>) -> bool {
 
 /// For each record changed since, the entries after the change undone (other than those undone).
 async fn later_entries(
-    client: &impl GenericClient,
+    db: &impl Session,
     entries: &[AuditEntry],
     changed: &[&Plan],
 ) -> Result<Vec<RevertConflict>> {
     let undone: HashSet<i64> = entries.iter().map(|e| e.id).collect();
-    let types: Vec<String> = changed.iter().map(|p| p.recorded_as.clone()).collect();
-    let keys: Vec<String> = changed.iter().map(|p| p.target_id.clone()).collect();
     let after: Vec<i64> = changed
         .iter()
         .map(|p| p.entries.last().copied().unwrap_or(0))
         .collect();
+    let records: Vec<Value> = changed
+        .iter()
+        .zip(&after)
+        .map(
+            |(p, after)| json!({ "r_type": p.recorded_as, "r_key": p.target_id, "r_after": after }),
+        )
+        .collect();
     // Enough to get past the changes undone that the lookup also finds.
     let limit = CONFLICT_ENTRIES + entries.len().min(1000) as i64;
-    let columns = entry_select();
     let sql = format!(
-        "select {columns}, r.ord
-           from rows from (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
-                           pg_catalog.unnest($3::int8[]))
+        "select pg_catalog.jsonb_build_array(r.ord, {entry})::pg_catalog.text
+           from rows from (pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb)
+                             as (r_type pg_catalog.text, r_key pg_catalog.text, r_after pg_catalog.int8))
                 with ordinality as r(r_type, r_key, r_after, ord)
            cross join lateral (
              (select * from audit.audit_logs l
                where l.target_type = r.r_type and l.target_id = r.r_key and l.id > r.r_after
                  and l.action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
-               order by l.id limit $4)
+               order by l.id limit $2::pg_catalog.int8)
              union
              (select * from audit.audit_logs l
                where l.target_type = r.r_type and l.old_target_id = r.r_key and l.id > r.r_after
-               order by l.id limit $4)
+               order by l.id limit $2::pg_catalog.int8)
            ) as later
-          order by r.ord, id"
+          order by r.ord, later.id",
+        entry = entry_object()
     );
-    let rows = client
-        .query_typed(
-            &sql,
-            &[
-                (&types, Type::TEXT_ARRAY),
-                (&keys, Type::TEXT_ARRAY),
-                (&after, Type::INT8_ARRAY),
-                (&limit, Type::INT8),
+    let rows = run(
+        db,
+        Statement::new(
+            sql,
+            vec![
+                Some(Value::Array(records).to_string()),
+                Some(limit.to_string()),
             ],
-        )
-        .await
-        .map_err(|e| from_query(e, None))?;
+        ),
+        None,
+    )
+    .await?;
     let mut conflicts: Vec<RevertConflict> = changed
         .iter()
         .zip(&after)
@@ -768,9 +928,18 @@ async fn later_entries(
             later: Vec::new(),
         })
         .collect();
-    for row in &rows {
-        let later = AuditEntry::from_row(row);
-        let conflict = &mut conflicts[(row.get::<_, i64>(17) - 1) as usize];
+    for (ord, later) in parse_rows::<(usize, Value)>(rows)? {
+        let later: AuditEntry = serde_json::from_value(later)
+            .map_err(|e| Error::internal("an entry read back as JSON", e))?;
+        let Some(conflict) = ord.checked_sub(1).and_then(|i| conflicts.get_mut(i)) else {
+            return Err(Error::Internal {
+                reason: format!(
+                    "a later entry read back for record {ord} of {}",
+                    changed.len()
+                ),
+                source: None,
+            });
+        };
         if !undone.contains(&later.id)
             && conflict.later.len() < CONFLICT_ENTRIES as usize
             && conflict.later.last().is_none_or(|last| last.id != later.id)
@@ -838,32 +1007,35 @@ impl Tables {
     /// The tracked table an entry's `target_type` names now (following renames since `entry_id`).
     async fn load(
         &mut self,
-        client: &impl GenericClient,
+        db: &impl Session,
         recorded_as: &str,
         entry_id: i64,
     ) -> Result<String> {
         if let Some(name) = self.recorded.get(recorded_as) {
             return Ok(name.clone());
         }
-        let row = client
-            .query_typed_opt(
+        let rows = run(
+            db,
+            Statement::new(
                 "with recursive renamed(name, after_id) as (
-                   select $1::text collate \"C\", $2::int8
+                   select $1::pg_catalog.text collate \"C\", $2::pg_catalog.int8
                    union all
                    select r.renamed_to, r.entry_id from renamed f
                      cross join lateral (
                        select t.renamed_to, t.entry_id from audit.table_renames t
                         where t.renamed_from = f.name and t.entry_id > f.after_id
                         order by t.entry_id limit 1) as r)
-                 select t.target_type,
-                        pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, t.table_name))::pg_catalog.oid
+                 select pg_catalog.jsonb_build_array(t.target_type,
+                          pg_catalog.to_regclass(pg_catalog.format('%I.%I', t.schema_name, t.table_name))::pg_catalog.oid::pg_catalog.int8)::pg_catalog.text
                    from (select name from renamed order by after_id desc limit 1) as n
                    join audit.tracked_tables t on t.target_type = n.name",
-                &[(&recorded_as, Type::TEXT), (&entry_id, Type::INT8)],
-            )
-            .await
-            .map_err(|e| from_query(e, Some(recorded_as)))?;
-        let Some(row) = row else {
+                vec![Some(recorded_as.to_owned()), Some(entry_id.to_string())],
+            ),
+            Some(recorded_as),
+        )
+        .await?;
+        let found: Option<(String, Option<u32>)> = parse_rows(rows)?.into_iter().next();
+        let Some((name, Some(oid))) = found else {
             return Err(Error::from(RevertError::Impossible {
                 table: recorded_as.to_owned(),
                 column: None,
@@ -873,10 +1045,8 @@ impl Tables {
                 ),
             }));
         };
-        let name: String = row.get(0);
         if !self.by_name.contains_key(&name) {
-            let oid: u32 = row.get(1);
-            let table = read_table(client, &name, oid).await?;
+            let table = read_table(db, &name, oid).await?;
             self.by_name.insert(name.clone(), table);
         }
         self.recorded.insert(recorded_as.to_owned(), name.clone());
@@ -888,36 +1058,38 @@ impl Tables {
     }
 }
 
-async fn read_table(client: &impl GenericClient, name: &str, oid: u32) -> Result<Table> {
-    let rows = client
-        .query_typed(
-            "select a.attname::text, a.attgenerated <> '', a.attidentity = 'a',
+async fn read_table(db: &impl Session, name: &str, oid: u32) -> Result<Table> {
+    let rows = run(
+        db,
+        Statement::new(
+            "select pg_catalog.jsonb_build_array(a.attname::pg_catalog.text, a.attgenerated <> '', a.attidentity = 'a',
                     a.attnotnull and not a.atthasdef and a.attidentity = '' and a.attgenerated = '',
-                    coalesce(k.ord, 0)::int4
+                    coalesce(k.ord, 0)::pg_catalog.int4)::pg_catalog.text
                from pg_catalog.pg_attribute a
                left join pg_catalog.pg_index i on i.indrelid = a.attrelid and i.indisprimary
                left join lateral pg_catalog.unnest(i.indkey) with ordinality as k(attnum, ord)
                       on k.attnum = a.attnum
-              where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
+              where a.attrelid = $1::pg_catalog.oid and a.attnum > 0 and not a.attisdropped
               order by a.attnum",
-            &[(&oid, Type::OID)],
-        )
-        .await
-        .map_err(|e| from_query(e, Some(name)))?;
+            vec![Some(oid.to_string())],
+        ),
+        Some(name),
+    )
+    .await?;
     let mut key: Vec<(i32, String)> = Vec::new();
     let mut columns = HashMap::new();
-    for row in &rows {
-        let column: String = row.get(0);
-        let position: i32 = row.get(4);
+    for (column, generated, identity_always, required, position) in
+        parse_rows::<(String, bool, bool, bool, i32)>(rows)?
+    {
         if position > 0 {
             key.push((position, column.clone()));
         }
         columns.insert(
             column,
             Column {
-                generated: row.get(1),
-                identity_always: row.get(2),
-                required: row.get(3),
+                generated,
+                identity_always,
+                required,
             },
         );
     }
@@ -984,7 +1156,7 @@ fn key_of(table: &Table, row: &Value, target_id: &str) -> Result<Map<String, Val
 
 /// The plans for `entries` (oldest first): one per record, followed across key changes.
 async fn entry_plans(
-    client: &impl GenericClient,
+    db: &impl Session,
     tables: &mut Tables,
     entries: &[AuditEntry],
     notes: &mut Vec<String>,
@@ -994,7 +1166,7 @@ async fn entry_plans(
     let empty = Value::Object(Map::new());
     for entry in entries {
         let recorded_as = entry.target_type.clone().unwrap_or_default();
-        let name = tables.load(client, &recorded_as, entry.id).await?;
+        let name = tables.load(db, &recorded_as, entry.id).await?;
         let table = tables.get(&name);
         let target_id = entry.target_id.clone().unwrap_or_default();
         let new = entry.new_values.as_ref().unwrap_or(&empty);
@@ -1069,16 +1241,16 @@ async fn entry_plans(
 
 /// The plan putting one record back to its state at `to`.
 async fn record_plan(
-    client: &impl GenericClient,
+    db: &impl Session,
     tables: &mut Tables,
     table: &TableRef,
     id: &Value,
     to: DateTime<Utc>,
 ) -> Result<Plan> {
-    let resolved = table.resolve(client).await?;
+    let resolved = table.resolve_on(db).await?;
     // Its name now: no rename after the end of time.
-    let name = tables.load(client, &resolved.target_type, i64::MAX).await?;
-    let state = crate::queries::state_at(client, &name, id, to).await?;
+    let name = tables.load(db, &resolved, i64::MAX).await?;
+    let state = crate::queries::state_at_on(db, &name, id, to).await?;
     let table = tables.get(&name);
     let ids: Vec<Value> = match id {
         Value::Array(parts) => parts.clone(),
@@ -1117,24 +1289,24 @@ async fn record_plan(
 
 /// The tables of `plans`, each after the tables its foreign keys reference (where they do
 /// not form a cycle).
-async fn parents_first(
-    client: &impl GenericClient,
-    tables: &Tables,
-    plans: &[Plan],
-) -> Result<Vec<String>> {
+async fn parents_first(db: &impl Session, tables: &Tables, plans: &[Plan]) -> Result<Vec<String>> {
     let mut names: Vec<&str> = by_table(plans).into_iter().map(|(name, _)| name).collect();
     names.sort();
     let oids: Vec<u32> = names.iter().map(|n| tables.get(n).oid).collect();
-    let rows = client
-        .query_typed(
-            "select conrelid, confrelid from pg_catalog.pg_constraint
-              where contype = 'f' and conrelid = any($1) and confrelid = any($1)
+    let listed: Vec<String> = oids.iter().map(u32::to_string).collect();
+    let rows = run(
+        db,
+        Statement::new(
+            "select pg_catalog.jsonb_build_array(conrelid::pg_catalog.int8, confrelid::pg_catalog.int8)::pg_catalog.text
+               from pg_catalog.pg_constraint
+              where contype = 'f' and conrelid = any($1::pg_catalog.oid[]) and confrelid = any($1::pg_catalog.oid[])
                 and conrelid <> confrelid",
-            &[(&oids, Type::OID_ARRAY)],
-        )
-        .await
-        .map_err(|e| from_query(e, None))?;
-    let references: Vec<(u32, u32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            vec![Some(format!("{{{}}}", listed.join(",")))],
+        ),
+        None,
+    )
+    .await?;
+    let references: Vec<(u32, u32)> = parse_rows(rows)?;
     let mut ordered: Vec<String> = Vec::with_capacity(names.len());
     let mut left: Vec<(&str, u32)> = names.iter().copied().zip(oids).collect();
     while !left.is_empty() {
@@ -1252,26 +1424,32 @@ fn key_columns(table: &Table, alias: &str) -> String {
     format!("({})", columns.join(", "))
 }
 
-/// The rows with these keys as they are now (`None` where there is none), in order.
+/// The rows with these keys as they are now (`None` where there is none), in order, locked
+/// until the transaction ends: what a revert compares and writes back, no concurrent
+/// transaction can change in between.
 async fn current_rows(
-    client: &impl GenericClient,
+    db: &impl Session,
     table: &Table,
     keys: &[Map<String, Value>],
 ) -> Result<Vec<Option<Value>>> {
     let sql = format!(
-        "select (select pg_catalog.to_jsonb(t) from {name} as t where {t_key} = {k_key})
-           from rows from (pg_catalog.jsonb_populate_recordset(null::{name}, $1)) with ordinality as k
+        "select (select pg_catalog.to_jsonb(t) from {name} as t where {t_key} = {k_key} for update)::pg_catalog.text
+           from rows from (pg_catalog.jsonb_populate_recordset(null::{name}, $1::pg_catalog.jsonb)) with ordinality as k
           order by k.ordinality",
         name = table.name,
         t_key = key_columns(table, "t"),
         k_key = key_columns(table, "k"),
     );
     let keys = Value::Array(keys.iter().cloned().map(Value::Object).collect());
-    let rows = client
-        .query_typed(&sql, &[(&keys, Type::JSONB)])
-        .await
-        .map_err(|e| from_query(e, Some(&table.name)))?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    let rows = run(
+        db,
+        Statement::new(sql, vec![Some(keys.to_string())]),
+        Some(&table.name),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| row.as_deref().map(parse).transpose())
+        .collect()
 }
 
 /// Whether a statement that a foreign key refuses fails the revert or waits for a later pass.
@@ -1293,7 +1471,7 @@ struct Write<'a> {
 /// existed before and do not now, updates those that exist and differ, deletes those that did
 /// not exist before. One statement per set of columns written.
 async fn write_back(
-    client: &impl GenericClient,
+    db: &impl Session,
     table: &Table,
     plans: &[&Plan],
     operation: Operation,
@@ -1301,7 +1479,7 @@ async fn write_back(
     report: &mut RevertReport,
 ) -> Result<()> {
     let mut keys: Vec<Map<String, Value>> = plans.iter().map(|p| p.key.clone()).collect();
-    let mut current = current_rows(client, table, &keys).await?;
+    let mut current = current_rows(db, table, &keys).await?;
     // A record whose key a cascade (ON UPDATE CASCADE of a parent written back before) has
     // already put back is found under its key before.
     let mut moved: Vec<(usize, Map<String, Value>)> = Vec::new();
@@ -1317,7 +1495,7 @@ async fn write_back(
     }
     if !moved.is_empty() {
         let moved_keys: Vec<Map<String, Value>> = moved.iter().map(|(_, k)| k.clone()).collect();
-        let found = current_rows(client, table, &moved_keys).await?;
+        let found = current_rows(db, table, &moved_keys).await?;
         for ((i, key), row) in moved.into_iter().zip(found) {
             if row.is_some() {
                 current[i] = row;
@@ -1355,18 +1533,25 @@ async fn write_back(
         let (sql, values) = statement(table, operation, &columns, &writes);
         let tentative = attempt == Attempt::Tentative;
         if tentative {
-            savepoint(client, "savepoint audit_logs_revert").await?;
+            savepoint(db, "savepoint").await?;
         }
-        let changed = match client.execute_typed(&sql, &[(&values, Type::JSONB)]).await {
-            Ok(changed) => changed,
-            Err(e) if tentative && e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                savepoint(client, "rollback to savepoint audit_logs_revert").await?;
+        // Counted in SQL: every driver returns rows, not every one a row count.
+        let counted = Statement::new(
+            format!("with written as ({sql} returning 1) select pg_catalog.count(*)::pg_catalog.text from written"),
+            vec![Some(values.to_string())],
+        );
+        let changed: u64 = match db.rows(counted).await {
+            Ok(rows) => parse(rows.first().cloned().flatten().as_deref().unwrap_or("0"))?,
+            // foreign_key_violation
+            Err(failure) if tentative && failure.sqlstate() == Some("23503") => {
+                savepoint(db, "rollback to savepoint").await?;
+                savepoint(db, "release savepoint").await?;
                 continue;
             }
-            Err(e) => return Err(from_query(e, Some(&table.name))),
+            Err(failure) => return Err(failure.into_error(Some(&table.name))),
         };
         if tentative {
-            savepoint(client, "release savepoint audit_logs_revert").await?;
+            savepoint(db, "release savepoint").await?;
         }
         if changed != writes.len() as u64 {
             return Err(Error::from(RevertError::Impossible {
@@ -1389,11 +1574,15 @@ async fn write_back(
     Ok(())
 }
 
-async fn savepoint(client: &impl GenericClient, command: &str) -> Result<()> {
-    client
-        .batch_execute(command)
-        .await
-        .map_err(|e| from_query(e, None))
+/// `command` (`savepoint`, `release savepoint`...) on the tentative pass's savepoint.
+async fn savepoint(db: &impl Session, command: &str) -> Result<()> {
+    run(
+        db,
+        Statement::bare(format!("{command} {PASS_SAVEPOINT}")),
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The statement doing `operation` for `writes` (all writing `columns`), with `$1` their keys and

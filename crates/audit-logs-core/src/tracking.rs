@@ -5,6 +5,23 @@ use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 use crate::error::{from_query, Error, PermissionError, Result, TrackingError};
+use crate::session::{Session, Statement};
+
+/// A table named by `$1` (regclass text): its oid and `schema.table`.
+const RESOLVE_SQL: &str = "select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)
+                             from pg_catalog.pg_class c
+                             join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                            where c.oid = pg_catalog.to_regclass($1::pg_catalog.text)";
+
+/// The tables a mistyped name may mean: (qualified name, bare name), the current schema first.
+const TABLE_NAMES_SQL: &str =
+    "select pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text
+                                 from pg_catalog.pg_class c
+                                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                                where c.relkind in ('r', 'p') and not c.relispartition
+                                  and n.nspname not in ('pg_catalog', 'information_schema', 'audit')
+                                  and n.nspname not like 'pg\\_%'
+                                order by n.nspname = pg_catalog.current_schema() desc, 1";
 
 /// A table as a user names it: `users`, `public.users`, `public."Order Items"` (SQL rules, so
 /// quote names with capitals or spaces), or an exact schema and name with no quoting at all.
@@ -76,13 +93,7 @@ impl TableRef {
     pub(crate) async fn resolve(&self, client: &impl GenericClient) -> Result<ResolvedTable> {
         self.check()?;
         let row = client
-            .query_typed_opt(
-                "select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)
-                   from pg_catalog.pg_class c
-                   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                  where c.oid = pg_catalog.to_regclass($1)",
-                &[(&self.regclass_text(), Type::TEXT)],
-            )
+            .query_typed_opt(RESOLVE_SQL, &[(&self.regclass_text(), Type::TEXT)])
             .await
             .map_err(|e| self.name_error(e))?;
         match row {
@@ -119,27 +130,77 @@ impl TableRef {
         }
     }
 
+    /// [`TableRef::resolve`] over a [`Session`]: the table's `target_type`.
+    pub(crate) async fn resolve_on(&self, db: &impl Session) -> Result<String> {
+        self.check()?;
+        let sql = format!("select r.name from ({RESOLVE_SQL}) as r(oid, name)");
+        let rows = db
+            .rows(Statement::new(sql, vec![Some(self.regclass_text())]))
+            .await
+            .map_err(|failure| {
+                let message = match &failure {
+                    crate::session::Failure::Server { message, .. } => message.as_str(),
+                    crate::session::Failure::Other(_) => "",
+                };
+                self.name_error_of(failure.sqlstate(), message)
+                    .unwrap_or_else(|| failure.into_error(Some(&self.to_string())))
+            })?;
+        if let Some(name) = rows.into_iter().next().flatten() {
+            return Ok(name);
+        }
+        let sql = format!(
+            "select pg_catalog.jsonb_build_array(t.qualified, t.bare)::pg_catalog.text
+               from ({TABLE_NAMES_SQL}) as t(qualified, bare)"
+        );
+        let tables: Vec<(String, String)> = match db.rows(Statement::bare(sql)).await {
+            Ok(rows) => rows
+                .iter()
+                .flatten()
+                .filter_map(|row| serde_json::from_str(row).ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Err(Error::Tracking(TrackingError::TableNotFound {
+            table: self.to_string(),
+            hint: self.closest_of(&tables),
+        }))
+    }
+
     fn name_error(&self, e: tokio_postgres::Error) -> Error {
-        match e.code() {
+        let message = e.as_db_error().map(|d| d.message().to_owned());
+        match self.name_error_of(e.code().map(|c| c.code()), message.as_deref().unwrap_or("")) {
+            Some(error) => error,
+            None => from_query(e, Some(&self.to_string())),
+        }
+    }
+
+    /// The error a bad name gets, from the SQLSTATE its lookup failed with; `None` for others.
+    fn name_error_of(&self, code: Option<&str>, message: &str) -> Option<Error> {
+        match code {
             // invalid_name, syntax: "Order Items" unquoted, a stray quote...
-            Some(code) if code.code() == "42602" || code.code() == "42601" || code.code() == "22023" => {
-                Error::Tracking(TrackingError::InvalidTableName {
-                    table: self.to_string(),
-                    reason: format!(
-                        "{}; quote names with capitals or spaces as in SQL (public.\"Order Items\") or pass the schema and name separately",
-                        e.as_db_error().map(|d| d.message()).unwrap_or("bad syntax")
-                    ),
-                })
-            }
-            Some(code) if code.code() == "3F000" => Error::Tracking(TrackingError::TableNotFound {
+            Some("42602" | "42601" | "22023") => Some(Error::Tracking(TrackingError::InvalidTableName {
+                table: self.to_string(),
+                reason: format!(
+                    "{}; quote names with capitals or spaces as in SQL (public.\"Order Items\") or pass the schema and name separately",
+                    if message.is_empty() { "bad syntax" } else { message }
+                ),
+            })),
+            Some("3F000") => Some(Error::Tracking(TrackingError::TableNotFound {
                 table: self.to_string(),
                 hint: Some("no such schema".into()),
-            }),
-            _ => from_query(e, Some(&self.to_string())),
+            })),
+            _ => None,
         }
     }
 
     async fn suggest(&self, client: &impl GenericClient) -> Option<String> {
+        let rows = client.query_typed(TABLE_NAMES_SQL, &[]).await.ok()?;
+        let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        self.closest_of(&tables)
+    }
+
+    /// "did you mean ...?", of `tables` (see [`closest_table`]).
+    fn closest_of(&self, tables: &[(String, String)]) -> Option<String> {
         let bare = match self {
             TableRef::Sql(name) => name
                 .rsplit('.')
@@ -149,21 +210,7 @@ impl TableRef {
                 .to_owned(),
             TableRef::Exact { name, .. } => name.clone(),
         };
-        let rows = client
-            .query_typed(
-                "select pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text
-                   from pg_catalog.pg_class c
-                   join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-                  where c.relkind in ('r', 'p') and not c.relispartition
-                    and n.nspname not in ('pg_catalog', 'information_schema', 'audit')
-                    and n.nspname not like 'pg\\_%'
-                  order by n.nspname = pg_catalog.current_schema() desc, 1",
-                &[],
-            )
-            .await
-            .ok()?;
-        let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        closest_table(&bare, &tables).map(|name| format!("did you mean {name}?"))
+        closest_table(&bare, tables).map(|name| format!("did you mean {name}?"))
     }
 }
 

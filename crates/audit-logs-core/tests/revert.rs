@@ -4,6 +4,8 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use audit_logs_core::revert::{self, revert_steps};
+use audit_logs_core::session::{Session, Step, Steps};
 use audit_logs_core::{
     AuditContext, Error, OnConflict, RedactRequest, RevertError, RevertOptions, RevertReport,
     RevertTarget, Subject, TableRef, TimeRange, TrackingOptions,
@@ -1076,4 +1078,118 @@ async fn keep_later_restores_only_what_nobody_changed_since() {
         "{notes}"
     );
     assert_eq!(operations(&report), [("public.orgs", "update")]);
+}
+
+/// Runs `steps` on `client` as the JavaScript layer does: each statement it hands out, then its
+/// answer back.
+async fn drive(
+    client: &Client,
+    mut steps: Steps<RevertReport>,
+) -> audit_logs_core::Result<RevertReport> {
+    let mut answer = None;
+    loop {
+        match steps.resume(answer.take()) {
+            Step::Run(statement) => answer = Some(client.rows(statement).await),
+            Step::Done(result) => return result,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revert_in_the_callers_transaction_defers_constraints_only_while_it_writes() {
+    let f = common::migrated().await;
+    let mut client = f.sql().await;
+    // Two tables referencing each other, through constraints deferrable but initially immediate.
+    client
+        .batch_execute(
+            "create table a (id int primary key, b_id int);
+             create table b (id int primary key, a_id int references a deferrable);
+             alter table a add constraint a_b foreign key (b_id) references b deferrable;",
+        )
+        .await
+        .unwrap();
+    for table in ["a", "b"] {
+        f.audit
+            .enable_tracking(&table.into(), &TrackingOptions::default())
+            .await
+            .unwrap();
+    }
+    change(
+        &mut client,
+        &actor("ann"),
+        "set constraints all deferred;
+         insert into a values (1, 1); insert into b values (1, 1);",
+    )
+    .await;
+    let deleted = change(
+        &mut client,
+        &actor("bob"),
+        "set constraints all deferred; delete from a; delete from b;",
+    )
+    .await;
+
+    client.batch_execute("begin").await.unwrap();
+    audit_logs_core::set_context(&client, &actor("admin"))
+        .await
+        .unwrap();
+    let steps = revert_steps(tx(deleted), RevertOptions::default());
+    let report = drive(&client, steps).await.unwrap();
+    assert_eq!(
+        operations(&report),
+        [("public.a", "insert"), ("public.b", "insert")]
+    );
+    // Immediate again: the caller's next violation fails now, not at its commit.
+    let violation = client
+        .batch_execute("savepoint s; insert into b values (2, 999)")
+        .await
+        .expect_err("checked at once");
+    assert_eq!(violation.code().map(|c| c.code()), Some("23503"));
+    client
+        .batch_execute("rollback to savepoint s; commit")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.count("select count(*) from a join b on b.a_id = a.id and a.b_id = b.id")
+            .await,
+        1
+    );
+    let reverting: Vec<(Option<String>, Option<Value>)> = f
+        .row_changes()
+        .await
+        .into_iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.actor_id, e.metadata))
+        .collect();
+    let undone = json!({ "reverts": { "transaction": deleted } });
+    assert_eq!(
+        reverting,
+        [
+            (Some("admin".to_owned()), Some(undone.clone())),
+            (Some("admin".to_owned()), Some(undone))
+        ],
+        "the caller's actor, and what was reverted"
+    );
+}
+
+#[tokio::test]
+async fn a_revert_on_a_connection_in_no_transaction_is_refused_and_changes_nothing() {
+    let f = shop().await;
+    let mut client = f.sql().await;
+    let created = change(
+        &mut client,
+        &actor("ann"),
+        "insert into orgs (id, name) values (1, 'Acme')",
+    )
+    .await;
+    let before = snapshot(&client).await;
+    let error = revert::revert(&client, &tx(created), &RevertOptions::default())
+        .await
+        .expect_err("no transaction");
+    assert!(
+        matches!(error, Error::Revert(RevertError::NotInTransaction { .. })),
+        "{error:?}"
+    );
+    assert_eq!(error.code(), "AUDIT_LOGS_NOT_IN_TRANSACTION");
+    assert_eq!(snapshot(&client).await, before);
 }

@@ -5,6 +5,8 @@
 mod protect;
 mod revert;
 
+pub use revert::revert_run;
+
 use std::future::Future;
 
 use audit_logs_core as core;

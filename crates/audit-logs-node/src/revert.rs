@@ -105,3 +105,90 @@ impl AuditLogs {
         promise(env, async move { inner.revert(&target?, &options?).await })
     }
 }
+
+/// A statement of a revert on the caller's client: `text` with `values` (text or null, each
+/// cast to its type in `text`); its rows' first column is the answer.
+#[napi(object)]
+pub struct RevertStatement {
+    pub text: String,
+    #[napi(ts_type = "Array<string | null>")]
+    pub values: Vec<Option<String>>,
+}
+
+/// What {@link RevertRun.resume} asks for: run `statement` and pass back its answer, or take
+/// `report`, the revert done.
+#[napi(object, object_from_js = false)]
+pub struct RevertStep {
+    pub statement: Option<RevertStatement>,
+    pub report: Option<core::RevertReport>,
+}
+
+/// A statement the client failed to run: the server's SQLSTATE, message and hint, or whether
+/// the connection is lost.
+#[napi(object)]
+pub struct RevertFailure {
+    pub sqlstate: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+    pub lost: Option<bool>,
+}
+
+/// `revert(target, { client })`: the core's revert, handing out its statements one at a time
+/// for lib/revert.js to run on the caller's client, in the caller's transaction.
+#[napi]
+pub struct RevertRun {
+    steps: core::session::Steps<core::RevertReport>,
+}
+
+/// A revert to run on the caller's client (see {@link RevertRun}). Throws
+/// `AUDIT_LOGS_INVALID_ARGUMENT` or `AUDIT_LOGS_INVALID_CONTEXT` for a bad target or options.
+#[napi]
+pub fn revert_run(
+    target: RevertTarget,
+    options: Option<RevertOptions>,
+) -> Result<RevertRun, crate::Code> {
+    let target = self::target(target).map_err(crate::sync_error)?;
+    let options = self::options(options).map_err(crate::sync_error)?;
+    Ok(RevertRun {
+        steps: core::revert::revert_steps(target, options),
+    })
+}
+
+#[napi]
+impl RevertRun {
+    /// Runs the revert up to its next statement, given the answer to the last one: its rows'
+    /// first column (`rows`), or its failure. Throws the revert's error (with its `code` and
+    /// fields) when it fails.
+    #[napi(catch_unwind)]
+    pub fn resume(
+        &mut self,
+        env: Env,
+        rows: Option<Vec<Option<String>>>,
+        failure: Option<RevertFailure>,
+    ) -> Result<RevertStep> {
+        let answer = match (rows, failure) {
+            (_, Some(f)) => Some(Err(core::session::Failure::reported(
+                f.sqlstate,
+                f.message,
+                f.hint,
+                f.lost.unwrap_or(false),
+            ))),
+            (Some(rows), None) => Some(Ok(rows)),
+            (None, None) => None,
+        };
+        match self.steps.resume(answer) {
+            core::session::Step::Run(statement) => Ok(RevertStep {
+                statement: Some(RevertStatement {
+                    text: statement.text,
+                    values: statement.values,
+                }),
+                report: None,
+            }),
+            core::session::Step::Done(Ok(report)) => Ok(RevertStep {
+                statement: None,
+                report: Some(report),
+            }),
+            core::session::Step::Done(Err(e)) => Err(crate::js_error(&env, e)),
+        }
+    }
+}
