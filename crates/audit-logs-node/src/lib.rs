@@ -176,11 +176,33 @@ pub struct PageOptions {
     pub cursor: Option<String>,
 }
 
+/// A page as the core takes it: the cursor is the previous page's `nextCursor`.
+fn page_options(page: Option<PageOptions>) -> core::Result<core::Page> {
+    page.map_or(Ok(core::Page::default()), |p| {
+        Ok(core::Page {
+            limit: p.limit,
+            before: p
+                .cursor
+                .as_deref()
+                .map(core::queries::parse_cursor)
+                .transpose()?,
+        })
+    })
+}
+
 /// A page of {@link AuditLogs.search} results.
 #[napi(object, object_from_js = false)]
 pub struct SearchPage {
     #[napi(ts_type = "Array<AuditLogEntry>")]
     pub entries: Vec<core::AuditEntry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of {@link AuditLogs.subject} results.
+#[napi(object, object_from_js = false)]
+pub struct SubjectPage {
+    pub entries: Vec<core::SubjectEntry>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -613,21 +635,37 @@ impl AuditLogs {
     ) -> Result<PromiseRaw<'env, SearchPage>> {
         let inner = self.inner.clone();
         let filters = self::filters(filters);
-        let page = page.map_or(Ok(core::Page::default()), |p| {
-            Ok::<_, core::Error>(core::Page {
-                limit: p.limit,
-                before: p
-                    .cursor
-                    .as_deref()
-                    .map(core::queries::parse_cursor)
-                    .transpose()?,
-            })
-        });
+        let page = page_options(page);
         promise(env, async move {
             let result = inner.search(&filters?, &page?).await?;
             Ok(SearchPage {
                 entries: result.entries,
                 // Opaque to JavaScript, and exact beyond 2^53.
+                next_cursor: result.next_cursor.map(|id| id.to_string()),
+            })
+        })
+    }
+
+    /// Every entry that mentions a data subject (GDPR access request), with where in it
+    /// (`paths`), newest first, a page at a time. `actorId` is compared with the entries'
+    /// actor; `email`, `ipAddress` and `values` are found as whole words, ignoring case, in the
+    /// actor columns, target ids, and old and new values and metadata at any depth. Reads the
+    /// whole log once per page: ask for large pages. Needs only the `audit_reader` role. Rejects
+    /// with `AUDIT_LOGS_INVALID_SUBJECT` (nothing given, a value shorter than 2 characters, an
+    /// address that is not one).
+    #[napi(ts_return_type = "Promise<SubjectPage>")]
+    pub fn subject<'env>(
+        &self,
+        env: &'env Env,
+        subject: core::DataSubject,
+        page: Option<PageOptions>,
+    ) -> Result<PromiseRaw<'env, SubjectPage>> {
+        let inner = self.inner.clone();
+        let page = page_options(page);
+        promise(env, async move {
+            let result = inner.subject(&subject, &page?).await?;
+            Ok(SubjectPage {
+                entries: result.entries,
                 next_cursor: result.next_cursor.map(|id| id.to_string()),
             })
         })
