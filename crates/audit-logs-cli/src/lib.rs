@@ -267,7 +267,7 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             0
         }
         Command::Subject(args) => {
-            query::subject(&audit, args).await?;
+            query::subject(&audit, &out, args).await?;
             0
         }
         Command::Seal => protect::seal(&audit, &out).await?,

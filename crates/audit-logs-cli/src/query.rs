@@ -309,9 +309,13 @@ pub struct FindSubjectArgs {
     order: ExportOrder,
 }
 
-/// Streams every entry that mentions the subject, with where, from one snapshot. Returns how
-/// many were written.
-pub async fn subject(audit: &AuditLogs, args: FindSubjectArgs) -> Result<u64, Error> {
+/// Streams every entry that mentions the subject, with where, from one snapshot (with `--json`,
+/// one array of them, as Node's `subject()` gives its entries). Returns how many were written.
+pub async fn subject(
+    audit: &AuditLogs,
+    out: &crate::print::Printer,
+    args: FindSubjectArgs,
+) -> Result<u64, Error> {
     let order = match args.order {
         ExportOrder::Oldest => Order::OldestFirst,
         ExportOrder::Newest => Order::NewestFirst,
@@ -319,6 +323,14 @@ pub async fn subject(audit: &AuditLogs, args: FindSubjectArgs) -> Result<u64, Er
     let mut stream = audit
         .subject_stream(&args.subject.subject(), order, None)
         .await?;
+    if out.json {
+        let mut all = Vec::new();
+        while let Some(batch) = stream.next_batch().await? {
+            all.extend(batch);
+        }
+        out.json(&all);
+        return Ok(all.len() as u64);
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut writer = match args.format {
