@@ -106,9 +106,9 @@ export interface CreateAuditLogInput {
  * A data subject: a person, described by what the log may hold about them. Give at least one
  * field.
  *
- * - `actor_id` is compared with the entries' `actor_id`, for equality (only there: as free
+ * - The actor id is compared with the entries' `actor_id`, for equality (only there: as free
  *   text an id such as `42` would also be an order number).
- * - `email`, `ip_address` and each of `values` are searched as whole words, ignoring case, in
+ * - The e-mail, the IP address and each value are searched as whole words, ignoring case, in
  *   `actor_email`, `ip_address`, `user_agent`, `target_id`, `old_target_id`, and every string
  *   of `old_values`, `new_values` and `metadata` at any depth (a JSON number matches a value it
  *   equals); keys are not searched. `ann@x.io` is found in `"ann@x.io asked"`, not in
@@ -251,7 +251,7 @@ export interface RedactReport {
   eventId?: number
   /** The columns changed (for a data subject, those where they were found). */
   fields: Array<string>
-  /** For a data subject: each entry changed and where (as [`crate::SubjectEntry::paths`]). */
+  /** For a data subject: each entry changed and where (the paths `subject` gives). */
   entries: Array<RedactedEntry>
   dryRun: boolean
 }

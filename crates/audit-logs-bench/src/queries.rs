@@ -132,7 +132,7 @@ const SUBJECT: &str = "data subject, first page";
 /// Scans of the whole log take seconds each: a few samples tell their median.
 fn samples(plan: &Plan, name: &str) -> u32 {
     if name == SUBJECT {
-        plan.query_samples.min(5)
+        plan.query_samples.min(3)
     } else {
         plan.query_samples
     }

@@ -94,7 +94,7 @@ pub struct RedactReport {
     pub event_id: Option<i64>,
     /// The columns changed (for a data subject, those where they were found).
     pub fields: Vec<String>,
-    /// For a data subject: each entry changed and where (as [`crate::SubjectEntry::paths`]).
+    /// For a data subject: each entry changed and where (the paths `subject` gives).
     #[serde(default)]
     pub entries: Vec<RedactedEntry>,
     #[serde(default)]
@@ -122,8 +122,11 @@ pub const MIN_KEY_BYTES: usize = 16;
 
 impl AuditLogs {
     /// Replaces a data subject's personal values with keyed hashes (HMAC-SHA256 under `key`,
-    /// which is never stored) and records a redaction event; verification still passes.
-    /// Errors: [`ErasureError::InvalidRedaction`] (key shorter than [`MIN_KEY_BYTES`], bad fields).
+    /// which is never stored) and records a redaction event; verification still passes. For a
+    /// [`Subject::Person`], every value that mentions them, wherever (as
+    /// [`AuditLogs::subject`] finds them), listed in the report's `entries`; with `dry_run`,
+    /// all of it is done and rolled back. Errors: [`ErasureError::InvalidRedaction`] (key
+    /// shorter than [`MIN_KEY_BYTES`], bad fields), [`ErasureError::InvalidSubject`].
     pub async fn redact(&self, request: &RedactRequest, key: &[u8]) -> Result<RedactReport> {
         if key.len() < MIN_KEY_BYTES {
             return Err(Error::Erasure(ErasureError::InvalidRedaction {
