@@ -568,6 +568,14 @@ export declare class EntryBatches {
   close(): void
 }
 
+/** Batches of the entries mentioning a data subject (see `AuditLogs.subjectEntries`). */
+export declare class SubjectBatches {
+  /** The next batch, or null at the end. */
+  next(): Promise<SubjectEntry[] | null>
+  /** Ends the stream early and gives its connection back. */
+  close(): void
+}
+
 /**
  * A throwaway PostgreSQL server (initdb + postgres in a temporary directory), for tests and
  * demos. Needs the PostgreSQL server binaries on PATH or in `pg_config --bindir`.
@@ -693,6 +701,12 @@ export interface LogOptions {
  * iterates and closes it. A function rather than a method, so that it stays out of the API.
  */
 export declare function openEntries(audit: AuditLogs, filters?: Filters | undefined | null, options?: StreamOptions | undefined | null): Promise<EntryBatches>
+
+/**
+ * Opens a stream of the entries mentioning a data subject for `AuditLogs.subjectEntries()`
+ * (lib/events.js), which iterates and closes it.
+ */
+export declare function openSubjectEntries(audit: AuditLogs, subject: DataSubject, options?: StreamOptions | undefined | null): Promise<SubjectBatches>
 
 /**
  * The audit-logs error for one of its own SQLSTATEs (class `AL`, raised by its triggers and

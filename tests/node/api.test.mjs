@@ -118,7 +118,7 @@ test('the package exports its API by name, and none of the binding internals', a
     'withRequestContext', 'auditContextFromRequest', 'AuditContextInterceptor', 'auditDialect', 'auditViewer', 'auditViewerPlugin']) {
     assert.ok(api[name] !== undefined, `${name} is exported`)
   }
-  for (const name of ['openEntries', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {
+  for (const name of ['openEntries', 'openSubjectEntries', 'SubjectBatches', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {
     assert.equal(api[name], undefined, `${name} stays internal`)
   }
   assert.equal(AuditLogs.prototype.openEntries, undefined, 'entries() is the way to stream')

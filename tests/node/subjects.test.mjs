@@ -69,6 +69,10 @@ test('subject finds every mention of a person with where; the CLI exports the sa
   const rest = await audit.subject(ANN, { limit: 100, cursor: paged.nextCursor })
   assert.deepEqual([...paged.entries, ...rest.entries].map((m) => m.entry.id), page.entries.map((m) => m.entry.id))
 
+  const streamed = []
+  for await (const found of audit.subjectEntries(ANN, { order: 'oldest', batchSize: 2 })) streamed.push(found)
+  assert.deepEqual(streamed, [...page.entries].reverse(), 'the stream (an export from Node) holds the same')
+
   const jsonl = cli(['subject', ...ANN_ARGS, '--format', 'jsonl'], url)
   assert.equal(jsonl.status, 0, jsonl.stderr)
   const exported = jsonl.stdout.trim().split('\n').map((line) => JSON.parse(line))

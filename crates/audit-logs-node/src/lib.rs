@@ -824,6 +824,70 @@ pub fn open_entries<'env>(
     })
 }
 
+/// Batches of the entries mentioning a data subject (see `AuditLogs.subjectEntries`).
+#[napi]
+pub struct SubjectBatches {
+    stream: std::sync::Arc<tokio::sync::Mutex<Option<core::SubjectStream>>>,
+}
+
+#[napi]
+impl SubjectBatches {
+    /// The next batch, or null at the end.
+    #[napi(ts_return_type = "Promise<SubjectEntry[] | null>")]
+    pub fn next<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Option<Vec<core::SubjectEntry>>>> {
+        let stream = self.stream.clone();
+        promise(env, async move {
+            let mut guard = stream.lock().await;
+            let Some(open) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let batch = open.next_batch().await?;
+            if batch.is_none() {
+                *guard = None;
+            }
+            Ok(batch)
+        })
+    }
+
+    /// Ends the stream early and gives its connection back.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut guard) = self.stream.try_lock() {
+            *guard = None;
+        } else {
+            let stream = self.stream.clone();
+            napi::bindgen_prelude::spawn(async move {
+                *stream.lock().await = None;
+            });
+        }
+    }
+}
+
+/// Opens a stream of the entries mentioning a data subject for `AuditLogs.subjectEntries()`
+/// (lib/events.js), which iterates and closes it.
+#[napi(ts_return_type = "Promise<SubjectBatches>")]
+pub fn open_subject_entries<'env>(
+    env: &'env Env,
+    audit: &AuditLogs,
+    subject: core::DataSubject,
+    options: Option<StreamOptions>,
+) -> Result<PromiseRaw<'env, SubjectBatches>> {
+    let inner = audit.inner.clone();
+    let (order, batch_size) = options.map_or((None, None), |o| (o.order, o.batch_size));
+    let order = order
+        .as_deref()
+        .map_or(Ok(core::Order::default()), core::Order::parse);
+    promise(env, async move {
+        let stream = inner.subject_stream(&subject, order?, batch_size).await?;
+        Ok(SubjectBatches {
+            stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+        })
+    })
+}
+
 /// Whether a SQLSTATE means the server ended the session (its backend terminated, a crash, a
 /// shutdown, a connection exception, an idle-in-transaction timeout): the connection is dead.
 #[napi]
