@@ -390,6 +390,8 @@ export type AuditTransactionClient<Target> =
 /**
  * Runs `fn` in one transaction whose changes are attributed to `context` (or, when it is null or
  * omitted, to the current request's context from {@link runWithAuditContext} or the middleware).
+ * The context given is merged over the current one, and is the current one inside `fn`: a
+ * nested call's partial context (`{ reason }`) merges over it.
  * node-postgres: BEGIN, set the context, `fn(client)` (a `pg.PoolClient` for a pool), COMMIT;
  * ROLLBACK and rethrow on error; a pool's client is always released; nested calls on one client
  * use a savepoint.
@@ -482,7 +484,10 @@ export function auditViewer<Request = any>(
   options: AuditViewerOptions<Request>,
 ): (req: Request, res: unknown, next?: (error?: unknown) => void) => Promise<void>
 
-/** The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`. */
+/**
+ * The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`.
+ * `authorize` and `recordViews` get Fastify's request, with what its hooks set (`request.user`).
+ */
 export function auditViewerPlugin(
   fastify: { get(path: string, handler: (...args: any[]) => unknown): unknown },
   options: AuditViewerOptions<any> & { prefix?: string },

@@ -2,7 +2,7 @@
 // The native binding is the API; this file adds what only JavaScript can do: request-scoped
 // context and the wrappers for node-postgres, Prisma, the ORMs (lib/orms.js), Express, Fastify,
 // NestJS and fetch-style handlers.
-const { runWithAuditContext, currentAuditContext, codedError, serialize } = require('./lib/context.js')
+const { runWithAuditContext, currentAuditContext, codedError, serialize, scopedTo } = require('./lib/context.js')
 const { withPgContext, isPool, isPgClient } = require('./lib/pg.js')
 const { auditContextMiddleware, auditContextPlugin } = require('./lib/http.js')
 const { auditRead } = require('./lib/reads.js')
@@ -23,14 +23,16 @@ const binding = require('./binding.js')
  */
 function withAuditContext(target, context, fn, options) {
   if (typeof context === 'function') return withAuditContext(target, undefined, context, fn)
+  // Inside fn, this call's context is the current one: nested calls merge over it.
+  const inScope = scopedTo(context, fn)
   if (target != null && typeof target.$transaction === 'function') {
-    return withPrismaContext(target, context, fn, options)
+    return withPrismaContext(target, context, inScope, options)
   }
   if (target != null && (isPool(target) || isPgClient(target))) {
-    return withPgContext(target, context, fn, options)
+    return withPgContext(target, context, inScope, options)
   }
   const orm = ormOf(target)
-  if (orm) return withOrmContext(orm, target, context, fn, options)
+  if (orm) return withOrmContext(orm, target, context, inScope, options)
   return Promise.reject(codedError('AUDIT_LOGS_INVALID_ARGUMENT',
     'withAuditContext needs a pg Pool or Client, a Prisma client, or a Drizzle, Kysely, Knex, TypeORM or Sequelize database, as its first argument'))
 }

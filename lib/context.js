@@ -15,12 +15,27 @@ const storage = new AsyncLocalStorage()
  */
 function runWithAuditContext(context, fn) {
   serialize(context)
-  const store = Object.freeze({ ...context })
-  return storage.run(store, () => {
+  return runInContext(context, fn)
+}
+
+/** runWithAuditContext without the validation, for a context already checked. */
+function runInContext(context, fn) {
+  return storage.run(Object.freeze({ ...context }), () => {
     const result = fn()
     if (result instanceof Promise || result == null || typeof result.then !== 'function') return result
     return new Promise((resolve, reject) => result.then(resolve, reject))
   })
+}
+
+/**
+ * `fn` of a wrapper call, run with the call's context (given over the current one) as the
+ * current one: a nested call's partial context (`{ reason }`) then merges over the enclosing
+ * call's, as it does over the request's, and `log()` and `currentAuditContext()` inside `fn`
+ * see it too. Without a context given, `fn` as is.
+ */
+function scopedTo(context, fn) {
+  if (context == null || typeof fn !== 'function') return fn
+  return (...args) => runInContext(effectiveContext(context), () => fn(...args))
 }
 
 /** The audit context of the current request or job, if any. */
@@ -126,6 +141,6 @@ function nonFinite(value, path) {
 const SET_CONTEXT = 'select audit.set_checked_context($1)'
 
 module.exports = {
-  runWithAuditContext, currentAuditContext, effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT,
-  serialize,
+  runWithAuditContext, currentAuditContext, effectiveContext, scopedTo, settingFor, codedError, asOwnError,
+  SET_CONTEXT, serialize,
 }

@@ -111,6 +111,50 @@ function csvField(value) {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
 }
 
+function recordOf(query) {
+  const table = query.get('table')
+  const id = query.get('id')
+  if (!table || !id) throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'a record needs table and id')
+  return { table, id: recordId(id) }
+}
+
+const ROW_CHANGES = new Set(['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
+
+// JavaScript dates drop the microseconds of createdAt: the end of its millisecond is at or
+// after the entry, and before any entry of a later millisecond.
+const endOfMillisecond = (date) => date.toISOString().replace(/Z$/, '999Z')
+
+/**
+ * The whole record after each of `entries` (null for an event), as `statesAt` gives it at the
+ * entry's time: one query. A state that comes from an entry a scoped viewer cannot see is
+ * withheld; a target that is not a table has none.
+ */
+async function statesAfter(audit, table, id, entries, scope) {
+  const changes = entries.filter((entry) => ROW_CHANGES.has(entry.action))
+  if (changes.length === 0) return entries.map(() => null)
+  let points
+  try {
+    points = await audit.statesAt({ table, points: changes.map((entry) => ({ id, at: endOfMillisecond(entry.createdAt) })) })
+  } catch (error) {
+    if (error?.code === 'AUDIT_LOGS_TABLE_NOT_FOUND') return entries.map(() => null)
+    throw error
+  }
+  const visible = new Set(entries.map((entry) => entry.id))
+  const byEntry = new Map(changes.map((entry, i) => [entry.id, points[i]]))
+  return entries.map((entry) => {
+    const point = byEntry.get(entry.id)
+    if (point == null) return null
+    if (!scope.full && point.entryId != null && !visible.has(point.entryId)) return { state: null, entryId: null, withheld: true }
+    return { state: point.state, entryId: point.entryId }
+  })
+}
+
+/** The ids of a record's entries a scoped viewer may see. */
+async function visibleIds(audit, table, id, scope) {
+  const page = await audit.search({ table, targetId: id, ...scope.filters }, { limit: MAX_PAGE })
+  return new Set(page.entries.map((entry) => entry.id))
+}
+
 /** The API routes: each reads through the query helpers, scoped by `authorize`. */
 const ROUTES = {
   async search(audit, query, scope) {
@@ -120,16 +164,25 @@ const ROUTES = {
     return audit.search({ ...filtersFrom(query), ...scope.filters }, page)
   },
   // A record's entries as history gives them (following renames and key changes, with the
-  // events about it); a scoped viewer gets them through search, where its filters apply.
+  // events about it), each with the whole record after it (statesAt: the core's state rule); a
+  // scoped viewer gets them through search, where its filters apply.
   async record(audit, query, scope) {
-    const table = query.get('table')
-    const id = query.get('id')
-    if (!table || !id) throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'record needs table and id')
-    if (!scope.full) {
-      const page = await audit.search({ table, targetId: recordId(id), ...scope.filters }, { limit: MAX_PAGE })
-      return page.entries
+    const { table, id } = recordOf(query)
+    const entries = scope.full
+      ? await audit.history({ table, id, limit: MAX_PAGE })
+      : (await audit.search({ table, targetId: id, ...scope.filters }, { limit: MAX_PAGE })).entries
+    return { entries, states: await statesAfter(audit, table, id, entries, scope) }
+  },
+  // The record as it was at a time the viewer picks.
+  async state(audit, query, scope) {
+    const { table, id } = recordOf(query)
+    const at = query.get('at')
+    if (!at) throw codedError('AUDIT_LOGS_INVALID_ARGUMENT', 'state needs at: a time with its zone')
+    const [point] = await audit.statesAt({ table, points: [{ id, at }] })
+    if (!scope.full && point.entryId != null && !(await visibleIds(audit, table, id, scope)).has(point.entryId)) {
+      return { at: point.at, state: null, entryId: null, withheld: true }
     }
-    return audit.history({ table, id: recordId(id), limit: MAX_PAGE })
+    return point
   },
   async counts(audit, query, scope) {
     const by = query.get('by') ?? 'day'
@@ -159,7 +212,7 @@ const ROUTES = {
  */
 async function recordView(audit, recordViews, req, route, query) {
   const context = await recordViews(req)
-  const filters = Object.fromEntries([...query].filter(([name]) => FILTER_PARAMS.includes(name) || name === 'id'))
+  const filters = Object.fromEntries([...query].filter(([name]) => FILTER_PARAMS.includes(name) || name === 'id' || name === 'at'))
   await audit.log({ action: 'audit_log.viewed', targetType: 'audit.audit_logs', metadata: { page: route, ...filters } },
     { context: context ?? null })
 }
@@ -239,14 +292,23 @@ function auditViewer(options) {
 
 /**
  * The viewer for Fastify: `app.register(auditViewerPlugin, { audit, authorize, prefix: '/audit' })`.
- * The handler answers on the raw request, so Fastify's body parsing and serializers stay out.
+ * `authorize` and `recordViews` get Fastify's request (with what its hooks set, `request.user`);
+ * the handler answers on the raw request, so Fastify's body parsing and serializers stay out.
  */
 async function auditViewerPlugin(fastify, options) {
-  const handler = auditViewer(options)
+  const requests = new WeakMap()
+  const fastifyRequest = (raw) => requests.get(raw) ?? raw
+  const { authorize, recordViews } = options ?? {}
+  const handler = auditViewer({
+    ...options,
+    authorize: typeof authorize === 'function' ? (raw) => authorize(fastifyRequest(raw)) : authorize,
+    recordViews: typeof recordViews === 'function' ? (raw) => recordViews(fastifyRequest(raw)) : recordViews,
+  })
   const prefix = options.prefix ?? ''
   const serve = (request, reply) => {
     reply.hijack()
     const raw = request.raw
+    requests.set(raw, request)
     const originalUrl = raw.url
     raw.url = originalUrl.startsWith(prefix) ? originalUrl.slice(prefix.length) || '/' : originalUrl
     return handler(raw, reply.raw).finally(() => { raw.url = originalUrl })

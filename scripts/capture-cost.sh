@@ -17,8 +17,9 @@
 #   superuser, as before V5); N1, N2 (default 40, 240); PGBIN (default the PostgreSQL 15 binaries);
 #   STATEMENTS=insert or update runs only that statement in each transaction (default: pair);
 #   CONTEXT=inline sets the context with set_checked_context's expression as the statement itself;
-#   KEEP=DIR keeps each variant's callgrind profile of the N2 run (callgrind_annotate --inclusive=yes;
-#   DIR writable by the user the server runs as).
+#   KEEP=DIR keeps each variant's callgrind profiles of the N1 and N2 runs (NAME.n1.callgrind and
+#   NAME.callgrind; callgrind_annotate --inclusive=yes): their difference is N2 - N1 transactions
+#   without the start-up (scripts/callgrind-diff.py). DIR writable by the user the server runs as.
 # Output: one line per variant: instructions per transaction (INSERT + UPDATE pair) and more than
 # untracked. Counts are deterministic for a given PostgreSQL build, N1, N2 and month (±0.1%).
 # Variants may use :'partition' (this month's partition of the log); those that rewrite the
@@ -92,7 +93,7 @@ workload() {
       echo "select set_config('audit.context', '$context', true), $user"
     elif [ "${CONTEXT:-}" = inline ]; then
       # What set_checked_context does, sent as the statement itself (no SQL function to inline).
-      echo "select pg_catalog.set_config('audit.context', ('$context'::pg_catalog.jsonb operator(pg_catalog.||) pg_catalog.jsonb_build_object('@transaction', pg_catalog.now()))::pg_catalog.text, true), $user"
+      echo "select pg_catalog.set_config('audit.context_marker', pg_catalog.to_jsonb(pg_catalog.now())::pg_catalog.text operator(pg_catalog.||) '$context', true), pg_catalog.set_config('audit.context', '$context', true), $user"
     else
       echo "select audit.set_checked_context('$context'), $user"
     fi
@@ -135,6 +136,7 @@ for variant in "${variants[@]}"; do
   "$PGBIN/pg_ctl" -D "$work/run" -w stop >/dev/null
   cp -a "$work/run" "$work/run2"
   a=$(instructions "$work/run" "$work/w1.sql")
+  if [ -n "${KEEP:-}" ]; then cp "$work/callgrind.out" "$KEEP/$variant.n1.callgrind"; fi
   b=$(instructions "$work/run2" "$work/w2.sql")
   rm -rf "$work/run2"
   if [ -n "${KEEP:-}" ]; then cp "$work/callgrind.out" "$KEEP/$variant.callgrind"; fi

@@ -91,6 +91,18 @@ refused('a port out of range', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect
 refused('an unknown sslmode', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://localhost/db?sslmode=maybe'))
 refused('a broken percent escape', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://postgres%zz@127.0.0.1/db'), /%zz/)
 refused('a NUL byte in the password', 'AUDIT_LOGS_INVALID_URL', () => AuditLogs.connect('postgres://postgres:pa%00ss@127.0.0.1/db'), /NUL/)
+test('a URL that is not a string rejects, never throws: AUDIT_LOGS_INVALID_URL naming what it is', async () => {
+  for (const [url, what] of [[42, 'a number'], [undefined, 'undefined'], [null, 'null'], [{ host: 'db' }, 'an object']]) {
+    let pending
+    assert.doesNotThrow(() => { pending = AuditLogs.connect(url) }, `connect(${String(url)}) threw`)
+    assert.ok(pending instanceof Promise)
+    await assert.rejects(pending, (error) => {
+      assert.equal(error.code, 'AUDIT_LOGS_INVALID_URL', error.message)
+      assert.match(error.message, new RegExp(`the URL is ${what}, not a string`))
+      return true
+    })
+  }
+})
 refused('an unreachable server', 'AUDIT_LOGS_CONNECTION_FAILED', () => AuditLogs.connect('postgres://postgres@127.0.0.1:1/db?connect_timeout=2'))
 // The test server has either no TLS or a certificate no public root signed.
 refused('TLS verification that cannot succeed', 'AUDIT_LOGS_TLS_FAILED', async ({ url }) => {

@@ -82,6 +82,26 @@ test('nested calls on one client use a savepoint, each with its own context', as
   ])
 })
 
+test('a nested partial context merges over the enclosing call\'s, which merges over the request\'s', async (t) => {
+  const { pool } = await setup(t)
+  await runWithAuditContext({ actorId: 'user-1', requestId: 'req-1', metadata: { tenant: 't1' } }, () =>
+    withAuditContext(pool, { actorId: 'job-7', actorType: 'system' }, async (client) => {
+      assert.deepEqual(currentAuditContext(),
+        { actorId: 'job-7', actorType: 'system', requestId: 'req-1', metadata: { tenant: 't1' } })
+      await client.query("insert into notes (author) values ('outer')")
+      await withAuditContext(client, { metadata: { reason: 'retry' } }, (c) =>
+        c.query("insert into notes (author) values ('inner')"))
+      await client.query("insert into notes (author) values ('after')")
+    }))
+  const rows = await entries(pool)
+  assert.deepEqual(rows.map((r) => [r.new_values.author, r.actor_id, r.actor_type, r.request_id, r.metadata]), [
+    ['outer', 'job-7', 'system', 'req-1', { tenant: 't1' }],
+    ['inner', 'job-7', 'system', 'req-1', { tenant: 't1', reason: 'retry' }],
+    ['after', 'job-7', 'system', 'req-1', { tenant: 't1' }],
+  ])
+  assert.equal(currentAuditContext(), undefined, 'nothing leaks out of the calls')
+})
+
 test('a transaction the caller began is joined with a savepoint, not committed early', async (t) => {
   const { pool } = await setup(t)
   const client = await pool.connect()

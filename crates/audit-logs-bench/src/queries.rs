@@ -22,9 +22,31 @@ pub struct QueryRow {
     pub sql: String,
     /// Execution time in milliseconds over random arguments.
     pub execution_ms: Stat,
+    /// Planning time of the same runs: paid on every call, the library's queries being sent
+    /// unprepared (as behind a transaction-mode pooler).
+    pub planning_ms: Stat,
     pub execution_ms_after_newer_rows: Stat,
+    /// The median must stay under this, before and after the newer rows.
     pub target_ms: f64,
+    /// And the 95th percentile under this, where the issue sets one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_p95_ms: Option<f64>,
     pub plan: String,
+}
+
+/// The targets of the benchmark issue (issue 14), at every size: history of one record under
+/// 0.5 ms, state at a time under 0.2 ms, 100 states under 10 ms (p95 under 30 ms); by actor and
+/// by transaction under 5 ms (issue 4).
+struct Target {
+    median_ms: f64,
+    p95_ms: Option<f64>,
+}
+
+const fn median_under(ms: f64) -> Target {
+    Target {
+        median_ms: ms,
+        p95_ms: None,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -76,16 +98,27 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
     })?;
     let states_at_sql = audit_logs_core::queries::states_at_sql();
     let subject_sql = audit_logs_core::subjects::subject_sql();
-    let queries: [(&'static str, &str, f64); 6] = [
-        ("history of one record", &history_sql, 0.1),
-        ("state at a time", &state_at_sql, 0.1),
-        ("by actor, first page", &by_actor_sql, 5.0),
+    let queries: [(&'static str, &str, Target); 6] = [
+        ("history of one record", &history_sql, median_under(0.5)),
+        ("state at a time", &state_at_sql, median_under(0.2)),
+        ("by actor, first page", &by_actor_sql, median_under(5.0)),
         // A moderation queue's join: 100 records, each at its own time.
-        ("states at, 100 points", &states_at_sql, 10.0),
-        ("by transaction", &by_transaction_sql, 5.0),
+        (
+            "states at, 100 points",
+            &states_at_sql,
+            Target {
+                median_ms: 10.0,
+                p95_ms: Some(30.0),
+            },
+        ),
+        ("by transaction", &by_transaction_sql, median_under(5.0)),
         // A sequential scan of the whole log, by design (no index on the values would pay for
-        // itself on every write): the target is a microsecond per audit row.
-        (SUBJECT, &subject_sql, audit_rows as f64 / 1000.0),
+        // itself on every write): the aim is a microsecond per audit row.
+        (
+            SUBJECT,
+            &subject_sql,
+            median_under(audit_rows as f64 / 1000.0),
+        ),
     ];
     let mut before = Vec::new();
     for (name, sql, _) in &queries {
@@ -107,15 +140,17 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
         ))
         .await?;
     let mut rows = Vec::new();
-    for ((name, sql, target), (execution_ms, plan_text)) in queries.iter().zip(before) {
-        let (after, _) = time_query(client, name, sql, samples(plan, name)).await?;
+    for ((name, sql, target), timed) in queries.iter().zip(before) {
+        let after = time_query(client, name, sql, samples(plan, name)).await?;
         rows.push(QueryRow {
             query: name,
             sql: sql.to_string(),
-            execution_ms,
-            execution_ms_after_newer_rows: after,
-            target_ms: *target,
-            plan: plan_text,
+            execution_ms: timed.execution_ms,
+            planning_ms: timed.planning_ms,
+            execution_ms_after_newer_rows: after.execution_ms,
+            target_ms: target.median_ms,
+            target_p95_ms: target.p95_ms,
+            plan: timed.plan,
         });
     }
     Ok(QueryReport {
@@ -180,13 +215,9 @@ async fn load(client: &Client, first: i64, last: i64, span: i64) -> BenchResult<
 }
 
 /// Median (and spread) of the execution time over random arguments, and the plan.
-async fn time_query(
-    client: &Client,
-    name: &str,
-    sql: &str,
-    samples: u32,
-) -> BenchResult<(Stat, String)> {
+async fn time_query(client: &Client, name: &str, sql: &str, samples: u32) -> BenchResult<Timed> {
     let mut times = Vec::new();
+    let mut planning = Vec::new();
     let mut plan_text = String::new();
     let span = client
         .query_one(
@@ -278,19 +309,34 @@ async fn time_query(
         if setup.is_some() {
             client.batch_execute("commit").await?;
         }
-        times.push(execution_time(&rows)?);
+        let (execution, planned) = execution_and_planning_time(&rows)?;
+        times.push(execution);
+        planning.push(planned);
         if i == 0 {
             plan_text = text_plan(client, sql, &params).await?;
         }
     }
-    Ok((Stat::of(times), plan_text))
+    Ok(Timed {
+        execution_ms: Stat::of(times),
+        planning_ms: Stat::of(planning),
+        plan: plan_text,
+    })
 }
 
-fn execution_time(rows: &[tokio_postgres::Row]) -> BenchResult<f64> {
+struct Timed {
+    execution_ms: Stat,
+    planning_ms: Stat,
+    plan: String,
+}
+
+fn execution_and_planning_time(rows: &[tokio_postgres::Row]) -> BenchResult<(f64, f64)> {
     let plan: Value = rows[0].get(0);
-    plan[0]["Execution Time"]
-        .as_f64()
-        .ok_or_else(|| format!("no Execution Time in {plan}").into())
+    let time = |key: &str| {
+        plan[0][key]
+            .as_f64()
+            .ok_or_else(|| format!("no {key} in {plan}"))
+    };
+    Ok((time("Execution Time")?, time("Planning Time")?))
 }
 
 async fn text_plan(
@@ -313,30 +359,39 @@ async fn text_plan(
 
 pub fn print(report: &QueryReport) {
     println!(
-        "\nQueries at {} audit rows ({} monthly partitions, loaded in {:.0}s); execution time (EXPLAIN ANALYZE):",
+        "\nQueries at {} audit rows ({} monthly partitions, loaded in {:.0}s); execution time (EXPLAIN ANALYZE), and planning time paid on each call:",
         report.audit_rows,
         MONTHS + 3,
         report.load_seconds
     );
     println!(
-        "  {:<26} {:>10} {:>10} {:>12} {:>8}",
-        "query", "median ms", "p95 ms", "+100k newer", "target"
+        "  {:<26} {:>10} {:>10} {:>12} {:>9}  target",
+        "query", "median ms", "p95 ms", "+100k newer", "plan ms"
     );
     for row in &report.rows {
+        let p95_met = row.target_p95_ms.is_none_or(|p95| {
+            row.execution_ms.quantile(0.95) < p95
+                && row.execution_ms_after_newer_rows.quantile(0.95) < p95
+        });
         let met = if row.execution_ms.median < row.target_ms
             && row.execution_ms_after_newer_rows.median < row.target_ms
+            && p95_met
         {
             "met"
         } else {
             "MISSED"
         };
+        let target = match row.target_p95_ms {
+            Some(p95) => format!("{} ms, p95 {p95} ms", row.target_ms),
+            None => format!("{} ms", row.target_ms),
+        };
         println!(
-            "  {:<26} {:>10.3} {:>10.3} {:>12.3} {:>5} ms {met}",
+            "  {:<26} {:>10.3} {:>10.3} {:>12.3} {:>9.3}  {target} {met}",
             row.query,
             row.execution_ms.median,
             row.execution_ms.quantile(0.95),
             row.execution_ms_after_newer_rows.median,
-            row.target_ms
+            row.planning_ms.median,
         );
     }
     for row in &report.rows {

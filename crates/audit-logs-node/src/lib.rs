@@ -54,6 +54,22 @@ where
     })
 }
 
+/// A JavaScript type as a message names it: "a number", "undefined".
+fn js_type_name(value_type: ValueType) -> &'static str {
+    match value_type {
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "a boolean",
+        ValueType::Number => "a number",
+        ValueType::String => "a string",
+        ValueType::Symbol => "a symbol",
+        ValueType::Object => "an object",
+        ValueType::Function => "a function",
+        ValueType::BigInt => "a bigint",
+        _ => "an unsupported value",
+    }
+}
+
 /// A table named without SQL quoting: `{ schema: 'Sales', name: 'Order Items' }`.
 #[napi(object)]
 pub struct TableName {
@@ -454,10 +470,26 @@ impl AuditLogs {
     /// Connects with a URL as psql and Prisma write it (`?sslmode=`, `?schema=`,
     /// `?connection_limit=`... are understood). Rejects with `AUDIT_LOGS_INVALID_URL`,
     /// `AUDIT_LOGS_CONNECTION_FAILED`, `AUDIT_LOGS_AUTHENTICATION_FAILED` or `AUDIT_LOGS_TLS_FAILED`.
-    #[napi(ts_return_type = "Promise<AuditLogs>")]
-    pub fn connect(env: &Env, url: String) -> Result<PromiseRaw<'_, AuditLogs>> {
+    #[napi(ts_args_type = "url: string", ts_return_type = "Promise<AuditLogs>")]
+    pub fn connect<'env>(
+        env: &'env Env,
+        url: Unknown<'env>,
+    ) -> Result<PromiseRaw<'env, AuditLogs>> {
+        // Taken as any value so that a URL that is not a string rejects with a coded error, as a
+        // malformed one does: napi's own check would throw, and a static method cannot be
+        // wrapped in JS (the class's properties are not configurable).
+        let url = match url.get_type()? {
+            // SAFETY: the value was just checked to be a string.
+            ValueType::String => Ok(unsafe { url.cast::<String>() }?),
+            other => Err(core::Error::Connection(core::ConnectionError::InvalidUrl {
+                reason: format!(
+                    "the URL is {}, not a string: pass a connection string such as postgres://user:password@host:5432/database",
+                    js_type_name(other)
+                ),
+            })),
+        };
         promise(env, async move {
-            core::AuditLogs::connect(&url)
+            core::AuditLogs::connect(&url?)
                 .await
                 .map(|inner| AuditLogs { inner })
         })
