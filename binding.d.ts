@@ -102,6 +102,34 @@ export interface CreateAuditLogInput {
   reason?: string
 }
 
+/**
+ * A data subject: a person, described by what the log may hold about them. Give at least one
+ * field.
+ *
+ * - The actor id is compared with the entries' `actor_id`, for equality (only there: as free
+ *   text an id such as `42` would also be an order number).
+ * - The e-mail, the IP address and each value are searched as whole words, ignoring case, in
+ *   `actor_email`, `ip_address`, `user_agent`, `target_id`, `old_target_id`, and every string
+ *   of `old_values`, `new_values` and `metadata` at any depth (a JSON number matches a value it
+ *   equals); keys are not searched. `ann@x.io` is found in `"ann@x.io asked"`, not in
+ *   `"joann@x.io"`.
+ * - An entry the subject made (its `actor_id` or `actor_email` is theirs) mentions them in its
+ *   IP address and user agent too.
+ */
+export interface DataSubject {
+  /** Their actor id, as the audit context gave it. */
+  actorId?: string
+  /** Their e-mail address. */
+  email?: string
+  /** An IP address of theirs (one address, not a network). */
+  ipAddress?: string
+  /**
+   * Other values that identify them: a name, a phone number, a customer number (2 to 1024
+   * bytes each, at most 100).
+   */
+  values?: Array<string>
+}
+
 /** One change of one column. */
 export interface FieldChange {
   entryId: number
@@ -205,12 +233,27 @@ export interface RecordRevert {
   fields: Array<FieldRevert>
 }
 
-/** What `redact` did. */
+/** An entry a redaction of a data subject changed, and where. */
+export interface RedactedEntry {
+  id: number
+  createdAt: Date
+  action: string
+  targetType?: string
+  /** As it was before the redaction. */
+  targetId?: string
+  paths: Array<string>
+}
+
+/** What `redact` did (or, in a dry run, would do). */
 export interface RedactReport {
   rowsRedacted: number
-  /** The `audit.redaction` event recording it. */
-  eventId: number
+  /** The `audit.redaction` event recording it (none in a dry run). */
+  eventId?: number
+  /** The columns changed (for a data subject, those where they were found). */
   fields: Array<string>
+  /** For a data subject: each entry changed and where (the paths `subject` gives). */
+  entries: Array<RedactedEntry>
+  dryRun: boolean
 }
 
 /** The retention policy kept in `audit.settings`, which `maintain` applies (`configure` saves it). */
@@ -285,6 +328,18 @@ export interface Status {
   trackedTables: Array<TrackedTable>
   /** Every shipped migration is applied. */
   upToDate: boolean
+}
+
+/** An entry that mentions a data subject, and where. */
+export interface SubjectEntry {
+  entry: AuditLogEntry
+  /**
+   * Where it mentions them: columns (`actor_id`, `actor_email`, `ip_address`, `user_agent`,
+   * `target_id`, `old_target_id`) and paths within the JSON ones
+   * (`new_values.author_email`, `metadata.reason`, `old_values.profile.contacts[0]`; a key
+   * that is not an identifier is quoted: `metadata["a key"]`).
+   */
+  paths: Array<string>
 }
 
 /** A tracked table, from the `audit.tracked_tables` view. */
@@ -411,7 +466,9 @@ export declare class AuditLogs {
   /**
    * GDPR erasure: replaces the subject's personal values with keyed hashes (`hmac:` and
    * HMAC-SHA256 hex under `key`, at least 16 bytes, never stored) and records a redaction
-   * event; `verify()` still passes. Rejects with `AUDIT_LOGS_INVALID_REDACTION`.
+   * event; `verify()` still passes, and {@link AuditLogs.subject} then finds nothing. With
+   * `dryRun`, lists what would change and changes nothing. Rejects with
+   * `AUDIT_LOGS_INVALID_REDACTION` or `AUDIT_LOGS_INVALID_SUBJECT`.
    */
   redact(request: RedactRequest, key: string | Buffer): Promise<RedactReport>
   /**
@@ -465,6 +522,16 @@ export declare class AuditLogs {
   statesAt(options: StatesAtOptions): Promise<PointState[]>
   /** Entries matching `filters`, newest first, a page at a time (keyset: pass `nextCursor`). */
   search(filters?: Filters | undefined | null, page?: PageOptions | undefined | null): Promise<SearchPage>
+  /**
+   * Every entry that mentions a data subject (GDPR access request), with where in it
+   * (`paths`), newest first, a page at a time. `actorId` is compared with the entries'
+   * actor; `email`, `ipAddress` and `values` are found as whole words, ignoring case, in the
+   * actor columns, target ids, and old and new values and metadata at any depth. Reads the
+   * whole log once per page: ask for large pages. Needs only the `audit_reader` role. Rejects
+   * with `AUDIT_LOGS_INVALID_SUBJECT` (nothing given, a value shorter than 2 characters, an
+   * address that is not one).
+   */
+  subject(subject: DataSubject, page?: PageOptions | undefined | null): Promise<SubjectPage>
   /** What one actor did, newest first. */
   byActor(actorId: string, options?: RangeOptions | undefined | null): Promise<AuditLogEntry[]>
   /**
@@ -512,6 +579,14 @@ export declare class RevertRun {
    * fields) when it fails.
    */
   resume(rows?: Array<string | undefined | null> | undefined | null, failure?: RevertFailure | undefined | null): RevertStep
+}
+
+/** Batches of the entries mentioning a data subject (see `AuditLogs.subjectEntries`). */
+export declare class SubjectBatches {
+  /** The next batch, or null at the end. */
+  next(): Promise<SubjectEntry[] | null>
+  /** Ends the stream early and gives its connection back. */
+  close(): void
 }
 
 /**
@@ -641,6 +716,12 @@ export interface LogOptions {
 export declare function openEntries(audit: AuditLogs, filters?: Filters | undefined | null, options?: StreamOptions | undefined | null): Promise<EntryBatches>
 
 /**
+ * Opens a stream of the entries mentioning a data subject for `AuditLogs.subjectEntries()`
+ * (lib/events.js), which iterates and closes it.
+ */
+export declare function openSubjectEntries(audit: AuditLogs, subject: DataSubject, options?: StreamOptions | undefined | null): Promise<SubjectBatches>
+
+/**
  * The audit-logs error for one of its own SQLSTATEs (class `AL`, raised by its triggers and
  * functions) as node-postgres or Prisma report it: the code and message the native API gives
  * for it. Null for any other SQLSTATE (the caller's own error stays as it is).
@@ -678,10 +759,21 @@ export interface RangeOptions {
   before?: number
 }
 
-/** Whose data {@link AuditLogs.redact} erases: `actorId`, or `targetType` and `targetId`. */
+/**
+ * Whose data {@link AuditLogs.redact} erases: a data subject (as {@link AuditLogs.subject}
+ * finds them: with `email`, `ipAddress` or `values`, every value that mentions them, wherever;
+ * with `actorId` alone, the actor columns of their entries), or a record (`targetType` and
+ * `targetId`).
+ */
 export interface RedactRequest {
-  /** Every row attributed to this actor. */
+  /** Their actor id. */
   actorId?: string
+  /** Their e-mail address. */
+  email?: string
+  /** An IP address of theirs. */
+  ipAddress?: string
+  /** Other values that identify them (a name, a phone number). */
+  values?: Array<string>
   /** Every row about this record: its `target_type` (e.g. `public.users`) ... */
   targetType?: string
   /** ... and its key (an array for a composite key). */
@@ -694,6 +786,8 @@ export interface RedactRequest {
   fields?: Array<string>
   /** Recorded in the redaction event. */
   reason?: string
+  /** List what would change (`entries`, `rowsRedacted`) and change nothing. */
+  dryRun?: boolean
 }
 
 /**
@@ -827,6 +921,13 @@ export interface StreamOptions {
   order?: 'newest' | 'oldest'
   /** Rows fetched per round trip, 1 to 10000. Default: 1000 (as the CLI's `export`). */
   batchSize?: number
+}
+
+/** A page of {@link AuditLogs.subject} results. */
+export interface SubjectPage {
+  entries: Array<SubjectEntry>
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor?: string
 }
 
 /** A table named without SQL quoting: `{ schema: 'Sales', name: 'Order Items' }`. */

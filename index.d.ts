@@ -3,6 +3,8 @@
 // plus the JavaScript helpers of index.js.
 import type {
   AuditContext,
+  DataSubject,
+  SubjectEntry,
   AuditLogEntry,
   RevertConflict,
   RevertOptions,
@@ -47,6 +49,10 @@ export type {
   FieldRevert,
   RedactReport,
   RedactRequest,
+  RedactedEntry,
+  DataSubject,
+  SubjectEntry,
+  SubjectPage,
   RetentionSettings,
   RevertConflict,
   RevertOptions,
@@ -105,6 +111,7 @@ export type AuditLogsErrorCode =
   | 'AUDIT_LOGS_APPEND_ONLY'
   | 'AUDIT_LOGS_INVALID_SETTINGS'
   | 'AUDIT_LOGS_INVALID_REDACTION'
+  | 'AUDIT_LOGS_INVALID_SUBJECT'
   | 'AUDIT_LOGS_PERMISSION_DENIED'
   | 'AUDIT_LOGS_REVERT_CONFLICT'
   | 'AUDIT_LOGS_CANNOT_REVERT'
@@ -291,6 +298,11 @@ export declare class AuditLogs extends NativeAuditLogs {
    * Breaking out of the loop ends the read and frees its connection.
    */
   entries<Row extends object = RowValues>(filters?: Filters | null, options?: StreamOptions | null): AsyncGenerator<AuditEntry<Row>, void, undefined>
+  /**
+   * Every entry that mentions a data subject, with where (as `subject()` finds them; oldest
+   * first with `order: 'oldest'`), from one snapshot in one scan: an access request's export.
+   */
+  subjectEntries(subject: DataSubject, options?: StreamOptions | null): AsyncGenerator<SubjectEntry, void, undefined>
   /**
    * One record's entries, newest first: its row changes, and the events about it (an event's
    * `targetType` names the table as the README's "Events in a record's history" says).

@@ -1,7 +1,7 @@
 'use strict'
 // What AuditLogs gains in JavaScript: the request's context for events, events in the caller's
 // own transaction, and `for await` over a stream. Everything else is native.
-const { eventStatement, openEntries } = require('../binding.js')
+const { eventStatement, openEntries, openSubjectEntries } = require('../binding.js')
 const { currentAuditContext } = require('./context.js')
 const { recastArgumentError } = require('./arguments.js')
 const { ormQuery } = require('./orms.js')
@@ -39,21 +39,31 @@ function eventMethods(native) {
     },
 
     /** Every entry matching `filters`, read in batches from one snapshot, in bounded memory. */
-    async *entries(filters, options) {
-      let batches
-      try {
-        batches = await openEntries(this, filters, options)
-      } catch (error) {
-        throw recastArgumentError(error, [filters, options])
-      }
-      try {
-        for (let batch = await batches.next(); batch !== null; batch = await batches.next()) {
-          yield* batch
-        }
-      } finally {
-        batches.close()
-      }
+    entries(filters, options) {
+      return streamed(() => openEntries(this, filters, options), [filters, options])
     },
+
+    /** Every entry mentioning a data subject, with where: an access request's export. */
+    subjectEntries(subject, options) {
+      return streamed(() => openSubjectEntries(this, subject, options), [subject, options])
+    },
+  }
+}
+
+/** Yields the items of the batches `open` resolves to, closing them however the loop ends. */
+async function* streamed(open, args) {
+  let batches
+  try {
+    batches = await open()
+  } catch (error) {
+    throw recastArgumentError(error, args)
+  }
+  try {
+    for (let batch = await batches.next(); batch !== null; batch = await batches.next()) {
+      yield* batch
+    }
+  } finally {
+    batches.close()
   }
 }
 

@@ -976,7 +976,7 @@ begin
     return false;
   end if;
   get diagnostics stack = pg_context;
-  return stack ~ 'PL/pgSQL function audit\.(redact|anonymize_due|move_default_rows|drop_expired_partitions)\(';
+  return stack ~ 'PL/pgSQL function audit\.(redact|redact_subject|anonymize_due|move_default_rows|drop_expired_partitions)\(';
 end
 $$;
 
@@ -1083,6 +1083,34 @@ $$;
 -- COMMENT FUNCTION install_capture(target regclass, options jsonb)
 
 COMMENT ON FUNCTION audit.install_capture(target regclass, options jsonb) IS 'Generates the capture function of a table for these options (target_type included), owned by audit_writer, and attaches its triggers.';
+
+-- FUNCTION json_mentions(text, jsonb, text[])
+
+CREATE FUNCTION audit.json_mentions(name text, value jsonb, terms text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  with recursive walk(path, value) as (
+    select name, value where value is not null
+    union all
+    select w.path || s.step, s.value
+      from walk w
+     cross join lateral (
+       select case when e.key ~ '^[A-Za-z_][A-Za-z0-9_]*$' then '.' || e.key
+                   else '[' || to_jsonb(e.key)::text || ']' end, e.value
+         from jsonb_each(case when jsonb_typeof(w.value) = 'object' then w.value else '{}' end) e
+       union all
+       select '[' || (a.n - 1) || ']', a.value
+         from jsonb_array_elements(case when jsonb_typeof(w.value) = 'array' then w.value else '[]' end)
+              with ordinality as a(value, n)
+     ) as s(step, value)
+  )
+  select array(select path from walk where audit.mentions(value, terms) order by path)
+$_$;
+
+-- COMMENT FUNCTION json_mentions(name text, value jsonb, terms text[])
+
+COMMENT ON FUNCTION audit.json_mentions(name text, value jsonb, terms text[]) IS 'The paths (name.key[0]...) of the strings and numbers of a JSON value that mention the terms.';
 
 -- FUNCTION jsonb_changed_keys(jsonb, jsonb)
 
@@ -1394,6 +1422,55 @@ $$;
 -- COMMENT FUNCTION maintain(months_ahead integer, retention_months integer, anonymize_after_days integer)
 
 COMMENT ON FUNCTION audit.maintain(months_ahead integer, retention_months integer, anonymize_after_days integer) IS 'Runs the retention policy of audit.settings (arguments override it for this run; 0 turns a step off): moves default-partition rows into monthly partitions, creates the coming months'' partitions, seals, drops expired partitions and anonymizes due rows. Every step is recorded as an audit event. Safe from cron or pg_cron.';
+
+-- FUNCTION may_mention(audit.audit_logs, text, text[])
+
+CREATE FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, patterns text[]) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select l.actor_id operator(pg_catalog.=) may_mention.actor_id
+      or pg_catalog.lower(pg_catalog.concat_ws(' ', l.actor_email, pg_catalog.host(l.ip_address), l.user_agent,
+                                               l.target_id, l.old_target_id, l.old_values, l.new_values, l.metadata)
+                          collate pg_catalog."default")
+         operator(pg_catalog.~~) any (may_mention.patterns)
+$$;
+
+-- COMMENT FUNCTION may_mention(l audit.audit_logs, actor_id text, patterns text[])
+
+COMMENT ON FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, patterns text[]) IS 'True for every entry that may mention the subject (its actor id, or a term within its personal columns); audit.subject_paths says which do, and where.';
+
+-- FUNCTION mentions(jsonb, text[])
+
+CREATE FUNCTION audit.mentions(value jsonb, terms text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case jsonb_typeof(value)
+           when 'string' then audit.mentions(value #>> '{}', terms)
+           when 'number' then value::text = any(terms)
+           else false end
+$$;
+
+-- COMMENT FUNCTION mentions(value jsonb, terms text[])
+
+COMMENT ON FUNCTION audit.mentions(value jsonb, terms text[]) IS 'True when a JSON string mentions one of the terms, or a JSON number equals one.';
+
+-- FUNCTION mentions(text, text[])
+
+CREATE FUNCTION audit.mentions(value text, terms text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  -- Compared in the database's collation, as the terms were lower-cased (target ids are "C").
+  select value is not null and value not like 'hmac:%'
+         and exists (select from unnest(terms) t
+                      where strpos(lower(value collate "default"), t) > 0
+                        and lower(value collate "default") ~ audit.term_pattern(t))
+$$;
+
+-- COMMENT FUNCTION mentions(value text, terms text[])
+
+COMMENT ON FUNCTION audit.mentions(value text, terms text[]) IS 'True when a text (not a pseudonym) holds one of the terms (lower-cased) as a whole word, ignoring case.';
 
 -- FUNCTION move_default_rows()
 
@@ -1743,6 +1820,79 @@ $$;
 
 COMMENT ON FUNCTION audit.redact(key bytea, actor_id text, target_type text, target_id text, fields text[], reason text) IS 'GDPR erasure: replaces the personal values of one data subject (actor_id, or target_type and target_id) with keyed hashes ("hmac:" and HMAC-SHA256 hex under key, which is never stored; IP addresses become null). fields: columns (default: actor columns for an actor, old_values and new_values for a target), values.KEY, metadata.KEY. Records an audit.redaction event and the digests in audit.redactions; verify still passes. Errors: AL009.';
 
+-- FUNCTION redact_subject(bytea, text, text, text, text[], text)
+
+CREATE FUNCTION audit.redact_subject(key bytea, actor_id text DEFAULT NULL::text, email text DEFAULT NULL::text, ip_address text DEFAULT NULL::text, "values" text[] DEFAULT NULL::text[], reason text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  terms text[];
+  patterns text[];
+  event_id bigint;
+  n bigint;
+  found jsonb;
+begin
+  if key is null or octet_length(key) < 16 then
+    raise exception 'audit-logs: the redaction key must be at least 16 bytes'
+      using errcode = 'AL009', hint = 'Use a random secret kept outside the database; the same key gives the same pseudonyms.';
+  end if;
+  terms := audit.subject_terms(redact_subject.actor_id, email, ip_address, "values");
+  patterns := audit.subject_patterns(terms);
+
+  -- The event names the subject by a pseudonym of its description only.
+  select l.id into event_id from audit.log_event('audit.redaction', 'audit.audit_logs', null,
+    jsonb_strip_nulls(jsonb_build_object(
+      'subject', audit.redacted_text(key, concat_ws(' ', redact_subject.actor_id, array_to_string(terms, ' '))),
+      'by', 'subject', 'reason', reason))) l;
+  perform set_config('audit.maintenance', 'on', true);
+  with matched as (
+    select l.id, l.txid, l.created_at, l.action, l.target_type, l.target_id,
+           audit.personal_digest(l) as digest, m.paths
+      from audit.audit_logs l
+     cross join lateral (select audit.subject_paths(l, redact_subject.actor_id, terms) as paths) m
+     where audit.may_mention(l, redact_subject.actor_id, patterns)
+       and cardinality(m.paths) > 0
+       and l.id <> event_id
+  ), changed as (
+    update audit.audit_logs l set
+      target_id = case when 'target_id' = any(m.paths) then audit.redacted_text(key, l.target_id) else l.target_id end,
+      old_target_id = case when 'old_target_id' = any(m.paths) then audit.redacted_text(key, l.old_target_id) else l.old_target_id end,
+      old_values = audit.redacted_mentions(key, l.old_values, terms),
+      new_values = audit.redacted_mentions(key, l.new_values, terms),
+      actor_id = case when 'actor_id' = any(m.paths) then audit.redacted_text(key, l.actor_id) else l.actor_id end,
+      actor_email = case when 'actor_email' = any(m.paths) then audit.redacted_text(key, l.actor_email) else l.actor_email end,
+      ip_address = case when 'ip_address' = any(m.paths) then null else l.ip_address end,
+      user_agent = case when 'user_agent' = any(m.paths) then audit.redacted_text(key, l.user_agent) else l.user_agent end,
+      metadata = audit.redacted_mentions(key, l.metadata, terms)
+      from matched m
+     where l.id = m.id and l.created_at = m.created_at
+    returning l.id, audit.personal_digest(l) as digest
+  ), recorded as (
+    insert into audit.redactions (row_id, row_txid, kind, event_id, original_digest, redacted_digest)
+    select m.id, m.txid, 'redaction', event_id, m.digest, c.digest
+      from matched m join changed c on c.id = m.id
+     where m.digest <> c.digest
+    returning row_id
+  )
+  select count(*), coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+           'id', m.id, 'createdAt', m.created_at, 'action', m.action, 'targetType', m.target_type,
+           'targetId', m.target_id, 'paths', to_jsonb(m.paths))) order by m.id), '[]')
+    into n, found
+    from matched m join recorded r on r.row_id = m.id;
+  perform set_config('audit.maintenance', '', true);
+  return jsonb_build_object('rowsRedacted', n, 'eventId', event_id,
+    'fields', to_jsonb(array(select distinct substring(p from '^[a-z_]+')
+                               from jsonb_array_elements(found) e, jsonb_array_elements_text(e.value -> 'paths') p
+                              order by 1)),
+    'entries', found);
+end
+$$;
+
+-- COMMENT FUNCTION redact_subject(key bytea, actor_id text, email text, ip_address text, "values" text[], reason text)
+
+COMMENT ON FUNCTION audit.redact_subject(key bytea, actor_id text, email text, ip_address text, "values" text[], reason text) IS 'GDPR erasure of a data subject wherever the log mentions them (audit.subject_paths: actor columns, IP, user agent, target ids, values and metadata at any depth): each mentioning value becomes its keyed hash ("hmac:" and HMAC-SHA256 hex under key, never stored; an IP address becomes null). Records an audit.redaction event and the digests in audit.redactions; verify still passes. Returns the entries changed with their paths. Errors: AL009 (key), AL015 (subject).';
+
 -- FUNCTION redacted_json(bytea, jsonb, boolean, text[])
 
 CREATE FUNCTION audit.redacted_json(key bytea, value jsonb, whole boolean, keys text[]) RETURNS jsonb
@@ -1764,6 +1914,33 @@ $_$;
 -- COMMENT FUNCTION redacted_json(key bytea, value jsonb, whole boolean, keys text[])
 
 COMMENT ON FUNCTION audit.redacted_json(key bytea, value jsonb, whole boolean, keys text[]) IS 'A JSON object with its values (all when whole, else the keys given) replaced by their pseudonyms.';
+
+-- FUNCTION redacted_mentions(bytea, jsonb, text[])
+
+CREATE FUNCTION audit.redacted_mentions(secret bytea, doc jsonb, terms text[]) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  case jsonb_typeof(doc)
+    when 'object' then
+      return (select coalesce(jsonb_object_agg(e.key, audit.redacted_mentions(secret, e.value, terms)), '{}')
+                from jsonb_each(doc) e);
+    when 'array' then
+      return (select coalesce(jsonb_agg(audit.redacted_mentions(secret, a.value, terms) order by a.n), '[]')
+                from jsonb_array_elements(doc) with ordinality as a(value, n));
+    else
+      if audit.mentions(doc, terms) then
+        return to_jsonb(audit.redacted_text(secret, doc #>> '{}'));
+      end if;
+      return doc;
+  end case;
+end
+$$;
+
+-- COMMENT FUNCTION redacted_mentions(secret bytea, doc jsonb, terms text[])
+
+COMMENT ON FUNCTION audit.redacted_mentions(secret bytea, doc jsonb, terms text[]) IS 'A JSON value with every string and number that mentions the terms (audit.mentions) replaced by its pseudonym; the rest as it was.';
 
 -- FUNCTION redacted_text(bytea, text)
 
@@ -2138,6 +2315,103 @@ $$;
 
 COMMENT ON FUNCTION audit.stored_key(key text) IS 'A record key as audit_logs.target_id stores it: itself, or "sha256:" and its hex digest when over 1024 bytes.';
 
+-- FUNCTION subject_paths(audit.audit_logs, text, text[])
+
+CREATE FUNCTION audit.subject_paths(l audit.audit_logs, actor_id text, terms text[]) RETURNS text[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array_remove(array[
+           case when theirs then 'actor_id' end,
+           case when l.actor_email is not null and (theirs or audit.mentions(l.actor_email, terms)) then 'actor_email' end,
+           case when l.ip_address is not null and (theirs or host(l.ip_address) = any(terms)) then 'ip_address' end,
+           case when l.user_agent is not null and (theirs or audit.mentions(l.user_agent, terms)) then 'user_agent' end,
+           case when audit.mentions(l.target_id, terms) then 'target_id' end,
+           case when audit.mentions(l.old_target_id, terms) then 'old_target_id' end], null)
+         || audit.json_mentions('old_values', l.old_values, terms)
+         || audit.json_mentions('new_values', l.new_values, terms)
+         || audit.json_mentions('metadata', l.metadata, terms)
+    from (select l.actor_id = subject_paths.actor_id or audit.mentions(l.actor_email, terms) as theirs) as own
+$$;
+
+-- COMMENT FUNCTION subject_paths(l audit.audit_logs, actor_id text, terms text[])
+
+COMMENT ON FUNCTION audit.subject_paths(l audit.audit_logs, actor_id text, terms text[]) IS 'Where an entry mentions a data subject (its actor id, and terms from audit.subject_terms): actor_id, actor_email, ip_address, user_agent, target_id, old_target_id and the paths within old_values, new_values and metadata; empty when it does not. Keep rows with audit.may_mention first: it is the fast pass.';
+
+-- FUNCTION subject_patterns(text[])
+
+CREATE FUNCTION audit.subject_patterns(terms text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select array(
+    select distinct '%' || replace(replace(replace(form, '\', '\\'), '%', '\%'), '_', '\_') || '%'
+      from unnest(terms) as t(term)
+     cross join lateral (values (t.term),
+                                (substr(to_jsonb(t.term)::text, 2, length(to_jsonb(t.term)::text) - 2))) as f(form))
+$$;
+
+-- COMMENT FUNCTION subject_patterns(terms text[])
+
+COMMENT ON FUNCTION audit.subject_patterns(terms text[]) IS 'The LIKE patterns of audit.may_mention for some terms (as given, and as JSON prints them).';
+
+-- FUNCTION subject_terms(text, text, text, text[])
+
+CREATE FUNCTION audit.subject_terms(actor_id text, email text, ip_address text, "values" text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+declare
+  terms text[] := '{}';
+  address inet;
+  term text;
+begin
+  if actor_id is null and email is null and ip_address is null and coalesce(cardinality("values"), 0) = 0 then
+    raise exception 'audit-logs: a data subject needs at least one of an actor id, an e-mail, an IP address or values'
+      using errcode = 'AL015';
+  end if;
+  if actor_id is not null and (actor_id = '' or octet_length(actor_id) > 1024) then
+    raise exception 'audit-logs: the subject''s actor id must be 1 to 1024 bytes'
+      using errcode = 'AL015';
+  end if;
+  if ip_address is not null then
+    begin
+      address := ip_address::inet;
+    exception when invalid_text_representation then
+      raise exception 'audit-logs: the subject''s IP address % is not an IPv4 or IPv6 address', quote_literal(ip_address)
+        using errcode = 'AL015';
+    end;
+    if address <> host(address)::inet then
+      raise exception 'audit-logs: the subject''s IP address % is a network; give one address', quote_literal(ip_address)
+        using errcode = 'AL015';
+    end if;
+    terms := terms || lower(host(address));
+  end if;
+  if cardinality("values") > 100 then
+    raise exception 'audit-logs: a data subject has at most 100 values, got %', cardinality("values")
+      using errcode = 'AL015';
+  end if;
+  foreach term in array array_prepend(email, coalesce("values", '{}')) loop
+    continue when term is null;
+    -- At least two characters that are not spaces: a single letter is a word of every text.
+    if length(btrim(term)) < 2 or octet_length(term) > 1024 then
+      raise exception 'audit-logs: the subject''s value % must be 2 to 1024 bytes, not only spaces', quote_literal(term)
+        using errcode = 'AL015';
+    end if;
+    if lower(term) like 'hmac:%' then
+      raise exception 'audit-logs: % is a pseudonym, which mentions nobody', quote_literal(term)
+        using errcode = 'AL015';
+    end if;
+    terms := terms || lower(term);
+  end loop;
+  return array(select distinct t from unnest(terms) t order by t);
+end
+$$;
+
+-- COMMENT FUNCTION subject_terms(actor_id text, email text, ip_address text, "values" text[])
+
+COMMENT ON FUNCTION audit.subject_terms(actor_id text, email text, ip_address text, "values" text[]) IS 'The terms searched for a data subject (the e-mail, the IP address and the values, lower-cased), after checking them. Errors: AL015.';
+
 -- FUNCTION target_names(text)
 
 CREATE FUNCTION audit.target_names(target_type text) RETURNS TABLE(name text, after_id bigint, before_id bigint)
@@ -2167,6 +2441,21 @@ $$;
 -- COMMENT FUNCTION target_names(target_type text)
 
 COMMENT ON FUNCTION audit.target_names(target_type text) IS 'Every name a tracked table (now called target_type) was recorded under, with the entry ids each covers (after_id < id < before_id): what history follows across renames.';
+
+-- FUNCTION term_pattern(text)
+
+CREATE FUNCTION audit.term_pattern(term text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+  select case when term ~ '^[[:alnum:]_]' then '(^|[^[:alnum:]_])' else '' end
+         || regexp_replace(term, '([^[:alnum:][:space:]])', '\\\1', 'g')
+         || case when term ~ '[[:alnum:]_]$' then '($|[^[:alnum:]_])' else '' end
+$_$;
+
+-- COMMENT FUNCTION term_pattern(term text)
+
+COMMENT ON FUNCTION audit.term_pattern(term text) IS 'The regular expression of a term: itself as a whole word (audit.mentions).';
 
 -- TABLE anonymization_watermark
 
@@ -2965,6 +3254,11 @@ REVOKE ALL ON FUNCTION audit.record_schema_change(action text, target_type text,
 
 REVOKE ALL ON FUNCTION audit.redact(key bytea, actor_id text, target_type text, target_id text, fields text[], reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION audit.redact(key bytea, actor_id text, target_type text, target_id text, fields text[], reason text) TO audit_maintainer;
+
+-- ACL FUNCTION redact_subject(key bytea, actor_id text, email text, ip_address text, "values" text[], reason text)
+
+REVOKE ALL ON FUNCTION audit.redact_subject(key bytea, actor_id text, email text, ip_address text, "values" text[], reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION audit.redact_subject(key bytea, actor_id text, email text, ip_address text, "values" text[], reason text) TO audit_maintainer;
 
 -- ACL FUNCTION refresh_capture(rel regclass)
 

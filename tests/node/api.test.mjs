@@ -24,7 +24,7 @@ test('migrate installs the schema; status reports it; a second migrate does noth
   assert.equal(dry.dryRun, true)
   assert.match(dry.sql[0], /create table audit\.audit_logs/)
   const report = await audit.migrate()
-  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture', 'events', 'protect', 'capture_rights', 'schema_changes', 'lean_capture', 'reader_grants', 'context_marker'])
+  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture', 'events', 'protect', 'capture_rights', 'schema_changes', 'lean_capture', 'reader_grants', 'context_marker', 'data_subjects'])
   assert.deepEqual((await audit.migrate()).applied, [])
   assert.equal((await audit.status()).upToDate, true)
 })
@@ -118,7 +118,7 @@ test('the package exports its API by name, and none of the binding internals', a
     'withRequestContext', 'auditContextFromRequest', 'AuditContextInterceptor', 'auditDialect', 'auditViewer', 'auditViewerPlugin']) {
     assert.ok(api[name] !== undefined, `${name} is exported`)
   }
-  for (const name of ['openEntries', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {
+  for (const name of ['openEntries', 'openSubjectEntries', 'SubjectBatches', 'eventStatement', 'endsSession', 'runCli', 'ownError', 'storableRequestParts', 'EntryBatches']) {
     assert.equal(api[name], undefined, `${name} stays internal`)
   }
   assert.equal(AuditLogs.prototype.openEntries, undefined, 'entries() is the way to stream')

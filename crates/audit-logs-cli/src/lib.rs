@@ -101,6 +101,9 @@ enum Command {
     Log(query::LogArgs),
     /// Stream entries to stdout as JSON lines or CSV, oldest first, from one snapshot.
     Export(query::ExportArgs),
+    /// Every entry that mentions a data subject (GDPR access request), with where: by actor id,
+    /// e-mail, IP address and other values (text, or jsonl/csv to hand over).
+    Subject(query::FindSubjectArgs),
     /// Print a model of the audit table for your ORM (Prisma or Drizzle).
     Schema(query::SchemaArgs),
     /// Chain every committed, not yet sealed audit row into the hash chain (run it often).
@@ -261,6 +264,10 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         }
         Command::Export(args) => {
             query::export(&audit, args).await?;
+            0
+        }
+        Command::Subject(args) => {
+            query::subject(&audit, &out, args).await?;
             0
         }
         Command::Seal => protect::seal(&audit, &out).await?,

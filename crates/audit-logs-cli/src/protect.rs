@@ -59,11 +59,12 @@ pub struct ConfigureArgs {
     anonymize_fields: Vec<String>,
 }
 
+/// `redact`: a data subject (as for `subject`: with --email, --ip or --value, every value that
+/// mentions them, wherever; with --actor alone, the actor columns of their entries), or a record.
 #[derive(Debug, Args)]
 pub struct RedactArgs {
-    /// Erase what is recorded about this actor (actor_id).
-    #[arg(long, conflicts_with_all = ["target_type", "target_id"], required_unless_present = "target_type")]
-    actor: Option<String>,
+    #[command(flatten)]
+    subject: crate::query::SubjectArgs,
     /// Erase the values of this record: its table as in the log (public.users) ...
     #[arg(long, requires = "target_id")]
     target_type: Option<String>,
@@ -71,12 +72,15 @@ pub struct RedactArgs {
     #[arg(long, requires = "target_type")]
     target_id: Option<String>,
     /// A column, values.KEY or metadata.KEY to redact (repeat for several). Default: the actor
-    /// columns for --actor, old_values and new_values for a record.
+    /// columns for --actor alone, old_values and new_values for a record.
     #[arg(long = "field", value_name = "FIELD")]
     fields: Vec<String>,
     /// Why (recorded in the redaction event).
     #[arg(long)]
     reason: Option<String>,
+    /// List what would change, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub async fn seal(audit: &AuditLogs, out: &Printer) -> Result<i32, Error> {
@@ -268,9 +272,8 @@ pub async fn redact(audit: &AuditLogs, out: &Printer, args: RedactArgs) -> Resul
             "set {KEY_VARIABLE} to the secret key (at least 16 bytes; the same key gives the same pseudonyms)"
         ),
     }))?;
-    // clap has already refused other combinations.
-    let subject = Subject::one_of(
-        args.actor,
+    let subject = Subject::of(
+        args.subject.subject(),
         args.target_type,
         args.target_id.as_deref().map(crate::parse_id),
     )?;
@@ -280,17 +283,39 @@ pub async fn redact(audit: &AuditLogs, out: &Printer, args: RedactArgs) -> Resul
                 subject,
                 fields: (!args.fields.is_empty()).then_some(args.fields),
                 reason: args.reason,
+                dry_run: args.dry_run,
             },
             key.as_bytes(),
         )
         .await?;
     if !out.json(&report) {
-        println!(
-            "Redacted {} row(s) ({}); recorded as event #{}.",
-            report.rows_redacted,
-            report.fields.join(", "),
-            report.event_id
-        );
+        for entry in &report.entries {
+            println!(
+                "#{} {} {} {}{}: {}",
+                entry.id,
+                entry.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                entry.action,
+                entry.target_type.as_deref().unwrap_or("-"),
+                entry
+                    .target_id
+                    .as_deref()
+                    .map(|id| format!(" {id}"))
+                    .unwrap_or_default(),
+                entry.paths.join(", ")
+            );
+        }
+        match report.event_id {
+            Some(event_id) => println!(
+                "Redacted {} row(s) ({}); recorded as event #{event_id}.",
+                report.rows_redacted,
+                report.fields.join(", "),
+            ),
+            None => println!(
+                "Dry run: would redact {} row(s) ({}); nothing was changed.",
+                report.rows_redacted,
+                report.fields.join(", "),
+            ),
+        }
     }
     Ok(0)
 }

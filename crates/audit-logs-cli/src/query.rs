@@ -1,12 +1,13 @@
-//! `log`, `export` and `schema`: recording an event, streaming the log out, and the audit
-//! table's model for ORMs.
+//! `log`, `export`, `subject` and `schema`: recording an event, streaming the log out (all of
+//! it, or what mentions a data subject), and the audit table's model for ORMs.
 
 use std::io::{self, Write};
 
 use audit_logs_core::history::ENTRY_COLUMNS;
 use audit_logs_core::queries::parse_time;
 use audit_logs_core::{
-    AuditContext, AuditEntry, AuditLogs, Error, EventError, Filters, NewEvent, Order, TableRef,
+    AuditContext, AuditEntry, AuditLogs, DataSubject, Error, EventError, Filters, NewEvent, Order,
+    SubjectEntry, TableRef,
 };
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -135,7 +136,7 @@ pub async fn export(audit: &AuditLogs, args: ExportArgs) -> Result<u64, Error> {
     let outcome: Result<(), ExportError> = async {
         while let Some(batch) = stream.next_batch().await? {
             for entry in &batch {
-                writer.write(entry)?;
+                writer.write(entry, None)?;
             }
             written += batch.len() as u64;
             progress.set_position(written);
@@ -190,15 +191,28 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    fn write(&mut self, entry: &AuditEntry) -> Result<(), ExportError> {
+    /// Writes an entry; with `paths` (a data subject's export), where it mentions them: the
+    /// JSON line is `{"entry": ..., "paths": [...]}` and the CSV has a last column `paths`.
+    fn write(&mut self, entry: &AuditEntry, paths: Option<&[String]>) -> Result<(), ExportError> {
         match self {
             Writer::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, entry).map_err(io::Error::from)?;
+                match paths {
+                    None => serde_json::to_writer(&mut *out, entry),
+                    Some(paths) => serde_json::to_writer(
+                        &mut *out,
+                        &serde_json::json!({ "entry": entry, "paths": paths }),
+                    ),
+                }
+                .map_err(io::Error::from)?;
                 out.write_all(b"\n")?;
             }
             Writer::Csv(out, header_written) => {
                 if !*header_written {
-                    out.write_record(ENTRY_COLUMNS)?;
+                    let mut header = ENTRY_COLUMNS.to_vec();
+                    if paths.is_some() {
+                        header.push("paths");
+                    }
+                    out.write_record(header)?;
                     *header_written = true;
                 }
                 let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
@@ -223,8 +237,10 @@ impl<W: Write> Writer<W> {
                     entry.user_agent.clone(),
                     entry.request_id.clone(),
                     json(&entry.metadata),
+                    paths.map(|p| serde_json::to_string(p).expect("strings serialize")),
                 ];
-                out.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))?;
+                let columns = ENTRY_COLUMNS.len() + usize::from(paths.is_some());
+                out.write_record(fields[..columns].iter().map(|f| f.as_deref().unwrap_or("")))?;
             }
         }
         Ok(())
@@ -237,6 +253,133 @@ impl<W: Write> Writer<W> {
         }
         Ok(())
     }
+}
+
+/// A data subject, as `subject` and `redact` take it (see the README's "Data subject
+/// requests" for what is found where).
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// Their actor id (compared with actor_id only, for equality).
+    #[arg(long = "actor", value_name = "ACTOR_ID")]
+    actor_id: Option<String>,
+    /// Their e-mail address, found as a whole word, ignoring case, in every personal column and
+    /// JSON value.
+    #[arg(long)]
+    email: Option<String>,
+    /// An IP address of theirs.
+    #[arg(long = "ip", value_name = "ADDRESS")]
+    ip_address: Option<String>,
+    /// Another value that identifies them (a name, a phone number), found as the e-mail is;
+    /// repeat for several.
+    #[arg(long = "value", value_name = "TEXT")]
+    values: Vec<String>,
+}
+
+impl SubjectArgs {
+    pub fn subject(self) -> DataSubject {
+        DataSubject {
+            actor_id: self.actor_id,
+            email: self.email,
+            ip_address: self.ip_address,
+            values: (!self.values.is_empty()).then_some(self.values),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SubjectFormat {
+    /// One line per entry: its id, time, action, target and where it mentions them.
+    Text,
+    /// One JSON object per line: {"entry": {...}, "paths": [...]}.
+    Jsonl,
+    /// The columns of `export` and a last one, paths (a JSON array).
+    Csv,
+}
+
+/// `audit-logs subject`.
+#[derive(Debug, Args)]
+pub struct FindSubjectArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// text to read, jsonl or csv to hand over (an access request's export).
+    #[arg(long, value_enum, default_value_t = SubjectFormat::Text)]
+    format: SubjectFormat,
+    /// Oldest first or newest first.
+    #[arg(long, value_enum, default_value_t = ExportOrder::Oldest)]
+    order: ExportOrder,
+}
+
+/// Streams every entry that mentions the subject, with where, from one snapshot (with `--json`,
+/// one array of them, as Node's `subject()` gives its entries). Returns how many were written.
+pub async fn subject(
+    audit: &AuditLogs,
+    out: &crate::print::Printer,
+    args: FindSubjectArgs,
+) -> Result<u64, Error> {
+    let order = match args.order {
+        ExportOrder::Oldest => Order::OldestFirst,
+        ExportOrder::Newest => Order::NewestFirst,
+    };
+    let mut stream = audit
+        .subject_stream(&args.subject.subject(), order, None)
+        .await?;
+    if out.json {
+        let mut all = Vec::new();
+        while let Some(batch) = stream.next_batch().await? {
+            all.extend(batch);
+        }
+        out.json(&all);
+        return Ok(all.len() as u64);
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut writer = match args.format {
+        SubjectFormat::Text => None,
+        SubjectFormat::Jsonl => Some(Writer::new(Format::Jsonl, &mut out)),
+        SubjectFormat::Csv => Some(Writer::new(Format::Csv, &mut out)),
+    };
+    let mut written = 0u64;
+    let outcome: Result<(), ExportError> = async {
+        while let Some(batch) = stream.next_batch().await? {
+            for found in &batch {
+                match &mut writer {
+                    Some(writer) => writer.write(&found.entry, Some(&found.paths))?,
+                    None => print_found(&mut io::stdout(), found)?,
+                }
+            }
+            written += batch.len() as u64;
+        }
+        match writer {
+            Some(writer) => writer.finish()?,
+            None if written == 0 => println!("No entry mentions this subject."),
+            None => println!("{written} entries mention this subject."),
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(written),
+        Err(ExportError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(written),
+        Err(ExportError::Io(source)) => Err(Error::Output { source }),
+        Err(ExportError::Audit(e)) => Err(e),
+    }
+}
+
+fn print_found(out: &mut impl Write, found: &SubjectEntry) -> io::Result<()> {
+    let e = &found.entry;
+    writeln!(
+        out,
+        "#{} {} {} {}{}: {}",
+        e.id,
+        e.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+        e.action,
+        e.target_type.as_deref().unwrap_or("-"),
+        e.target_id
+            .as_deref()
+            .map(|id| format!(" {id}"))
+            .unwrap_or_default(),
+        found.paths.join(", ")
+    )
 }
 
 /// `audit-logs log`.

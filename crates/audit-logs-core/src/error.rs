@@ -89,6 +89,8 @@ codes! {
     InvalidSettings = "AUDIT_LOGS_INVALID_SETTINGS",
     /// [`ErasureError::InvalidRedaction`]
     InvalidRedaction = "AUDIT_LOGS_INVALID_REDACTION",
+    /// [`ErasureError::InvalidSubject`]
+    InvalidSubject = "AUDIT_LOGS_INVALID_SUBJECT",
     /// [`PermissionError::Denied`] and [`PermissionError::NotAReader`]
     PermissionDenied = "AUDIT_LOGS_PERMISSION_DENIED",
     /// [`RevertError::Conflict`]
@@ -395,12 +397,18 @@ pub enum ErasureError {
     /// A redaction was refused (key too short, no subject, unknown field).
     #[error("invalid redaction: {reason}")]
     InvalidRedaction { reason: String },
+
+    /// A data subject description was refused (nothing given, a value too short, an address
+    /// that is a network): see [`crate::DataSubject`].
+    #[error("invalid data subject: {reason}")]
+    InvalidSubject { reason: String },
 }
 
 impl ErasureError {
     pub fn code(&self) -> Code {
         match self {
             ErasureError::InvalidRedaction { .. } => Code::InvalidRedaction,
+            ErasureError::InvalidSubject { .. } => Code::InvalidSubject,
         }
     }
 }
@@ -711,6 +719,7 @@ pub(crate) mod sqlstate {
     pub const SEAL: &str = "AL011";
     pub const CAPTURE_REFUSED: &str = "AL013";
     pub const TRIGGER_NAME_TAKEN: &str = "AL014";
+    pub const INVALID_SUBJECT: &str = "AL015";
 }
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
@@ -802,6 +811,10 @@ pub(crate) fn from_server(
         }
         .into(),
         sqlstate::INVALID_REDACTION => ErasureError::InvalidRedaction {
+            reason: with_hint(message, hint),
+        }
+        .into(),
+        sqlstate::INVALID_SUBJECT => ErasureError::InvalidSubject {
             reason: with_hint(message, hint),
         }
         .into(),
@@ -976,6 +989,7 @@ mod tests {
             (sqlstate::INVALID_EVENT, "AUDIT_LOGS_INVALID_EVENT"),
             (sqlstate::APPEND_ONLY, "AUDIT_LOGS_APPEND_ONLY"),
             (sqlstate::INVALID_REDACTION, "AUDIT_LOGS_INVALID_REDACTION"),
+            (sqlstate::INVALID_SUBJECT, "AUDIT_LOGS_INVALID_SUBJECT"),
             (sqlstate::INVALID_SETTINGS, "AUDIT_LOGS_INVALID_SETTINGS"),
             (sqlstate::SEAL, "AUDIT_LOGS_SEAL_FAILED"),
             (sqlstate::CAPTURE_REFUSED, "AUDIT_LOGS_CAPTURE_REFUSED"),

@@ -44,6 +44,7 @@ pub mod queries;
 pub mod retention;
 pub mod revert;
 pub mod session;
+pub mod subjects;
 pub mod temporary;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -62,7 +63,7 @@ use tokio_postgres::GenericClient;
 
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
-pub use erasure::{RedactReport, RedactRequest, Subject};
+pub use erasure::{RedactReport, RedactRequest, RedactedEntry, Subject};
 pub use error::{
     Code, ConnectionError, ContextError, ErasureError, Error, ErrorFields, EventError,
     IntegrityError, MigrationError, PermissionError, Result, RetentionError, RevertError,
@@ -73,7 +74,7 @@ pub use history::{AuditEntry, HistoryQuery, Target};
 pub use integrity::{Problem, ProblemKind, SealReport, VerifyOptions, VerifyReport};
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
 pub use queries::{
-    Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
+    Batches, Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
     PointState, SearchPage, StatePoint, TimeRange,
 };
 pub use retention::{MaintainOptions, MaintainReport, Settings};
@@ -81,6 +82,7 @@ pub use revert::{
     FieldRevert, OnConflict, RecordRevert, RevertConflict, RevertFields, RevertOptions,
     RevertReport, RevertTarget,
 };
+pub use subjects::{DataSubject, SubjectEntry, SubjectPage, SubjectStream};
 pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 

@@ -126,23 +126,23 @@ pub fn parse_time(text: &str, name: &str) -> Result<DateTime<Utc>> {
 
 /// Conditions under construction: each binds its value as the next parameter.
 #[derive(Default)]
-struct Sql {
+pub(crate) struct Sql {
     conditions: Vec<String>,
     params: Vec<(Box<dyn ToSql + Sync + Send>, Type)>,
 }
 
 impl Sql {
     /// Binds `value` and returns its placeholder (`$3`).
-    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static, ty: Type) -> String {
+    pub(crate) fn bind(&mut self, value: impl ToSql + Sync + Send + 'static, ty: Type) -> String {
         self.params.push((Box::new(value), ty));
         format!("${}", self.params.len())
     }
 
-    fn and(&mut self, condition: String) {
+    pub(crate) fn and(&mut self, condition: String) {
         self.conditions.push(condition);
     }
 
-    fn where_clause(&self) -> String {
+    pub(crate) fn where_clause(&self) -> String {
         if self.conditions.is_empty() {
             String::new()
         } else {
@@ -250,7 +250,7 @@ impl Sql {
         Ok(sql)
     }
 
-    async fn query(&self, client: &impl GenericClient, text: &str) -> Result<Vec<Row>> {
+    pub(crate) async fn query(&self, client: &impl GenericClient, text: &str) -> Result<Vec<Row>> {
         client
             .query_typed(text, &self.params())
             .await
@@ -258,7 +258,7 @@ impl Sql {
     }
 }
 
-fn check_before(before: Option<i64>) -> Result<i64> {
+pub(crate) fn check_before(before: Option<i64>) -> Result<i64> {
     match before {
         None => Ok(i64::MAX),
         Some(b) if b > 0 => Ok(b),
@@ -312,16 +312,20 @@ pub(crate) async fn search(
     })
 }
 
-/// A stream of the entries matching some filters, read in batches from one server-side portal
-/// of a read-only, repeatable-read transaction: one consistent snapshot, one scan, and memory
+/// A stream of the entries matching some filters (or of a data subject's, see
+/// [`crate::AuditLogs::subject_stream`]), read in batches from one server-side portal of a
+/// read-only, repeatable-read transaction: one consistent snapshot, one scan, and memory
 /// bounded by two batches whatever the number of rows.
-pub struct EntryStream {
-    batches: mpsc::Receiver<Result<Vec<AuditEntry>>>,
+pub struct Batches<T> {
+    batches: mpsc::Receiver<Result<Vec<T>>>,
 }
 
-impl EntryStream {
+/// The entries matching some filters, in batches.
+pub type EntryStream = Batches<AuditEntry>;
+
+impl<T> Batches<T> {
     /// The next batch, or `None` at the end. Dropping the stream ends its transaction.
-    pub async fn next_batch(&mut self) -> Result<Option<Vec<AuditEntry>>> {
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<T>>> {
         self.batches.recv().await.transpose()
     }
 }
@@ -340,13 +344,7 @@ pub(crate) fn stream(
     order: Order,
     batch_size: Option<u32>,
 ) -> Result<EntryStream> {
-    let batch_size = batch_size.unwrap_or(DEFAULT_BATCH);
-    if !(1..=MAX_BATCH).contains(&batch_size) {
-        return Err(Error::invalid_argument(
-            "batchSize",
-            format!("{batch_size} is not between 1 and {MAX_BATCH}"),
-        ));
-    }
+    let batch_size = self::batch_size(batch_size)?;
     let sql = Sql::with_filters(filters)?;
     let text = format!(
         "select {} from audit.audit_logs {} order by id {}",
@@ -357,10 +355,34 @@ pub(crate) fn stream(
             Order::OldestFirst => "asc",
         }
     );
+    stream_rows(client, text, sql, batch_size, AuditEntry::from_row)
+}
+
+/// Checks a stream's batch size: 1 to [`MAX_BATCH`], [`DEFAULT_BATCH`] when absent.
+pub(crate) fn batch_size(batch_size: Option<u32>) -> Result<u32> {
+    let batch_size = batch_size.unwrap_or(DEFAULT_BATCH);
+    if !(1..=MAX_BATCH).contains(&batch_size) {
+        return Err(Error::invalid_argument(
+            "batchSize",
+            format!("{batch_size} is not between 1 and {MAX_BATCH}"),
+        ));
+    }
+    Ok(batch_size)
+}
+
+/// Runs `text` with `sql`'s parameters in a read-only, repeatable-read transaction and sends
+/// its rows, read through a portal `batch_size` at a time and mapped by `read`.
+pub(crate) fn stream_rows<T: Send + 'static>(
+    client: deadpool_postgres::Object,
+    text: String,
+    sql: Sql,
+    batch_size: u32,
+    read: fn(&Row) -> T,
+) -> Result<Batches<T>> {
     let (sender, batches) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut client = client;
-        let read = async {
+        let read_all = async {
             let transaction = client
                 .build_transaction()
                 .read_only(true)
@@ -374,7 +396,7 @@ pub(crate) fn stream(
             loop {
                 let rows = transaction.query_portal(&portal, batch_size as i32).await?;
                 let last = rows.len() < batch_size as usize;
-                let batch = rows.iter().map(AuditEntry::from_row).collect::<Vec<_>>();
+                let batch = rows.iter().map(read).collect::<Vec<_>>();
                 if !batch.is_empty() && sender.send(Ok(batch)).await.is_err() {
                     return Ok(()); // the reader went away
                 }
@@ -383,11 +405,11 @@ pub(crate) fn stream(
                 }
             }
         };
-        if let Err(e) = read.await {
+        if let Err(e) = read_all.await {
             let _ = sender.send(Err(from_query(e, None))).await;
         }
     });
-    Ok(EntryStream { batches })
+    Ok(Batches { batches })
 }
 
 /// Every name the table had (`audit.target_names`: history follows renames), with the entry ids

@@ -856,6 +856,7 @@ async fn redaction_of_an_actor_keeps_verification_green() {
                 subject: Subject::Actor("u1".into()),
                 fields: None,
                 reason: Some("GDPR request 12".into()),
+                dry_run: false,
             },
             KEY,
         )
@@ -930,6 +931,7 @@ async fn redaction_of_a_record_hashes_its_values_before_or_after_sealing() {
         },
         fields: Some(vec!["values.email".into()]),
         reason: None,
+        dry_run: false,
     };
     let report = f.audit.redact(&email_of_order_2, KEY).await.unwrap();
     assert_eq!(report.rows_redacted, 2);
@@ -971,6 +973,7 @@ async fn bad_redactions_and_settings_are_refused() {
                 subject: Subject::Actor("u1".into()),
                 fields: None,
                 reason: None,
+                dry_run: false,
             },
             b"short",
         )
@@ -984,6 +987,7 @@ async fn bad_redactions_and_settings_are_refused() {
                 subject: Subject::Actor("u1".into()),
                 fields: Some(vec!["password".into()]),
                 reason: None,
+                dry_run: false,
             },
             KEY,
         )

@@ -818,6 +818,7 @@ async fn redacted_values_are_not_restored_and_each_is_named() {
                 },
                 fields: Some(vec!["values.name".into()]),
                 reason: None,
+                dry_run: false,
             },
             b"0123456789abcdef0123",
         )

@@ -427,3 +427,118 @@ async fn a_v8_install_upgrades_to_the_context_marker_and_records_exactly_the_sam
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
+
+/// A database as V9 left it, tracked, filled, sealed, and with an erasure by actor done under
+/// V9, then migrated by this build: the old redaction still verifies, and a data subject is
+/// found wherever the log mentions them and erased there (V10), the chain intact.
+#[tokio::test]
+async fn a_v9_install_with_redactions_upgrades_to_data_subject_requests() {
+    use audit_logs_core::{DataSubject, Page, RedactRequest, Subject};
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v9 = migrate::MigrateOptions {
+        until: Some(9),
+        ..Default::default()
+    };
+    migrate::run(&options, &until_v9).await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(
+            r#"create table notes (id int primary key, author_email text, body text);
+               select audit.enable_tracking('notes');
+               begin;
+               select audit.set_context('{"actor_id": "42", "actor_email": "ann@x.io", "ip_address": "203.0.113.9"}');
+               insert into notes values (1, 'ann@x.io', 'Ann Smith wrote this');
+               commit;
+               begin;
+               select audit.set_context('{"actor_id": "7", "metadata": {"reason": "ann@x.io asked"}}');
+               update notes set body = 'About Ann Smith' where id = 1;
+               commit;
+               insert into notes values (2, 'bob@x.io', 'Bob wrote this');
+               select audit.seal();
+               select audit.redact('a secret of at least sixteen bytes'::bytea, actor_id => '42');"#,
+        )
+        .await
+        .unwrap();
+    let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(verified.ok && verified.rows_redacted == 1, "{verified:?}");
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
+        [10]
+    );
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+
+    let ann = DataSubject {
+        email: Some("ann@x.io".into()),
+        values: Some(vec!["Ann Smith".into()]),
+        ..Default::default()
+    };
+    let found = f.audit.subject(&ann, &Page::default()).await.unwrap();
+    let paths: Vec<(String, Vec<String>)> = found
+        .entries
+        .iter()
+        .map(|m| (m.entry.action.clone(), m.paths.clone()))
+        .collect();
+    // V9's redaction already hashed Ann's actor columns; her e-mail and name remain in values.
+    assert_eq!(
+        paths,
+        [
+            (
+                "UPDATE".to_owned(),
+                [
+                    "old_values.body",
+                    "new_values.author_email",
+                    "new_values.body",
+                    "metadata.reason"
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            ),
+            (
+                "INSERT".to_owned(),
+                ["new_values.author_email", "new_values.body"]
+                    .map(str::to_owned)
+                    .to_vec()
+            ),
+        ]
+    );
+    let before = f.entries().await;
+    let erased = f
+        .audit
+        .redact(
+            &RedactRequest {
+                subject: Subject::Person(ann.clone()),
+                fields: None,
+                reason: None,
+                dry_run: false,
+            },
+            b"a secret of at least sixteen bytes",
+        )
+        .await
+        .unwrap();
+    assert_eq!(erased.rows_redacted, 2);
+    assert!(f
+        .audit
+        .subject(&ann, &Page::default())
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    let after = f.entries().await;
+    let bob = |entries: &[audit_logs_core::AuditEntry]| {
+        entries
+            .iter()
+            .find(|e| e.target_id.as_deref() == Some("2"))
+            .cloned()
+    };
+    assert_eq!(
+        bob(&after),
+        bob(&before),
+        "another person's entry is untouched"
+    );
+    let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.rows_redacted, 2);
+}

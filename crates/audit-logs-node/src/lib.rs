@@ -194,11 +194,33 @@ pub struct PageOptions {
     pub cursor: Option<String>,
 }
 
+/// A page as the core takes it: the cursor is the previous page's `nextCursor`.
+fn page_options(page: Option<PageOptions>) -> core::Result<core::Page> {
+    page.map_or(Ok(core::Page::default()), |p| {
+        Ok(core::Page {
+            limit: p.limit,
+            before: p
+                .cursor
+                .as_deref()
+                .map(core::queries::parse_cursor)
+                .transpose()?,
+        })
+    })
+}
+
 /// A page of {@link AuditLogs.search} results.
 #[napi(object, object_from_js = false)]
 pub struct SearchPage {
     #[napi(ts_type = "Array<AuditLogEntry>")]
     pub entries: Vec<core::AuditEntry>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of {@link AuditLogs.subject} results.
+#[napi(object, object_from_js = false)]
+pub struct SubjectPage {
+    pub entries: Vec<core::SubjectEntry>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
@@ -647,21 +669,37 @@ impl AuditLogs {
     ) -> Result<PromiseRaw<'env, SearchPage>> {
         let inner = self.inner.clone();
         let filters = self::filters(filters);
-        let page = page.map_or(Ok(core::Page::default()), |p| {
-            Ok::<_, core::Error>(core::Page {
-                limit: p.limit,
-                before: p
-                    .cursor
-                    .as_deref()
-                    .map(core::queries::parse_cursor)
-                    .transpose()?,
-            })
-        });
+        let page = page_options(page);
         promise(env, async move {
             let result = inner.search(&filters?, &page?).await?;
             Ok(SearchPage {
                 entries: result.entries,
                 // Opaque to JavaScript, and exact beyond 2^53.
+                next_cursor: result.next_cursor.map(|id| id.to_string()),
+            })
+        })
+    }
+
+    /// Every entry that mentions a data subject (GDPR access request), with where in it
+    /// (`paths`), newest first, a page at a time. `actorId` is compared with the entries'
+    /// actor; `email`, `ipAddress` and `values` are found as whole words, ignoring case, in the
+    /// actor columns, target ids, and old and new values and metadata at any depth. Reads the
+    /// whole log once per page: ask for large pages. Needs only the `audit_reader` role. Rejects
+    /// with `AUDIT_LOGS_INVALID_SUBJECT` (nothing given, a value shorter than 2 characters, an
+    /// address that is not one).
+    #[napi(ts_return_type = "Promise<SubjectPage>")]
+    pub fn subject<'env>(
+        &self,
+        env: &'env Env,
+        subject: core::DataSubject,
+        page: Option<PageOptions>,
+    ) -> Result<PromiseRaw<'env, SubjectPage>> {
+        let inner = self.inner.clone();
+        let page = page_options(page);
+        promise(env, async move {
+            let result = inner.subject(&subject, &page?).await?;
+            Ok(SubjectPage {
+                entries: result.entries,
                 next_cursor: result.next_cursor.map(|id| id.to_string()),
             })
         })
@@ -815,6 +853,70 @@ pub fn open_entries<'env>(
     promise(env, async move {
         let stream = inner.stream(&filters?, order?, batch_size).await?;
         Ok(EntryBatches {
+            stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+        })
+    })
+}
+
+/// Batches of the entries mentioning a data subject (see `AuditLogs.subjectEntries`).
+#[napi]
+pub struct SubjectBatches {
+    stream: std::sync::Arc<tokio::sync::Mutex<Option<core::SubjectStream>>>,
+}
+
+#[napi]
+impl SubjectBatches {
+    /// The next batch, or null at the end.
+    #[napi(ts_return_type = "Promise<SubjectEntry[] | null>")]
+    pub fn next<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Option<Vec<core::SubjectEntry>>>> {
+        let stream = self.stream.clone();
+        promise(env, async move {
+            let mut guard = stream.lock().await;
+            let Some(open) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let batch = open.next_batch().await?;
+            if batch.is_none() {
+                *guard = None;
+            }
+            Ok(batch)
+        })
+    }
+
+    /// Ends the stream early and gives its connection back.
+    #[napi]
+    pub fn close(&self) {
+        if let Ok(mut guard) = self.stream.try_lock() {
+            *guard = None;
+        } else {
+            let stream = self.stream.clone();
+            napi::bindgen_prelude::spawn(async move {
+                *stream.lock().await = None;
+            });
+        }
+    }
+}
+
+/// Opens a stream of the entries mentioning a data subject for `AuditLogs.subjectEntries()`
+/// (lib/events.js), which iterates and closes it.
+#[napi(ts_return_type = "Promise<SubjectBatches>")]
+pub fn open_subject_entries<'env>(
+    env: &'env Env,
+    audit: &AuditLogs,
+    subject: core::DataSubject,
+    options: Option<StreamOptions>,
+) -> Result<PromiseRaw<'env, SubjectBatches>> {
+    let inner = audit.inner.clone();
+    let (order, batch_size) = options.map_or((None, None), |o| (o.order, o.batch_size));
+    let order = order
+        .as_deref()
+        .map_or(Ok(core::Order::default()), core::Order::parse);
+    promise(env, async move {
+        let stream = inner.subject_stream(&subject, order?, batch_size).await?;
+        Ok(SubjectBatches {
             stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
         })
     })

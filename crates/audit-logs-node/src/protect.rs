@@ -16,11 +16,20 @@ pub struct VerifyOptions {
     pub against: Option<String>,
 }
 
-/// Whose data {@link AuditLogs.redact} erases: `actorId`, or `targetType` and `targetId`.
+/// Whose data {@link AuditLogs.redact} erases: a data subject (as {@link AuditLogs.subject}
+/// finds them: with `email`, `ipAddress` or `values`, every value that mentions them, wherever;
+/// with `actorId` alone, the actor columns of their entries), or a record (`targetType` and
+/// `targetId`).
 #[napi(object)]
 pub struct RedactRequest {
-    /// Every row attributed to this actor.
+    /// Their actor id.
     pub actor_id: Option<String>,
+    /// Their e-mail address.
+    pub email: Option<String>,
+    /// An IP address of theirs.
+    pub ip_address: Option<String>,
+    /// Other values that identify them (a name, a phone number).
+    pub values: Option<Vec<String>>,
     /// Every row about this record: its `target_type` (e.g. `public.users`) ...
     pub target_type: Option<String>,
     /// ... and its key (an array for a composite key).
@@ -32,6 +41,8 @@ pub struct RedactRequest {
     pub fields: Option<Vec<String>>,
     /// Recorded in the redaction event.
     pub reason: Option<String>,
+    /// List what would change (`entries`, `rowsRedacted`) and change nothing.
+    pub dry_run: Option<bool>,
 }
 
 #[napi]
@@ -95,7 +106,9 @@ impl AuditLogs {
 
     /// GDPR erasure: replaces the subject's personal values with keyed hashes (`hmac:` and
     /// HMAC-SHA256 hex under `key`, at least 16 bytes, never stored) and records a redaction
-    /// event; `verify()` still passes. Rejects with `AUDIT_LOGS_INVALID_REDACTION`.
+    /// event; `verify()` still passes, and {@link AuditLogs.subject} then finds nothing. With
+    /// `dryRun`, lists what would change and changes nothing. Rejects with
+    /// `AUDIT_LOGS_INVALID_REDACTION` or `AUDIT_LOGS_INVALID_SUBJECT`.
     #[napi(ts_return_type = "Promise<RedactReport>")]
     pub fn redact<'env>(
         &self,
@@ -108,14 +121,21 @@ impl AuditLogs {
             Either::A(text) => text.into_bytes(),
             Either::B(buffer) => buffer.to_vec(),
         };
-        let subject =
-            core::Subject::one_of(request.actor_id, request.target_type, request.target_id);
+        let person = core::DataSubject {
+            actor_id: request.actor_id,
+            email: request.email,
+            ip_address: request.ip_address,
+            values: request.values,
+        };
+        let subject = core::Subject::of(person, request.target_type, request.target_id);
         let (fields, reason) = (request.fields, request.reason);
+        let dry_run = request.dry_run.unwrap_or(false);
         promise(env, async move {
             let request = core::RedactRequest {
                 subject: subject?,
                 fields,
                 reason,
+                dry_run,
             };
             inner.redact(&request, &key).await
         })
