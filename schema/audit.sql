@@ -2265,8 +2265,10 @@ COMMENT ON FUNCTION audit.serializes_plainly(target regclass) IS 'True when ever
 CREATE FUNCTION audit.set_checked_context(context text) RETURNS text
     LANGUAGE plpgsql
     AS $$
+declare
+  marker pg_catalog.text;
 begin
-  perform pg_catalog.set_config('audit.context_marker',
+  marker := pg_catalog.set_config('audit.context_marker',
     case when context operator(pg_catalog.<>) ''
          then pg_catalog.to_jsonb(pg_catalog.now())::pg_catalog.text operator(pg_catalog.||) context
          else '' end, true);
@@ -2286,10 +2288,11 @@ CREATE FUNCTION audit.set_context(context jsonb) RETURNS jsonb
     AS $$
 declare
   normalized jsonb := audit.normalize_context(context);
+  written text;
 begin
-  perform set_config('audit.context_marker',
-                     coalesce(to_jsonb(now())::text || normalized::text, ''), true);
-  perform set_config('audit.context', coalesce(normalized::text, ''), true);
+  written := set_config('audit.context_marker',
+                        coalesce(to_jsonb(now())::text || normalized::text, ''), true);
+  written := set_config('audit.context', coalesce(normalized::text, ''), true);
   return normalized;
 end
 $$;

@@ -464,10 +464,7 @@ async fn a_v9_install_with_redactions_upgrades_to_data_subject_requests() {
     assert!(verified.ok && verified.rows_redacted == 1, "{verified:?}");
 
     let report = f.audit.migrate(false).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|m| m.version).collect::<Vec<_>>(),
-        [10]
-    );
+    assert_eq!(report.applied.first().map(|m| m.version), Some(10));
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 
     let ann = DataSubject {
@@ -541,4 +538,50 @@ async fn a_v9_install_with_redactions_upgrades_to_data_subject_requests() {
     let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.rows_redacted, 2);
+}
+
+/// A database as V1-V10 left it, tracked and with history, then migrated by this build: V11
+/// replaces the setters' PERFORMs by assignments (no query per setting), and nothing else: the
+/// capture functions and the triggers are the same, the same workload records the same entries,
+/// the Node and Rust layers' setter still attributes, a context set by hand still does not, and a
+/// table requiring a context still refuses a write without one.
+#[tokio::test]
+async fn a_v10_install_upgrades_to_setters_without_perform_and_records_exactly_the_same() {
+    let f = common::empty().await;
+    let (db, before) = upgrade_capture(
+        &f,
+        10,
+        // Not the capture functions this time: the two setters, neither running a query.
+        "select count(*) from pg_proc
+          where oid in ('audit.set_checked_context(text)'::regprocedure, 'audit.set_context(jsonb)'::regprocedure)
+            and prosrc !~* 'perform'",
+        2,
+    )
+    .await;
+    db.batch_execute("begin; insert into after_upgrade values (9, 'e@x.io', 's', 9); rollback;")
+        .await
+        .unwrap();
+    assert_eq!(f.row_changes().await.len(), before.len() * 2);
+    strict_still_requires_a_context(&f, &db).await;
+    assert_eq!(
+        current_contexts(&db).await,
+        [Some(serde_json::json!({"actor_id": "9"})), None, None]
+    );
+    // set_context still checks, drops null keys, and returns what it set.
+    let set: serde_json::Value = db
+        .query_one(
+            "select audit.set_context('{\"actor_id\": \"5\", \"actor_type\": null}')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(set, serde_json::json!({"actor_id": "5"}));
+    let refused = db
+        .query_one("select audit.set_context('{\"actor_id\": 5}')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "AL004");
+    f.audit.seal().await.unwrap();
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
