@@ -5,8 +5,9 @@
 -- two settings with PERFORM. PL/pgSQL runs a PERFORM as a query (SPI: a plan check, an executor
 -- started and ended); an assignment of a simple expression is evaluated directly. As
 -- assignments, the same calls cost 6.0k instructions less per transaction (an untracked one-row
--- INSERT transaction: 257.3k -> 251.3k; STATEMENTS=insert scripts/capture-cost.sh untracked
--- untracked-setter-assign). What they write, and the rules capture applies to it, are V9's.
+-- INSERT transaction: 257.3k -> 251.3k; UNTIL=10 STATEMENTS=insert scripts/capture-cost.sh
+-- untracked, then the same without UNTIL). What they write, and the rules capture applies to
+-- it, are V9's.
 
 -- As V9's, its two settings written by assignments.
 create or replace function audit.set_context(context jsonb)

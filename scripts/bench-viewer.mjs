@@ -5,7 +5,7 @@
 // against the helper it makes (the indexed query behind it, through the binding): median ms per
 // call. A page much slower than its helper spends its time outside the query. DATABASE_URL is
 // used when set; figures go to bench-results/viewer.json.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import pg from 'pg'
@@ -17,7 +17,7 @@ const rowsArg = process.argv.indexOf('--rows')
 const ROWS = rowsArg > 0 ? Number(process.argv[rowsArg + 1]) : 1_000_000
 const TARGETS = 200_000
 const ACTORS = 10_000
-const MONTHS = 12
+const MONTHS = 12 // the partitions of crates/audit-logs-bench/sql/past-partitions.sql
 const CALLS = 20
 const ROUNDS = 5
 
@@ -42,19 +42,7 @@ try {
   const started = Date.now()
   // A year of monthly partitions, and a year of UPDATEs of 200,000 accounts by 10,000 actors,
   // one per transaction, created_at growing with the row number (as the Rust benchmark loads).
-  await client.query(`do $$
-    declare m date;
-    begin
-      for m in select generate_series(date_trunc('month', now() at time zone 'UTC')::date - interval '${MONTHS} months',
-                                      date_trunc('month', now() at time zone 'UTC')::date - interval '1 month',
-                                      interval '1 month')::date loop
-        if to_regclass(format('audit.audit_logs_p%s', to_char(m, 'YYYY_MM'))) is null then
-          execute format('create table audit.%I partition of audit.audit_logs for values from (%L) to (%L)',
-                         format('audit_logs_p%s', to_char(m, 'YYYY_MM')),
-                         m::timestamp at time zone 'UTC', (m + interval '1 month')::timestamp at time zone 'UTC');
-        end if;
-      end loop;
-    end $$`)
+  await client.query(readFileSync(`${root}crates/audit-logs-bench/sql/past-partitions.sql`, 'utf8'))
   await client.query('create table public.accounts (id int primary key, bid int, abalance int, filler char(84))')
   for (let first = 1; first <= ROWS; first += 250_000) {
     const last = Math.min(first + 249_999, ROWS)

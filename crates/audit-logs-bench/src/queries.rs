@@ -56,7 +56,7 @@ pub struct QueryReport {
     pub rows: Vec<QueryRow>,
 }
 
-/// Months of history the synthetic log spans, one partition each.
+/// Months of history the synthetic log spans, one partition each (sql/past-partitions.sql).
 const MONTHS: i32 = 12;
 
 pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResult<QueryReport> {
@@ -173,24 +173,10 @@ fn samples(plan: &Plan, name: &str) -> u32 {
     }
 }
 
-/// A year of monthly partitions, as a database that has been running that long has.
+/// A year of monthly partitions (`MONTHS`), as a database that has been running that long has.
 async fn create_past_partitions(client: &Client) -> BenchResult<()> {
     client
-        .batch_execute(&format!(
-            "do $$
-             declare m date;
-             begin
-               for m in select generate_series(date_trunc('month', now() at time zone 'UTC')::date - interval '{MONTHS} months',
-                                               date_trunc('month', now() at time zone 'UTC')::date - interval '1 month',
-                                               interval '1 month')::date loop
-                 if to_regclass(format('audit.audit_logs_p%s', to_char(m, 'YYYY_MM'))) is null then
-                   execute format('create table audit.%I partition of audit.audit_logs for values from (%L) to (%L)',
-                                  format('audit_logs_p%s', to_char(m, 'YYYY_MM')),
-                                  m::timestamp at time zone 'UTC', (m + interval '1 month')::timestamp at time zone 'UTC');
-                 end if;
-               end loop;
-             end $$;"
-        ))
+        .batch_execute(include_str!("../sql/past-partitions.sql"))
         .await?;
     Ok(())
 }

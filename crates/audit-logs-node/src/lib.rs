@@ -418,10 +418,45 @@ pub fn own_error(sqlstate: String, message: String, hint: Option<String>) -> Opt
     })
 }
 
+/// A core stream shared by a JS batch reader: taken by each `next`, dropped by `close` or at
+/// its end (which gives its connection back).
+#[derive(Clone)]
+struct OpenStream<T>(std::sync::Arc<tokio::sync::Mutex<Option<core::Batches<T>>>>);
+
+impl<T: Send + 'static> OpenStream<T> {
+    fn new(stream: core::Batches<T>) -> Self {
+        OpenStream(std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))))
+    }
+
+    async fn next(self) -> core::Result<Option<Vec<T>>> {
+        let mut guard = self.0.lock().await;
+        let Some(open) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let batch = open.next_batch().await?;
+        if batch.is_none() {
+            *guard = None;
+        }
+        Ok(batch)
+    }
+
+    fn close(&self) {
+        if let Ok(mut guard) = self.0.try_lock() {
+            *guard = None;
+        } else {
+            // A batch is being read: drop the stream when it is done.
+            let stream = self.0.clone();
+            napi::bindgen_prelude::spawn(async move {
+                *stream.lock().await = None;
+            });
+        }
+    }
+}
+
 /// Batches of entries from one consistent snapshot (see `AuditLogs.entries`).
 #[napi]
 pub struct EntryBatches {
-    stream: std::sync::Arc<tokio::sync::Mutex<Option<core::EntryStream>>>,
+    stream: OpenStream<core::AuditEntry>,
 }
 
 #[napi]
@@ -432,32 +467,13 @@ impl EntryBatches {
         &self,
         env: &'env Env,
     ) -> Result<PromiseRaw<'env, Option<Vec<core::AuditEntry>>>> {
-        let stream = self.stream.clone();
-        promise(env, async move {
-            let mut guard = stream.lock().await;
-            let Some(open) = guard.as_mut() else {
-                return Ok(None);
-            };
-            let batch = open.next_batch().await?;
-            if batch.is_none() {
-                *guard = None;
-            }
-            Ok(batch)
-        })
+        promise(env, self.stream.clone().next())
     }
 
     /// Ends the stream early and gives its connection back.
     #[napi]
     pub fn close(&self) {
-        if let Ok(mut guard) = self.stream.try_lock() {
-            *guard = None;
-        } else {
-            // A batch is being read: drop the stream when it is done.
-            let stream = self.stream.clone();
-            napi::bindgen_prelude::spawn(async move {
-                *stream.lock().await = None;
-            });
-        }
+        self.stream.close()
     }
 }
 
@@ -853,7 +869,7 @@ pub fn open_entries<'env>(
     promise(env, async move {
         let stream = inner.stream(&filters?, order?, batch_size).await?;
         Ok(EntryBatches {
-            stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            stream: OpenStream::new(stream),
         })
     })
 }
@@ -861,7 +877,7 @@ pub fn open_entries<'env>(
 /// Batches of the entries mentioning a data subject (see `AuditLogs.subjectEntries`).
 #[napi]
 pub struct SubjectBatches {
-    stream: std::sync::Arc<tokio::sync::Mutex<Option<core::SubjectStream>>>,
+    stream: OpenStream<core::SubjectEntry>,
 }
 
 #[napi]
@@ -872,31 +888,13 @@ impl SubjectBatches {
         &self,
         env: &'env Env,
     ) -> Result<PromiseRaw<'env, Option<Vec<core::SubjectEntry>>>> {
-        let stream = self.stream.clone();
-        promise(env, async move {
-            let mut guard = stream.lock().await;
-            let Some(open) = guard.as_mut() else {
-                return Ok(None);
-            };
-            let batch = open.next_batch().await?;
-            if batch.is_none() {
-                *guard = None;
-            }
-            Ok(batch)
-        })
+        promise(env, self.stream.clone().next())
     }
 
     /// Ends the stream early and gives its connection back.
     #[napi]
     pub fn close(&self) {
-        if let Ok(mut guard) = self.stream.try_lock() {
-            *guard = None;
-        } else {
-            let stream = self.stream.clone();
-            napi::bindgen_prelude::spawn(async move {
-                *stream.lock().await = None;
-            });
-        }
+        self.stream.close()
     }
 }
 
@@ -917,7 +915,7 @@ pub fn open_subject_entries<'env>(
     promise(env, async move {
         let stream = inner.subject_stream(&subject, order?, batch_size).await?;
         Ok(SubjectBatches {
-            stream: std::sync::Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            stream: OpenStream::new(stream),
         })
     })
 }
