@@ -9,9 +9,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import pg from 'pg'
+import { benchDatabase } from './bench-database.mjs'
 
 const require = createRequire(import.meta.url)
-const { AuditLogs, TemporaryPostgres, auditViewer } = require('../index.js')
+const { AuditLogs, auditViewer } = require('../index.js')
 const root = new URL('..', import.meta.url).pathname
 const rowsArg = process.argv.indexOf('--rows')
 const ROWS = rowsArg > 0 ? Number(process.argv[rowsArg + 1]) : 1_000_000
@@ -21,23 +22,13 @@ const MONTHS = 12 // the partitions of crates/audit-logs-bench/sql/past-partitio
 const CALLS = 20
 const ROUNDS = 5
 
-let server
-let admin = process.env.DATABASE_URL
-if (!admin) {
-  server = await TemporaryPostgres.start()
-  admin = server.url('postgres')
-}
-const database = `audit_logs_bench_viewer_${process.pid}`
-const url = new URL(admin)
-url.pathname = `/${database}`
-const adminClient = new pg.Client({ connectionString: admin })
-await adminClient.connect()
-await adminClient.query(`create database ${database}`)
+const bench = await benchDatabase('viewer')
+const url = bench.url
 let report
 try {
-  const audit = await AuditLogs.connect(url.toString())
+  const audit = await AuditLogs.connect(url)
   await audit.migrate()
-  const client = new pg.Client({ connectionString: url.toString() })
+  const client = new pg.Client({ connectionString: url })
   await client.connect()
   const started = Date.now()
   // A year of monthly partitions, and a year of UPDATEs of 200,000 accounts by 10,000 actors,
@@ -177,9 +168,7 @@ try {
   await client.end()
   audit.close()
 } finally {
-  await adminClient.query(`drop database if exists ${database} with (force)`)
-  await adminClient.end()
-  server?.stop()
+  await bench.drop()
 }
 
 console.log(`\nThe viewer's API at ${report.auditRows} audit rows (${MONTHS} monthly partitions, loaded in ${report.loadSeconds.toFixed(0)}s); median ms per call (${CALLS} calls x ${ROUNDS} rounds):`)

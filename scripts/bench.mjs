@@ -7,9 +7,10 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import pg from 'pg'
+import { benchDatabase } from './bench-database.mjs'
 
 const require = createRequire(import.meta.url)
-const { AuditLogs, TemporaryPostgres } = require('../index.js')
+const { AuditLogs } = require('../index.js')
 const root = new URL('..', import.meta.url).pathname
 const full = process.argv.includes('--full')
 const results = `${root}bench-results`
@@ -30,24 +31,13 @@ const sqlOf = (query) => rust.queries[0].rows.find((r) => r.query === query).sql
 // The Node helper against raw pg, end to end (round trip, decoding), on the same data and SQL.
 const calls = full ? 2000 : 500
 const rounds = full ? 7 : 5
-let server
-let admin = process.env.DATABASE_URL
-if (!admin) {
-  server = await TemporaryPostgres.start()
-  admin = server.url('postgres')
-}
-const database = `audit_logs_bench_node_${process.pid}`
-const url = new URL(admin)
-url.pathname = `/${database}`
-const adminClient = new pg.Client({ connectionString: admin })
-await adminClient.connect()
-await adminClient.query(`drop database if exists ${database}`)
-await adminClient.query(`create database ${database}`)
+const bench = await benchDatabase('node')
+const url = bench.url
 let report
 try {
-  const audit = await AuditLogs.connect(url.toString())
+  const audit = await AuditLogs.connect(url)
   await audit.migrate()
-  const client = new pg.Client({ connectionString: url.toString() })
+  const client = new pg.Client({ connectionString: url })
   await client.connect()
   console.error('[bench] node: loading 200000 audit rows')
   await client.query(`
@@ -111,9 +101,7 @@ try {
   await client.end()
   audit.close()
 } finally {
-  await adminClient.query(`drop database if exists ${database} with (force)`)
-  await adminClient.end()
-  server?.stop()
+  await bench.drop()
 }
 
 console.log(`\nNode helpers against the same SQL through pg (${calls} calls x ${rounds} rounds, median µs per call):`)
