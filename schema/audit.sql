@@ -1673,6 +1673,61 @@ $$;
 
 COMMENT ON FUNCTION audit.record_drops() IS 'Event trigger (audit_capture_drop): records capture triggers and tracked tables dropped (ddl.drop_trigger, ddl.drop_table).';
 
+-- FUNCTION record_history(text, jsonb, bigint, bigint, text[])
+
+CREATE FUNCTION audit.record_history(of_type text, of_id jsonb, older_than bigint, max_rows bigint, other_types text[]) RETURNS SETOF audit.audit_logs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+declare
+  key pg_catalog.text := audit.record_key(of_id);
+begin
+  return query
+  select entries.* from (
+    (select entries.* from audit.target_names(of_type) as n cross join lateral (
+      (select l.* from audit.audit_logs as l
+        where l.target_id operator(pg_catalog.=) key collate "C" and l.target_type operator(pg_catalog.=) n.name
+          and l.id operator(pg_catalog.<) older_than
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+        order by l.id desc limit max_rows)
+      union all
+      (select l.* from audit.audit_logs as l
+        where l.old_target_id operator(pg_catalog.=) key collate "C" and l.target_type operator(pg_catalog.=) n.name
+          and l.id operator(pg_catalog.<) older_than
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+        order by l.id desc limit max_rows)
+    ) as entries)
+    union all
+    (select l.* from audit.audit_logs as l
+      where l.target_id operator(pg_catalog.=) key collate "C"
+        and l.target_type operator(pg_catalog.=) any(other_types)
+        and l.id operator(pg_catalog.<) older_than
+      order by l.id desc limit max_rows)
+  ) as entries
+  order by entries.id desc
+  limit max_rows;
+end
+$$;
+
+-- COMMENT FUNCTION record_history(of_type text, of_id jsonb, older_than bigint, max_rows bigint, other_types text[])
+
+COMMENT ON FUNCTION audit.record_history(of_type text, of_id jsonb, older_than bigint, max_rows bigint, other_types text[]) IS 'The entries of one record, newest first: under every name its table had, with its key or (for the UPDATE that changed it) its old key, and events about it (target_type one of other_types). What history() reads.';
+
+-- FUNCTION record_key(jsonb)
+
+CREATE FUNCTION audit.record_key(id jsonb) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select audit.stored_key(case when pg_catalog.jsonb_typeof(id) operator(pg_catalog.=) 'array'
+                               then id::pg_catalog.text
+                               else id operator(pg_catalog.#>>) '{}' end)
+$$;
+
+-- COMMENT FUNCTION record_key(id jsonb)
+
+COMMENT ON FUNCTION audit.record_key(id jsonb) IS 'A record key (a JSON value; an array for a composite key) as audit_logs.target_id stores it.';
+
 -- FUNCTION record_rewrite()
 
 CREATE FUNCTION audit.record_rewrite() RETURNS event_trigger
@@ -2300,6 +2355,76 @@ $$;
 -- COMMENT FUNCTION set_context(context jsonb)
 
 COMMENT ON FUNCTION audit.set_context(context jsonb) IS 'Attributes the rest of the current transaction: keys actor_id, actor_type, actor_email, ip_address, user_agent, request_id, reason, migration_name and metadata (an object). Transaction-local, so it is safe behind transaction-mode poolers. Example: select audit.set_context(''{"actor_type": "migration", "migration_name": "0042_backfill"}'');';
+
+-- FUNCTION state_at(text, jsonb, timestamp with time zone)
+
+CREATE FUNCTION audit.state_at(of_type text, of_id jsonb, at timestamp with time zone) RETURNS TABLE(state jsonb, entry_id bigint)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+begin
+  return query select s.state, s.entry_id from audit.state_of(of_type, audit.record_key(of_id), at) as s;
+end
+$$;
+
+-- COMMENT FUNCTION state_at(of_type text, of_id jsonb, at timestamp with time zone)
+
+COMMENT ON FUNCTION audit.state_at(of_type text, of_id jsonb, at timestamp with time zone) IS 'The state of one record at one time, and the entry it comes from: what stateAt() reads.';
+
+-- FUNCTION state_of(text, text, timestamp with time zone)
+
+CREATE FUNCTION audit.state_of(of_type text, key text, at timestamp with time zone) RETURNS TABLE(state jsonb, entry_id bigint)
+    LANGUAGE sql STABLE
+    AS $$
+  select case when e.action operator(pg_catalog.=) any('{INSERT,UPDATE}'::pg_catalog.text[])
+                   and e.target_id operator(pg_catalog.=) key collate "C"
+              then e.new_values end,
+         e.id
+    from audit.target_names(of_type) as n
+    cross join lateral (
+      (select l.action, l.target_id, l.new_values, l.id from audit.audit_logs as l
+        where l.target_id operator(pg_catalog.=) key collate "C"
+          and l.target_type operator(pg_catalog.=) n.name and l.created_at operator(pg_catalog.<=) at
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+          and l.action operator(pg_catalog.=) any('{INSERT,UPDATE,DELETE,TRUNCATE}'::pg_catalog.text[])
+        order by l.id desc limit 1)
+      union all
+      (select l.action, l.target_id, l.new_values, l.id from audit.audit_logs as l
+        where l.old_target_id operator(pg_catalog.=) key collate "C"
+          and l.target_type operator(pg_catalog.=) n.name and l.created_at operator(pg_catalog.<=) at
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+        order by l.id desc limit 1)) as e
+   order by e.id desc
+   limit 1
+$$;
+
+-- COMMENT FUNCTION state_of(of_type text, key text, at timestamp with time zone)
+
+COMMENT ON FUNCTION audit.state_of(of_type text, key text, at timestamp with time zone) IS 'The state of a record (key as target_id stores it) at a time, and the entry it comes from; no row when there is no such entry. Inlined into audit.state_at and audit.states_at.';
+
+-- FUNCTION states_at(text, jsonb[], timestamp with time zone[])
+
+CREATE FUNCTION audit.states_at(of_type text, ids jsonb[], times timestamp with time zone[]) RETURNS TABLE(state jsonb, entry_id bigint)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+begin
+  return query
+  select s.state, s.entry_id
+    from rows from (pg_catalog.unnest(ids), pg_catalog.unnest(times)) with ordinality as p(id, at, n)
+    left join lateral audit.state_of(of_type, audit.record_key(p.id), p.at) as s on true
+   order by p.n;
+end
+$$;
+
+-- COMMENT FUNCTION states_at(of_type text, ids jsonb[], times timestamp with time zone[])
+
+COMMENT ON FUNCTION audit.states_at(of_type text, ids jsonb[], times timestamp with time zone[]) IS 'The state of each record (ids) at each time (times), in order: the row after its newest row change at or before then, null if it did not exist then, and the entry it comes from. What statesAt() reads.';
 
 -- FUNCTION stored_key(text)
 

@@ -10,7 +10,6 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::{from_query, Error, Result};
-use crate::queries::TARGET_NAMES_CTE;
 use crate::tracking::TableRef;
 
 /// What a history is about: a table's rows, or any `target_type` (application events).
@@ -238,35 +237,12 @@ pub(crate) fn key_sql(id: &str) -> String {
 
 /// The query behind [`of_record`]: $1 target_type, $2 id (jsonb), $3 before (an entry id), $4 limit,
 /// $5 the other target types of events about the record (text[]: see
-/// [`crate::events::table_aliases`]). For each name the table had (it follows renames), two
-/// ordered index scans (the key, and the old key of key-changing UPDATEs), and one for the key
-/// under the other names of events, merged newest first.
+/// [`crate::events::table_aliases`]). `audit.record_history` (V12) follows the table's renames,
+/// takes the UPDATE that changed the key away too, and keeps its plan for the connection.
 pub fn record_history_sql() -> String {
-    // The key is computed inline (not in a CTE) so that, planned with its value, it is a
-    // constant the index condition can use.
-    let key = key_sql("$2");
-    let columns = entry_select();
     format!(
-        "{TARGET_NAMES_CTE}
-         select {columns} from (
-           (select entries.* from names n cross join lateral (
-             (select * from audit.audit_logs
-               where target_id = {key} and target_type = n.name and id < $3
-                 and id > n.after_id and id < n.before_id
-               order by id desc limit $4)
-             union all
-             (select * from audit.audit_logs
-               where old_target_id = {key} and target_type = n.name and id < $3
-                 and id > n.after_id and id < n.before_id
-               order by id desc limit $4)
-           ) as entries)
-           union all
-           (select * from audit.audit_logs
-             where target_id = {key} and target_type = any($5) and id < $3
-             order by id desc limit $4)
-         ) as entries
-         order by id desc
-         limit $4"
+        "select {} from audit.record_history($1, $2, $3, $4, $5)",
+        entry_select()
     )
 }
 

@@ -357,9 +357,7 @@ impl AuditLogs {
     ) -> Result<Vec<PointState>> {
         self.with_client(async |client| {
             let target_type = self.target_type_of(client, table).await?;
-            let begin = format!("begin; {}", queries::STATES_AT_SETUP);
-            let states = queries::states_at(client, &target_type, points);
-            in_transaction(client, &begin, states, true).await
+            queries::states_at(client, &target_type, points).await
         })
         .await
     }

@@ -412,39 +412,11 @@ pub(crate) fn stream_rows<T: Send + 'static>(
     Ok(Batches { batches })
 }
 
-/// Every name the table had (`audit.target_names`: history follows renames), with the entry ids
-/// each covers; $1 is the table's current target_type. A CTE, computed once per query.
-pub(crate) const TARGET_NAMES_CTE: &str =
-    "with names as materialized (select * from audit.target_names($1))";
-
-/// The state of one record at a time: its newest row change at or before then, and whether
-/// that left the record in existence. `id` and `at` are SQL expressions (parameters, or the
-/// columns of a lateral join); the query is under [`TARGET_NAMES_CTE`].
-fn state_sql(id: &str, at: &str) -> String {
-    let key = key_sql(id);
-    format!(
-        "select case when e.action in ('INSERT', 'UPDATE') and e.target_id = {key} then e.new_values end as state,
-                e.id as entry_id
-           from names n
-           cross join lateral (
-                (select action, target_id, new_values, id from audit.audit_logs
-                   where target_id = {key} and target_type = n.name and created_at <= {at}
-                     and id > n.after_id and id < n.before_id
-                     and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
-                   order by id desc limit 1)
-                 union all
-                 (select action, target_id, new_values, id from audit.audit_logs
-                   where old_target_id = {key} and target_type = n.name and created_at <= {at}
-                     and id > n.after_id and id < n.before_id
-                   order by id desc limit 1)) as e
-          order by e.id desc
-          limit 1"
-    )
-}
-
 /// The query behind [`state_at`]: $1 target_type, $2 id (jsonb), $3 at (timestamptz).
+/// `audit.state_at` (V12) keeps its plan for the connection, and prunes the months after `at`
+/// when it starts.
 pub fn state_at_sql() -> String {
-    format!("{TARGET_NAMES_CTE} {}", state_sql("$2", "$3"))
+    "select state, entry_id from audit.state_at($1, $2, $3)".to_owned()
 }
 
 /// A record as it was at `at`: the row after its last change at or before then; `None` when it
@@ -478,10 +450,8 @@ pub(crate) async fn state_at_on(
     at: DateTime<Utc>,
 ) -> Result<Option<Value>> {
     check_target_id(id)?;
-    let sql = format!(
-        "{TARGET_NAMES_CTE} select s.state::pg_catalog.text from ({}) as s",
-        state_sql("$2::pg_catalog.jsonb", "$3::pg_catalog.timestamptz")
-    );
+    let sql = "select state::pg_catalog.text \
+               from audit.state_at($1, $2::pg_catalog.jsonb, $3::pg_catalog.timestamptz)";
     let values = vec![
         Some(target_type.to_owned()),
         Some(id.to_string()),
@@ -532,23 +502,10 @@ pub struct PointState {
 }
 
 /// The query behind [`states_at`]: $1 target_type, $2 ids (jsonb[]), $3 times (timestamptz[]);
-/// one row per point, in order.
+/// one row per point, in order (`audit.states_at`, V12).
 pub fn states_at_sql() -> String {
-    format!(
-        "{TARGET_NAMES_CTE}
-         select s.state, s.entry_id
-           from rows from (pg_catalog.unnest($2::pg_catalog.jsonb[]), pg_catalog.unnest($3::pg_catalog.timestamptz[]))
-                with ordinality as p(id, at, n)
-           left join lateral ({}) as s on true
-          order by p.n",
-        state_sql("p.id", "p.at")
-    )
+    "select state, entry_id from audit.states_at($1, $2, $3)".to_owned()
 }
-
-/// Run in the transaction of [`states_at_sql`]: its estimated cost (a lateral plan per point,
-/// per name the table had, per partition) passes `jit_above_cost`, and JIT then compiles for
-/// about 250 ms a query that runs in 10 (100 points at 1M rows).
-pub const STATES_AT_SETUP: &str = "set local jit = off";
 
 /// The most points one call answers.
 pub const MAX_POINTS: usize = 10_000;

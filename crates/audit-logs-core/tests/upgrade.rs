@@ -585,3 +585,87 @@ async fn a_v10_install_upgrades_to_setters_without_perform_and_records_exactly_t
     f.audit.seal().await.unwrap();
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
+
+/// A database as V1-V11 left it, tracked and with history, then migrated by this build: V12 reads
+/// a record's history and states through functions that keep their plans, and changes nothing
+/// else (the same workload records the same entries). History and states of the records from
+/// before the upgrade, key changes included, read as the entries say they must.
+#[tokio::test]
+async fn a_v11_install_upgrades_to_record_queries_that_read_its_history() {
+    let f = common::empty().await;
+    let (_db, before) = upgrade_capture(
+        &f,
+        11,
+        // Not the capture functions this time: the readers V12 adds.
+        "select count(*) from pg_proc
+          where pronamespace = 'audit'::regnamespace
+            and proname in ('record_key', 'record_history', 'state_of', 'state_at', 'states_at')",
+        5,
+    )
+    .await;
+    let table = || audit_logs_core::TableRef::from("before_upgrade");
+    let mine = |key: &str, e: &&audit_logs_core::AuditEntry| {
+        e.target_id.as_deref() == Some(key) || e.old_target_id.as_deref() == Some(key)
+    };
+    let mut times: Vec<_> = before.iter().map(|e| e.created_at).collect();
+    times.push(chrono::Utc::now());
+    for key in ["1", "2", "20", "3"] {
+        let id = serde_json::json!(key.parse::<i64>().unwrap());
+        let history = f
+            .audit
+            .history(&audit_logs_core::HistoryQuery::of_table(
+                table(),
+                id.clone(),
+            ))
+            .await
+            .unwrap();
+        let mut expected: Vec<i64> = before
+            .iter()
+            .filter(|e| mine(key, e))
+            .map(|e| e.id)
+            .collect();
+        expected.reverse();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            history.iter().map(|e| e.id).collect::<Vec<_>>(),
+            expected,
+            "history of {key}"
+        );
+
+        let mut points = Vec::new();
+        for &at in &times {
+            let newest = before.iter().rfind(|e| mine(key, e) && e.created_at <= at);
+            let state = newest.and_then(|e| {
+                let exists = ["INSERT", "UPDATE"].contains(&e.action.as_str())
+                    && e.target_id.as_deref() == Some(key);
+                exists.then(|| e.new_values.clone()).flatten()
+            });
+            let read = f.audit.state_at(&table(), &id, at).await.unwrap();
+            assert_eq!(read, state, "state of {key} at {at}");
+            points.push((
+                audit_logs_core::StatePoint { id: id.clone(), at },
+                state,
+                newest.map(|e| e.id),
+            ));
+        }
+        let states = f
+            .audit
+            .states_at(
+                &table(),
+                &points.iter().map(|(p, _, _)| p.clone()).collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            states
+                .iter()
+                .map(|s| (s.state.clone(), s.entry_id))
+                .collect::<Vec<_>>(),
+            points
+                .iter()
+                .map(|(_, state, entry)| (state.clone(), *entry))
+                .collect::<Vec<_>>(),
+            "states of {key}"
+        );
+    }
+}
