@@ -378,5 +378,10 @@ pub fn print(report: &QueryReport) {
         for line in row.plan.lines() {
             println!("    {line}");
         }
+        if row.plan.starts_with("Function Scan") {
+            // The query is the function's (V12): its plan shows with auto_explain's
+            // log_nested_statements, not in EXPLAIN.
+            println!("    (the query inside is planned once per connection: see migrations/V12)");
+        }
     }
 }
