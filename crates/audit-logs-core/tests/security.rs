@@ -948,3 +948,96 @@ async fn a_context_set_by_hand_that_is_not_json_fails_no_write() {
     );
     assert_eq!(e[1].actor_id, None);
 }
+
+/// A reader's session whose search path puts the application's objects before pg_catalog: the
+/// functions that read a record's history and states (V12) pin theirs, so none of the
+/// application's look-alikes of the names and operators they use is ever called, and they read
+/// the right rows.
+#[tokio::test]
+async fn a_hostile_search_path_is_never_followed_by_history_and_states() {
+    let f = common::migrated().await;
+    let app = app_role(&f).await;
+    let role: String = app
+        .query_one("select current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_reader to {role}"))
+        .await
+        .unwrap();
+    app.batch_execute(
+        "begin; select audit.set_checked_context('{\"actor_id\": \"7\"}');
+         insert into orders values (1, 10); commit;
+         begin; select audit.set_checked_context('{\"actor_id\": \"7\"}');
+         update orders set total = 11 where id = 1; commit;",
+    )
+    .await
+    .unwrap();
+    app.batch_execute(
+        r#"create schema evil;
+           create table evil.calls (what text);
+           create function evil.jsonb_typeof(jsonb) returns text language sql
+             as $$ insert into evil.calls values ('jsonb_typeof') returning 'string' $$;
+           create function evil.unnest(anyarray) returns setof anyelement language sql
+             as $$ insert into evil.calls values ('unnest'); select x from pg_catalog.unnest($1) x $$;
+           create function evil.text_eq(text, text) returns boolean language sql
+             as $$ insert into evil.calls values ('text =') returning true $$;
+           create operator evil.= (leftarg = text, rightarg = text, function = evil.text_eq);
+           create function evil.int8_lt(bigint, bigint) returns boolean language sql
+             as $$ insert into evil.calls values ('bigint <') returning true $$;
+           create operator evil.< (leftarg = bigint, rightarg = bigint, function = evil.int8_lt);
+           create function evil.int8_gt(bigint, bigint) returns boolean language sql
+             as $$ insert into evil.calls values ('bigint >') returning true $$;
+           create operator evil.> (leftarg = bigint, rightarg = bigint, function = evil.int8_gt);
+           create function evil.time_le(timestamptz, timestamptz) returns boolean language sql
+             as $$ insert into evil.calls values ('timestamptz <=') returning true $$;
+           create operator evil.<= (leftarg = timestamptz, rightarg = timestamptz, function = evil.time_le);
+           create function evil.path_text(jsonb, text[]) returns text language sql
+             as $$ insert into evil.calls values ('#>>') returning '1' $$;
+           create operator evil.#>> (leftarg = jsonb, rightarg = text[], function = evil.path_text);
+           set search_path = evil, public, pg_catalog;"#,
+    )
+    .await
+    .unwrap();
+    let history = app
+        .query(
+            "select action from audit.record_history('public.orders', '1', 9223372036854775807, 50, '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let actions: Vec<String> = history.iter().map(|r| r.get(0)).collect();
+    assert_eq!(actions, ["UPDATE", "INSERT"]);
+    let state: serde_json::Value = app
+        .query_one(
+            "select state from audit.state_at('public.orders', '1', now())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, serde_json::json!({"id": 1, "total": 11}));
+    let states = app
+        .query(
+            "select state from audit.states_at('public.orders', array['1', '2']::jsonb[],
+                                                 array[now(), now()])",
+            &[],
+        )
+        .await
+        .unwrap();
+    let states: Vec<Option<serde_json::Value>> = states.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        states,
+        [Some(serde_json::json!({"id": 1, "total": 11})), None]
+    );
+    let calls: i64 = f
+        .sql()
+        .await
+        .query_one("select count(*) from evil.calls", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(calls, 0, "a look-alike of the application was called");
+}
