@@ -1,16 +1,17 @@
-// Request scope for NestJS: AuditContextInterceptor in a real Nest app (Express platform), after a
-// guard that authenticates, against a real PostgreSQL. Decorators are applied as functions (this
+// Request scope for NestJS: AuditContextInterceptor in a real Nest app, on each of Nest's HTTP
+// platforms (Express and Fastify), after a guard that authenticates, against a real PostgreSQL. Decorators are applied as functions (this
 // file is plain JavaScript), as TypeScript compiles them.
 import 'reflect-metadata'
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Controller, Module, Post, Req } from '@nestjs/common'
 import { NestFactory } from '@nestjs/core'
+import { FastifyAdapter } from '@nestjs/platform-fastify'
 import pg from 'pg'
 import { AuditContextInterceptor, AuditLogs, currentAuditContext, withAuditContext } from '../../index.js'
 import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
 
-async function nestApp(t, options) {
+async function nestApp(t, platform, options) {
   const url = await freshDatabase(t)
   const audit = await AuditLogs.connect(url)
   await audit.migrate()
@@ -33,7 +34,9 @@ async function nestApp(t, options) {
   class AppModule {}
   Module({ controllers: [NotesController] })(AppModule)
 
-  const app = await NestFactory.create(AppModule, { logger: false })
+  const app = platform === 'fastify'
+    ? await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false })
+    : await NestFactory.create(AppModule, { logger: false })
   // Authentication as a guard: it runs before interceptors, so getActor sees req.user.
   app.useGlobalGuards({
     canActivate(context) {
@@ -52,42 +55,44 @@ async function nestApp(t, options) {
   return { post, entries }
 }
 
-test('NestJS: writes of a request are attributed to the actor a guard authenticated; 50 interleaved requests', async (t) => {
-  const { post, entries } = await nestApp(t, { getActor: (req) => req.user && { actorId: req.user.id, actorType: 'user' } })
-  const response = await post({ 'x-user': 'ann', 'x-request-id': 'req-ann', 'user-agent': 'curl/8' })
-  assert.equal(response.status, 201)
-  assert.deepEqual(await response.json(), { actorId: 'ann' })
-  assert.equal(response.headers.get('x-request-id'), 'req-ann')
-  const responses = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-    post({ 'x-user': `user-${i}`, 'x-request-id': `req-user-${i}` })))
-  assert.ok(responses.every((r) => r.status === 201))
-  const rows = await entries()
-  assert.deepEqual([rows[0].actor_id, rows[0].actor_type, rows[0].user_agent, rows[0].request_id], ['ann', 'user', 'curl/8', 'req-ann'])
-  assert.equal(rows.length, 51)
-  for (const row of rows) {
-    assert.equal(row.actor_id, row.new_values.author)
-    assert.equal(row.request_id, `req-${row.actor_id}`)
-  }
-})
-
-test('NestJS: hostile headers are cut or replaced; a throwing or unstorable getActor is a 500, and the app goes on', async (t) => {
-  const { post, entries } = await nestApp(t, {
-    getActor: (req) => {
-      if (req.headers['x-kind'] === 'throws') throw new Error('session store down')
-      if (req.headers['x-kind'] === 'extra') return { actorId: '7', role: 'admin' }
-      return req.user && { actorId: req.user.id }
-    },
+for (const platform of ['express', 'fastify']) {
+  test(`NestJS on ${platform}: writes of a request are attributed to the actor a guard authenticated; 50 interleaved requests`, async (t) => {
+    const { post, entries } = await nestApp(t, platform, { getActor: (req) => req.user && { actorId: req.user.id, actorType: 'user' } })
+    const response = await post({ 'x-user': 'ann', 'x-request-id': 'req-ann', 'user-agent': 'curl/8' })
+    assert.equal(response.status, 201)
+    assert.deepEqual(await response.json(), { actorId: 'ann' })
+    assert.equal(response.headers.get('x-request-id'), 'req-ann')
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+      post({ 'x-user': `user-${i}`, 'x-request-id': `req-user-${i}` })))
+    assert.ok(responses.every((r) => r.status === 201))
+    const rows = await entries()
+    assert.deepEqual([rows[0].actor_id, rows[0].actor_type, rows[0].user_agent, rows[0].request_id], ['ann', 'user', 'curl/8', 'req-ann'])
+    assert.equal(rows.length, 51)
+    for (const row of rows) {
+      assert.equal(row.actor_id, row.new_values.author)
+      assert.equal(row.request_id, `req-${row.actor_id}`)
+    }
   })
-  let response = await post({ 'user-agent': 'a'.repeat(1100), 'x-request-id': 'q'.repeat(2000), 'x-user': 'bob' })
-  assert.equal(response.status, 201)
-  assert.match(response.headers.get('x-request-id'), /^[0-9a-f-]{36}$/)
-  for (const kind of ['throws', 'extra']) {
-    response = await post({ 'x-kind': kind })
-    assert.equal(response.status, 500, `${kind}: Nest's exception filter answers`)
-  }
-  response = await post({ 'x-user': 'carol' })
-  assert.equal(response.status, 201, 'the app is still up')
-  const rows = await entries()
-  assert.deepEqual(rows.map((r) => r.actor_id), ['bob', 'carol'], 'the refused requests wrote nothing')
-  assert.equal(rows[0].user_agent.length, 1024)
-})
+
+  test(`NestJS on ${platform}: hostile headers are cut or replaced; a throwing or unstorable getActor is a 500, and the app goes on`, async (t) => {
+    const { post, entries } = await nestApp(t, platform, {
+      getActor: (req) => {
+        if (req.headers['x-kind'] === 'throws') throw new Error('session store down')
+        if (req.headers['x-kind'] === 'extra') return { actorId: '7', role: 'admin' }
+        return req.user && { actorId: req.user.id }
+      },
+    })
+    let response = await post({ 'user-agent': 'a'.repeat(1100), 'x-request-id': 'q'.repeat(2000), 'x-user': 'bob' })
+    assert.equal(response.status, 201)
+    assert.match(response.headers.get('x-request-id'), /^[0-9a-f-]{36}$/)
+    for (const kind of ['throws', 'extra']) {
+      response = await post({ 'x-kind': kind })
+      assert.equal(response.status, 500, `${kind}: Nest's exception filter answers`)
+    }
+    response = await post({ 'x-user': 'carol' })
+    assert.equal(response.status, 201, 'the app is still up')
+    const rows = await entries()
+    assert.deepEqual(rows.map((r) => r.actor_id), ['bob', 'carol'], 'the refused requests wrote nothing')
+    assert.equal(rows[0].user_agent.length, 1024)
+  })
+}
