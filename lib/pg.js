@@ -9,8 +9,11 @@ function isPool(target) {
   return typeof target.connect === 'function' && typeof target.query === 'function' && 'totalCount' in target
 }
 
+/** A pg.Client, or one of a driver built on pg's (Neon's serverless Client), of any version. */
 function isPgClient(target) {
-  return typeof target.query === 'function' && typeof target.getTransactionStatus === 'function'
+  return typeof target.query === 'function' &&
+    (typeof target.getTransactionStatus === 'function' ||
+      (typeof target.escapeLiteral === 'function' && 'processID' in target))
 }
 
 // Savepoint depth per client, so nested calls get distinct names.
@@ -33,7 +36,7 @@ async function withPgContext(target, context, fn, options) {
   const onError = (error) => { lost ??= error }
   client.on('error', onError)
   try {
-    const status = client.getTransactionStatus()
+    const status = await transactionStatus(client, client !== target)
     if (status === 'E') {
       throw codedError('AUDIT_LOGS_TRANSACTION_FAILED',
         'the client is in a failed transaction: roll it back before withAuditContext()')
@@ -88,6 +91,25 @@ function commitUnknown(error, requestId) {
     'the connection was lost while COMMIT was in flight, so the transaction may or may not have ' +
     'committed; its changes and their audit rows committed together or not at all. Before ' +
     `retrying, find out: ${lookup}, or re-read the data it changed`, { cause: error })
+}
+
+/**
+ * 'I' (idle), 'T' (in a transaction) or 'E' (in a failed one). pg 8.14+ clients say; older ones,
+ * and drivers built on them (Neon's serverless Pool), do not. A client just checked out of a pool
+ * is idle; another is asked: only the first statement of a transaction starts when it does, and
+ * in a transaction block that is BEGIN. In a failed transaction the question fails with 25P02.
+ */
+async function transactionStatus(client, checkedOut) {
+  if (typeof client.getTransactionStatus === 'function') return client.getTransactionStatus()
+  if (checkedOut) return 'I'
+  try {
+    const { rows } = await client.query(
+      'select pg_catalog.statement_timestamp() operator(pg_catalog.=) pg_catalog.transaction_timestamp() as idle')
+    return rows[0].idle ? 'I' : 'T'
+  } catch (error) {
+    if (error?.code === '25P02') return 'E'
+    throw error
+  }
 }
 
 async function nested(client, setting, fn) {

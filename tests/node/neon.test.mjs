@@ -1,0 +1,117 @@
+// Neon's serverless driver (@neondatabase/serverless) in its node-postgres-compatible mode: its
+// Pool and Client speak the PostgreSQL protocol over a WebSocket, which Neon's proxy relays to
+// the server. Here a relay of the same kind (WebSocket frames to and from a TCP socket, as Neon's
+// open-source wsproxy does) stands in front of the real test server, so the real driver runs
+// unchanged. Its clients are pg's of an older line, which cannot say whether they are in a
+// transaction: withAuditContext asks the server instead.
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { test } from 'node:test'
+import { Client, Pool, neonConfig } from '@neondatabase/serverless'
+import { WebSocket, WebSocketServer } from 'ws'
+import { AuditLogs, withAuditContext } from '../../index.js'
+import { deferCleanup, freshDatabase } from './helpers.mjs'
+
+/** A WebSocket-to-TCP relay for the driver, as Neon's proxy is; returns its port. */
+async function relay(t) {
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  server.on('connection', (socket, request) => {
+    const [host, port] = new URL(request.url, 'http://relay').searchParams.get('address').split(':')
+    const tcp = net.connect(Number(port), host)
+    socket.on('message', (data) => tcp.write(data))
+    tcp.on('data', (data) => socket.send(data))
+    socket.on('close', () => tcp.end())
+    tcp.on('close', () => socket.close())
+    tcp.on('error', () => socket.close())
+  })
+  await new Promise((resolve) => server.on('listening', resolve))
+  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
+  return server.address().port
+}
+
+async function neonDatabase(t) {
+  const url = await freshDatabase(t)
+  const port = await relay(t)
+  Object.assign(neonConfig, {
+    webSocketConstructor: WebSocket,
+    useSecureWebSocket: false,
+    pipelineTLS: false,
+    pipelineConnect: false,
+    wsProxy: (host, serverPort) => `127.0.0.1:${port}/v1?address=${host}:${serverPort}`,
+  })
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
+  await audit.migrate()
+  const pool = new Pool({ connectionString: url, max: 5 })
+  deferCleanup(t, () => pool.end())
+  await pool.query('create table notes (id serial primary key, author text)')
+  await audit.enableTracking('notes')
+  const entries = async () => (await pool.query(
+    'select actor_id, new_values from audit.audit_logs order by id')).rows
+  return { url, audit, pool, entries }
+}
+
+test('Neon serverless Pool: each write is attributed to its actor, 30 interleaved; a throw rolls back rows and audit rows', async (t) => {
+  const { pool, entries } = await neonDatabase(t)
+  await Promise.all(Array.from({ length: 30 }, (_, i) =>
+    withAuditContext(pool, { actorId: `user-${i}` }, async (client) => {
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5))
+      await client.query('insert into notes (author) values ($1)', [`user-${i}`])
+    })))
+  await assert.rejects(withAuditContext(pool, { actorId: 'mallory' }, async (client) => {
+    await client.query("insert into notes (author) values ('mallory')")
+    throw new Error('handler failed')
+  }), /handler failed/)
+  const rows = await entries()
+  assert.equal(rows.length, 30)
+  for (const row of rows) assert.equal(row.actor_id, row.new_values.author)
+  assert.equal((await pool.query('select count(*)::int as n from notes')).rows[0].n, 30)
+})
+
+test('Neon serverless Client: a nested call is a savepoint with its own actor, and a failed transaction is refused by code', async (t) => {
+  const { url, entries } = await neonDatabase(t)
+  const client = new Client({ connectionString: url })
+  await client.connect()
+  deferCleanup(t, () => client.end())
+  assert.equal(typeof client.getTransactionStatus, 'undefined', 'the driver cannot say; the server is asked')
+
+  await withAuditContext(client, { actorId: 'outer' }, async (tx) => {
+    await tx.query("insert into notes (author) values ('outer')")
+    await withAuditContext(tx, { actorId: 'inner' }, (inner) => inner.query("insert into notes (author) values ('inner')"))
+    await assert.rejects(withAuditContext(tx, { actorId: 'undone' }, async (inner) => {
+      await inner.query("insert into notes (author) values ('undone')")
+      throw new Error('inner failed')
+    }), /inner failed/)
+    await tx.query("insert into notes (author) values ('outer')")
+  })
+  const idle = await client.query('select pg_catalog.statement_timestamp() = pg_catalog.transaction_timestamp() as idle')
+  assert.equal(idle.rows[0].idle, true, 'the outermost call committed its own transaction')
+  assert.deepEqual((await entries()).map((r) => [r.actor_id, r.new_values.author]),
+    [['outer', 'outer'], ['inner', 'inner'], ['outer', 'outer']])
+
+  await client.query('begin')
+  await client.query('select 1/0').catch(() => {})
+  await assert.rejects(withAuditContext(client, { actorId: 'late' }, (tx) => tx.query('select 1')),
+    { code: 'AUDIT_LOGS_TRANSACTION_FAILED' })
+  await client.query('rollback')
+  await withAuditContext(client, { actorId: 'after' }, (tx) => tx.query("insert into notes (author) values ('after')"))
+  assert.equal((await entries()).at(-1).actor_id, 'after', 'the client is usable again after the rollback')
+})
+
+test('Neon serverless: an event is written in the caller\'s transaction and goes with its rollback', async (t) => {
+  const { audit, pool } = await neonDatabase(t)
+  const client = await pool.connect()
+  try {
+    await client.query('begin')
+    await audit.log({ action: 'note.exported', targetType: 'note', targetId: '1' }, { client, context: { actorId: 'ann' } })
+    await client.query('rollback')
+    await client.query('begin')
+    const entry = await audit.log({ action: 'note.exported', targetType: 'note', targetId: '2' }, { client, context: { actorId: 'ann' } })
+    await client.query('commit')
+    assert.equal(entry.actorId, 'ann')
+  } finally {
+    client.release()
+  }
+  const events = (await pool.query("select target_id, actor_id from audit.audit_logs where action = 'note.exported'")).rows
+  assert.deepEqual(events, [{ target_id: '2', actor_id: 'ann' }])
+})
