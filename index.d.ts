@@ -345,9 +345,11 @@ export interface PgPoolLike extends PgQueryable {
   connect(): Promise<PgQueryable & { release(error?: Error | boolean): void }>
   readonly totalCount: number
 }
-export interface PgClientLike extends PgQueryable {
-  getTransactionStatus(): string | null
-}
+/** A pg Client / PoolClient; or one of an older pg line, or of a driver built on it (Neon's serverless Client). */
+export type PgClientLike = PgQueryable & (
+  | { getTransactionStatus(): string | null }
+  | { escapeLiteral(text: string): string; escapeIdentifier(text: string): string }
+)
 
 /** What {@link withAuditContext} accepts from Prisma: a client, extended or not. */
 export interface PrismaLike {

@@ -13,7 +13,7 @@ function isPool(target) {
 function isPgClient(target) {
   return typeof target.query === 'function' &&
     (typeof target.getTransactionStatus === 'function' ||
-      (typeof target.escapeLiteral === 'function' && 'processID' in target))
+      (typeof target.escapeLiteral === 'function' && typeof target.escapeIdentifier === 'function'))
 }
 
 // Savepoint depth per client, so nested calls get distinct names.
