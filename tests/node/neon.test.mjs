@@ -115,3 +115,20 @@ test('Neon serverless: an event is written in the caller\'s transaction and goes
   const events = (await pool.query("select target_id, actor_id from audit.audit_logs where action = 'note.exported'")).rows
   assert.deepEqual(events, [{ target_id: '2', actor_id: 'ann' }])
 })
+
+test('Drizzle over Neon serverless (drizzle-orm/neon-serverless): its transaction is attributed, nested calls are savepoints', async (t) => {
+  const { drizzle } = await import('drizzle-orm/neon-serverless')
+  const { pgTable, serial, text } = await import('drizzle-orm/pg-core')
+  const { pool, entries } = await neonDatabase(t)
+  const notes = pgTable('notes', { id: serial('id').primaryKey(), author: text('author') })
+  const db = drizzle(pool)
+  await withAuditContext(db, { actorId: 'ann' }, async (tx) => {
+    await tx.insert(notes).values({ author: 'ann' })
+    await withAuditContext(tx, { actorId: 'bob' }, (inner) => inner.insert(notes).values({ author: 'bob' }))
+  })
+  await assert.rejects(withAuditContext(db, { actorId: 'mallory' }, async (tx) => {
+    await tx.insert(notes).values({ author: 'mallory' })
+    throw new Error('handler failed')
+  }), /handler failed/)
+  assert.deepEqual((await entries()).map((r) => [r.actor_id, r.new_values.author]), [['ann', 'ann'], ['bob', 'bob']])
+})
