@@ -26,8 +26,12 @@ import type {
 } from './binding'
 import { AuditLogs as NativeAuditLogs } from './binding'
 
-export { TemporaryPostgres, serializeContext } from './binding'
+export { TemporaryPostgres, serializeContext, verifyArchive } from './binding'
 export type {
+  ArchiveOptions,
+  ArchiveProblem,
+  ArchiveReport,
+  ArchiveVerifyReport,
   AuditContext,
   AuditLogEntry,
   Burst,
@@ -69,6 +73,7 @@ export type {
   TrackedTable,
   TrackingOptions,
   TransactionOptions,
+  VerifyArchiveOptions,
   VerifyOptions,
   VerifyProblem,
   VerifyReport,

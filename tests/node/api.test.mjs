@@ -113,7 +113,7 @@ test('serializeContext validates before anything is written', () => {
 
 test('the package exports its API by name, and none of the binding internals', async () => {
   const api = await import('../../index.js')
-  for (const name of ['AuditLogs', 'TemporaryPostgres', 'serializeContext', 'ActorType', 'withAuditContext',
+  for (const name of ['AuditLogs', 'TemporaryPostgres', 'serializeContext', 'verifyArchive', 'ActorType', 'withAuditContext',
     'runWithAuditContext', 'currentAuditContext', 'auditContextMiddleware', 'auditContextPlugin', 'auditRead', 'auditExtension',
     'withRequestContext', 'auditContextFromRequest', 'AuditContextInterceptor', 'auditDialect', 'auditViewer', 'auditViewerPlugin']) {
     assert.ok(api[name] !== undefined, `${name} is exported`)

@@ -43,7 +43,7 @@ const ENTRY: usize = 24;
 /// Bytes of one redaction record: txid, id, original and latest personal digest.
 const REDACTION: usize = 80;
 
-/// Options of [`AuditLogs::archive`].
+/// Options of `archive`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "napi", napi_derive::napi(object, object_to_js = false))]
 pub struct ArchiveOptions {
