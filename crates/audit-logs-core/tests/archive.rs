@@ -422,3 +422,100 @@ async fn months_not_ready_and_s3_are_refused_with_typed_errors() {
     assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
     assert!(err.to_string().contains("not yet supported"), "{err}");
 }
+
+/// Deployed as the README says: the application's role, granted audit_reader and
+/// audit_maintainer (not the owner of the log), archives and drops; with audit_reader alone,
+/// archive is refused (it seals first), naming the grant, and nothing is dropped.
+#[tokio::test]
+async fn the_maintainer_role_archives_and_drops_and_a_reader_alone_cannot_drop() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 30).await;
+    let app = f.db.create_role("app").await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_reader to {app}"))
+        .await
+        .unwrap();
+    let audit = audit_logs_core::AuditLogs::connect(&f.db.url_for(&app))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let then_drop = ArchiveOptions {
+        then_drop: Some(true),
+        ..options(dir.path())
+    };
+    let err = audit.archive(&then_drop).await.unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_PERMISSION_DENIED", "{err}");
+    assert!(
+        err.to_string().contains("grant audit_maintainer to"),
+        "{err}"
+    );
+    assert_eq!(month_rows(&f, &months[0]).await, 70);
+
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_maintainer to {app}"))
+        .await
+        .unwrap();
+    let report = audit.archive(&then_drop).await.unwrap();
+    assert_eq!(report.months_dropped, months);
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+    assert!(
+        audit
+            .verify_archive(&url(dir.path()), None)
+            .await
+            .unwrap()
+            .ok
+    );
+}
+
+/// audit.drop_archived_month refuses a month whose rows are not exactly the archived ones, a
+/// month not ended, and a caller without audit_maintainer.
+#[tokio::test]
+async fn drop_archived_month_refuses_what_was_not_archived() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 10).await;
+    let month: i32 = months[0].replace('-', "").parse().unwrap();
+    let db = f.sql().await;
+    let drop = |month: i32, rows: i64| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "select audit.drop_archived_month($1, $2, 'file:///x', 'ab')",
+                &[&month, &rows],
+            )
+            .await
+            .map_err(Error::from)
+        }
+    };
+    let err = drop(month, 49).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Archive(ArchiveError::DropRefused { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_DROP_REFUSED");
+    let current: i32 = db
+        .query_one("select to_char(now(), 'YYYYMM')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = drop(current, 0).await.unwrap_err();
+    assert!(err.to_string().contains("has not ended"), "{err}");
+    assert_eq!(month_rows(&f, &months[0]).await, 50);
+
+    let reader = f.db.create_role("reader").await.unwrap();
+    db.batch_execute(&format!("grant audit_reader to {reader}"))
+        .await
+        .unwrap();
+    let refused = f
+        .connect_as(&reader)
+        .await
+        .query_one(
+            "select audit.drop_archived_month($1, 50, 'file:///x', 'ab')",
+            &[&month],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "42501");
+    assert_eq!(month_rows(&f, &months[0]).await, 50);
+}
