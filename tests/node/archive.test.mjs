@@ -1,6 +1,7 @@
 // Archives from Node: archive() writes whole, sealed months to a directory, verifyArchive()
 // checks them from the files alone (and audit.verifyArchive() joined to the live chain).
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -66,4 +67,39 @@ test('archive refuses s3:// (not yet supported), bad cut-offs, and verifyArchive
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-01', olderThanMonths: 2 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive(to, { against: 'xyz' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive('s3://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+})
+
+// DuckDB (its Python package; .ci/run installs it) reads the month as it is: a record's history
+// from the Parquet files is the live log's, entry for entry.
+const DUCKDB_HISTORY = `
+import duckdb, json, sys
+rows = duckdb.sql("""
+  select id, action, new_values::varchar, changed_fields, actor_id, epoch_us(created_at)
+    from read_parquet(? || '/*/part-*.parquet')
+   where target_type = 'public.orders' and target_id = '3'
+   order by created_at desc, id desc""", params=[sys.argv[1]]).fetchall()
+print(json.dumps(rows))
+`
+
+test('DuckDB answers the history of a record from the archive with the live log\'s entries', async (t) => {
+  const { url, audit, dir, to } = await withPastMonth(t)
+  await withClient(url, (c) => c.query(`
+    create table orders (id int primary key, total int);
+    select audit.enable_tracking('orders');
+    insert into audit.audit_logs (created_at, action, target_type, target_id, old_values, new_values, changed_fields, actor_id)
+    select date_trunc('month', now()) - interval '2 months' + g * interval '1 minute',
+           case when g = 3 then 'INSERT' else 'UPDATE' end, 'public.orders', (g % 10)::text,
+           case when g > 3 then jsonb_build_object('total', g - 10) end, jsonb_build_object('id', g % 10, 'total', g),
+           case when g > 3 then array['total'] end, 'u' || g
+      from generate_series(3, 60) g;
+    select audit.maintain(anonymize_after_days => 0);`))
+  const live = await audit.history({ table: 'orders', id: 3 })
+  assert.equal(live.length, 6)
+  await audit.archive({ to })
+  const archived = JSON.parse(execFileSync('python3', ['-c', DUCKDB_HISTORY, dir], { encoding: 'utf8' }))
+  assert.deepEqual(
+    archived.map(([id, action, newValues, changedFields, actorId, micros]) =>
+      ({ id, action, newValues: JSON.parse(newValues), changedFields, actorId, createdAt: micros / 1000 })),
+    live.map((e) => ({ id: e.id, action: e.action, newValues: e.newValues, changedFields: e.changedFields ?? null,
+      actorId: e.actorId, createdAt: e.createdAt.getTime() })))
 })
