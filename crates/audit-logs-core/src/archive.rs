@@ -621,7 +621,9 @@ async fn archive_month(
         .map_err(db_err)?;
     let mut stream = Box::pin(BinaryCopyOutStream::new(stream, &types));
     let mut files = Vec::new();
-    let mut part: Vec<ArchivedRow> = Vec::new();
+    // One row group in memory, written into the current part as it fills.
+    let mut group: Vec<ArchivedRow> = Vec::with_capacity(format::ROW_GROUP_ROWS);
+    let mut part: Option<format::PartWriter> = None;
     let (mut first_id, mut last_id, mut written) = (None, None, 0i64);
     let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
     loop {
@@ -658,20 +660,35 @@ async fn archive_month(
             }
             first_id = first_id.or(Some(row.id));
             last_id = Some(row.id);
-            part.push(row);
+            group.push(row);
         }
-        if part.len() == PART_ROWS || (next.is_none() && !part.is_empty()) {
-            let path = format!("{key}/part-{:04}.parquet", files.len());
-            let bytes = format::write_rows(&part).map_err(|e| invalid(&path, e))?;
+        let path = || format!("{key}/part-{:04}.parquet", files.len());
+        if group.len() == format::ROW_GROUP_ROWS || (next.is_none() && !group.is_empty()) {
+            let writer = match &mut part {
+                Some(writer) => writer,
+                None => part.insert(format::PartWriter::new().map_err(|e| invalid(&path(), e))?),
+            };
+            writer
+                .write_group(&group)
+                .map_err(|e| invalid(&path(), e))?;
+            group.clear();
+        }
+        if part
+            .as_ref()
+            .is_some_and(|p| p.rows() as usize >= PART_ROWS || next.is_none())
+        {
+            let writer = part.take().expect("checked");
+            let rows = writer.rows();
+            let path = path();
+            let bytes = writer.finish().map_err(|e| invalid(&path, e))?;
             dest.put(&path, &bytes)?;
             files.push(ManifestFile {
                 path,
                 bytes: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
-                rows: part.len() as i64,
+                rows,
             });
-            written += part.len() as i64;
-            part.clear();
+            written += rows;
         }
         if next.is_none() {
             break;
@@ -1111,7 +1128,7 @@ fn verify_month(
     let (mut first_id, mut last_id, mut rows_read) = (None, None, 0i64);
     for file in &manifest.files {
         let (bytes, differs) = read(file, report)?;
-        let rows = match format::read_rows(bytes) {
+        let rows = match format::row_iter(bytes) {
             Ok(rows) => rows,
             Err(_) if differs.is_some() => {
                 report.problem(differs.expect("checked"));
@@ -1129,6 +1146,22 @@ fn verify_month(
             }
         };
         for row in rows {
+            let row = match row {
+                Ok(row) => row,
+                // A file that differs from its manifest is reported as that, below.
+                Err(reason) => {
+                    if differs.is_none() {
+                        report.problem(problem(
+                            ArchiveProblemKind::ManifestInvalid,
+                            Some(&file.path),
+                            None,
+                            None,
+                            format!("{} is not a readable archive file: {reason}", file.path),
+                        ));
+                    }
+                    break;
+                }
+            };
             rows_read += 1;
             report.rows_checked += 1;
             first_id = first_id.or(Some(row.id));

@@ -10,6 +10,7 @@ use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::record::reader::RowIter;
 use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
 
@@ -193,20 +194,43 @@ fn text_value(value: &Option<String>, defs: &mut Vec<i16>, values: &mut Vec<Byte
     }
 }
 
-/// Writes `rows` as one Parquet file (zstd, [`ROW_GROUP_ROWS`] per group) and returns its bytes.
-pub fn write_rows(rows: &[ArchivedRow]) -> FormatResult<Vec<u8>> {
-    let e = |e: parquet::errors::ParquetError| e.to_string();
-    let schema = Arc::new(parse_message_type(SCHEMA).map_err(e)?);
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(e)?))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("audit-logs {}", env!("CARGO_PKG_VERSION")))
-            .build(),
-    );
-    let mut writer = SerializedFileWriter::new(Vec::new(), schema, props).map_err(e)?;
-    for group in rows.chunks(ROW_GROUP_ROWS) {
-        let mut row_group = writer.next_row_group().map_err(e)?;
+/// One Parquet file being written, a row group at a time: memory holds one group of rows and
+/// the compressed file so far, not the month.
+pub struct PartWriter {
+    writer: SerializedFileWriter<Vec<u8>>,
+    rows: i64,
+}
+
+fn parquet_error(e: parquet::errors::ParquetError) -> String {
+    e.to_string()
+}
+
+impl PartWriter {
+    pub fn new() -> FormatResult<PartWriter> {
+        let e = parquet_error;
+        let schema = Arc::new(parse_message_type(SCHEMA).map_err(e)?);
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(e)?))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .set_created_by(format!("audit-logs {}", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
+        Ok(PartWriter {
+            writer: SerializedFileWriter::new(Vec::new(), schema, props).map_err(e)?,
+            rows: 0,
+        })
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> i64 {
+        self.rows
+    }
+
+    /// Writes `group` as one row group (at most [`ROW_GROUP_ROWS`] rows, in order).
+    pub fn write_group(&mut self, group: &[ArchivedRow]) -> FormatResult<()> {
+        let e = parquet_error;
+        let mut row_group = self.writer.next_row_group().map_err(e)?;
         let mut column = 0usize;
         while let Some(mut col) = row_group.next_column().map_err(e)? {
             match column {
@@ -280,13 +304,29 @@ pub fn write_rows(rows: &[ArchivedRow]) -> FormatResult<Vec<u8>> {
             column += 1;
         }
         row_group.close().map_err(e)?;
+        self.rows += group.len() as i64;
+        Ok(())
     }
-    writer.into_inner().map_err(e)
+
+    /// Writes the footer and returns the file's bytes.
+    pub fn finish(self) -> FormatResult<Vec<u8>> {
+        self.writer.into_inner().map_err(parquet_error)
+    }
 }
 
-/// Reads a file [`write_rows`] wrote, checking that its columns are the schema's.
-pub fn read_rows(bytes: Vec<u8>) -> FormatResult<Vec<ArchivedRow>> {
-    let e = |e: parquet::errors::ParquetError| e.to_string();
+/// Writes `rows` as one Parquet file (zstd, [`ROW_GROUP_ROWS`] per group) and returns its bytes.
+pub fn write_rows(rows: &[ArchivedRow]) -> FormatResult<Vec<u8>> {
+    let mut part = PartWriter::new()?;
+    for group in rows.chunks(ROW_GROUP_ROWS) {
+        part.write_group(group)?;
+    }
+    part.finish()
+}
+
+/// The rows of a file [`write_rows`] wrote, read as they are iterated (one row group decoded at
+/// a time), after checking that its columns are the schema's.
+pub fn row_iter(bytes: Vec<u8>) -> FormatResult<impl Iterator<Item = FormatResult<ArchivedRow>>> {
+    let e = parquet_error;
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(e)?;
     let expected = parse_message_type(SCHEMA).map_err(e)?;
     let schema = reader.metadata().file_metadata().schema();
@@ -299,46 +339,53 @@ pub fn read_rows(bytes: Vec<u8>) -> FormatResult<Vec<ArchivedRow>> {
     {
         return Err("its columns are not those of an audit-logs archive (schema version 1)".into());
     }
-    let mut rows = Vec::with_capacity(reader.metadata().file_metadata().num_rows() as usize);
-    for row in reader.get_row_iter(None).map_err(e)? {
-        let row = row.map_err(e)?;
-        let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
-        let long = |i: usize| match fields[i] {
-            Field::Long(v) | Field::TimestampMicros(v) => Ok(*v),
-            other => Err(format!("column {i}: expected an integer, found {other:?}")),
-        };
-        let text = |i: usize| match fields[i] {
-            Field::Null => Ok(None),
-            Field::Str(s) => Ok(Some(s.clone())),
-            other => Err(format!("column {i}: expected text, found {other:?}")),
-        };
-        let mut archived = ArchivedRow {
-            id: long(0)?,
-            created_at: long(1)? - UNIX_TO_2000_MICROS,
-            txid: long(2)?,
-            action: text(3)?.ok_or("action is null")?,
-            ..Default::default()
-        };
-        for (slot, column) in (4..=8).chain(10..=16).enumerate() {
-            archived.texts[slot] = text(column)?;
-        }
-        archived.changed_fields = match fields[9] {
-            Field::Null => None,
-            Field::ListInternal(list) => Some(
-                list.elements()
-                    .iter()
-                    .map(|f| match f {
-                        Field::Null => Ok(None),
-                        Field::Str(s) => Ok(Some(s.clone())),
-                        other => Err(format!("changed_fields: expected text, found {other:?}")),
-                    })
-                    .collect::<FormatResult<Vec<_>>>()?,
-            ),
-            other => return Err(format!("changed_fields: expected a list, found {other:?}")),
-        };
-        rows.push(archived);
+    Ok(RowIter::from_file_into(Box::new(reader)).map(|row| {
+        row.map_err(parquet_error)
+            .and_then(|row| archived_row(&row))
+    }))
+}
+
+/// Reads a whole file [`write_rows`] wrote.
+pub fn read_rows(bytes: Vec<u8>) -> FormatResult<Vec<ArchivedRow>> {
+    row_iter(bytes)?.collect()
+}
+
+fn archived_row(row: &parquet::record::Row) -> FormatResult<ArchivedRow> {
+    let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
+    let long = |i: usize| match fields[i] {
+        Field::Long(v) | Field::TimestampMicros(v) => Ok(*v),
+        other => Err(format!("column {i}: expected an integer, found {other:?}")),
+    };
+    let text = |i: usize| match fields[i] {
+        Field::Null => Ok(None),
+        Field::Str(s) => Ok(Some(s.clone())),
+        other => Err(format!("column {i}: expected text, found {other:?}")),
+    };
+    let mut archived = ArchivedRow {
+        id: long(0)?,
+        created_at: long(1)? - UNIX_TO_2000_MICROS,
+        txid: long(2)?,
+        action: text(3)?.ok_or("action is null")?,
+        ..Default::default()
+    };
+    for (slot, column) in (4..=8).chain(10..=16).enumerate() {
+        archived.texts[slot] = text(column)?;
     }
-    Ok(rows)
+    archived.changed_fields = match fields[9] {
+        Field::Null => None,
+        Field::ListInternal(list) => Some(
+            list.elements()
+                .iter()
+                .map(|f| match f {
+                    Field::Null => Ok(None),
+                    Field::Str(s) => Ok(Some(s.clone())),
+                    other => Err(format!("changed_fields: expected text, found {other:?}")),
+                })
+                .collect::<FormatResult<Vec<_>>>()?,
+        ),
+        other => return Err(format!("changed_fields: expected a list, found {other:?}")),
+    };
+    Ok(archived)
 }
 
 #[cfg(test)]
@@ -378,6 +425,23 @@ mod tests {
             rows.push(row);
         }
         let bytes = write_rows(&rows).unwrap();
+        assert_eq!(read_rows(bytes).unwrap(), rows);
+    }
+
+    #[test]
+    fn rows_span_row_groups_in_order() {
+        let rows: Vec<ArchivedRow> = (0..ROW_GROUP_ROWS as i64 + 5)
+            .map(|i| ArchivedRow {
+                id: i,
+                txid: i / 3,
+                action: "INSERT".into(),
+                changed_fields: (i % 2 == 0).then(|| vec![Some(i.to_string())]),
+                ..Default::default()
+            })
+            .collect();
+        let bytes = write_rows(&rows).unwrap();
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 2);
         assert_eq!(read_rows(bytes).unwrap(), rows);
     }
 }
