@@ -9,6 +9,84 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Options of `archive`. */
+export interface ArchiveOptions {
+  /**
+   * Where: `file:///absolute/dir`. `s3://` is refused (`AUDIT_LOGS_ARCHIVE_UNSUPPORTED`):
+   * not yet supported.
+   */
+  to: string
+  /** Archive the months before this one (`YYYY-MM`). Default: every month that ended. */
+  before?: string
+  /**
+   * Archive the months that ended more than this many months ago, as retention counts
+   * them. Default: every month that ended.
+   */
+  olderThanMonths?: number
+  /**
+   * Drop each archived month's partition once its archive has been read back and verified
+   * (recorded in `audit.dropped_partitions` and as an `audit.partition_archived` event).
+   * Default: false.
+   */
+  thenDrop?: boolean
+}
+
+/** The first difference archive verification found. */
+export interface ArchiveProblem {
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'file_mismatch' | 'manifest_invalid' | 'digest_not_found' | 'live_mismatch'
+  /** `YYYY-MM`. */
+  month?: string
+  /** The file, by its key (`2026-01/part-0000.parquet`). */
+  file?: string
+  /** The audit row (`audit_logs.id`), for row problems. */
+  rowId?: number
+  txid?: number
+  sealId?: number
+  message: string
+}
+
+/** What `archive` did. */
+export interface ArchiveReport {
+  /** The destination's URL. */
+  destination: string
+  /** Months written by this run (`YYYY-MM`). */
+  monthsArchived: Array<string>
+  /** Months already archived (a complete manifest), left as they are. */
+  monthsSkipped: Array<string>
+  /** Months whose partition this run dropped after verifying their archive. */
+  monthsDropped: Array<string>
+  /** Rows written by this run. */
+  rows: number
+  /** Bytes written by this run (Parquet files, entries, redactions, manifests). */
+  bytes: number
+  /** Files written by this run. */
+  files: number
+  /** Rows sealed before archiving. */
+  sealedRows: number
+}
+
+/** What archive verification found; `ok` is true when nothing differs. */
+export interface ArchiveVerifyReport {
+  ok: boolean
+  /** Months with a manifest, checked. */
+  monthsChecked: number
+  /** Months without a manifest (an interrupted archive): not part of the archive. */
+  monthsIncomplete: Array<string>
+  filesChecked: number
+  rowsChecked: number
+  /** Rows checked through a redaction record. */
+  rowsRedacted: number
+  sealsChecked: number
+  problemCount: number
+  firstProblem?: ArchiveProblem
+  /** The head of the archive's last seal (64 hex digits), as recomputed. */
+  head?: string
+  /** Whether the chain passes through `against`, when given. */
+  againstFound?: boolean
+  /** The live chain's head the archive was joined to, when checked with a database. */
+  liveHead?: string
+}
+
 /**
  * A context as JavaScript writes it (camelCase keys), as `serializeContext`,
  * `runWithAuditContext` and `withAuditContext` take it. Unknown keys are refused by name, so a
@@ -457,6 +535,23 @@ export declare class AuditLogs {
    * `AUDIT_LOGS_INVALID_ARGUMENT` for a negative option.
    */
   maintain(options?: MaintainOptions | undefined | null): Promise<MaintainReport>
+  /**
+   * Writes each whole, sealed month before the cut-off (`before: 'YYYY-MM'` or
+   * `olderThanMonths`; default: every month that ended) to `to` (`file:///dir`) as Parquet,
+   * with its seal entries and a manifest written last, after reading the month back and
+   * verifying it; with `thenDrop`, then drops its partition (recorded as retention records
+   * its drops, so `verify()` keeps passing). Months already archived are skipped. Rejects
+   * with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (`s3://`: not yet supported),
+   * `AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY`, `AUDIT_LOGS_ARCHIVE_NOT_VERIFIED`,
+   * `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+   */
+  archive(options: ArchiveOptions): Promise<ArchiveReport>
+  /**
+   * As {@link verifyArchive}, then joins the archive to the live chain: each archived seal
+   * and chunk must be the live one, and the live seals must link from them to the live head
+   * (`liveHead`).
+   */
+  verifyArchive(url: string, options?: VerifyArchiveOptions | undefined | null): Promise<ArchiveVerifyReport>
   /**
    * Saves the retention policy {@link AuditLogs.maintain} applies (unset fields are kept;
    * 0 turns retention or anonymization off) and resolves to it. Rejects with
@@ -942,6 +1037,25 @@ export interface TransactionOptions {
   at?: Date | string
   limit?: number
   before?: number
+}
+
+/**
+ * Verifies an archive (`file:///dir`) from its files alone, with no database: each file's
+ * sha256, each row's digest against its seal entry (naming the first row that differs, its
+ * month and file), each chunk and seal head, and the links between the archive's seals. A
+ * failed verification resolves with `ok: false`; rejects with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED`
+ * (`s3://`), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+ */
+export declare function verifyArchive(url: string, options?: VerifyArchiveOptions | undefined | null): Promise<ArchiveVerifyReport>
+
+/** Options of {@link AuditLogs.verifyArchive} and {@link verifyArchive}. */
+export interface VerifyArchiveOptions {
+  /**
+   * A head exported earlier (16 to 64 hex digits): verification fails unless the chain (the
+   * archive's, and joined to it the live one for {@link AuditLogs.verifyArchive}) passes
+   * through it.
+   */
+  against?: string
 }
 
 /** Options of {@link AuditLogs.verify}. */

@@ -852,3 +852,4 @@ module.exports.revertRun = nativeBinding.revertRun
 module.exports.runCli = nativeBinding.runCli
 module.exports.serializeContext = nativeBinding.serializeContext
 module.exports.storableRequestParts = nativeBinding.storableRequestParts
+module.exports.verifyArchive = nativeBinding.verifyArchive

@@ -26,8 +26,12 @@ import type {
 } from './binding'
 import { AuditLogs as NativeAuditLogs } from './binding'
 
-export { TemporaryPostgres, serializeContext } from './binding'
+export { TemporaryPostgres, serializeContext, verifyArchive } from './binding'
 export type {
+  ArchiveOptions,
+  ArchiveProblem,
+  ArchiveReport,
+  ArchiveVerifyReport,
   AuditContext,
   AuditLogEntry,
   Burst,
@@ -69,6 +73,7 @@ export type {
   TrackedTable,
   TrackingOptions,
   TransactionOptions,
+  VerifyArchiveOptions,
   VerifyOptions,
   VerifyProblem,
   VerifyReport,
@@ -116,6 +121,12 @@ export type AuditLogsErrorCode =
   | 'AUDIT_LOGS_REVERT_CONFLICT'
   | 'AUDIT_LOGS_CANNOT_REVERT'
   | 'AUDIT_LOGS_NOT_IN_TRANSACTION'
+  | 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED'
+  | 'AUDIT_LOGS_ARCHIVE_STORAGE_FAILED'
+  | 'AUDIT_LOGS_ARCHIVE_INVALID'
+  | 'AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY'
+  | 'AUDIT_LOGS_ARCHIVE_NOT_VERIFIED'
+  | 'AUDIT_LOGS_ARCHIVE_DROP_REFUSED'
   | 'AUDIT_LOGS_INVALID_ARGUMENT'
   | 'AUDIT_LOGS_OUTPUT_FAILED'
   | 'AUDIT_LOGS_DATABASE_ERROR'

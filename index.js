@@ -56,6 +56,7 @@ const ActorType = Object.freeze({
 // written so that Node's static export detection sees every name (ESM `import { x }` works).
 module.exports.AuditLogs = binding.AuditLogs
 module.exports.TemporaryPostgres = binding.TemporaryPostgres
+module.exports.verifyArchive = binding.verifyArchive
 module.exports.serializeContext = serialize
 module.exports.ActorType = ActorType
 module.exports.withAuditContext = withAuditContext

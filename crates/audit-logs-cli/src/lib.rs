@@ -1,6 +1,7 @@
 //! The `audit-logs` command, shared by the native binary and `npx audit-logs` (the Node
 //! package hands its arguments to [`run`]).
 
+mod archive;
 mod demo;
 mod print;
 mod protect;
@@ -110,6 +111,9 @@ enum Command {
     Seal,
     /// Recompute the chain and report the first row that differs; exit 1 if anything does.
     Verify(protect::VerifyArgs),
+    /// Write whole, sealed months to Parquet with their seals (verifiable without the
+    /// database), and with --then-drop drop them from the live log once read back and verified.
+    Archive(archive::ArchiveArgs),
     /// Create partitions, move default-partition rows, seal, drop expired partitions and
     /// anonymize due rows (safe from cron). Flags apply to this run; `configure` saves a policy.
     Maintain(protect::MaintainArgs),
@@ -188,11 +192,21 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
         _ => {}
     }
     let url = match cli.database_url {
-        Some(url) => url,
-        None => dot_env_database_url()?.ok_or_else(|| Error::Connection(ConnectionError::InvalidUrl {
-            reason: "no database given: set DATABASE_URL (in the environment or in ./.env) or pass --database-url (-D)".into(),
-        }))?,
+        Some(url) => Some(url),
+        None => dot_env_database_url()?,
     };
+    // An auditor has the files and no database: `verify --archive` then checks them alone.
+    if let Command::Verify(args) = &cli.command {
+        if let Some(archive) = &args.archive {
+            if url.is_none() || args.offline {
+                let out = print::Printer { json: cli.json };
+                return archive::verify(None, &out, archive, args.against.as_deref()).await;
+            }
+        }
+    }
+    let url = url.ok_or_else(|| Error::Connection(ConnectionError::InvalidUrl {
+        reason: "no database given: set DATABASE_URL (in the environment or in ./.env) or pass --database-url (-D)".into(),
+    }))?;
     let audit = AuditLogs::connect(&url).await?;
     let out = print::Printer { json: cli.json };
     let status = match cli.command {
@@ -271,7 +285,11 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             0
         }
         Command::Seal => protect::seal(&audit, &out).await?,
-        Command::Verify(args) => protect::verify(&audit, &out, args).await?,
+        Command::Verify(args) => match &args.archive {
+            Some(url) => archive::verify(Some(&audit), &out, url, args.against.as_deref()).await?,
+            None => protect::verify(&audit, &out, args).await?,
+        },
+        Command::Archive(args) => archive::archive(&audit, &out, args).await?,
         Command::Maintain(args) => protect::maintain(&audit, &out, args).await?,
         Command::Configure(args) => protect::configure(&audit, &out, args).await?,
         Command::Redact(args) => protect::redact(&audit, &out, args).await?,

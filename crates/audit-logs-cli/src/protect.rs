@@ -21,7 +21,14 @@ pub struct VerifyArgs {
     /// A head exported earlier (`audit-logs seal` or `verify` print it): fail unless the chain
     /// still passes through it, which detects even a rewrite of the whole chain.
     #[arg(long, value_name = "DIGEST")]
-    against: Option<String>,
+    pub against: Option<String>,
+    /// Verify an archive (file:///dir) instead of the live log: every file, row, chunk and seal
+    /// head from the files; with a database, also joined to the live chain.
+    #[arg(long, value_name = "URL")]
+    pub archive: Option<String>,
+    /// With --archive: the files alone, even when a database URL is set.
+    #[arg(long, requires = "archive")]
+    pub offline: bool,
 }
 
 /// `maintain`: each flag applies to this run only, over the saved policy (`configure`), as

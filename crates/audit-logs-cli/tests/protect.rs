@@ -42,7 +42,7 @@ async fn migrated_with_rows() -> TestDatabase {
 
 #[test]
 fn the_protect_commands_have_help() {
-    for command in ["seal", "verify", "maintain", "redact"] {
+    for command in ["seal", "verify", "maintain", "redact", "archive"] {
         Command::cargo_bin("audit-logs")
             .unwrap()
             .args([command, "--help"])
@@ -202,4 +202,89 @@ async fn redact_takes_its_key_from_the_environment() {
         .stdout(predicate::str::contains("hmac:").and(predicate::str::contains("u3@x.io").not()));
     audit_logs(&db.url).arg("seal").assert().success();
     audit_logs(&db.url).arg("verify").assert().success();
+}
+
+/// `archive --to file:///dir --then-drop`, then `verify --archive` as an auditor runs it: with
+/// no database at all, and joined to the live chain.
+#[tokio::test]
+async fn archive_then_verify_the_archive_without_the_database() {
+    let db = migrated_with_rows().await;
+    sql(
+        &db,
+        "insert into audit.audit_logs (created_at, action, actor_id)
+         select date_trunc('month', now()) - interval '2 months' + g * interval '1 hour', 'test.old', 'u' || g
+           from generate_series(1, 30) g;
+         select audit.maintain(anonymize_after_days => 0);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("file://{}", dir.path().display());
+    audit_logs(&db.url)
+        .args([
+            "archive",
+            "--to",
+            &to,
+            "--older-than-months",
+            "1",
+            "--then-drop",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Months dropped: "))
+        .stdout(predicate::str::contains("Rows: 30,"));
+    // Re-run: nothing left to do, and --json gives the report's keys.
+    audit_logs(&db.url)
+        .args(["--json", "archive", "--to", &to])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"monthsArchived\": []"));
+
+    let auditor = || {
+        let mut command = Command::cargo_bin("audit-logs").unwrap();
+        command.env_remove("DATABASE_URL").current_dir(dir.path());
+        command
+    };
+    auditor()
+        .args(["verify", "--archive", &to])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Archive verification OK: 30 row(s) of 1 month(s)",
+        ));
+    audit_logs(&db.url)
+        .args(["verify", "--archive", &to])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("joined to the live chain"));
+    audit_logs(&db.url).arg("verify").assert().success();
+
+    // A file changed: status 1, and the row named.
+    let month = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let file = month.join("part-0000.parquet");
+    let mut rows =
+        audit_logs_core::archive::format::read_rows(std::fs::read(&file).unwrap()).unwrap();
+    rows[4].action = "test.forged".into();
+    let id = rows[4].id;
+    std::fs::write(
+        &file,
+        audit_logs_core::archive::format::write_rows(&rows).unwrap(),
+    )
+    .unwrap();
+    auditor()
+        .args(["verify", "--archive", &to])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("row {id} ")));
+
+    // S3 is refused, saying so.
+    audit_logs(&db.url)
+        .args(["archive", "--to", "s3://bucket/audit"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_ARCHIVE_UNSUPPORTED"))
+        .stderr(predicate::str::contains("not yet supported"));
 }

@@ -1,6 +1,7 @@
 //! Errors by domain. Each capability has its own error type ([`ConnectionError`],
 //! [`MigrationError`], [`TrackingError`], [`ContextError`], [`EventError`], [`IntegrityError`],
-//! [`RetentionError`], [`ErasureError`], [`PermissionError`], [`RevertError`]); [`Error`] wraps them, so `?`
+//! [`RetentionError`], [`ErasureError`], [`PermissionError`], [`RevertError`], [`ArchiveError`]);
+//! [`Error`] wraps them, so `?`
 //! works across domains and callers match either level:
 //! `Err(Error::Tracking(TrackingError::NoPrimaryKey { table }))`.
 //!
@@ -99,6 +100,18 @@ codes! {
     CannotRevert = "AUDIT_LOGS_CANNOT_REVERT",
     /// [`RevertError::NotInTransaction`]
     NotInTransaction = "AUDIT_LOGS_NOT_IN_TRANSACTION",
+    /// [`ArchiveError::Unsupported`]
+    ArchiveUnsupported = "AUDIT_LOGS_ARCHIVE_UNSUPPORTED",
+    /// [`ArchiveError::Storage`]
+    ArchiveStorageFailed = "AUDIT_LOGS_ARCHIVE_STORAGE_FAILED",
+    /// [`ArchiveError::Invalid`]
+    ArchiveInvalid = "AUDIT_LOGS_ARCHIVE_INVALID",
+    /// [`ArchiveError::MonthNotReady`]
+    ArchiveMonthNotReady = "AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY",
+    /// [`ArchiveError::NotVerified`]
+    ArchiveNotVerified = "AUDIT_LOGS_ARCHIVE_NOT_VERIFIED",
+    /// [`ArchiveError::DropRefused`]
+    ArchiveDropRefused = "AUDIT_LOGS_ARCHIVE_DROP_REFUSED",
     /// [`Error::InvalidArgument`]
     InvalidArgument = "AUDIT_LOGS_INVALID_ARGUMENT",
     /// [`Error::Output`]
@@ -413,6 +426,54 @@ impl ErasureError {
     }
 }
 
+/// Archives: months written out as Parquet with their seals (see `archive.rs`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// The destination is not one this version can write or read (`s3://` today).
+    #[error("archive destination {url} is not supported: {reason}")]
+    Unsupported { url: String, reason: String },
+
+    /// Reading or writing the archive's storage failed.
+    #[error("archive storage {path}: {source}")]
+    Storage {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An archive file could not be understood (a manifest or Parquet file that is not one).
+    #[error("archive file {path} is not valid: {reason}")]
+    Invalid { path: String, reason: String },
+
+    /// A month cannot be archived yet: not ended, rows not sealed, or rows still in the default
+    /// partition.
+    #[error("month {month} cannot be archived: {reason}")]
+    MonthNotReady { month: String, reason: String },
+
+    /// A month's archive, read back, did not verify: it was not completed (no manifest), and
+    /// nothing was dropped.
+    #[error("the archive of {month} did not verify: {problem}; nothing was dropped, run `audit-logs verify` on the live log")]
+    NotVerified { month: String, problem: String },
+
+    /// The database refused to drop an archived month's partition (`audit.drop_archived_month`).
+    #[error("cannot drop the archived month: {reason}")]
+    DropRefused { reason: String },
+}
+
+impl ArchiveError {
+    pub fn code(&self) -> Code {
+        match self {
+            ArchiveError::Unsupported { .. } => Code::ArchiveUnsupported,
+            ArchiveError::Storage { .. } => Code::ArchiveStorageFailed,
+            ArchiveError::Invalid { .. } => Code::ArchiveInvalid,
+            ArchiveError::MonthNotReady { .. } => Code::ArchiveMonthNotReady,
+            ArchiveError::DropRefused { .. } => Code::ArchiveDropRefused,
+            ArchiveError::NotVerified { .. } => Code::ArchiveNotVerified,
+        }
+    }
+}
+
 /// Undo (see `revert.rs`): nothing was changed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -505,6 +566,8 @@ pub enum Error {
     Permission(#[from] PermissionError),
     #[error(transparent)]
     Revert(#[from] RevertError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 
     /// An argument was out of range or of the wrong form.
     #[error("invalid argument {name}: {reason}")]
@@ -607,6 +670,7 @@ impl Error {
             Error::Erasure(e) => e.code(),
             Error::Permission(e) => e.code(),
             Error::Revert(e) => e.code(),
+            Error::Archive(e) => e.code(),
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::Output { .. } => Code::OutputFailed,
             Error::Database { .. } => Code::DatabaseError,
@@ -720,6 +784,7 @@ pub(crate) mod sqlstate {
     pub const CAPTURE_REFUSED: &str = "AL013";
     pub const TRIGGER_NAME_TAKEN: &str = "AL014";
     pub const INVALID_SUBJECT: &str = "AL015";
+    pub const ARCHIVE_DROP_REFUSED: &str = "AL016";
 }
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
@@ -815,6 +880,10 @@ pub(crate) fn from_server(
         }
         .into(),
         sqlstate::INVALID_SUBJECT => ErasureError::InvalidSubject {
+            reason: with_hint(message, hint),
+        }
+        .into(),
+        sqlstate::ARCHIVE_DROP_REFUSED => ArchiveError::DropRefused {
             reason: with_hint(message, hint),
         }
         .into(),
@@ -990,6 +1059,10 @@ mod tests {
             (sqlstate::APPEND_ONLY, "AUDIT_LOGS_APPEND_ONLY"),
             (sqlstate::INVALID_REDACTION, "AUDIT_LOGS_INVALID_REDACTION"),
             (sqlstate::INVALID_SUBJECT, "AUDIT_LOGS_INVALID_SUBJECT"),
+            (
+                sqlstate::ARCHIVE_DROP_REFUSED,
+                "AUDIT_LOGS_ARCHIVE_DROP_REFUSED",
+            ),
             (sqlstate::INVALID_SETTINGS, "AUDIT_LOGS_INVALID_SETTINGS"),
             (sqlstate::SEAL, "AUDIT_LOGS_SEAL_FAILED"),
             (sqlstate::CAPTURE_REFUSED, "AUDIT_LOGS_CAPTURE_REFUSED"),

@@ -20,4 +20,8 @@ macro_rules! as_serde_name {
     )*};
 }
 
-as_serde_name!(crate::MigrationState, crate::ProblemKind);
+as_serde_name!(
+    crate::MigrationState,
+    crate::ProblemKind,
+    crate::archive::ArchiveProblemKind
+);

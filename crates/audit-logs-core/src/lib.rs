@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod archive;
 pub mod connection;
 pub mod context;
 pub mod erasure;
@@ -65,9 +66,9 @@ pub use connection::ConnectOptions;
 pub use context::AuditContext;
 pub use erasure::{RedactReport, RedactRequest, RedactedEntry, Subject};
 pub use error::{
-    Code, ConnectionError, ContextError, ErasureError, Error, ErrorFields, EventError,
-    IntegrityError, MigrationError, PermissionError, Result, RetentionError, RevertError,
-    TrackingError,
+    ArchiveError, Code, ConnectionError, ContextError, ErasureError, Error, ErrorFields,
+    EventError, IntegrityError, MigrationError, PermissionError, Result, RetentionError,
+    RevertError, TrackingError,
 };
 pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};

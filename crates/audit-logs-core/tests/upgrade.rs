@@ -669,3 +669,70 @@ async fn a_v11_install_upgrades_to_record_queries_that_read_its_history() {
         );
     }
 }
+
+/// V13 adds archives. A V12 install, tracked and filled (a past month sealed by V12's maintain
+/// included), upgrades with its history untouched and its capture as it was, and its past
+/// month archives, drops and verifies: the archive from its files, the live log across the
+/// dropped month.
+#[tokio::test]
+async fn a_v12_install_upgrades_to_archives_and_archives_its_past_months() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until = migrate::MigrateOptions {
+        until: Some(12),
+        ..Default::default()
+    };
+    migrate::run(&options, &until).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table before_upgrade (id int primary key, email text, secret text, n int);
+         select audit.enable_tracking('before_upgrade', '{secret}');
+         insert into audit.audit_logs (created_at, action, actor_id, ip_address, new_values, changed_fields)
+         select date_trunc('month', now()) - interval '2 months' + g * interval '1 minute', 'test.old',
+                'u' || g, '10.0.0.1', jsonb_build_object('n', g), array['n']
+           from generate_series(1, 50) g;
+         select audit.maintain(anonymize_after_days => 0);",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(&workload("before_upgrade")).await.unwrap();
+    let before = f.entries().await;
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(13));
+    assert_eq!(f.entries().await, before, "history untouched");
+    assert_eq!(
+        f.count(
+            "select count(*) from pg_proc
+              where oid = 'audit.drop_archived_month(integer, bigint, text, text)'::regprocedure and prosecdef"
+        )
+        .await,
+        1
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let archived = f
+        .audit
+        .archive(&audit_logs_core::archive::ArchiveOptions {
+            to: url.clone(),
+            then_drop: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(archived.rows, 50);
+    assert_eq!(archived.months_dropped.len(), 1);
+    let offline = audit_logs_core::archive::verify_archive(&url, None).unwrap();
+    assert!(offline.ok && offline.rows_checked == 50, "{offline:?}");
+    let live = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(live.ok && live.rows_expired == 50, "{live:?}");
+    // Capture goes on as before.
+    db.batch_execute("insert into before_upgrade values (99, 'z@x.io', 's', 1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.entries().await.last().unwrap().target_id.as_deref(),
+        Some("99")
+    );
+}

@@ -3,6 +3,7 @@
 //! types are `#[napi(object)]` under the core's `napi` feature, so each shape is declared once.
 
 mod protect;
+pub use protect::verify_archive_files;
 mod revert;
 
 pub use revert::revert_run;

@@ -1,4 +1,5 @@
-//! Protecting the log from Node: `seal`, `verify`, `maintain`, `configure` and `redact`.
+//! Protecting the log from Node: `seal`, `verify`, `maintain`, `configure`, `redact`,
+//! `archive` and `verifyArchive`.
 //! Argument conversion and error mapping only, as in the rest of the binding.
 
 use audit_logs_core as core;
@@ -14,6 +15,43 @@ pub struct VerifyOptions {
     /// A head exported earlier (16 to 64 hex digits; `shortHead` is 32): verification fails
     /// unless the recomputed chain passes through it. Detects a rewrite of the whole chain.
     pub against: Option<String>,
+}
+
+/// Options of {@link AuditLogs.verifyArchive} and {@link verifyArchive}.
+#[napi(object)]
+pub struct VerifyArchiveOptions {
+    /// A head exported earlier (16 to 64 hex digits): verification fails unless the chain (the
+    /// archive's, and joined to it the live one for {@link AuditLogs.verifyArchive}) passes
+    /// through it.
+    pub against: Option<String>,
+}
+
+/// Verifies an archive (`file:///dir`) from its files alone, with no database: each file's
+/// sha256, each row's digest against its seal entry (naming the first row that differs, its
+/// month and file), each chunk and seal head, and the links between the archive's seals. A
+/// failed verification resolves with `ok: false`; rejects with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED`
+/// (`s3://`), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+#[napi(
+    js_name = "verifyArchive",
+    ts_return_type = "Promise<ArchiveVerifyReport>"
+)]
+pub fn verify_archive_files<'env>(
+    env: &'env Env,
+    url: String,
+    options: Option<VerifyArchiveOptions>,
+) -> Result<PromiseRaw<'env, core::archive::ArchiveVerifyReport>> {
+    let against = options.and_then(|o| o.against);
+    promise(env, async move {
+        // Reading and hashing files: off the runtime's threads.
+        tokio::task::spawn_blocking(move || core::archive::verify_archive(&url, against.as_deref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(core::Error::Internal {
+                    reason: format!("the archive verifier stopped: {e}"),
+                    source: None,
+                })
+            })
+    })
 }
 
 /// Whose data {@link AuditLogs.redact} erases: a data subject (as {@link AuditLogs.subject}
@@ -86,6 +124,41 @@ impl AuditLogs {
         let inner = self.inner.clone();
         let options = options.unwrap_or_default();
         promise(env, async move { inner.maintain(&options).await })
+    }
+
+    /// Writes each whole, sealed month before the cut-off (`before: 'YYYY-MM'` or
+    /// `olderThanMonths`; default: every month that ended) to `to` (`file:///dir`) as Parquet,
+    /// with its seal entries and a manifest written last, after reading the month back and
+    /// verifying it; with `thenDrop`, then drops its partition (recorded as retention records
+    /// its drops, so `verify()` keeps passing). Months already archived are skipped. Rejects
+    /// with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (`s3://`: not yet supported),
+    /// `AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY`, `AUDIT_LOGS_ARCHIVE_NOT_VERIFIED`,
+    /// `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+    #[napi(ts_return_type = "Promise<ArchiveReport>")]
+    pub fn archive<'env>(
+        &self,
+        env: &'env Env,
+        options: core::archive::ArchiveOptions,
+    ) -> Result<PromiseRaw<'env, core::archive::ArchiveReport>> {
+        let inner = self.inner.clone();
+        promise(env, async move { inner.archive(&options).await })
+    }
+
+    /// As {@link verifyArchive}, then joins the archive to the live chain: each archived seal
+    /// and chunk must be the live one, and the live seals must link from them to the live head
+    /// (`liveHead`).
+    #[napi(ts_return_type = "Promise<ArchiveVerifyReport>")]
+    pub fn verify_archive<'env>(
+        &self,
+        env: &'env Env,
+        url: String,
+        options: Option<VerifyArchiveOptions>,
+    ) -> Result<PromiseRaw<'env, core::archive::ArchiveVerifyReport>> {
+        let inner = self.inner.clone();
+        let against = options.and_then(|o| o.against);
+        promise(env, async move {
+            inner.verify_archive(&url, against.as_deref()).await
+        })
     }
 
     /// Saves the retention policy {@link AuditLogs.maintain} applies (unset fields are kept;

@@ -1,0 +1,521 @@
+//! Archives: whole, sealed months written as Parquet and verified from the files alone, on a
+//! real PostgreSQL (a fresh database per test) and a real directory.
+mod common;
+
+use std::path::Path;
+
+use audit_logs_core::archive::{self, format, ArchiveOptions, ArchiveProblemKind, Manifest};
+use audit_logs_core::{
+    ArchiveError, Error, MaintainOptions, RedactRequest, Subject, VerifyOptions,
+};
+
+const KEY: &[u8] = b"a secret of at least sixteen bytes";
+
+/// Rows in the months 3 and 2 before the current one, as a restore writes them (the owner may
+/// insert), of every shape the digest reads: JSON with unicode, arrays that need quoting,
+/// IPv4 and IPv6, nulls. Month -3 gets two seals (rows written after the first one). Returns
+/// the months as `YYYY-MM`, oldest first.
+async fn past_months(f: &common::Fixture, rows: i32) -> Vec<String> {
+    let insert = |m: i32, from: i32, to: i32| {
+        format!(
+            "insert into audit.audit_logs (created_at, action, target_type, target_id, old_values, new_values,
+                                           changed_fields, actor_id, actor_type, actor_email, ip_address,
+                                           user_agent, request_id, metadata)
+             select date_trunc('month', now()) - interval '{m} months' + interval '3 days' + g * interval '1 second',
+                    case when g % 3 = 0 then 'UPDATE' else 'INSERT' end, 'public.orders', g::text,
+                    case when g % 3 = 0 then jsonb_build_object('total', g, 'note', 'café ☕') end,
+                    jsonb_build_object('id', g, 'total', g * 10, 'tags', jsonb_build_array('a', 'b c')),
+                    case g % 4 when 0 then array['total', 'a b', '', 'NULL', 'x\"y\\z'] when 1 then null
+                                when 2 then '{{}}'::text[] else array['total'] end,
+                    'u' || (g % 5), 'user', 'u' || (g % 5) || '@example.com',
+                    case when g % 2 = 0 then '203.0.113.7'::inet else '2001:db8::1'::inet end,
+                    'Firefox', 'req-' || g, case when g % 7 = 0 then '{{\"k\": [1, 2.50]}}'::jsonb end
+               from generate_series({from}, {to}) g"
+        )
+    };
+    let db = f.sql().await;
+    db.batch_execute(&insert(3, 1, rows)).await.unwrap();
+    db.batch_execute(&insert(2, 1, rows)).await.unwrap();
+    // Into the default partition; maintain moves them into their months and seals them.
+    // (Anonymization off: the rows of month -3 may be more than 90 days old.)
+    f.audit
+        .maintain(&MaintainOptions {
+            anonymize_after_days: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    db.batch_execute(&insert(3, rows + 1, rows + 40))
+        .await
+        .unwrap();
+    f.audit.seal().await.unwrap();
+    let months: Vec<String> = db
+        .query(
+            "select to_char(date_trunc('month', now()) - interval '3 months', 'YYYY-MM'),
+                    to_char(date_trunc('month', now()) - interval '2 months', 'YYYY-MM')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|r| [r.get::<_, String>(0), r.get::<_, String>(1)])
+        .collect();
+    months
+}
+
+fn url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn options(dir: &Path) -> ArchiveOptions {
+    ArchiveOptions {
+        to: url(dir),
+        ..Default::default()
+    }
+}
+
+async fn month_rows(f: &common::Fixture, month: &str) -> i64 {
+    f.count(&format!(
+        "select count(*) from audit.audit_logs where to_char(created_at at time zone 'UTC', 'YYYY-MM') = '{month}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn months_archive_and_verify_from_the_files_alone() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(report.months_archived, months);
+    assert!(report.months_skipped.is_empty());
+    assert_eq!(report.rows, 640);
+    assert_eq!(
+        report.files, 8,
+        "a Parquet file, entries, redactions, manifest per month"
+    );
+    for month in &months {
+        let manifest = archive::read_manifest(
+            &*archive::destination::open(&url(dir.path())).unwrap(),
+            month,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(manifest.row_count, month_rows(&f, month).await);
+        // What a reader gets: the same rows as the live log, in (txid, id) order.
+        let rows =
+            format::read_rows(std::fs::read(dir.path().join(&manifest.files[0].path)).unwrap())
+                .unwrap();
+        let live: Vec<(i64, i64, Option<String>, Option<String>)> = f
+            .sql()
+            .await
+            .query(
+                "select txid, id, new_values::text, changed_fields::text from audit.audit_logs
+                  where to_char(created_at at time zone 'UTC', 'YYYY-MM') = $1 order by txid, id",
+                &[month],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let archived: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.txid,
+                    r.id,
+                    r.text("new_values").map(str::to_owned),
+                    r.changed_fields.as_deref().map(format::array_text),
+                )
+            })
+            .collect();
+        assert_eq!(archived, live);
+    }
+    // Month -3 spans two seals.
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(dir.path().join(&months[0]).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest.seals.len(), 2, "{:?}", manifest.seals);
+
+    // No database: the files alone.
+    drop(f);
+    let verified = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.months_checked, 2);
+    assert_eq!(verified.rows_checked, 640);
+    assert_eq!(verified.seals_checked, 2);
+    let head = verified.head.clone().unwrap();
+    let against = archive::verify_archive(&url(dir.path()), Some(&head[..32])).unwrap();
+    assert!(
+        against.ok && against.against_found == Some(true),
+        "{against:?}"
+    );
+    let elsewhere =
+        archive::verify_archive(&url(dir.path()), Some("00112233445566778899aabbccddeeff"))
+            .unwrap();
+    assert!(!elsewhere.ok);
+    assert_eq!(
+        elsewhere.first_problem.unwrap().kind,
+        ArchiveProblemKind::DigestNotFound
+    );
+}
+
+#[tokio::test]
+async fn a_changed_value_in_a_parquet_file_is_named_by_row_month_and_file() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+
+    // Rewritten as a valid Parquet file, one value changed.
+    let file = dir.path().join(&months[1]).join("part-0000.parquet");
+    let mut rows = format::read_rows(std::fs::read(&file).unwrap()).unwrap();
+    let victim = rows[57].clone();
+    rows[57].set_text("new_values", Some(r#"{"id": 58, "total": 1}"#.into()));
+    std::fs::write(&file, format::write_rows(&rows).unwrap()).unwrap();
+
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(!report.ok);
+    let problem = report.first_problem.clone().unwrap();
+    assert_eq!(problem.kind, ArchiveProblemKind::Changed, "{problem:?}");
+    assert_eq!(problem.row_id, Some(victim.id));
+    assert_eq!(problem.txid, Some(victim.txid));
+    assert_eq!(problem.month.as_deref(), Some(months[1].as_str()));
+    assert_eq!(
+        problem.file.as_deref(),
+        Some(format!("{}/part-0000.parquet", months[1]).as_str())
+    );
+    // The file's digest differs too, and the other month is untouched.
+    assert!(report.problem_count >= 2, "{report:?}");
+
+    // Re-hashing the file into the manifest does not hide it: the seal's entries and chunk
+    // heads still disagree.
+    let manifest_path = dir.path().join(&months[1]).join("manifest.json");
+    let mut manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    manifest.files[0].bytes = bytes.len() as u64;
+    manifest.files[0].sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert_eq!(report.first_problem.unwrap().row_id, Some(victim.id));
+}
+
+#[tokio::test]
+async fn a_tampered_manifest_fails_verification() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    let manifest_path = dir.path().join(&months[0]).join("manifest.json");
+    let original = std::fs::read(&manifest_path).unwrap();
+
+    // A chunk head changed (in both places the manifest lists it): the seal no longer recomputes.
+    let mut manifest: Manifest = serde_json::from_slice(&original).unwrap();
+    let forged = "ab".repeat(32);
+    manifest.chunks[0].head = forged.clone();
+    for seal in &mut manifest.seals {
+        for chunk in &mut seal.chunks {
+            if chunk.chunk == manifest.chunks[0].chunk && seal.id == manifest.chunks[0].seal_id {
+                chunk.head = forged.clone();
+            }
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(!report.ok);
+    assert_eq!(
+        report.first_problem.unwrap().kind,
+        ArchiveProblemKind::SealMismatch
+    );
+
+    // A row count changed.
+    let mut manifest: Manifest = serde_json::from_slice(&original).unwrap();
+    manifest.row_count += 1;
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert!(!archive::verify_archive(&url(dir.path()), None).unwrap().ok);
+
+    // Not a manifest at all.
+    std::fs::write(&manifest_path, b"{\"format\": 1").unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert_eq!(
+        report.first_problem.unwrap().kind,
+        ArchiveProblemKind::ManifestInvalid
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_archive_leaves_no_manifest_and_reruns_cleanly() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    // As a run killed while writing month -2 leaves it: files, a half-written one, no manifest.
+    let month = dir.path().join(&months[1]);
+    std::fs::remove_file(month.join("manifest.json")).unwrap();
+    std::fs::write(month.join("part-0001.parquet.tmp"), b"PAR1 half").unwrap();
+    std::fs::write(month.join("part-0003.parquet"), b"PAR1 garbage").unwrap();
+
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(
+        report.ok,
+        "an incomplete month is not part of the archive: {report:?}"
+    );
+    assert_eq!(report.months_incomplete, vec![months[1].clone()]);
+
+    let rerun = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(rerun.months_skipped, vec![months[0].clone()]);
+    assert_eq!(rerun.months_archived, vec![months[1].clone()]);
+    let mut left: Vec<String> = std::fs::read_dir(&month)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "entries.bin",
+            "manifest.json",
+            "part-0000.parquet",
+            "redactions.bin"
+        ]
+    );
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(report.ok && report.months_checked == 2, "{report:?}");
+
+    // And a third run has nothing to do.
+    let again = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(again.months_skipped, months);
+    assert_eq!(again.rows, 0);
+}
+
+#[tokio::test]
+async fn then_drop_drops_verified_months_and_the_live_log_still_verifies() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 120).await;
+    let dir = tempfile::tempdir().unwrap();
+    let before = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(before.ok, "{before:?}");
+
+    let report = f
+        .audit
+        .archive(&ArchiveOptions {
+            then_drop: Some(true),
+            ..options(dir.path())
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.months_dropped, months);
+    for month in &months {
+        assert_eq!(month_rows(&f, month).await, 0);
+    }
+    assert_eq!(
+        f.count("select count(*) from audit.dropped_partitions")
+            .await,
+        2
+    );
+    assert_eq!(
+        f.count("select count(*) from audit.audit_logs where action = 'audit.partition_archived'")
+            .await,
+        2
+    );
+    let live = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(live.ok, "{live:?}");
+    assert_eq!(live.rows_expired, 280);
+
+    // The archive joins the live chain, and through it the head exported before the drop.
+    let joined = f
+        .audit
+        .verify_archive(&url(dir.path()), before.short_head.as_deref())
+        .await
+        .unwrap();
+    assert!(joined.ok, "{joined:?}");
+    assert_eq!(joined.against_found, Some(true));
+    assert_eq!(joined.live_head, live.head);
+}
+
+#[tokio::test]
+async fn a_month_redacted_after_sealing_archives_and_verifies() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 60).await;
+    let report = f
+        .audit
+        .redact(
+            &RedactRequest {
+                subject: Subject::Actor("u1".into()),
+                fields: None,
+                reason: Some("GDPR request 12".into()),
+                dry_run: false,
+            },
+            KEY,
+        )
+        .await
+        .unwrap();
+    assert!(report.rows_redacted >= 24, "{report:?}");
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    let verified = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.rows_redacted, report.rows_redacted);
+
+    // The redacted values are bound by the redaction's digest: changing them is seen.
+    let file = dir.path().join(&months[0]).join("part-0000.parquet");
+    let mut rows = format::read_rows(std::fs::read(&file).unwrap()).unwrap();
+    let i = rows
+        .iter()
+        .position(|r| {
+            !r.text("actor_id")
+                .is_some_and(|a| a.len() == 2 && a.starts_with('u'))
+        })
+        .expect("a redacted row");
+    rows[i].set_text("actor_id", Some("u1".into()));
+    std::fs::write(&file, format::write_rows(&rows).unwrap()).unwrap();
+    let problem = archive::verify_archive(&url(dir.path()), None)
+        .unwrap()
+        .first_problem
+        .unwrap();
+    assert_eq!(problem.kind, ArchiveProblemKind::RedactionMismatch);
+    assert_eq!(problem.row_id, Some(rows[i].id));
+}
+
+#[tokio::test]
+async fn months_not_ready_and_s3_are_refused_with_typed_errors() {
+    let f = common::migrated().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Rows of a past month still in the default partition (maintain not run).
+    f.sql()
+        .await
+        .batch_execute(
+            "create table audit.audit_logs_p2020_01 partition of audit.audit_logs
+               for values from ('2020-01-01 00:00:00+00') to ('2020-02-01 00:00:00+00');
+             insert into audit.audit_logs (created_at, action) values ('2020-01-05 00:00:00+00', 'test.old');",
+        )
+        .await
+        .unwrap();
+    // Not sealed: archive seals first, so this one is ready; a row inserted by a transaction
+    // still open at the seal is not, which a forged later insert stands for here.
+    let report = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(report.months_archived, ["2020-01"]);
+    f.sql()
+        .await
+        .batch_execute("insert into audit.audit_logs (created_at, action, txid) values ('2020-01-06 00:00:00+00', 'test.late', 1)")
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("2020-01/manifest.json")).unwrap();
+    let err = f.audit.archive(&options(dir.path())).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Archive(ArchiveError::MonthNotReady { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY");
+
+    let err = f
+        .audit
+        .archive(&ArchiveOptions {
+            to: "s3://bucket/audit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
+    assert!(err.to_string().contains("not yet supported"), "{err}");
+}
+
+/// Deployed as the README says: the application's role, granted audit_reader and
+/// audit_maintainer (not the owner of the log), archives and drops; with audit_reader alone,
+/// archive is refused (it seals first), naming the grant, and nothing is dropped.
+#[tokio::test]
+async fn the_maintainer_role_archives_and_drops_and_a_reader_alone_cannot_drop() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 30).await;
+    let app = f.db.create_role("app").await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_reader to {app}"))
+        .await
+        .unwrap();
+    let audit = audit_logs_core::AuditLogs::connect(&f.db.url_for(&app))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let then_drop = ArchiveOptions {
+        then_drop: Some(true),
+        ..options(dir.path())
+    };
+    let err = audit.archive(&then_drop).await.unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_PERMISSION_DENIED", "{err}");
+    assert!(
+        err.to_string().contains("grant audit_maintainer to"),
+        "{err}"
+    );
+    assert_eq!(month_rows(&f, &months[0]).await, 70);
+
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_maintainer to {app}"))
+        .await
+        .unwrap();
+    let report = audit.archive(&then_drop).await.unwrap();
+    assert_eq!(report.months_dropped, months);
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+    assert!(
+        audit
+            .verify_archive(&url(dir.path()), None)
+            .await
+            .unwrap()
+            .ok
+    );
+}
+
+/// audit.drop_archived_month refuses a month whose rows are not exactly the archived ones, a
+/// month not ended, and a caller without audit_maintainer.
+#[tokio::test]
+async fn drop_archived_month_refuses_what_was_not_archived() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 10).await;
+    let month: i32 = months[0].replace('-', "").parse().unwrap();
+    let db = f.sql().await;
+    let drop = |month: i32, rows: i64| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "select audit.drop_archived_month($1, $2, 'file:///x', 'ab')",
+                &[&month, &rows],
+            )
+            .await
+            .map_err(Error::from)
+        }
+    };
+    let err = drop(month, 49).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Archive(ArchiveError::DropRefused { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_DROP_REFUSED");
+    let current: i32 = db
+        .query_one("select to_char(now(), 'YYYYMM')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = drop(current, 0).await.unwrap_err();
+    assert!(err.to_string().contains("has not ended"), "{err}");
+    assert_eq!(month_rows(&f, &months[0]).await, 50);
+
+    let reader = f.db.create_role("reader").await.unwrap();
+    db.batch_execute(&format!("grant audit_reader to {reader}"))
+        .await
+        .unwrap();
+    let refused = f
+        .connect_as(&reader)
+        .await
+        .query_one(
+            "select audit.drop_archived_month($1, 50, 'file:///x', 'ab')",
+            &[&month],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().unwrap().code(), "42501");
+    assert_eq!(month_rows(&f, &months[0]).await, 50);
+}
