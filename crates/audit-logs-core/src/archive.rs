@@ -1024,7 +1024,35 @@ fn seal_head(seal: &ManifestSeal, recomputed: &BTreeMap<i32, [u8; 32]>) -> Strin
 }
 
 /// Checks one month's files against its manifest, adding to `report`.
+/// [`verify_month_files`], whose Parquet reader may panic on a file crafted to make it: the
+/// files are whoever wrote the archive's, and verifying one that was tampered with must report
+/// it, not end the process (an auditor's, or the Node process of `verifyArchive`).
 fn verify_month(
+    dest: &dyn Destination,
+    manifest: &Manifest,
+    report: &mut ArchiveVerifyReport,
+) -> Result<()> {
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify_month_files(dest, manifest, report)
+    }));
+    checked.unwrap_or_else(|_| {
+        report.problem(ArchiveProblem {
+            kind: ArchiveProblemKind::FileMismatch,
+            month: Some(manifest.month.clone()),
+            file: None,
+            row_id: None,
+            txid: None,
+            seal_id: None,
+            message: format!(
+                "{}: a file of the month is not readable Parquet",
+                manifest.month
+            ),
+        });
+        Ok(())
+    })
+}
+
+fn verify_month_files(
     dest: &dyn Destination,
     manifest: &Manifest,
     report: &mut ArchiveVerifyReport,

@@ -519,3 +519,27 @@ async fn drop_archived_month_refuses_what_was_not_archived() {
     assert_eq!(refused.code().unwrap().code(), "42501");
     assert_eq!(month_rows(&f, &months[0]).await, 50);
 }
+
+/// A Parquet file damaged anywhere (here every 97th byte flipped, its footer included) is
+/// reported as the month's problem: reading it back never ends the process.
+#[tokio::test]
+async fn a_damaged_parquet_file_is_reported_never_crashes() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 120).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    let file = dir.path().join(&months[0]).join("part-0000.parquet");
+    let mut bytes = std::fs::read(&file).unwrap();
+    for at in (0..bytes.len()).step_by(97) {
+        bytes[at] ^= 0xff;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    assert!(!report.ok);
+    let problem = report.first_problem.clone().unwrap();
+    assert_eq!(
+        problem.month.as_deref(),
+        Some(months[0].as_str()),
+        "{report:?}"
+    );
+}
