@@ -31,20 +31,6 @@ export interface ArchiveOptions {
   thenDrop?: boolean
 }
 
-/** The first difference archive verification found. */
-export interface ArchiveProblem {
-  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'file_mismatch' | 'manifest_invalid' | 'digest_not_found' | 'live_mismatch'
-  /** `YYYY-MM`. */
-  month?: string
-  /** The file, by its key (`2026-01/part-0000.parquet`). */
-  file?: string
-  /** The audit row (`audit_logs.id`), for row problems. */
-  rowId?: number
-  txid?: number
-  sealId?: number
-  message: string
-}
-
 /** What `archive` did. */
 export interface ArchiveReport {
   /** The destination's URL. */
@@ -78,7 +64,8 @@ export interface ArchiveVerifyReport {
   rowsRedacted: number
   sealsChecked: number
   problemCount: number
-  firstProblem?: ArchiveProblem
+  /** The shape of `verify`'s (its name in JavaScript: `VerifyProblem`). */
+  firstProblem?: VerifyProblem
   /** The head of the archive's last seal (64 hex digits), as recomputed. */
   head?: string
   /** Whether the chain passes through `against`, when given. */
@@ -471,9 +458,13 @@ export interface TrackingOptions {
   requireContext?: boolean
 }
 
-/** The first difference `verify` found. */
+/** The first difference `verify` (of the live log, or of an archive) found. */
 export interface VerifyProblem {
-  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch'
+  /** Archives: the month (`YYYY-MM`). */
+  month?: string
+  /** Archives: the file, by its key (`2026-01/part-0000.parquet`). */
+  file?: string
   /** The audit row (`audit_logs.id`), for row problems. */
   rowId?: number
   txid?: number

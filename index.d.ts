@@ -29,7 +29,6 @@ import { AuditLogs as NativeAuditLogs } from './binding'
 export { TemporaryPostgres, serializeContext, verifyArchive } from './binding'
 export type {
   ArchiveOptions,
-  ArchiveProblem,
   ArchiveReport,
   ArchiveVerifyReport,
   AuditContext,

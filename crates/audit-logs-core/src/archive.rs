@@ -28,6 +28,7 @@ use tokio_postgres::IsolationLevel;
 
 use crate::error::{from_query, ArchiveError, Error, Result};
 use crate::integrity::digest::{ChunkHead, RowDigester, SealHead};
+use crate::integrity::{Problem, ProblemKind};
 use crate::AuditLogs;
 pub use destination::{Destination, LocalDirectory};
 use format::ArchivedRow;
@@ -163,58 +164,6 @@ pub struct Manifest {
     pub archived_at: String,
 }
 
-/// What kind of difference archive verification found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArchiveProblemKind {
-    /// An archived row differs from what was sealed.
-    Changed,
-    /// A sealed row is not in the archive.
-    Missing,
-    /// A row in the archive was not sealed there.
-    Unexpected,
-    /// A redacted row's values differ from what its redaction recorded.
-    RedactionMismatch,
-    /// A chunk's or seal's head differs from the recomputed one, or seals do not link up.
-    SealMismatch,
-    /// A file is missing or its size or sha256 differs from the manifest's.
-    FileMismatch,
-    /// A manifest or file that cannot be read as one.
-    ManifestInvalid,
-    /// The head given with `against` is not in the chain.
-    DigestNotFound,
-    /// An archived seal or chunk differs from the live database's.
-    LiveMismatch,
-}
-
-/// The first difference archive verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-#[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
-pub struct ArchiveProblem {
-    #[cfg_attr(
-        feature = "napi",
-        napi(
-            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'file_mismatch' | 'manifest_invalid' | 'digest_not_found' | 'live_mismatch'"
-        )
-    )]
-    pub kind: ArchiveProblemKind,
-    /// `YYYY-MM`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub month: Option<String>,
-    /// The file, by its key (`2026-01/part-0000.parquet`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The audit row (`audit_logs.id`), for row problems.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub row_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub txid: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seal_id: Option<i64>,
-    pub message: String,
-}
-
 /// What archive verification found; `ok` is true when nothing differs.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -231,8 +180,10 @@ pub struct ArchiveVerifyReport {
     pub rows_redacted: i64,
     pub seals_checked: i64,
     pub problem_count: i64,
+    /// The shape of `verify`'s (its name in JavaScript: `VerifyProblem`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_problem: Option<ArchiveProblem>,
+    #[cfg_attr(feature = "napi", napi(ts_type = "VerifyProblem"))]
+    pub first_problem: Option<Problem>,
     /// The head of the archive's last seal (64 hex digits), as recomputed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
@@ -245,7 +196,7 @@ pub struct ArchiveVerifyReport {
 }
 
 impl ArchiveVerifyReport {
-    fn problem(&mut self, problem: ArchiveProblem) {
+    fn problem(&mut self, problem: Problem) {
         self.problem_count += 1;
         if self.first_problem.is_none() {
             self.first_problem = Some(problem);
@@ -469,8 +420,8 @@ impl AuditLogs {
         }
         for (id, archived) in &seals {
             if live_seals.get(id) != Some(archived) {
-                report.problem(ArchiveProblem {
-                    kind: ArchiveProblemKind::LiveMismatch,
+                report.problem(Problem {
+                    kind: ProblemKind::LiveMismatch,
                     month: None,
                     file: None,
                     row_id: None,
@@ -487,8 +438,8 @@ impl AuditLogs {
             if previous.is_some_and(|p| p.head != seal.previous_head)
                 || seal_head(seal, &BTreeMap::new()) != seal.head
             {
-                report.problem(ArchiveProblem {
-                    kind: ArchiveProblemKind::SealMismatch,
+                report.problem(Problem {
+                    kind: ProblemKind::SealMismatch,
                     month: None,
                     file: None,
                     row_id: None,
@@ -530,9 +481,9 @@ fn parse_against(text: &str) -> Result<String> {
     Ok(text)
 }
 
-fn not_found(prefix: &str) -> ArchiveProblem {
-    ArchiveProblem {
-        kind: ArchiveProblemKind::DigestNotFound,
+fn not_found(prefix: &str) -> Problem {
+    Problem {
+        kind: ProblemKind::DigestNotFound,
         month: None,
         file: None,
         row_id: None,
@@ -936,8 +887,8 @@ fn verify_offline(
                 continue;
             }
             Err(Error::Archive(ArchiveError::Invalid { path, reason })) => {
-                report.problem(ArchiveProblem {
-                    kind: ArchiveProblemKind::ManifestInvalid,
+                report.problem(Problem {
+                    kind: ProblemKind::ManifestInvalid,
                     month: Some(month.to_owned()),
                     file: Some(path),
                     row_id: None,
@@ -953,8 +904,8 @@ fn verify_offline(
         verify_month(dest, &manifest, &mut report)?;
         for seal in manifest.seals {
             match seals.get(&seal.id) {
-                Some(seen) if *seen != seal => report.problem(ArchiveProblem {
-                    kind: ArchiveProblemKind::SealMismatch,
+                Some(seen) if *seen != seal => report.problem(Problem {
+                    kind: ProblemKind::SealMismatch,
                     month: Some(month.to_owned()),
                     file: Some(format!("{month}/manifest.json")),
                     row_id: None,
@@ -978,8 +929,8 @@ fn verify_offline(
     for seal in seals.values() {
         if let Some(p) = previous.filter(|p| p.to_txid == seal.from_txid) {
             if p.head != seal.previous_head {
-                report.problem(ArchiveProblem {
-                    kind: ArchiveProblemKind::SealMismatch,
+                report.problem(Problem {
+                    kind: ProblemKind::SealMismatch,
                     month: None,
                     file: None,
                     row_id: None,
@@ -1036,8 +987,8 @@ fn verify_month(
         verify_month_files(dest, manifest, report)
     }));
     checked.unwrap_or_else(|_| {
-        report.problem(ArchiveProblem {
-            kind: ArchiveProblemKind::FileMismatch,
+        report.problem(Problem {
+            kind: ProblemKind::FileMismatch,
             month: Some(manifest.month.clone()),
             file: None,
             row_id: None,
@@ -1059,26 +1010,25 @@ fn verify_month_files(
 ) -> Result<()> {
     let month = manifest.month.as_str();
     let month_number = parse_month(month).unwrap_or(0);
-    let problem =
-        |kind, file: Option<&str>, row: Option<(i64, i64)>, seal_id, message| ArchiveProblem {
-            kind,
-            month: Some(month.to_owned()),
-            file: file.map(str::to_owned),
-            row_id: row.map(|r| r.1),
-            txid: row.map(|r| r.0),
-            seal_id,
-            message,
-        };
+    let problem = |kind, file: Option<&str>, row: Option<(i64, i64)>, seal_id, message| Problem {
+        kind,
+        month: Some(month.to_owned()),
+        file: file.map(str::to_owned),
+        row_id: row.map(|r| r.1),
+        txid: row.map(|r| r.0),
+        seal_id,
+        message,
+    };
     // Files: there, at their size and digest. A file that differs is still read, so that
     // the row that differs is named first; its own mismatch is returned for the caller to add.
     let read = |file: &ManifestFile,
                 report: &mut ArchiveVerifyReport|
-     -> Result<(Vec<u8>, Option<ArchiveProblem>)> {
+     -> Result<(Vec<u8>, Option<Problem>)> {
         report.files_checked += 1;
         if !file.path.starts_with(&format!("{month}/")) {
             let message = format!("{} is not a file of {month}", file.path);
             let p = problem(
-                ArchiveProblemKind::ManifestInvalid,
+                ProblemKind::ManifestInvalid,
                 Some(&file.path),
                 None,
                 None,
@@ -1089,7 +1039,7 @@ fn verify_month_files(
         let Some(bytes) = dest.get(&file.path)? else {
             let message = format!("{} is missing", file.path);
             let p = problem(
-                ArchiveProblemKind::FileMismatch,
+                ProblemKind::FileMismatch,
                 Some(&file.path),
                 None,
                 None,
@@ -1101,7 +1051,7 @@ fn verify_month_files(
             (bytes.len() as u64 != file.bytes || sha256_hex(&bytes) != file.sha256).then(|| {
                 let message = format!("{} differs from its manifest (size or sha256)", file.path);
                 problem(
-                    ArchiveProblemKind::FileMismatch,
+                    ProblemKind::FileMismatch,
                     Some(&file.path),
                     None,
                     None,
@@ -1137,7 +1087,7 @@ fn verify_month_files(
         || file_rows != manifest.row_count
     {
         report.problem(problem(
-            ArchiveProblemKind::ManifestInvalid,
+            ProblemKind::ManifestInvalid,
             Some(&format!("{month}/manifest.json")),
             None,
             None,
@@ -1164,7 +1114,7 @@ fn verify_month_files(
             }
             Err(reason) => {
                 report.problem(problem(
-                    ArchiveProblemKind::ManifestInvalid,
+                    ProblemKind::ManifestInvalid,
                     Some(&file.path),
                     None,
                     None,
@@ -1180,7 +1130,7 @@ fn verify_month_files(
                 Err(reason) => {
                     if differs.is_none() {
                         report.problem(problem(
-                            ArchiveProblemKind::ManifestInvalid,
+                            ProblemKind::ManifestInvalid,
                             Some(&file.path),
                             None,
                             None,
@@ -1197,7 +1147,7 @@ fn verify_month_files(
             let key = (row.txid, row.id);
             let Some(entry) = entries.get(entry_at * ENTRY..(entry_at + 1) * ENTRY) else {
                 report.problem(problem(
-                    ArchiveProblemKind::Unexpected,
+                    ProblemKind::Unexpected,
                     Some(&file.path),
                     Some(key),
                     None,
@@ -1220,9 +1170,9 @@ fn verify_month_files(
                 chunk_ok = false;
                 report.problem(problem(
                     if key < entry_key {
-                        ArchiveProblemKind::Unexpected
+                        ProblemKind::Unexpected
                     } else {
-                        ArchiveProblemKind::Missing
+                        ProblemKind::Missing
                     },
                     Some(&file.path),
                     Some(key),
@@ -1235,7 +1185,7 @@ fn verify_month_files(
             } else if digest[..8] != entry[16..24] {
                 chunk_ok = false;
                 report.problem(problem(
-                    ArchiveProblemKind::Changed,
+                    ProblemKind::Changed,
                     Some(&file.path),
                     Some(key),
                     seal_id,
@@ -1249,7 +1199,7 @@ fn verify_month_files(
                 if *latest != personal {
                     chunk_ok = false;
                     report.problem(problem(
-                        ArchiveProblemKind::RedactionMismatch,
+                        ProblemKind::RedactionMismatch,
                         Some(&file.path),
                         Some(key),
                         seal_id,
@@ -1266,7 +1216,7 @@ fn verify_month_files(
                 let computed = std::mem::take(&mut head).finish();
                 if hex::encode(computed) != chunk.head && chunk_ok {
                     report.problem(problem(
-                        ArchiveProblemKind::SealMismatch,
+                        ProblemKind::SealMismatch,
                         Some(&file.path),
                         None,
                         Some(chunk.seal_id),
@@ -1291,7 +1241,7 @@ fn verify_month_files(
         || last_id != manifest.last_id
     {
         report.problem(problem(
-            ArchiveProblemKind::Missing,
+            ProblemKind::Missing,
             None,
             None,
             None,
@@ -1324,7 +1274,7 @@ fn verify_month_files(
             });
         if !consistent || seal_head(seal, &mine) != seal.head {
             report.problem(problem(
-                ArchiveProblemKind::SealMismatch,
+                ProblemKind::SealMismatch,
                 Some(&format!("{month}/manifest.json")),
                 None,
                 Some(seal.id),

@@ -20,8 +20,4 @@ macro_rules! as_serde_name {
     )*};
 }
 
-as_serde_name!(
-    crate::MigrationState,
-    crate::ProblemKind,
-    crate::archive::ArchiveProblemKind
-);
+as_serde_name!(crate::MigrationState, crate::ProblemKind);

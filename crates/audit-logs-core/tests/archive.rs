@@ -4,7 +4,8 @@ mod common;
 
 use std::path::Path;
 
-use audit_logs_core::archive::{self, format, ArchiveOptions, ArchiveProblemKind, Manifest};
+use audit_logs_core::archive::{self, format, ArchiveOptions, Manifest};
+use audit_logs_core::ProblemKind;
 use audit_logs_core::{
     ArchiveError, Error, MaintainOptions, RedactRequest, Subject, VerifyOptions,
 };
@@ -158,7 +159,7 @@ async fn months_archive_and_verify_from_the_files_alone() {
     assert!(!elsewhere.ok);
     assert_eq!(
         elsewhere.first_problem.unwrap().kind,
-        ArchiveProblemKind::DigestNotFound
+        ProblemKind::DigestNotFound
     );
 }
 
@@ -179,7 +180,7 @@ async fn a_changed_value_in_a_parquet_file_is_named_by_row_month_and_file() {
     let report = archive::verify_archive(&url(dir.path()), None).unwrap();
     assert!(!report.ok);
     let problem = report.first_problem.clone().unwrap();
-    assert_eq!(problem.kind, ArchiveProblemKind::Changed, "{problem:?}");
+    assert_eq!(problem.kind, ProblemKind::Changed, "{problem:?}");
     assert_eq!(problem.row_id, Some(victim.id));
     assert_eq!(problem.txid, Some(victim.txid));
     assert_eq!(problem.month.as_deref(), Some(months[1].as_str()));
@@ -228,7 +229,7 @@ async fn a_tampered_manifest_fails_verification() {
     assert!(!report.ok);
     assert_eq!(
         report.first_problem.unwrap().kind,
-        ArchiveProblemKind::SealMismatch
+        ProblemKind::SealMismatch
     );
 
     // A row count changed.
@@ -242,7 +243,7 @@ async fn a_tampered_manifest_fails_verification() {
     let report = archive::verify_archive(&url(dir.path()), None).unwrap();
     assert_eq!(
         report.first_problem.unwrap().kind,
-        ArchiveProblemKind::ManifestInvalid
+        ProblemKind::ManifestInvalid
     );
 }
 
@@ -376,7 +377,7 @@ async fn a_month_redacted_after_sealing_archives_and_verifies() {
         .unwrap()
         .first_problem
         .unwrap();
-    assert_eq!(problem.kind, ArchiveProblemKind::RedactionMismatch);
+    assert_eq!(problem.kind, ProblemKind::RedactionMismatch);
     assert_eq!(problem.row_id, Some(rows[i].id));
 }
 

@@ -51,9 +51,15 @@ pub enum ProblemKind {
     /// A tracked table's capture does not fire (a trigger dropped, disabled or replica-only):
     /// its changes go unrecorded, and no seal can notice.
     CaptureDisabled,
+    /// Archives: a file is missing, or its size or sha256 differs from the manifest's.
+    FileMismatch,
+    /// Archives: a manifest or file that cannot be read as one.
+    ManifestInvalid,
+    /// Archives: an archived seal or chunk differs from the live database's.
+    LiveMismatch,
 }
 
-/// The first difference `verify` found.
+/// The first difference `verify` (of the live log, or of an archive) found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(
@@ -64,10 +70,16 @@ pub struct Problem {
     #[cfg_attr(
         feature = "napi",
         napi(
-            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled'"
+            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch'"
         )
     )]
     pub kind: ProblemKind,
+    /// Archives: the month (`YYYY-MM`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+    /// Archives: the file, by its key (`2026-01/part-0000.parquet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// The audit row (`audit_logs.id`), for row problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_id: Option<i64>,
@@ -329,6 +341,8 @@ impl Verifier {
         if self.report.first_problem.is_none() {
             self.report.first_problem = Some(Problem {
                 kind,
+                month: None,
+                file: None,
                 row_id: row.map(|r| r.1),
                 txid: row.map(|r| r.0),
                 seal_id,
