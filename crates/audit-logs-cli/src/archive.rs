@@ -36,13 +36,7 @@ pub async fn archive(audit: &AuditLogs, out: &Printer, args: ArchiveArgs) -> Res
     if out.json(&report) {
         return Ok(0);
     }
-    let list = |months: &[String]| {
-        if months.is_empty() {
-            "none".to_owned()
-        } else {
-            months.join(", ")
-        }
-    };
+    let list = crate::print::names_or_none;
     println!("Archive: {}", report.destination);
     println!("Months archived: {}", list(&report.months_archived));
     println!("Months already archived: {}", list(&report.months_skipped));

@@ -164,6 +164,15 @@ impl Printer {
     }
 }
 
+/// Names in a line of their own: `a, b`, or `none`.
+pub fn names_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn join_notes(notes: &[String]) -> String {
     if notes.is_empty() {
         String::new()

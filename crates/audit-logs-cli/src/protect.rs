@@ -243,13 +243,7 @@ pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> R
     if out.json(&report) {
         return Ok(0);
     }
-    let list = |names: &[String]| {
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
+    let list = crate::print::names_or_none;
     println!("Partitions created: {}", list(&report.partitions_created));
     println!(
         "Rows moved out of the default partition: {}",

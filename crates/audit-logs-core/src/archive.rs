@@ -28,6 +28,7 @@ use tokio_postgres::IsolationLevel;
 
 use crate::error::{from_query, ArchiveError, Error, Result};
 use crate::integrity::digest::{ChunkHead, RowDigester, SealHead};
+use crate::integrity::verify::parse_against;
 use crate::integrity::{Problem, ProblemKind};
 use crate::AuditLogs;
 pub use destination::{Destination, LocalDirectory};
@@ -467,18 +468,6 @@ impl AuditLogs {
         report.ok = report.problem_count == 0;
         Ok(report)
     }
-}
-
-/// A hex prefix of a head, lowercased, as `verify`'s `against` takes it.
-fn parse_against(text: &str) -> Result<String> {
-    let text = text.trim().to_ascii_lowercase();
-    if text.len() < 16 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::invalid_argument(
-            "against",
-            format!("{text:?} is not a head: expected 16 to 64 hex digits, as printed by `audit-logs seal` or `verify`"),
-        ));
-    }
-    Ok(text)
 }
 
 fn not_found(prefix: &str) -> Problem {

@@ -177,8 +177,8 @@ impl AuditLogs {
     }
 }
 
-/// A hex prefix of a head, lowercased.
-fn parse_against(text: &str) -> Result<String> {
+/// A hex prefix of a head, lowercased (`against`, of `verify` and of archive verification).
+pub(crate) fn parse_against(text: &str) -> Result<String> {
     let text = text.trim().to_ascii_lowercase();
     if text.len() < 16 || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::invalid_argument(
