@@ -86,6 +86,9 @@ export type RowAction = 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE'
  * prints `{ error: { code, message } }`) and the JavaScript wrappers' (`AUDIT_LOGS_COMMIT_UNKNOWN`,
  * `AUDIT_LOGS_TRANSACTION_FAILED`). `AUDIT_LOGS_DATABASE_ERROR` is any other error PostgreSQL
  * reported (its SQLSTATE in `sqlstate`); `AUDIT_LOGS_INTERNAL` is a bug of audit-logs to report.
+ * `AUDIT_LOGS_NEEDS_NATIVE` comes from the WebAssembly build (loaded where no native addon can
+ * be): what uses audit-logs' own connections (the pool's methods, `verifyArchive`, the CLI,
+ * `TemporaryPostgres`) needs the native one.
  */
 export type AuditLogsErrorCode =
   | 'AUDIT_LOGS_INVALID_URL'
@@ -132,6 +135,7 @@ export type AuditLogsErrorCode =
   | 'AUDIT_LOGS_INTERNAL'
   | 'AUDIT_LOGS_TRANSACTION_FAILED'
   | 'AUDIT_LOGS_COMMIT_UNKNOWN'
+  | 'AUDIT_LOGS_NEEDS_NATIVE'
 
 /**
  * An error thrown by audit-logs: an `Error` with a stable `code` and a message that says what to

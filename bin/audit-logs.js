@@ -14,5 +14,11 @@ if (args[0] === 'ui') {
     })
 } else {
   const { runCli } = require('../binding.js')
-  process.exitCode = runCli(args)
+  try {
+    process.exitCode = runCli(args)
+  } catch (error) {
+    // The WebAssembly build has no command line (AUDIT_LOGS_NEEDS_NATIVE): said as the CLI says errors.
+    console.error(`error[${error?.code ?? 'AUDIT_LOGS_INTERNAL'}]: ${error?.message ?? error}`)
+    process.exitCode = 1
+  }
 }

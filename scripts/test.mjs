@@ -97,6 +97,9 @@ if (addonIsFresh()) {
   step('native addon', 'npx', ['napi', 'build', '-p', 'audit-logs-node', '--platform', '--release',
     '--js', 'binding.js', '--dts', 'binding.d.ts', '-o', '.'])
 }
+// The WebAssembly build (the fallback where no native addon loads), which
+// tests/node/wasm.test.mjs forces: the core's pure parts only, no C code, so seconds once built.
+step('WebAssembly binding', 'npm', ['run', 'build:wasm', '--silent'])
 // The Alpine (musl) addon, linked as the release links it: musl-gcc compiles and links
 // (scripts/musl-linker.sh), so the .node needs musl's libc and not glibc's. A debug build
 // (the link is what is checked here; the release workflow tests the release build on Alpine),

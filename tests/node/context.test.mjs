@@ -7,7 +7,6 @@ import express from 'express'
 import Fastify from 'fastify'
 import pg from 'pg'
 import {
-  AuditLogs,
   auditContextMiddleware,
   auditContextPlugin,
   auditRead,
@@ -15,12 +14,15 @@ import {
   runWithAuditContext,
   withAuditContext,
 } from '../../index.js'
-import { deferCleanup, freshDatabase, withClient } from './helpers.mjs'
+import { NativeAuditLogs, deferCleanup, freshDatabase, withClient } from './helpers.mjs'
 
-/** A migrated database with a tracked `notes` table whose `author` column says who wrote it. */
+/**
+ * A migrated database with a tracked `notes` table whose `author` column says who wrote it, set up
+ * with the native build: wasm.test.mjs runs this file through the WebAssembly one, which has no pool.
+ */
 async function setup(t, { max = 10 } = {}) {
   const url = await freshDatabase(t)
-  const audit = await AuditLogs.connect(url)
+  const audit = await NativeAuditLogs.connect(url)
   await audit.migrate()
   await withClient(url, (c) => c.query('create table notes (id serial primary key, author text, body text)'))
   await audit.enableTracking('notes')
@@ -170,7 +172,7 @@ test('writes without context are recorded unless a context is required', async (
     (error) => error.code === 'AUDIT_LOGS_CONTEXT_REQUIRED',
   )
   // Required by the table itself: a write with no context fails in the database.
-  const audit = await AuditLogs.connect(url)
+  const audit = await NativeAuditLogs.connect(url)
   await audit.enableTracking('notes', { requireContext: true })
   audit.close()
   await assert.rejects(pool.query("insert into notes (author) values ('nobody')"), (e) => e.code === 'AL006')

@@ -1,11 +1,29 @@
 // Test support: a fresh database per test on DATABASE_URL's server, or on a throwaway server
 // started through the package itself when DATABASE_URL is not set.
 import { randomUUID } from 'node:crypto'
+import { readdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import pg from 'pg'
 import { AuditLogs, TemporaryPostgres } from '../../index.js'
 import { errorCodes } from '../../binding.js'
 
 let server
+
+/**
+ * The native addon, loaded by its file whichever build binding.js chose (the same module when it
+ * chose the native one). The suites run through the WebAssembly build (wasm.test.mjs), which
+ * opens no connection of its own, set their databases up with it.
+ */
+export function nativeAddon() {
+  const root = new URL('../../', import.meta.url)
+  const file = readdirSync(root).find((name) =>
+    name.startsWith(`audit-logs.${process.platform}-${process.arch}`) && name.endsWith('.node'))
+  if (!file) throw new Error(`no native addon for ${process.platform}-${process.arch} in ${root.pathname}: run npm run build:debug`)
+  return createRequire(import.meta.url)(new URL(file, root).pathname)
+}
+
+/** The native AuditLogs, to set a test database up (migrate, enableTracking) in either build. */
+export const NativeAuditLogs = nativeAddon().AuditLogs
 
 /** The URL of a database on the test server. */
 export async function serverUrl() {

@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import { Client, Pool, neonConfig } from '@neondatabase/serverless'
 import { WebSocket, WebSocketServer } from 'ws'
 import { AuditLogs, withAuditContext } from '../../index.js'
-import { deferCleanup, freshDatabase } from './helpers.mjs'
+import { NativeAuditLogs, deferCleanup, freshDatabase } from './helpers.mjs'
 
 /** A WebSocket-to-TCP relay for the driver, as Neon's proxy is; returns its port. */
 async function relay(t) {
@@ -39,13 +39,16 @@ async function neonDatabase(t) {
     pipelineConnect: false,
     wsProxy: (host, serverPort) => `127.0.0.1:${port}/v1?address=${host}:${serverPort}`,
   })
-  const audit = await AuditLogs.connect(url)
-  deferCleanup(t, () => audit.close())
-  await audit.migrate()
+  // Set up with the native build, which wasm.test.mjs runs this file without.
+  const admin = await NativeAuditLogs.connect(url)
+  deferCleanup(t, () => admin.close())
+  await admin.migrate()
   const pool = new Pool({ connectionString: url, max: 5 })
   deferCleanup(t, () => pool.end())
   await pool.query('create table notes (id serial primary key, author text)')
-  await audit.enableTracking('notes')
+  await admin.enableTracking('notes')
+  const audit = await AuditLogs.connect(url)
+  deferCleanup(t, () => audit.close())
   const entries = async () => (await pool.query(
     'select actor_id, new_values from audit.audit_logs order by id')).rows
   return { url, audit, pool, entries }

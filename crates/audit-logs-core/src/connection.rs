@@ -16,6 +16,7 @@ use tokio_postgres::Config;
 
 use crate::error::{ConnectionError, Error, Result};
 use crate::tls::{self, RootCerts, TlsMode};
+use crate::tracking::quote_ident;
 
 const DEFAULT_POOL_SIZE: usize = 10;
 const DEFAULT_POOL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -488,24 +489,6 @@ fn parse_number(key: &str, value: &str, min: usize, max: usize) -> Result<usize>
         })
 }
 
-/// Quotes an identifier when it must, as PostgreSQL's `quote_ident` does (keywords aside), for
-/// names shown to people and a `search_path` option; DDL quotes with
-/// `postgres_protocol::escape::escape_identifier`, which always quotes.
-pub fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 /// The server splits `options` on spaces; a backslash keeps one in a value.
 fn escape_option(value: &str) -> String {
     value.replace('\\', "\\\\").replace(' ', "\\ ")
@@ -650,12 +633,5 @@ mod tests {
                 "{expected:?} in {env:?}"
             );
         }
-    }
-
-    #[test]
-    fn quote_ident_matches_postgres() {
-        assert_eq!(quote_ident("users"), "users");
-        assert_eq!(quote_ident("Order Items"), "\"Order Items\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

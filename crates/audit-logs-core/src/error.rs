@@ -12,6 +12,19 @@
 
 use std::fmt;
 
+/// The driver's error, kept as the cause of a connection or server error.
+#[cfg(feature = "database")]
+pub type DriverError = tokio_postgres::Error;
+/// Without the `database` feature nothing talks to a server, so no driver error exists.
+#[cfg(not(feature = "database"))]
+pub type DriverError = std::convert::Infallible;
+
+/// The migration runner's error, kept as the cause of a failed migration.
+#[cfg(feature = "database")]
+type MigrationRunnerError = refinery::Error;
+#[cfg(not(feature = "database"))]
+type MigrationRunnerError = std::convert::Infallible;
+
 macro_rules! codes {
     ($($(#[doc = $doc:literal])+ $variant:ident = $text:literal,)+) => {
         /// A stable error code for programs to switch on (`err.code` in JavaScript).
@@ -126,6 +139,8 @@ codes! {
     /// Thrown by the JavaScript pg wrapper only: the connection broke while `COMMIT` was in
     /// flight, so whether the transaction committed is unknown.
     CommitUnknown = "AUDIT_LOGS_COMMIT_UNKNOWN",
+    /// [`Error::NeedsNative`]
+    NeedsNative = "AUDIT_LOGS_NEEDS_NATIVE",
 }
 
 impl fmt::Display for Code {
@@ -148,7 +163,7 @@ pub enum ConnectionError {
         target: String,
         reason: String,
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<DriverError>,
     },
 
     /// The server rejected the credentials.
@@ -157,7 +172,7 @@ pub enum ConnectionError {
         target: String,
         reason: String,
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<DriverError>,
     },
 
     /// The TLS handshake failed or TLS could not be set up as the URL asks.
@@ -166,7 +181,7 @@ pub enum ConnectionError {
         target: String,
         reason: String,
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<DriverError>,
     },
 
     /// The pool gave no connection within its timeout.
@@ -178,7 +193,7 @@ pub enum ConnectionError {
     Lost {
         reason: String,
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<DriverError>,
     },
 
     /// A throwaway PostgreSQL cluster could not be started.
@@ -217,7 +232,7 @@ pub enum MigrationError {
         applied: Vec<i32>,
         sqlstate: Option<String>,
         #[source]
-        source: Option<Box<refinery::Error>>,
+        source: Option<Box<MigrationRunnerError>>,
     },
 
     /// An applied migration differs from the one shipped with this version of audit-logs.
@@ -480,6 +495,7 @@ impl ArchiveError {
 pub enum RevertError {
     /// Records were changed again after the changes to undo (see
     /// [`crate::revert::OnConflict`]); each is listed with its later entries.
+    #[cfg(feature = "database")]
     #[error("{message}")]
     Conflict {
         message: String,
@@ -509,6 +525,7 @@ pub enum RevertError {
 impl RevertError {
     pub fn code(&self) -> Code {
         match self {
+            #[cfg(feature = "database")]
             RevertError::Conflict { .. } => Code::RevertConflict,
             RevertError::Impossible { .. } => Code::CannotRevert,
             RevertError::NotInTransaction { .. } => Code::NotInTransaction,
@@ -587,8 +604,14 @@ pub enum Error {
         message: String,
         hint: Option<String>,
         #[source]
-        source: Option<tokio_postgres::Error>,
+        source: Option<DriverError>,
     },
+
+    /// What was asked needs a connection of audit-logs' own (its pool, the CLI, verify, the
+    /// throwaway server), which only the native build opens: the WebAssembly build, for Edge
+    /// and serverless runtimes where no native addon loads, has the pure parts only.
+    #[error("{operation} needs the native build of audit-logs, which opens PostgreSQL connections of its own; this is its WebAssembly build, loaded where no native addon can be (an Edge or serverless runtime, or NAPI_RS_FORCE_WASI set), in which withAuditContext(), runWithAuditContext(), the request middleware and log()/logMany() given your client work. Run {operation} from Node on Linux, macOS or Windows, where the native addon loads")]
+    NeedsNative { operation: String },
 
     /// Something audit-logs does not expect happened on its side: the driver's own complaint
     /// about one of audit-logs' queries (a row count, a type), a server answer of an unexpected
@@ -647,6 +670,7 @@ pub struct ErrorFields {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// The records a revert found changed since, each with its later entries.
+    #[cfg(feature = "database")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<Vec<crate::revert::RevertConflict>>,
 }
@@ -675,6 +699,7 @@ impl Error {
             Error::Output { .. } => Code::OutputFailed,
             Error::Database { .. } => Code::DatabaseError,
             Error::Internal { .. } => Code::Internal,
+            Error::NeedsNative { .. } => Code::NeedsNative,
         }
     }
 
@@ -703,6 +728,7 @@ impl Error {
                 | MigrationError::Unknown { migration, .. },
             ) => fields.migration = Some(migration.clone()),
             Error::InvalidArgument { name, .. } => fields.argument = Some(name.clone()),
+            #[cfg(feature = "database")]
             Error::Revert(RevertError::Conflict { conflicts, .. }) => {
                 fields.conflicts = Some(conflicts.clone())
             }
@@ -758,6 +784,7 @@ pub fn ends_session(code: &str) -> bool {
 
 /// Whether a driver error means its connection is finished: the socket closed or failed, or
 /// the server ended the session.
+#[cfg(feature = "database")]
 pub fn ends_connection(err: &tokio_postgres::Error) -> bool {
     match err.as_db_error() {
         Some(db) => ends_session(db.code().code()),
@@ -789,6 +816,7 @@ pub(crate) mod sqlstate {
 
 /// Maps an error from a query (not from connecting) to [`Error`]. `table` names the table the
 /// statement was about, when there is one.
+#[cfg(feature = "database")]
 pub(crate) fn from_query(err: tokio_postgres::Error, table: Option<&str>) -> Error {
     let Some(db) = err.as_db_error() else {
         return if ends_connection(&err) {
@@ -968,6 +996,7 @@ fn is_maintenance(message: &str) -> bool {
     MAINTENANCE.iter().any(|name| message.ends_with(name))
 }
 
+#[cfg(feature = "database")]
 impl Error {
     /// Names the connected role in a [`PermissionError::NotAReader`] (the server's message
     /// does not), so that its `grant audit_reader to ...` can be run as printed.
@@ -992,6 +1021,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "database")]
 impl From<tokio_postgres::Error> for Error {
     /// For callers running their own statements next to ours.
     fn from(e: tokio_postgres::Error) -> Self {

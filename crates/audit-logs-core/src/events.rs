@@ -5,12 +5,18 @@
 use heck::ToLowerCamelCase;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+#[cfg(feature = "database")]
 use tokio_postgres::types::{Json, Type};
+#[cfg(feature = "database")]
 use tokio_postgres::GenericClient;
 
 use crate::context::AuditContext;
-use crate::error::{from_query, Error, EventError, Result};
-use crate::history::{entry_select, read_as, AuditEntry, ENTRY_COLUMNS};
+#[cfg(feature = "database")]
+use crate::error::from_query;
+use crate::error::{Error, EventError, Result};
+#[cfg(feature = "database")]
+use crate::history::{entry_select, AuditEntry};
+use crate::history::{read_as, ENTRY_COLUMNS};
 use crate::tracking::to_snake_case;
 
 /// The most events one call records (the limit of `audit.log_events`).
@@ -391,6 +397,7 @@ fn js_entry_select() -> &'static str {
 
 /// Records `events` on `client` (in its transaction, if it is in one); returns the entries in
 /// the order given. All or none.
+#[cfg(feature = "database")]
 pub async fn log(
     client: &impl GenericClient,
     events: &[NewEvent],

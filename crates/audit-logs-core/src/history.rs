@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use heck::ToLowerCamelCase;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+#[cfg(feature = "database")]
 use tokio_postgres::types::Type;
+#[cfg(feature = "database")]
 use tokio_postgres::{GenericClient, Row};
 
-use crate::error::{from_query, Error, Result};
+#[cfg(feature = "database")]
+use crate::error::from_query;
+use crate::error::{Error, Result};
 use crate::tracking::TableRef;
 
 /// What a history is about: a table's rows, or any `target_type` (application events).
@@ -160,6 +164,7 @@ impl AuditEntry {
         serde_json::from_str(text).map_err(|e| Error::internal("an entry read back as JSON", e))
     }
 
+    #[cfg(feature = "database")]
     pub(crate) fn from_row(row: &Row) -> AuditEntry {
         AuditEntry {
             id: row.get(0),
@@ -248,6 +253,7 @@ pub fn record_history_sql() -> String {
 
 /// Entries of one record, newest first, including the UPDATE that gave it its key (if its
 /// primary key changed) and, under its old key, the UPDATE that took it away.
+#[cfg(feature = "database")]
 pub(crate) async fn of_record(
     client: &impl GenericClient,
     target_type: &str,

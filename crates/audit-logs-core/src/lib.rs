@@ -27,43 +27,68 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Everything that talks to PostgreSQL is behind the default feature `database`. Without it the
+//! crate is its pure parts ([`context`], [`events`]' statement, [`history`]'s record ids,
+//! [`tracking::TableRef`], [`integrity::digest`], [`error`]): what the WebAssembly build of the
+//! Node binding is made of, for runtimes where no native addon loads.
 
+// Without `database`, the helpers only the database code calls are unused, not wrong.
+#![cfg_attr(not(feature = "database"), allow(dead_code))]
+
+#[cfg(feature = "database")]
 pub mod archive;
+#[cfg(feature = "database")]
 pub mod connection;
 pub mod context;
+#[cfg(feature = "database")]
 pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod history;
 pub mod integrity;
-#[cfg(feature = "napi")]
+#[cfg(all(feature = "napi", feature = "database"))]
 mod js;
+#[cfg(feature = "database")]
 pub mod migrate;
 pub mod orm;
+#[cfg(feature = "database")]
 pub mod protect;
+#[cfg(feature = "database")]
 pub mod queries;
+#[cfg(feature = "database")]
 pub mod retention;
+#[cfg(feature = "database")]
 pub mod revert;
+#[cfg(feature = "database")]
 pub mod session;
+#[cfg(feature = "database")]
 pub mod subjects;
+#[cfg(feature = "database")]
 pub mod temporary;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "database")]
 pub mod tls;
 pub mod tracking;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+// What the pool below uses.
+#[cfg(feature = "database")]
+use {
+    chrono::{DateTime, Utc},
+    serde::Serialize,
+    serde_json::Value,
+    std::collections::HashMap,
+    std::sync::{Arc, Mutex},
+    std::time::{Duration, Instant},
+    tokio_postgres::types::Type,
+    tokio_postgres::GenericClient,
+};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
-use tokio_postgres::types::Type;
-use tokio_postgres::GenericClient;
-
+#[cfg(feature = "database")]
 pub use connection::ConnectOptions;
 pub use context::AuditContext;
+#[cfg(feature = "database")]
 pub use erasure::{RedactReport, RedactRequest, RedactedEntry, Subject};
 pub use error::{
     ArchiveError, Code, ConnectionError, ContextError, ErasureError, Error, ErrorFields,
@@ -72,22 +97,30 @@ pub use error::{
 };
 pub use events::{EventStatement, NewEvent};
 pub use history::{AuditEntry, HistoryQuery, Target};
+#[cfg(feature = "database")]
 pub use integrity::{Problem, ProblemKind, SealReport, VerifyOptions, VerifyReport};
+#[cfg(feature = "database")]
 pub use migrate::{MigrateReport, MigrationInfo, MigrationState};
+#[cfg(feature = "database")]
 pub use queries::{
     Batches, Burst, BurstKey, CountKey, CountRow, EntryStream, FieldChange, Filters, Order, Page,
     PointState, SearchPage, StatePoint, TimeRange,
 };
+#[cfg(feature = "database")]
 pub use retention::{MaintainOptions, MaintainReport, Settings};
+#[cfg(feature = "database")]
 pub use revert::{
     FieldRevert, OnConflict, RecordRevert, RevertConflict, RevertFields, RevertOptions,
     RevertReport, RevertTarget,
 };
+#[cfg(feature = "database")]
 pub use subjects::{DataSubject, SubjectEntry, SubjectPage, SubjectStream};
+#[cfg(feature = "database")]
 pub use temporary::{Shutdown, TemporaryPostgres};
 pub use tracking::{TableRef, TrackedTable, TrackingOptions};
 
 /// A handle on one database: a connection pool plus the options it was opened with.
+#[cfg(feature = "database")]
 #[derive(Clone)]
 pub struct AuditLogs {
     options: ConnectOptions,
@@ -97,9 +130,11 @@ pub struct AuditLogs {
 
 /// Table names resolved to `target_type`, so that reading a table's history is one round trip.
 /// Entries live a minute: long enough for a busy page, short enough to follow a rename.
+#[cfg(feature = "database")]
 #[derive(Clone, Default)]
 struct TargetTypeCache(Arc<Mutex<HashMap<TableRef, (String, Instant)>>>);
 
+#[cfg(feature = "database")]
 impl TargetTypeCache {
     const TTL: Duration = Duration::from_secs(60);
     const CAPACITY: usize = 1024;
@@ -126,6 +161,7 @@ impl TargetTypeCache {
 }
 
 /// What `status` reports: the Node object and the CLI's `status --json` alike.
+#[cfg(feature = "database")]
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "napi", napi_derive::napi(object, object_from_js = false))]
@@ -138,6 +174,7 @@ pub struct Status {
     pub up_to_date: bool,
 }
 
+#[cfg(feature = "database")]
 impl Status {
     /// Every migration shipped with this build is applied (the `up_to_date` field).
     pub fn is_up_to_date(&self) -> bool {
@@ -145,6 +182,7 @@ impl Status {
     }
 }
 
+#[cfg(feature = "database")]
 impl AuditLogs {
     /// Connects with a URL as psql and Prisma write it (see [`ConnectOptions::parse`]).
     /// Errors: [`ConnectionError::InvalidUrl`], [`ConnectionError::Connect`],
@@ -517,6 +555,7 @@ impl AuditLogs {
 
 /// Runs `work` in a transaction opened by `begin` (`begin` and any set-up): commits when it
 /// succeeds and `commit` says so, else rolls back. A failed `commit` is the error.
+#[cfg(feature = "database")]
 async fn in_transaction<T>(
     client: &tokio_postgres::Client,
     begin: &str,
@@ -541,6 +580,7 @@ async fn in_transaction<T>(
 
 /// Attributes the rest of the transaction `client` is in (transaction-local, so safe behind
 /// poolers). An empty context clears it.
+#[cfg(feature = "database")]
 pub async fn set_context(client: &impl GenericClient, context: &AuditContext) -> Result<()> {
     let setting = context.to_setting()?.unwrap_or_default();
     client

@@ -1,19 +1,26 @@
 //! Which tables are tracked, and how.
 
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "database")]
 use tokio_postgres::types::Type;
+#[cfg(feature = "database")]
 use tokio_postgres::GenericClient;
 
-use crate::error::{from_query, Error, PermissionError, Result, TrackingError};
+#[cfg(feature = "database")]
+use crate::error::{from_query, PermissionError};
+use crate::error::{Error, Result, TrackingError};
+#[cfg(feature = "database")]
 use crate::session::{Session, Statement};
 
 /// A table named by `$1` (regclass text): its oid and `schema.table`.
+#[cfg(feature = "database")]
 const RESOLVE_SQL: &str = "select c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname)
                              from pg_catalog.pg_class c
                              join pg_catalog.pg_namespace n on n.oid = c.relnamespace
                             where c.oid = pg_catalog.to_regclass($1::pg_catalog.text)";
 
 /// The tables a mistyped name may mean: (qualified name, bare name), the current schema first.
+#[cfg(feature = "database")]
 const TABLE_NAMES_SQL: &str =
     "select pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text
                                  from pg_catalog.pg_class c
@@ -42,17 +49,33 @@ impl std::fmt::Display for TableRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TableRef::Sql(name) => f.write_str(name),
-            TableRef::Exact { schema, name } => write!(
-                f,
-                "{}.{}",
-                crate::connection::quote_ident(schema),
-                crate::connection::quote_ident(name)
-            ),
+            TableRef::Exact { schema, name } => {
+                write!(f, "{}.{}", quote_ident(schema), quote_ident(name))
+            }
         }
     }
 }
 
+/// Quotes an identifier when it must, as PostgreSQL's `quote_ident` does (keywords aside), for
+/// names shown to people and a `search_path` option; DDL quotes with
+/// `postgres_protocol::escape::escape_identifier`, which always quotes.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 /// A table found in the database.
+#[cfg(feature = "database")]
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedTable {
     pub oid: u32,
@@ -90,6 +113,7 @@ impl TableRef {
 
     /// Finds the table. Errors: [`TrackingError::TableNotFound`] (with a suggestion when only the
     /// case differs), [`TrackingError::InvalidTableName`].
+    #[cfg(feature = "database")]
     pub(crate) async fn resolve(&self, client: &impl GenericClient) -> Result<ResolvedTable> {
         self.check()?;
         let row = client
@@ -110,6 +134,7 @@ impl TableRef {
 
     /// `target_type` for history queries: the table's name, or, for a table that no longer
     /// exists, the name as written (normalized), so the history of dropped tables stays readable.
+    #[cfg(feature = "database")]
     pub(crate) async fn target_type(&self, client: &impl GenericClient) -> Result<String> {
         match self.resolve(client).await {
             Ok(table) => Ok(table.target_type),
@@ -131,6 +156,7 @@ impl TableRef {
     }
 
     /// [`TableRef::resolve`] over a [`Session`]: the table's `target_type`.
+    #[cfg(feature = "database")]
     pub(crate) async fn resolve_on(&self, db: &impl Session) -> Result<String> {
         self.check()?;
         let sql = format!("select r.name from ({RESOLVE_SQL}) as r(oid, name)");
@@ -166,6 +192,7 @@ impl TableRef {
         }))
     }
 
+    #[cfg(feature = "database")]
     fn name_error(&self, e: tokio_postgres::Error) -> Error {
         let message = e.as_db_error().map(|d| d.message().to_owned());
         match self.name_error_of(e.code().map(|c| c.code()), message.as_deref().unwrap_or("")) {
@@ -193,6 +220,7 @@ impl TableRef {
         }
     }
 
+    #[cfg(feature = "database")]
     async fn suggest(&self, client: &impl GenericClient) -> Option<String> {
         let rows = client.query_typed(TABLE_NAMES_SQL, &[]).await.ok()?;
         let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -261,6 +289,7 @@ fn closest_table<'a>(wanted: &str, tables: &'a [(String, String)]) -> Option<&'a
 /// When `field` is not a column of the table `target_type` names (an ORM's field name,
 /// `authorId` for `author_id`), the error saying so, with the column it may mean. `None` when it
 /// is one, or when the table is gone (its history keeps the columns it had).
+#[cfg(feature = "database")]
 pub(crate) async fn unknown_column(
     client: &impl GenericClient,
     target_type: &str,
@@ -359,6 +388,7 @@ pub struct TrackedTable {
     pub capture_problems: Vec<String>,
 }
 
+#[cfg(feature = "database")]
 pub(crate) async fn enable(
     client: &impl GenericClient,
     table: &TableRef,
@@ -393,6 +423,7 @@ pub(crate) async fn enable(
 /// A migrating role that may write the log but does not own the table (a managed database's
 /// admin, not a superuser) cannot create the capture triggers on it: say whose table it is and
 /// the grant that lets the role act for its owner.
+#[cfg(feature = "database")]
 async fn not_the_owner(
     client: &impl GenericClient,
     oid: u32,
@@ -422,6 +453,7 @@ async fn not_the_owner(
     }
 }
 
+#[cfg(feature = "database")]
 pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Result<bool> {
     let resolved = table.resolve(client).await?;
     let row = client
@@ -436,8 +468,10 @@ pub(crate) async fn disable(client: &impl GenericClient, table: &TableRef) -> Re
 
 /// The view's rows as JSON, so that a database whose newer migrations are still pending (an
 /// older view, without the later columns) lists its tables too.
+#[cfg(feature = "database")]
 const TRACKED_ROWS: &str = "select pg_catalog.to_jsonb(t) from audit.tracked_tables t";
 
+#[cfg(feature = "database")]
 pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<TrackedTable>> {
     let rows = client
         .query_typed(
@@ -449,6 +483,7 @@ pub(crate) async fn list(client: &impl GenericClient) -> Result<Vec<TrackedTable
     Ok(rows.iter().map(tracked_from_row).collect())
 }
 
+#[cfg(feature = "database")]
 async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTable>> {
     let row = client
         .query_typed_opt(
@@ -468,6 +503,7 @@ async fn find(client: &impl GenericClient, oid: u32) -> Result<Option<TrackedTab
     Ok(row.as_ref().map(tracked_from_row))
 }
 
+#[cfg(feature = "database")]
 fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
     let view: serde_json::Value = row.get(0);
     let text = |key: &str| view[key].as_str().unwrap_or_default().to_owned();
@@ -500,6 +536,13 @@ fn tracked_from_row(row: &tokio_postgres::Row) -> TrackedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quote_ident_matches_postgres() {
+        assert_eq!(quote_ident("users"), "users");
+        assert_eq!(quote_ident("Order Items"), "\"Order Items\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
 
     #[test]
     fn a_mistyped_table_is_matched_by_case_number_model_name_or_a_small_typo() {

@@ -6,8 +6,12 @@
 //! seal; [`verify`] checks the chain and reports.
 
 pub mod digest;
+#[cfg(feature = "database")]
 pub mod seal;
+#[cfg(feature = "database")]
 pub mod verify;
 
+#[cfg(feature = "database")]
 pub use seal::SealReport;
+#[cfg(feature = "database")]
 pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport};

@@ -7,7 +7,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::{promise, AuditLogs};
+use super::AuditLogs;
+use crate::promise;
 
 /// Options of {@link AuditLogs.verify}.
 #[napi(object)]

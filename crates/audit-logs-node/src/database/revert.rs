@@ -5,7 +5,8 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::{promise, table_ref, time, AuditLogs, TableName, Time};
+use super::{table_ref, time, AuditLogs, TableName, Time};
+use crate::promise;
 
 /// What {@link AuditLogs.revert} undoes: exactly one of `transaction` (optionally with `at`,
 /// the `createdAt` of one of its entries), `request` (optionally within `from`/`to`), `actor`
