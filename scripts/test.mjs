@@ -88,6 +88,10 @@ if (spawnSync('cargo', ['nextest', '--version'], { stdio: 'ignore' }).status !==
 }
 step('format', 'cargo', ['fmt', '--all', '--', '--check'])
 step('clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'])
+// The code only the WebAssembly build compiles (the core without `database`, the binding's
+// stand-ins), linted on the host: the wasm target's build script needs napi's CLI.
+step('clippy, WebAssembly build', 'cargo', ['clippy', '-p', 'audit-logs-core', '-p', 'audit-logs-node',
+  '--no-default-features', '--lib', '--', '-D', 'warnings'])
 // napi's CLI hands cargo a new type-definition folder on every run, so each build relinks the
 // addon (a full LTO pass, minutes): skip it when the addon is newer than every Rust source and
 // migration, as after `npm install` on a fresh clone.
@@ -137,8 +141,11 @@ try {
     ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })
   checkNodeCounts(nodeOutput, nodeFiles)
   // The published shape: packed root and platform package installed in a scratch app with no
-  // Rust on PATH; npx in this clone building nothing; the musl addon's ELF checks where built.
+  // Rust on PATH; the WebAssembly package where no addon is installed; npx in this clone
+  // building nothing; the musl addon's ELF checks where built.
   const packagingFiles = ['tests/packaging/packed.test.mjs', 'tests/packaging/clone.test.mjs',
+    // The WebAssembly package installed for a wasm32 CPU, where the loader must fall back to it.
+    'tests/packaging/wasm.test.mjs',
     ...(muslHere ? ['tests/packaging/musl.test.mjs'] : [])]
   const packagingOutput = step('Packaging tests', process.execPath,
     ['--test', '--test-reporter=tap', ...packagingFiles], { capture: true })

@@ -13,10 +13,15 @@ mod database;
 #[cfg(not(feature = "database"))]
 mod needs_native;
 
+// The exported functions, reachable as they were before the split (and so not dead code).
 #[cfg(feature = "database")]
-pub use database::protect::verify_archive_files;
-#[cfg(feature = "database")]
-pub use database::revert::revert_run;
+pub use database::{
+    open_entries, open_subject_entries, protect::verify_archive_files, revert::revert_run, run_cli,
+};
+#[cfg(not(feature = "database"))]
+pub use needs_native::{
+    open_entries, open_subject_entries, revert_run, run_cli, verify_archive_files,
+};
 
 #[cfg(feature = "database")]
 use std::future::Future;
