@@ -22,8 +22,11 @@ export function nativeAddon() {
   return createRequire(import.meta.url)(new URL(file, root).pathname)
 }
 
-/** The native AuditLogs, to set a test database up (migrate, enableTracking) in either build. */
-export const NativeAuditLogs = nativeAddon().AuditLogs
+/**
+ * The native AuditLogs, to set a test database up (migrate, enableTracking) in either build;
+ * loaded on first use, so that a file importing these helpers needs no addon until then.
+ */
+export const NativeAuditLogs = { connect: (url) => nativeAddon().AuditLogs.connect(url) }
 
 /** The URL of a database on the test server. */
 export async function serverUrl() {
