@@ -2,7 +2,8 @@
 // forced in Node as napi-rs's loader allows. Through it: withAuditContext and events with pg and
 // Neon's serverless driver, the same answers and refusals as the native build, and
 // AUDIT_LOGS_NEEDS_NATIVE from everything that needs a connection of audit-logs' own. The context
-// and Neon suites then run here too, through it (their databases set up with the native addon).
+// and Neon suites and Drizzle's run of the ORM suite then run here too, through it (their
+// databases set up with the native addon).
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -162,7 +163,9 @@ test('the command line says it needs the native build', () => {
   assert.match(cli.stderr, /error\[AUDIT_LOGS_NEEDS_NATIVE\]: the audit-logs command line needs the native build/)
 })
 
-// The suites of withAuditContext with pg, Express and Fastify, and of Neon's serverless driver,
-// through this build.
+// The suites of withAuditContext with pg, Express and Fastify, of Neon's serverless driver, and
+// of one ORM (Drizzle: the wrappers of the others call the same binding functions), through
+// this build.
 await import('./context.test.mjs')
 await import('./neon.test.mjs')
+await import('./drizzle.test.mjs')
