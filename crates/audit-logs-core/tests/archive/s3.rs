@@ -388,3 +388,93 @@ async fn a_missing_bucket_is_a_storage_error_naming_it() {
     assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_STORAGE_FAILED");
     assert!(err.to_string().contains("s3://nowhere/audit/"), "{err}");
 }
+
+/// A TCP relay to `upstream` that stops relaying, for good, the first request that sends a
+/// second multipart part: the network failing mid-upload. `stalled` is notified then.
+async fn relay_stalling_at_part_2(
+    upstream: std::net::SocketAddr,
+) -> (u16, std::sync::Arc<tokio::sync::Notify>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = Arc::new(tokio::sync::Notify::new());
+    let cut = Arc::new(AtomicBool::new(false));
+    let notify = stalled.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let (cut, notify) = (cut.clone(), notify.clone());
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match client_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let part_2 = buffer[..n].windows(12).any(|w| w == b"partNumber=2");
+                    if part_2 || cut.load(Ordering::SeqCst) {
+                        cut.store(true, Ordering::SeqCst);
+                        notify.notify_one();
+                        // Held open, never answered, as a dead link would.
+                        std::future::pending::<()>().await;
+                    }
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    (port, stalled)
+}
+
+#[tokio::test]
+async fn an_archive_cut_off_mid_upload_reruns_cleanly() {
+    let moto = Moto::start();
+    let f = common::migrated().await;
+    let months = past_months(&f, 200).await;
+    let s3 = moto.bucket("plain", false).await;
+    let upstream: std::net::SocketAddr = moto.endpoint["http://".len()..].parse().unwrap();
+    let (port, stalled) = relay_stalling_at_part_2(upstream).await;
+    let through_relay = format!("s3://plain/audit?endpoint=http://127.0.0.1:{port}&part_size=4096");
+
+    // The run is abandoned where it stands once its upload hangs: a killed process.
+    let options = to(&through_relay);
+    tokio::select! {
+        done = f.audit.archive(&options) => panic!("the upload was not cut off: {done:?}"),
+        () = stalled.notified() => {}
+    }
+    let client = s3.client();
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploads.uploads().len(), 1, "one upload left open");
+    let interrupted = archive::verify_archive(&moto.url("plain"), None)
+        .await
+        .unwrap();
+    assert_eq!(interrupted.months_checked, 0, "{interrupted:?}");
+
+    let rerun = f.audit.archive(&to(&moto.url("plain"))).await.unwrap();
+    assert_eq!(rerun.months_archived, months);
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{uploads:?}");
+    let verified = archive::verify_archive(&moto.url("plain"), None)
+        .await
+        .unwrap();
+    assert!(verified.ok && verified.months_checked == 2, "{verified:?}");
+}
