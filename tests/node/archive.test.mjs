@@ -59,14 +59,16 @@ test('archive writes the month, verifyArchive checks it without the database, th
   assert.equal(tampered.firstProblem.file, `${month}/part-0000.parquet`)
 })
 
-test('archive refuses s3:// (not yet supported), bad cut-offs, and verifyArchive a bad head', async (t) => {
+test('archive refuses other schemes, a lock on a directory, bad cut-offs, and verifyArchive a bad head', async (t) => {
   const { audit, to } = await withPastMonth(t)
-  await assert.rejects(audit.archive({ to: 's3://bucket/audit' }),
-    (e) => e.code === 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED' && /not yet supported/.test(e.message))
+  await assert.rejects(audit.archive({ to: 'gs://bucket/audit' }),
+    (e) => e.code === 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED' && /s3:\/\/bucket\/prefix/.test(e.message))
+  await rejectsWithCode(assert, audit.archive({ to, lockMode: 'compliance', lockDays: 7 }), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+  await rejectsWithCode(assert, audit.archive({ to, lockMode: 'compliance' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-13' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-01', olderThanMonths: 2 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive(to, { against: 'xyz' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
-  await rejectsWithCode(assert, verifyArchive('s3://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+  await rejectsWithCode(assert, verifyArchive('gs://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
 })
 
 // DuckDB (its Python package; .ci/run installs it) reads the month as it is: a record's history

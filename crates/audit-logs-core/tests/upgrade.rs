@@ -723,7 +723,9 @@ async fn a_v12_install_upgrades_to_archives_and_archives_its_past_months() {
         .unwrap();
     assert_eq!(archived.rows, 50);
     assert_eq!(archived.months_dropped.len(), 1);
-    let offline = audit_logs_core::archive::verify_archive(&url, None).unwrap();
+    let offline = audit_logs_core::archive::verify_archive(&url, None)
+        .await
+        .unwrap();
     assert!(offline.ok && offline.rows_checked == 50, "{offline:?}");
     let live = f.audit.verify(&VerifyOptions::default()).await.unwrap();
     assert!(live.ok && live.rows_expired == 50, "{live:?}");
