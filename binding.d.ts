@@ -12,8 +12,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** Options of `archive`. */
 export interface ArchiveOptions {
   /**
-   * Where: `file:///absolute/dir`. `s3://` is refused (`AUDIT_LOGS_ARCHIVE_UNSUPPORTED`):
-   * not yet supported.
+   * Where: `file:///absolute/dir`, or `s3://bucket/prefix` with optional
+   * `?endpoint=URL&region=NAME&part_size=BYTES` (credentials, region and endpoint otherwise
+   * from the AWS environment variables and profile). Another scheme is refused
+   * (`AUDIT_LOGS_ARCHIVE_UNSUPPORTED`).
    */
   to: string
   /** Archive the months before this one (`YYYY-MM`). Default: every month that ended. */
@@ -29,6 +31,14 @@ export interface ArchiveOptions {
    * Default: false.
    */
   thenDrop?: boolean
+  /**
+   * S3 Object Lock mode of every object written: `compliance` or `governance`; needs
+   * `lock_days` and a bucket with Object Lock (else `AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE`).
+   * Default: no retention set by this run (a bucket's default retention still applies).
+   */
+  lockMode?: string
+  /** Days each object written is retained under `lock_mode`, from the run. */
+  lockDays?: number
 }
 
 /** What `archive` did. */
@@ -49,6 +59,8 @@ export interface ArchiveReport {
   files: number
   /** Rows sealed before archiving. */
   sealedRows: number
+  /** With a lock mode: until when the objects written are retained (RFC 3339). */
+  lockedUntil?: string
 }
 
 /** What archive verification found; `ok` is true when nothing differs. */
@@ -528,11 +540,14 @@ export declare class AuditLogs {
   maintain(options?: MaintainOptions | undefined | null): Promise<MaintainReport>
   /**
    * Writes each whole, sealed month before the cut-off (`before: 'YYYY-MM'` or
-   * `olderThanMonths`; default: every month that ended) to `to` (`file:///dir`) as Parquet,
+   * `olderThanMonths`; default: every month that ended) to `to` (`file:///dir` or
+   * `s3://bucket/prefix`, see {@link ArchiveOptions.to}) as Parquet,
    * with its seal entries and a manifest written last, after reading the month back and
    * verifying it; with `thenDrop`, then drops its partition (recorded as retention records
-   * its drops, so `verify()` keeps passing). Months already archived are skipped. Rejects
-   * with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (`s3://`: not yet supported),
+   * its drops, so `verify()` keeps passing). Months already archived are skipped. With
+   * `lockMode` and `lockDays`, each object is written under S3 Object Lock retention. Rejects
+   * with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (another scheme, a malformed URL),
+   * `AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE` (the bucket has no Object Lock),
    * `AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY`, `AUDIT_LOGS_ARCHIVE_NOT_VERIFIED`,
    * `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
    */
@@ -1031,11 +1046,12 @@ export interface TransactionOptions {
 }
 
 /**
- * Verifies an archive (`file:///dir`) from its files alone, with no database: each file's
+ * Verifies an archive (`file:///dir` or `s3://bucket/prefix`) from its files alone, with no database: each file's
  * sha256, each row's digest against its seal entry (naming the first row that differs, its
  * month and file), each chunk and seal head, and the links between the archive's seals. A
  * failed verification resolves with `ok: false`; rejects with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED`
- * (`s3://`), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+ * (another scheme, a malformed URL), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or
+ * `AUDIT_LOGS_INVALID_ARGUMENT`.
  */
 export declare function verifyArchive(url: string, options?: VerifyArchiveOptions | undefined | null): Promise<ArchiveVerifyReport>
 

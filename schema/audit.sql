@@ -1735,7 +1735,46 @@ CREATE FUNCTION audit.record_history(of_type text, of_id jsonb, older_than bigin
     AS $$
 declare
   key pg_catalog.text := audit.record_key(of_id);
+  -- Entries of the key looked at (at most 256), and whether one is under other_types.
+  seen pg_catalog.int8 := 0;
+  aliased boolean := false;
 begin
+  if pg_catalog.cardinality(other_types) operator(pg_catalog.>) 0 then
+    select pg_catalog.count(*),
+           coalesce(pg_catalog.bool_or(s.target_type operator(pg_catalog.=) any(other_types)), false)
+      into seen, aliased
+      from (select l.target_type from audit.audit_logs as l
+             where l.target_id operator(pg_catalog.=) key collate "C" limit 256) as s;
+    if not aliased and seen operator(pg_catalog.=) 256 then
+      aliased := exists (
+        select from (select distinct t.name from pg_catalog.unnest(other_types) as t(name)) as t
+        cross join lateral (select from audit.audit_logs as l
+                             where l.target_id operator(pg_catalog.=) key collate "C"
+                               and l.target_type operator(pg_catalog.=) t.name
+                             limit 1) as found);
+    end if;
+  end if;
+
+  if not aliased then
+    return query
+    select entries.* from audit.target_names(of_type) as n cross join lateral (
+      (select l.* from audit.audit_logs as l
+        where l.target_id operator(pg_catalog.=) key collate "C" and l.target_type operator(pg_catalog.=) n.name
+          and l.id operator(pg_catalog.<) older_than
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+        order by l.id desc limit max_rows)
+      union all
+      (select l.* from audit.audit_logs as l
+        where l.old_target_id operator(pg_catalog.=) key collate "C" and l.target_type operator(pg_catalog.=) n.name
+          and l.id operator(pg_catalog.<) older_than
+          and l.id operator(pg_catalog.>) n.after_id and l.id operator(pg_catalog.<) n.before_id
+        order by l.id desc limit max_rows)
+    ) as entries
+    order by entries.id desc
+    limit max_rows;
+    return;
+  end if;
+
   return query
   select entries.* from (
     (select entries.* from audit.target_names(of_type) as n cross join lateral (
@@ -1752,11 +1791,13 @@ begin
         order by l.id desc limit max_rows)
     ) as entries)
     union all
-    (select l.* from audit.audit_logs as l
-      where l.target_id operator(pg_catalog.=) key collate "C"
-        and l.target_type operator(pg_catalog.=) any(other_types)
-        and l.id operator(pg_catalog.<) older_than
-      order by l.id desc limit max_rows)
+    -- distinct: a name given twice must not return its events twice (any() did not).
+    (select entries.* from (select distinct t.name from pg_catalog.unnest(other_types) as t(name)) as t
+      cross join lateral (
+        select l.* from audit.audit_logs as l
+         where l.target_id operator(pg_catalog.=) key collate "C" and l.target_type operator(pg_catalog.=) t.name
+           and l.id operator(pg_catalog.<) older_than
+         order by l.id desc limit max_rows) as entries)
   ) as entries
   order by entries.id desc
   limit max_rows;

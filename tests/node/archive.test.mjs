@@ -59,14 +59,16 @@ test('archive writes the month, verifyArchive checks it without the database, th
   assert.equal(tampered.firstProblem.file, `${month}/part-0000.parquet`)
 })
 
-test('archive refuses s3:// (not yet supported), bad cut-offs, and verifyArchive a bad head', async (t) => {
+test('archive refuses other schemes, a lock on a directory, bad cut-offs, and verifyArchive a bad head', async (t) => {
   const { audit, to } = await withPastMonth(t)
-  await assert.rejects(audit.archive({ to: 's3://bucket/audit' }),
-    (e) => e.code === 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED' && /not yet supported/.test(e.message))
+  await assert.rejects(audit.archive({ to: 'gs://bucket/audit' }),
+    (e) => e.code === 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED' && /s3:\/\/bucket\/prefix/.test(e.message))
+  await rejectsWithCode(assert, audit.archive({ to, lockMode: 'compliance', lockDays: 7 }), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+  await rejectsWithCode(assert, audit.archive({ to, lockMode: 'compliance' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-13' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-01', olderThanMonths: 2 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive(to, { against: 'xyz' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
-  await rejectsWithCode(assert, verifyArchive('s3://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+  await rejectsWithCode(assert, verifyArchive('gs://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
 })
 
 // DuckDB (its Python package; .ci/run installs it) reads the month as it is: a record's history
@@ -102,4 +104,51 @@ test('DuckDB answers the history of a record from the archive with the live log\
       ({ id, action, newValues: JSON.parse(newValues), changedFields, actorId, createdAt: micros / 1000 })),
     live.map((e) => ({ id: e.id, action: e.action, newValues: e.newValues, changedFields: e.changedFields ?? null,
       actorId: e.actorId, createdAt: e.createdAt.getTime() })))
+})
+
+// A record's state at a time from the Parquet files: the row after its newest row change at or
+// before then, none if that change deleted it or moved its key away (the README's query).
+const DUCKDB_STATE_AT = `
+import duckdb, json, sys
+states = []
+for key, at in json.loads(sys.argv[2]):
+    row = duckdb.sql("""
+      select case when action in ('INSERT', 'UPDATE') and target_id = $key then new_values::varchar end
+        from read_parquet($dir || '/*/part-*.parquet')
+       where target_type = 'public.orders' and (target_id = $key or old_target_id = $key)
+         and action in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE') and created_at <= $at::timestamptz
+       order by id desc limit 1""", params={"dir": sys.argv[1], "key": key, "at": at}).fetchall()
+    states.append(json.loads(row[0][0]) if row and row[0][0] else None)
+print(json.dumps(states))
+`
+
+test('DuckDB answers the state of a record at a time from the archive as stateAt does live', async (t) => {
+  const { url, audit, dir, to } = await withPastMonth(t)
+  // Two months ago: order 3 inserted at minute 1, updated at 2 and 3, deleted at 4; order 4
+  // inserted at 1 and its key changed to 104 at 3.
+  await withClient(url, (c) => c.query(`
+    create table orders (id int primary key, total int);
+    select audit.enable_tracking('orders');
+    insert into audit.audit_logs (created_at, action, target_type, target_id, old_target_id, old_values, new_values, changed_fields)
+    select date_trunc('month', now()) - interval '2 months' + interval '2 days' + m * interval '1 minute',
+           action, 'public.orders', id, old_id, old_values::jsonb, new_values::jsonb, fields
+      from (values (1, 'INSERT', '3', null, null, '{"id": 3, "total": 10}', null::text[]),
+                   (1, 'INSERT', '4', null, null, '{"id": 4, "total": 40}', null),
+                   (2, 'UPDATE', '3', null, '{"total": 10}', '{"id": 3, "total": 11}', array['total']),
+                   (3, 'UPDATE', '3', null, '{"total": 11}', '{"id": 3, "total": 12}', array['total']),
+                   (3, 'UPDATE', '104', '4', '{"id": 4}', '{"id": 104, "total": 40}', array['id']),
+                   (4, 'DELETE', '3', null, '{"id": 3, "total": 12}', null, null))
+           as e(m, action, id, old_id, old_values, new_values, fields);
+    select audit.maintain(anonymize_after_days => 0);`))
+  const [base] = await withClient(url, async (c) =>
+    (await c.query(`select date_trunc('month', now()) - interval '2 months' + interval '2 days' as base`)).rows.map((r) => r.base))
+  const at = (minutes) => new Date(base.getTime() + minutes * 60_000 + 30_000).toISOString()
+  const points = [['3', at(0)], ['3', at(1)], ['3', at(2)], ['3', at(3)], ['3', at(4)],
+    ['4', at(2)], ['4', at(3)], ['104', at(2)], ['104', at(3)]]
+  const live = []
+  for (const [id, time] of points) live.push(await audit.stateAt({ table: 'orders', id, at: time }))
+  assert.deepEqual(live.map((s) => s?.total ?? null), [null, 10, 11, 12, null, 40, null, null, 40])
+  await audit.archive({ to })
+  const archived = JSON.parse(execFileSync('python3', ['-c', DUCKDB_STATE_AT, dir, JSON.stringify(points)], { encoding: 'utf8' }))
+  assert.deepEqual(archived, live)
 })

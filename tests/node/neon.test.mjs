@@ -1,44 +1,17 @@
-// Neon's serverless driver (@neondatabase/serverless) in its node-postgres-compatible mode: its
-// Pool and Client speak the PostgreSQL protocol over a WebSocket, which Neon's proxy relays to
-// the server. Here a relay of the same kind (WebSocket frames to and from a TCP socket, as Neon's
-// open-source wsproxy does) stands in front of the real test server, so the real driver runs
-// unchanged. Its clients are pg's of an older line, which cannot say whether they are in a
-// transaction: withAuditContext asks the server instead.
+// Neon's serverless driver (@neondatabase/serverless) in its node-postgres-compatible mode,
+// through a relay of the kind Neon's proxy is (neon-relay.mjs) in front of the real test server.
+// Its clients are pg's of an older line, which cannot say whether they are in a transaction:
+// withAuditContext asks the server instead.
 import assert from 'node:assert/strict'
-import net from 'node:net'
 import { test } from 'node:test'
-import { Client, Pool, neonConfig } from '@neondatabase/serverless'
-import { WebSocket, WebSocketServer } from 'ws'
+import { Client, Pool } from '@neondatabase/serverless'
 import { AuditLogs, withAuditContext } from '../../index.js'
 import { NativeAuditLogs, deferCleanup, freshDatabase } from './helpers.mjs'
-
-/** A WebSocket-to-TCP relay for the driver, as Neon's proxy is; returns its port. */
-async function relay(t) {
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
-  server.on('connection', (socket, request) => {
-    const [host, port] = new URL(request.url, 'http://relay').searchParams.get('address').split(':')
-    const tcp = net.connect(Number(port), host)
-    socket.on('message', (data) => tcp.write(data))
-    tcp.on('data', (data) => socket.send(data))
-    socket.on('close', () => tcp.end())
-    tcp.on('close', () => socket.close())
-    tcp.on('error', () => socket.close())
-  })
-  await new Promise((resolve) => server.on('listening', resolve))
-  deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
-  return server.address().port
-}
+import { useNeonRelay } from './neon-relay.mjs'
 
 async function neonDatabase(t) {
   const url = await freshDatabase(t)
-  const port = await relay(t)
-  Object.assign(neonConfig, {
-    webSocketConstructor: WebSocket,
-    useSecureWebSocket: false,
-    pipelineTLS: false,
-    pipelineConnect: false,
-    wsProxy: (host, serverPort) => `127.0.0.1:${port}/v1?address=${host}:${serverPort}`,
-  })
+  await useNeonRelay(t)
   // Set up with the native build, which wasm.test.mjs runs this file without.
   const admin = await NativeAuditLogs.connect(url)
   deferCleanup(t, () => admin.close())

@@ -13,8 +13,10 @@ import { Kysely, PostgresDialect } from 'kysely'
 import { DataTypes, Sequelize } from 'sequelize'
 import { DataSource, EntitySchema } from 'typeorm'
 import pg from 'pg'
+import { Pool as NeonPool } from '@neondatabase/serverless'
 import { AuditLogs, auditDialect, auditExtension, runWithAuditContext, withAuditContext } from '../../index.js'
 import { deferCleanup, freshDatabase, serverUrl, withClient } from './helpers.mjs'
+import { useNeonRelay } from './neon-relay.mjs'
 import { startPgBouncer } from './pgbouncer.mjs'
 
 const ACTORS = 50
@@ -93,20 +95,32 @@ async function fiftyActors(t, { direct, database, via }, { attributed, plain }) 
 
 const context = (actor) => ({ actorId: actor, actorType: 'user', requestId: `req-${actor}` })
 
+/** The actors through a pool with pg's API: a write, then a nested call's (a savepoint, and the outer context put back). */
+function throughPgPool(pool) {
+  const insert = 'insert into notes (author) values ($1)'
+  return {
+    attributed: (actor) => withAuditContext(pool, context(actor), async (client) => {
+      await client.query(insert, [actor])
+      await jitter()
+      await withAuditContext(client, { ...context(actor), reason: 'nested' }, (c) => c.query(insert, [actor]))
+    }),
+    plain: (author) => pool.query(insert, [author]),
+  }
+}
+
 test('node-postgres through pgBouncer (transaction mode): 50 interleaved actors, nothing leaked', async (t) => {
   const db = await throughBouncer(t)
   const pool = new pg.Pool({ connectionString: db.url, max: CLIENT_CONNECTIONS })
   deferCleanup(t, () => pool.end())
-  const insert = 'insert into notes (author) values ($1)'
-  await fiftyActors(t, db, {
-    attributed: (actor) => withAuditContext(pool, context(actor), async (client) => {
-      await client.query(insert, [actor])
-      await jitter()
-      // A nested call: a savepoint, and the outer context put back, through the pooler too.
-      await withAuditContext(client, { ...context(actor), reason: 'nested' }, (c) => c.query(insert, [actor]))
-    }),
-    plain: (author) => pool.query(insert, [author]),
-  })
+  await fiftyActors(t, db, throughPgPool(pool))
+})
+
+test("Neon's serverless driver through pgBouncer (its WebSocket relayed to the pooler): 50 interleaved actors, nothing leaked", async (t) => {
+  const db = await throughBouncer(t)
+  await useNeonRelay(t)
+  const pool = new NeonPool({ connectionString: db.url, max: CLIENT_CONNECTIONS })
+  deferCleanup(t, () => pool.end())
+  await fiftyActors(t, db, throughPgPool(pool))
 })
 
 test('Prisma 7 (adapter-pg) through pgBouncer: withAuditContext and auditExtension, nothing leaked', async (t) => {

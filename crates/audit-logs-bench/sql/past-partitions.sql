@@ -14,3 +14,5 @@ begin
     end if;
   end loop;
 end $$;
+-- Guarded as the package's own partitions are (verify names a partition without it).
+select audit.protect_partitions();

@@ -1,9 +1,12 @@
-//! What protecting the log costs: sealing N audit rows (`audit.seal()`, in SQL) and verifying
-//! them (`AuditLogs::verify`, which streams the log and recomputes every digest in Rust), in a
+//! What protecting and keeping the log costs: sealing N audit rows (`audit.seal()`, in SQL),
+//! verifying them (`AuditLogs::verify`, which streams the log and recomputes every digest in
+//! Rust), archiving their month to Parquet (`AuditLogs::archive`, to a local directory, the
+//! read-back verification included) and verifying the archive without the database, in a
 //! database of their own so that their transaction ids are real ones.
 
 use std::time::Instant;
 
+use audit_logs_core::archive::{self, ArchiveOptions};
 use audit_logs_core::{AuditLogs, ConnectOptions, VerifyOptions};
 use serde::Serialize;
 
@@ -23,12 +26,34 @@ pub struct VerifyReport {
     /// Verification throughput over rounds (rows per second).
     pub verify_rows_per_second: Stat,
     pub target_rows_per_second: f64,
+    pub archive: ArchiveFigures,
+}
+
+/// The month of the rows above, archived (issue 19): throughput and size.
+#[derive(Debug, Serialize)]
+pub struct ArchiveFigures {
+    /// `archive` of the month to a fresh local directory, over rounds (rows per second).
+    pub rows_per_second: Stat,
+    /// The same, in bytes written per second (MB/s: / 1e6).
+    pub bytes_per_second: Stat,
+    /// What the month takes in the archive: Parquet, entries, redactions and manifest.
+    pub archive_bytes: i64,
+    /// Of which the Parquet files.
+    pub parquet_bytes: i64,
+    /// What the month's partition takes in PostgreSQL (table, TOAST and indexes).
+    pub live_bytes: i64,
+    /// Offline `verify --archive` (no database), over rounds (rows per second).
+    pub verify_rows_per_second: Stat,
 }
 
 pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<VerifyReport> {
     let audit = AuditLogs::connect(url).await?;
     audit.migrate(false).await?;
     let client = ConnectOptions::parse(url)?.connect().await?;
+    // The rows go into last month, which has ended, so that it can be archived.
+    client
+        .batch_execute(include_str!("../sql/past-partitions.sql"))
+        .await?;
     let started = Instant::now();
     let mut next = 1;
     while next <= audit_rows {
@@ -41,9 +66,11 @@ pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<Ver
         // Shaped like the rows of the query benchmark (an UPDATE of an 84-character filler row).
         client
             .batch_execute(&format!(
-                "insert into audit.audit_logs (action, target_type, target_id, old_values, new_values,
-                                               changed_fields, actor_id, actor_type, ip_address, request_id)
-                 select 'UPDATE', 'public.accounts', (1 + (g * 7919) % 200000)::text,
+                "insert into audit.audit_logs (created_at, action, target_type, target_id, old_values,
+                                               new_values, changed_fields, actor_id, actor_type,
+                                               ip_address, request_id)
+                 select date_trunc('month', now()) - interval '1 month' + g * interval '1 ms',
+                        'UPDATE', 'public.accounts', (1 + (g * 7919) % 200000)::text,
                         jsonb_build_object('abalance', g % 1000),
                         jsonb_build_object('id', 1 + (g * 7919) % 200000, 'bid', 1, 'abalance', g % 997,
                                            'filler', repeat(' ', 84)),
@@ -80,6 +107,7 @@ pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<Ver
         }
         rates.push(audit_rows as f64 / seconds);
     }
+    let archive = measure_archive(plan, &audit, &client, audit_rows).await?;
     Ok(VerifyReport {
         audit_rows,
         load_seconds,
@@ -87,12 +115,112 @@ pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<Ver
         seal_rows_per_second: audit_rows as f64 / seal_seconds,
         verify_rows_per_second: Stat::of(rates),
         target_rows_per_second: TARGET_ROWS_PER_SECOND,
+        archive,
     })
+}
+
+/// Archives last month (every row loaded above) to a new directory each round, then verifies
+/// the last archive offline.
+async fn measure_archive(
+    plan: &Plan,
+    audit: &AuditLogs,
+    client: &tokio_postgres::Client,
+    audit_rows: i64,
+) -> BenchResult<ArchiveFigures> {
+    let live_bytes: i64 = client
+        .query_one(
+            "select sum(pg_total_relation_size(pt.relid))::int8
+               from pg_partition_tree('audit.audit_logs') pt
+               join pg_class c on c.oid = pt.relid
+              where pt.isleaf
+                and c.relname = to_char(date_trunc('month', now()) - interval '1 month', '\"audit_logs_p\"YYYY_MM')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let scratch =
+        std::env::temp_dir().join(format!("audit-logs-bench-archive-{}", std::process::id()));
+    let result = archive_rounds(plan, audit, audit_rows, &scratch, live_bytes).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn archive_rounds(
+    plan: &Plan,
+    audit: &AuditLogs,
+    audit_rows: i64,
+    scratch: &std::path::Path,
+    live_bytes: i64,
+) -> BenchResult<ArchiveFigures> {
+    let (mut rates, mut byte_rates, mut last) = (Vec::new(), Vec::new(), None);
+    for round in 0..plan.rounds.max(2) {
+        progress(&format!(
+            "archiving {audit_rows} audit rows (round {})",
+            round + 1
+        ));
+        let dir = scratch.join(format!("round-{round}"));
+        std::fs::create_dir_all(&dir)?;
+        let to = format!("file://{}", dir.display());
+        let started = Instant::now();
+        let report = audit
+            .archive(&ArchiveOptions {
+                to: to.clone(),
+                ..Default::default()
+            })
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        if report.rows != audit_rows {
+            return Err(format!("archived {} rows, expected {audit_rows}", report.rows).into());
+        }
+        rates.push(report.rows as f64 / seconds);
+        byte_rates.push(report.bytes as f64 / seconds);
+        last = Some((to, report.bytes));
+    }
+    let (to, archive_bytes) = last.expect("at least two rounds");
+    let parquet_bytes = parquet_size(&scratch.join(format!("round-{}", plan.rounds.max(2) - 1)))?;
+    let mut verify_rates = Vec::new();
+    for round in 0..plan.rounds.max(2) {
+        progress(&format!(
+            "verifying the archive offline (round {})",
+            round + 1
+        ));
+        let to = to.clone();
+        let started = Instant::now();
+        let report =
+            tokio::task::spawn_blocking(move || archive::verify_archive(&to, None)).await??;
+        let seconds = started.elapsed().as_secs_f64();
+        if !report.ok || report.rows_checked != audit_rows {
+            return Err(format!("archive verification failed: {report:?}").into());
+        }
+        verify_rates.push(audit_rows as f64 / seconds);
+    }
+    Ok(ArchiveFigures {
+        rows_per_second: Stat::of(rates),
+        bytes_per_second: Stat::of(byte_rates),
+        archive_bytes,
+        parquet_bytes,
+        live_bytes,
+        verify_rows_per_second: Stat::of(verify_rates),
+    })
+}
+
+/// Bytes of the Parquet files under an archive directory.
+fn parquet_size(dir: &std::path::Path) -> BenchResult<i64> {
+    let mut total = 0;
+    for month in std::fs::read_dir(dir)? {
+        for file in std::fs::read_dir(month?.path())? {
+            let file = file?;
+            if file.path().extension().is_some_and(|e| e == "parquet") {
+                total += file.metadata()?.len() as i64;
+            }
+        }
+    }
+    Ok(total)
 }
 
 pub fn print(report: &VerifyReport) {
     println!(
-        "\nSeal and verify at {} audit rows (loaded in {:.0}s, in transactions of {ROWS_PER_TRANSACTION}):",
+        "\nSeal, verify and archive at {} audit rows (loaded in {:.0}s, in transactions of {ROWS_PER_TRANSACTION}):",
         report.audit_rows, report.load_seconds
     );
     println!(
@@ -110,5 +238,25 @@ pub fn print(report: &VerifyReport) {
         report.verify_rows_per_second.min,
         report.verify_rows_per_second.max,
         report.target_rows_per_second
+    );
+    let a = &report.archive;
+    // Bytes per row are MB per million rows.
+    let per_million = |bytes: i64| bytes as f64 / report.audit_rows as f64;
+    println!(
+        "  archive (Parquet to a local directory) {:>7.0} rows/s  ({:.0}-{:.0}), {:.1} MB/s",
+        a.rows_per_second.median,
+        a.rows_per_second.min,
+        a.rows_per_second.max,
+        a.bytes_per_second.median / 1e6
+    );
+    println!(
+        "  verify --archive --offline          {:>10.0} rows/s  ({:.0}-{:.0})",
+        a.verify_rows_per_second.median, a.verify_rows_per_second.min, a.verify_rows_per_second.max
+    );
+    println!(
+        "  size per 1M rows: archive {:.1} MB (Parquet {:.1} MB), in PostgreSQL {:.1} MB",
+        per_million(a.archive_bytes),
+        per_million(a.parquet_bytes),
+        per_million(a.live_bytes)
     );
 }

@@ -7,10 +7,12 @@ use clap::Args;
 
 use crate::print::Printer;
 
-/// `archive`: as `archive({ to, before, olderThanMonths, thenDrop })` in Node.
+/// `archive`: as `archive({ to, before, olderThanMonths, thenDrop, lockMode, lockDays })` in
+/// Node.
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
-    /// Where: file:///absolute/dir (s3:// is not yet supported).
+    /// Where: file:///absolute/dir, or s3://bucket/prefix[?endpoint=URL&region=NAME] (credentials
+    /// and region from the AWS environment variables or profile).
     #[arg(long, value_name = "URL")]
     to: String,
     /// Archive the months before this one (YYYY-MM). Default: every month that ended.
@@ -22,6 +24,13 @@ pub struct ArchiveArgs {
     /// Drop each archived month's partition once its archive is read back and verified.
     #[arg(long)]
     then_drop: bool,
+    /// S3 Object Lock: write every object retained in this mode (compliance or governance);
+    /// the bucket must have Object Lock enabled.
+    #[arg(long, value_name = "MODE", requires = "lock_days")]
+    lock_mode: Option<String>,
+    /// Days each object written is retained under --lock-mode.
+    #[arg(long, value_name = "N", requires = "lock_mode")]
+    lock_days: Option<i32>,
 }
 
 pub async fn archive(audit: &AuditLogs, out: &Printer, args: ArchiveArgs) -> Result<i32, Error> {
@@ -31,6 +40,8 @@ pub async fn archive(audit: &AuditLogs, out: &Printer, args: ArchiveArgs) -> Res
             before: args.before,
             older_than_months: args.older_than_months,
             then_drop: Some(args.then_drop),
+            lock_mode: args.lock_mode,
+            lock_days: args.lock_days,
         })
         .await?;
     if out.json(&report) {
@@ -38,6 +49,9 @@ pub async fn archive(audit: &AuditLogs, out: &Printer, args: ArchiveArgs) -> Res
     }
     let list = crate::print::names_or_none;
     println!("Archive: {}", report.destination);
+    if let Some(until) = &report.locked_until {
+        println!("Objects locked until: {until}");
+    }
     println!("Months archived: {}", list(&report.months_archived));
     println!("Months already archived: {}", list(&report.months_skipped));
     if !report.months_dropped.is_empty() {
@@ -59,7 +73,7 @@ pub async fn verify(
 ) -> Result<i32, Error> {
     let report = match audit {
         Some(audit) => audit.verify_archive(url, against).await?,
-        None => archive::verify_archive(url, against)?,
+        None => archive::verify_archive(url, against).await?,
     };
     if !out.json(&report) {
         print_verify(&report);

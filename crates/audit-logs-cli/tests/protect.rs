@@ -280,11 +280,30 @@ async fn archive_then_verify_the_archive_without_the_database() {
         .code(1)
         .stdout(predicate::str::contains(format!("row {id} ")));
 
-    // S3 is refused, saying so.
+    // Another scheme is refused, naming the two it takes; a lock needs its days, and S3.
     audit_logs(&db.url)
-        .args(["archive", "--to", "s3://bucket/audit"])
+        .args(["archive", "--to", "gs://bucket/audit"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("AUDIT_LOGS_ARCHIVE_UNSUPPORTED"))
-        .stderr(predicate::str::contains("not yet supported"));
+        .stderr(predicate::str::contains("s3://bucket/prefix"));
+    audit_logs(&db.url)
+        .args(["archive", "--to", &to, "--lock-mode", "compliance"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--lock-days"));
+    audit_logs(&db.url)
+        .args([
+            "archive",
+            "--to",
+            &to,
+            "--lock-mode",
+            "compliance",
+            "--lock-days",
+            "7",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("AUDIT_LOGS_ARCHIVE_UNSUPPORTED"))
+        .stderr(predicate::str::contains("Object Lock"));
 }

@@ -31,7 +31,7 @@ use crate::integrity::digest::{ChunkHead, RowDigester, SealHead};
 use crate::integrity::verify::parse_against;
 use crate::integrity::{Problem, ProblemKind};
 use crate::AuditLogs;
-pub use destination::{Destination, LocalDirectory};
+pub use destination::{Destination, LocalDirectory, LockMode, ObjectLock, S3};
 use format::ArchivedRow;
 
 /// The manifest's `schemaVersion`: the layout of this module and of [`format::SCHEMA`].
@@ -49,8 +49,10 @@ const REDACTION: usize = 80;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "napi", napi_derive::napi(object, object_to_js = false))]
 pub struct ArchiveOptions {
-    /// Where: `file:///absolute/dir`. `s3://` is refused (`AUDIT_LOGS_ARCHIVE_UNSUPPORTED`):
-    /// not yet supported.
+    /// Where: `file:///absolute/dir`, or `s3://bucket/prefix` with optional
+    /// `?endpoint=URL&region=NAME&part_size=BYTES` (credentials, region and endpoint otherwise
+    /// from the AWS environment variables and profile). Another scheme is refused
+    /// (`AUDIT_LOGS_ARCHIVE_UNSUPPORTED`).
     pub to: String,
     /// Archive the months before this one (`YYYY-MM`). Default: every month that ended.
     pub before: Option<String>,
@@ -61,6 +63,54 @@ pub struct ArchiveOptions {
     /// (recorded in `audit.dropped_partitions` and as an `audit.partition_archived` event).
     /// Default: false.
     pub then_drop: Option<bool>,
+    /// S3 Object Lock mode of every object written: `compliance` or `governance`; needs
+    /// `lock_days` and a bucket with Object Lock (else `AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE`).
+    /// Default: no retention set by this run (a bucket's default retention still applies).
+    pub lock_mode: Option<String>,
+    /// Days each object written is retained under `lock_mode`, from the run.
+    pub lock_days: Option<i32>,
+}
+
+/// The retention `options` ask for, validated once for the CLI and Node.
+/// Errors: [`Error::InvalidArgument`] (a mode without days or days without a mode, an unknown
+/// mode, days out of 1..=36500).
+pub fn object_lock(options: &ArchiveOptions) -> Result<Option<ObjectLock>> {
+    let invalid = |name: &str, reason: String| Error::InvalidArgument {
+        name: name.into(),
+        reason,
+    };
+    let mode = match options
+        .lock_mode
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("compliance") => Some(LockMode::Compliance),
+        Some("governance") => Some(LockMode::Governance),
+        Some(other) => {
+            return Err(invalid(
+                "lock_mode",
+                format!("{other:?}: expected compliance or governance"),
+            ))
+        }
+    };
+    match (mode, options.lock_days) {
+        (None, None) => Ok(None),
+        (Some(mode), Some(days)) if (1..=36_500).contains(&days) => Ok(Some(ObjectLock {
+            mode,
+            days: days as u32,
+        })),
+        (Some(_), Some(days)) => Err(invalid("lock_days", format!("{days}: expected 1 to 36500"))),
+        (Some(_), None) => Err(invalid(
+            "lock_days",
+            "a lock mode needs lock days (how long each object is retained)".into(),
+        )),
+        (None, Some(_)) => Err(invalid(
+            "lock_mode",
+            "lock days need a lock mode: compliance or governance".into(),
+        )),
+    }
 }
 
 /// What `archive` did.
@@ -84,6 +134,8 @@ pub struct ArchiveReport {
     pub files: i64,
     /// Rows sealed before archiving.
     pub sealed_rows: i64,
+    /// With a lock mode: until when the objects written are retained (RFC 3339).
+    pub locked_until: Option<String>,
 }
 
 /// One file of a month, as its manifest lists it.
@@ -272,9 +324,9 @@ fn invalid(path: &str, reason: impl std::fmt::Display) -> Error {
 
 /// Reads `YYYY-MM/manifest.json`; `None` when the month has none (never archived, or
 /// interrupted).
-pub fn read_manifest(dest: &dyn Destination, month: &str) -> Result<Option<Manifest>> {
+pub async fn read_manifest(dest: &dyn Destination, month: &str) -> Result<Option<Manifest>> {
     let key = format!("{month}/manifest.json");
-    let Some(bytes) = dest.get(&key)? else {
+    let Some(bytes) = dest.get(&key).await? else {
         return Ok(None);
     };
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| invalid(&key, e))?;
@@ -294,8 +346,8 @@ pub fn read_manifest(dest: &dyn Destination, month: &str) -> Result<Option<Manif
 }
 
 /// A month already archived: a manifest whose files are all there, at their sizes.
-fn is_complete(dest: &dyn Destination, month: &str) -> Result<bool> {
-    let manifest = match read_manifest(dest, month) {
+async fn is_complete(dest: &dyn Destination, month: &str) -> Result<bool> {
+    let manifest = match read_manifest(dest, month).await {
         Ok(Some(manifest)) => manifest,
         Ok(None) | Err(Error::Archive(ArchiveError::Invalid { .. })) => return Ok(false),
         Err(e) => return Err(e),
@@ -305,7 +357,7 @@ fn is_complete(dest: &dyn Destination, month: &str) -> Result<bool> {
         .iter()
         .chain([&manifest.entries, &manifest.redactions])
     {
-        if dest.size(&file.path)? != Some(file.bytes) {
+        if dest.size(&file.path).await? != Some(file.bytes) {
             return Ok(false);
         }
     }
@@ -330,16 +382,27 @@ impl AuditLogs {
     /// seal entries and redactions, reads them back and verifies them, and only then writes
     /// its manifest. With `then_drop`, drops each verified month's partition. Idempotent: a
     /// month with a complete manifest is skipped; one without (an interrupted run) is rewritten.
-    /// Errors: [`ArchiveError::Unsupported`] (`s3://`), [`ArchiveError::MonthNotReady`] (rows of
-    /// the month not sealed yet, or in the default partition), [`ArchiveError::NotVerified`],
+    /// Errors: [`ArchiveError::Unsupported`] (an unknown scheme or malformed URL),
+    /// [`ArchiveError::LockUnavailable`], [`ArchiveError::MonthNotReady`] (rows of the month not
+    /// sealed yet, or in the default partition), [`ArchiveError::NotVerified`],
     /// [`ArchiveError::Storage`], [`Error::InvalidArgument`].
     pub async fn archive(&self, options: &ArchiveOptions) -> Result<ArchiveReport> {
-        let dest = destination::open(&options.to)?;
+        let lock = object_lock(options)?;
         let cutoff = cutoff(options, Utc::now())?;
+        // S3 opened as itself, for the retention date it fixed.
+        let (s3, local);
+        let (dest, locked_until): (&dyn Destination, _) = if options.to.starts_with("s3://") {
+            s3 = S3::open(&options.to, lock).await?;
+            (&s3, s3.retained_until())
+        } else {
+            local = destination::open(&options.to, lock).await?;
+            (&*local, None)
+        };
         let sealed = self.seal().await?;
         let mut report = ArchiveReport {
             destination: dest.url().to_owned(),
             sealed_rows: sealed.row_count,
+            locked_until,
             ..Default::default()
         };
         let mut client = self.options.connect().await?;
@@ -361,17 +424,17 @@ impl AuditLogs {
             .collect();
         for month in months {
             let key = month_key(month);
-            if is_complete(&*dest, &key)? {
+            if is_complete(dest, &key).await? {
                 report.months_skipped.push(key.clone());
             } else {
-                let (rows, bytes, files) = archive_month(&mut client, &*dest, month).await?;
+                let (rows, bytes, files) = archive_month(&mut client, dest, month).await?;
                 report.rows += rows;
                 report.bytes += bytes;
                 report.files += files;
                 report.months_archived.push(key.clone());
             }
             if options.then_drop.unwrap_or(false) {
-                drop_month(&client, &*dest, month).await?;
+                drop_month(&client, dest, month).await?;
                 report.months_dropped.push(key);
             }
         }
@@ -387,7 +450,7 @@ impl AuditLogs {
         against: Option<&str>,
     ) -> Result<ArchiveVerifyReport> {
         let against = against.map(parse_against).transpose()?;
-        let (mut report, seals) = verify_offline(&*destination::open(url)?)?;
+        let (mut report, seals) = verify_offline(&*destination::open(url, None).await?).await?;
         let client = self.options.connect().await?;
         let first = seals.keys().next().copied().unwrap_or(i64::MAX);
         let live = client
@@ -491,9 +554,10 @@ async fn archive_month(
 ) -> Result<(i64, i64, i64)> {
     let key = month_key(month);
     // What an interrupted run left: rewritten from scratch.
-    for leftover in dest.list(&format!("{key}/"))? {
+    dest.abandon(&format!("{key}/")).await?;
+    for leftover in dest.list(&format!("{key}/")).await? {
         if !leftover.ends_with('/') {
-            dest.delete(&leftover)?;
+            dest.delete(&leftover).await?;
         }
     }
     let tx = client
@@ -621,7 +685,7 @@ async fn archive_month(
             let rows = writer.rows();
             let path = path();
             let bytes = writer.finish().map_err(|e| invalid(&path, e))?;
-            dest.put(&path, &bytes)?;
+            dest.put(&path, &bytes).await?;
             files.push(ManifestFile {
                 path,
                 bytes: bytes.len() as u64,
@@ -636,16 +700,16 @@ async fn archive_month(
     }
     tx.commit().await.map_err(db_err)?;
 
-    let side = |name: &str, bytes: &[u8], size: usize| -> Result<ManifestFile> {
-        let path = format!("{key}/{name}");
-        dest.put(&path, bytes)?;
-        Ok(ManifestFile {
-            path,
-            bytes: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-            rows: (bytes.len() / size) as i64,
-        })
+    let side = |name: &str, bytes: &[u8], size: usize| ManifestFile {
+        path: format!("{key}/{name}"),
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+        rows: (bytes.len() / size) as i64,
     };
+    let entries = side("entries.bin", &data.entries, ENTRY);
+    dest.put(&entries.path, &data.entries).await?;
+    let redactions = side("redactions.bin", &data.redactions, REDACTION);
+    dest.put(&redactions.path, &data.redactions).await?;
     let manifest = Manifest {
         format: "audit-logs-archive".into(),
         schema_version: SCHEMA_VERSION,
@@ -654,8 +718,8 @@ async fn archive_month(
         row_count: written,
         first_id,
         last_id,
-        entries: side("entries.bin", &data.entries, ENTRY)?,
-        redactions: side("redactions.bin", &data.redactions, REDACTION)?,
+        entries,
+        redactions,
         files,
         chunks: data.chunks,
         seals: data.seals,
@@ -663,7 +727,7 @@ async fn archive_month(
     };
     // Read back and verified before the manifest exists: a manifest vouches for its month.
     let mut check = ArchiveVerifyReport::default();
-    verify_month(dest, &manifest, &mut check)?;
+    verify_month(dest, &manifest, &mut check).await?;
     if let Some(problem) = check.first_problem {
         return Err(ArchiveError::NotVerified {
             month: key,
@@ -673,7 +737,7 @@ async fn archive_month(
     }
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::internal("cannot write a manifest", e))?;
-    dest.put(&format!("{key}/manifest.json"), &json)?;
+    dest.put(&format!("{key}/manifest.json"), &json).await?;
     let bytes = manifest
         .files
         .iter()
@@ -806,12 +870,14 @@ async fn drop_month(
     month: i32,
 ) -> Result<()> {
     let key = month_key(month);
-    let manifest = read_manifest(dest, &key)?.ok_or_else(|| ArchiveError::NotVerified {
-        month: key.clone(),
-        problem: "it has no manifest".into(),
-    })?;
+    let manifest = read_manifest(dest, &key)
+        .await?
+        .ok_or_else(|| ArchiveError::NotVerified {
+            month: key.clone(),
+            problem: "it has no manifest".into(),
+        })?;
     let mut check = ArchiveVerifyReport::default();
-    verify_month(dest, &manifest, &mut check)?;
+    verify_month(dest, &manifest, &mut check).await?;
     if let Some(problem) = check.first_problem {
         return Err(ArchiveError::NotVerified {
             month: key,
@@ -820,7 +886,8 @@ async fn drop_month(
         .into());
     }
     let manifest_bytes = dest
-        .get(&format!("{key}/manifest.json"))?
+        .get(&format!("{key}/manifest.json"))
+        .await?
         .unwrap_or_default();
     client
         .query_one(
@@ -842,9 +909,9 @@ async fn drop_month(
 /// differs), every chunk head and seal head, and the links between the archive's seals.
 /// `against`, a head exported earlier, must be one of the archive's seal heads.
 /// Errors: [`ArchiveError::Unsupported`], [`ArchiveError::Storage`].
-pub fn verify_archive(url: &str, against: Option<&str>) -> Result<ArchiveVerifyReport> {
+pub async fn verify_archive(url: &str, against: Option<&str>) -> Result<ArchiveVerifyReport> {
     let against = against.map(parse_against).transpose()?;
-    let (mut report, seals) = verify_offline(&*destination::open(url)?)?;
+    let (mut report, seals) = verify_offline(&*destination::open(url, None).await?).await?;
     if let Some(prefix) = against {
         let found = seals.values().any(|s| s.head.starts_with(&prefix));
         report.against_found = Some(found);
@@ -857,19 +924,19 @@ pub fn verify_archive(url: &str, against: Option<&str>) -> Result<ArchiveVerifyR
 }
 
 /// The offline checks; returns the report (`ok` not set yet) and the archive's seals by id.
-fn verify_offline(
+async fn verify_offline(
     dest: &dyn Destination,
 ) -> Result<(ArchiveVerifyReport, BTreeMap<i64, ManifestSeal>)> {
     let mut report = ArchiveVerifyReport::default();
     let mut seals: BTreeMap<i64, ManifestSeal> = BTreeMap::new();
-    for folder in dest.list("")? {
+    for folder in dest.list("").await? {
         let Some(month) = folder
             .strip_suffix('/')
             .filter(|m| parse_month(m).is_some())
         else {
             continue;
         };
-        let manifest = match read_manifest(dest, month) {
+        let manifest = match read_manifest(dest, month).await {
             Ok(Some(manifest)) => manifest,
             Ok(None) => {
                 report.months_incomplete.push(month.to_owned());
@@ -890,7 +957,7 @@ fn verify_offline(
             Err(e) => return Err(e),
         };
         report.months_checked += 1;
-        verify_month(dest, &manifest, &mut report)?;
+        verify_month(dest, &manifest, &mut report).await?;
         for seal in manifest.seals {
             match seals.get(&seal.id) {
                 Some(seen) if *seen != seal => report.problem(Problem {
@@ -967,14 +1034,15 @@ fn seal_head(seal: &ManifestSeal, recomputed: &BTreeMap<i32, [u8; 32]>) -> Strin
 /// [`verify_month_files`], whose Parquet reader may panic on a file crafted to make it: the
 /// files are whoever wrote the archive's, and verifying one that was tampered with must report
 /// it, not end the process (an auditor's, or the Node process of `verifyArchive`).
-fn verify_month(
+async fn verify_month(
     dest: &dyn Destination,
     manifest: &Manifest,
     report: &mut ArchiveVerifyReport,
 ) -> Result<()> {
-    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        verify_month_files(dest, manifest, report)
-    }));
+    use futures_util::FutureExt;
+    let checked = std::panic::AssertUnwindSafe(verify_month_files(dest, manifest, report))
+        .catch_unwind()
+        .await;
     checked.unwrap_or_else(|_| {
         report.problem(Problem {
             kind: ProblemKind::FileMismatch,
@@ -992,7 +1060,7 @@ fn verify_month(
     })
 }
 
-fn verify_month_files(
+async fn verify_month_files(
     dest: &dyn Destination,
     manifest: &Manifest,
     report: &mut ArchiveVerifyReport,
@@ -1011,6 +1079,7 @@ fn verify_month_files(
     // Files: there, at their size and digest. A file that differs is still read, so that
     // the row that differs is named first; its own mismatch is returned for the caller to add.
     let read = |file: &ManifestFile,
+                fetched: Option<Vec<u8>>,
                 report: &mut ArchiveVerifyReport|
      -> Result<(Vec<u8>, Option<Problem>)> {
         report.files_checked += 1;
@@ -1025,7 +1094,7 @@ fn verify_month_files(
             );
             return Ok((Vec::new(), Some(p)));
         }
-        let Some(bytes) = dest.get(&file.path)? else {
+        let Some(bytes) = fetched else {
             let message = format!("{} is missing", file.path);
             let p = problem(
                 ProblemKind::FileMismatch,
@@ -1049,15 +1118,33 @@ fn verify_month_files(
             });
         Ok((bytes, differs))
     };
-    let read_now = |file: &ManifestFile, report: &mut ArchiveVerifyReport| -> Result<Vec<u8>> {
-        let (bytes, differs) = read(file, report)?;
+    // Fetched first: only a month's own keys (`read` reports any other).
+    let fetch = |file: &ManifestFile| {
+        let own = file.path.starts_with(&format!("{month}/"));
+        let path = file.path.clone();
+        async move {
+            match own {
+                true => dest.get(&path).await,
+                false => Ok(None),
+            }
+        }
+    };
+    let read_now = |file: &ManifestFile,
+                    fetched: Option<Vec<u8>>,
+                    report: &mut ArchiveVerifyReport|
+     -> Result<Vec<u8>> {
+        let (bytes, differs) = read(file, fetched, report)?;
         if let Some(p) = differs {
             report.problem(p);
         }
         Ok(bytes)
     };
-    let entries = read_now(&manifest.entries, report)?;
-    let redaction_bytes = read_now(&manifest.redactions, report)?;
+    let entries = read_now(&manifest.entries, fetch(&manifest.entries).await?, report)?;
+    let redaction_bytes = read_now(
+        &manifest.redactions,
+        fetch(&manifest.redactions).await?,
+        report,
+    )?;
     let mut redactions: BTreeMap<(i64, i64), ([u8; 32], [u8; 32])> = BTreeMap::new();
     for r in redaction_bytes.chunks_exact(REDACTION) {
         let i64_at = |at: usize| i64::from_be_bytes(r[at..at + 8].try_into().expect("8 bytes"));
@@ -1094,7 +1181,7 @@ fn verify_month_files(
     let mut recomputed: BTreeMap<(i64, i32), [u8; 32]> = BTreeMap::new();
     let (mut first_id, mut last_id, mut rows_read) = (None, None, 0i64);
     for file in &manifest.files {
-        let (bytes, differs) = read(file, report)?;
+        let (bytes, differs) = read(file, fetch(file).await?, report)?;
         let rows = match format::row_iter(bytes) {
             Ok(rows) => rows,
             Err(_) if differs.is_some() => {
@@ -1312,10 +1399,46 @@ mod tests {
     }
 
     #[test]
-    fn s3_is_refused_as_not_yet_supported() {
-        let err = destination::open("s3://bucket/prefix").err().unwrap();
-        assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
-        assert!(err.to_string().contains("not yet supported"), "{err}");
-        assert!(destination::open("file://relative").is_err());
+    fn other_schemes_and_relative_paths_are_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for url in ["ftp://host/dir", "file://relative"] {
+            let err = runtime
+                .block_on(destination::open(url, None))
+                .err()
+                .unwrap();
+            assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
+        }
+    }
+
+    #[test]
+    fn a_lock_needs_a_mode_and_days() {
+        let options = |mode: Option<&str>, days| ArchiveOptions {
+            lock_mode: mode.map(str::to_owned),
+            lock_days: days,
+            ..Default::default()
+        };
+        assert_eq!(object_lock(&options(None, None)).unwrap(), None);
+        assert_eq!(
+            object_lock(&options(Some("Compliance"), Some(2555))).unwrap(),
+            Some(ObjectLock {
+                mode: LockMode::Compliance,
+                days: 2555
+            })
+        );
+        for (mode, days) in [
+            (Some("legal-hold"), Some(1)),
+            (Some("governance"), None),
+            (None, Some(30)),
+            (Some("governance"), Some(0)),
+        ] {
+            let err = object_lock(&options(mode, days)).err().unwrap();
+            assert_eq!(
+                err.code(),
+                "AUDIT_LOGS_INVALID_ARGUMENT",
+                "{mode:?} {days:?}"
+            );
+        }
     }
 }

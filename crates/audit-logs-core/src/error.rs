@@ -125,6 +125,8 @@ codes! {
     ArchiveNotVerified = "AUDIT_LOGS_ARCHIVE_NOT_VERIFIED",
     /// [`ArchiveError::DropRefused`]
     ArchiveDropRefused = "AUDIT_LOGS_ARCHIVE_DROP_REFUSED",
+    /// [`ArchiveError::LockUnavailable`]
+    ArchiveLockUnavailable = "AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE",
     /// [`Error::InvalidArgument`]
     InvalidArgument = "AUDIT_LOGS_INVALID_ARGUMENT",
     /// [`Error::Output`]
@@ -445,7 +447,7 @@ impl ErasureError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
-    /// The destination is not one this version can write or read (`s3://` today).
+    /// The destination is not one this version can write or read, or its URL is malformed.
     #[error("archive destination {url} is not supported: {reason}")]
     Unsupported { url: String, reason: String },
 
@@ -474,6 +476,10 @@ pub enum ArchiveError {
     /// The database refused to drop an archived month's partition (`audit.drop_archived_month`).
     #[error("cannot drop the archived month: {reason}")]
     DropRefused { reason: String },
+
+    /// Object lock was asked of a bucket that cannot lock objects: nothing was written.
+    #[error("bucket {bucket} cannot lock objects: {reason}; archive to a bucket created with S3 Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket), or without a lock mode")]
+    LockUnavailable { bucket: String, reason: String },
 }
 
 impl ArchiveError {
@@ -485,6 +491,7 @@ impl ArchiveError {
             ArchiveError::MonthNotReady { .. } => Code::ArchiveMonthNotReady,
             ArchiveError::DropRefused { .. } => Code::ArchiveDropRefused,
             ArchiveError::NotVerified { .. } => Code::ArchiveNotVerified,
+            ArchiveError::LockUnavailable { .. } => Code::ArchiveLockUnavailable,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Archives: whole, sealed months written as Parquet and verified from the files alone, on a
 //! real PostgreSQL (a fresh database per test) and a real directory.
 mod common;
+// The same on S3 (an S3-compatible server started by the tests).
+#[path = "archive/s3.rs"]
+mod s3;
 
 use std::path::Path;
 
@@ -97,9 +100,12 @@ async fn months_archive_and_verify_from_the_files_alone() {
     );
     for month in &months {
         let manifest = archive::read_manifest(
-            &*archive::destination::open(&url(dir.path())).unwrap(),
+            &*archive::destination::open(&url(dir.path()), None)
+                .await
+                .unwrap(),
             month,
         )
+        .await
         .unwrap()
         .unwrap();
         assert_eq!(manifest.row_count, month_rows(&f, month).await);
@@ -142,19 +148,24 @@ async fn months_archive_and_verify_from_the_files_alone() {
 
     // No database: the files alone.
     drop(f);
-    let verified = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let verified = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.months_checked, 2);
     assert_eq!(verified.rows_checked, 640);
     assert_eq!(verified.seals_checked, 2);
     let head = verified.head.clone().unwrap();
-    let against = archive::verify_archive(&url(dir.path()), Some(&head[..32])).unwrap();
+    let against = archive::verify_archive(&url(dir.path()), Some(&head[..32]))
+        .await
+        .unwrap();
     assert!(
         against.ok && against.against_found == Some(true),
         "{against:?}"
     );
     let elsewhere =
         archive::verify_archive(&url(dir.path()), Some("00112233445566778899aabbccddeeff"))
+            .await
             .unwrap();
     assert!(!elsewhere.ok);
     assert_eq!(
@@ -177,7 +188,9 @@ async fn a_changed_value_in_a_parquet_file_is_named_by_row_month_and_file() {
     rows[57].set_text("new_values", Some(r#"{"id": 58, "total": 1}"#.into()));
     std::fs::write(&file, format::write_rows(&rows).unwrap()).unwrap();
 
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(!report.ok);
     let problem = report.first_problem.clone().unwrap();
     assert_eq!(problem.kind, ProblemKind::Changed, "{problem:?}");
@@ -200,7 +213,9 @@ async fn a_changed_value_in_a_parquet_file_is_named_by_row_month_and_file() {
     manifest.files[0].bytes = bytes.len() as u64;
     manifest.files[0].sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert_eq!(report.first_problem.unwrap().row_id, Some(victim.id));
 }
 
@@ -225,7 +240,9 @@ async fn a_tampered_manifest_fails_verification() {
         }
     }
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(!report.ok);
     assert_eq!(
         report.first_problem.unwrap().kind,
@@ -236,11 +253,18 @@ async fn a_tampered_manifest_fails_verification() {
     let mut manifest: Manifest = serde_json::from_slice(&original).unwrap();
     manifest.row_count += 1;
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    assert!(!archive::verify_archive(&url(dir.path()), None).unwrap().ok);
+    assert!(
+        !archive::verify_archive(&url(dir.path()), None)
+            .await
+            .unwrap()
+            .ok
+    );
 
     // Not a manifest at all.
     std::fs::write(&manifest_path, b"{\"format\": 1").unwrap();
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert_eq!(
         report.first_problem.unwrap().kind,
         ProblemKind::ManifestInvalid
@@ -259,7 +283,9 @@ async fn an_interrupted_archive_leaves_no_manifest_and_reruns_cleanly() {
     std::fs::write(month.join("part-0001.parquet.tmp"), b"PAR1 half").unwrap();
     std::fs::write(month.join("part-0003.parquet"), b"PAR1 garbage").unwrap();
 
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(
         report.ok,
         "an incomplete month is not part of the archive: {report:?}"
@@ -283,7 +309,9 @@ async fn an_interrupted_archive_leaves_no_manifest_and_reruns_cleanly() {
             "redactions.bin"
         ]
     );
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(report.ok && report.months_checked == 2, "{report:?}");
 
     // And a third run has nothing to do.
@@ -357,7 +385,9 @@ async fn a_month_redacted_after_sealing_archives_and_verifies() {
     assert!(report.rows_redacted >= 24, "{report:?}");
     let dir = tempfile::tempdir().unwrap();
     f.audit.archive(&options(dir.path())).await.unwrap();
-    let verified = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let verified = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(verified.ok, "{verified:?}");
     assert_eq!(verified.rows_redacted, report.rows_redacted);
 
@@ -374,6 +404,7 @@ async fn a_month_redacted_after_sealing_archives_and_verifies() {
     rows[i].set_text("actor_id", Some("u1".into()));
     std::fs::write(&file, format::write_rows(&rows).unwrap()).unwrap();
     let problem = archive::verify_archive(&url(dir.path()), None)
+        .await
         .unwrap()
         .first_problem
         .unwrap();
@@ -382,7 +413,7 @@ async fn a_month_redacted_after_sealing_archives_and_verifies() {
 }
 
 #[tokio::test]
-async fn months_not_ready_and_s3_are_refused_with_typed_errors() {
+async fn months_not_ready_and_unknown_schemes_are_refused_with_typed_errors() {
     let f = common::migrated().await;
     let dir = tempfile::tempdir().unwrap();
     // Rows of a past month still in the default partition (maintain not run).
@@ -415,13 +446,24 @@ async fn months_not_ready_and_s3_are_refused_with_typed_errors() {
     let err = f
         .audit
         .archive(&ArchiveOptions {
-            to: "s3://bucket/audit".into(),
+            to: "gs://bucket/audit".into(),
             ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
-    assert!(err.to_string().contains("not yet supported"), "{err}");
+    assert!(err.to_string().contains("s3://bucket/prefix"), "{err}");
+    // A lock is S3's: asked of a directory, refused before anything is written.
+    let err = f
+        .audit
+        .archive(&ArchiveOptions {
+            lock_mode: Some("compliance".into()),
+            lock_days: Some(1),
+            ..options(dir.path())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_UNSUPPORTED");
 }
 
 /// Deployed as the README says: the application's role, granted audit_reader and
@@ -535,7 +577,9 @@ async fn a_damaged_parquet_file_is_reported_never_crashes() {
         bytes[at] ^= 0xff;
     }
     std::fs::write(&file, bytes).unwrap();
-    let report = archive::verify_archive(&url(dir.path()), None).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
     assert!(!report.ok);
     let problem = report.first_problem.clone().unwrap();
     assert_eq!(

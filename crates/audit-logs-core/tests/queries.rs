@@ -974,3 +974,115 @@ async fn field_changes_of_a_field_that_is_no_column_says_so_and_names_the_column
     // A column that exists and never changed is an empty answer, not an error.
     assert!(changes("title").await.unwrap().is_empty());
 }
+
+/// A busy record (more entries than the history's first look at its key) still has the events
+/// logged about it under another name of its table in its history, newest first and paged like
+/// the rest; events under other names, or about another record, are not. Expected: the whole
+/// log read and filtered here.
+#[tokio::test]
+async fn a_busy_records_history_keeps_the_events_about_it_under_other_names() {
+    let f = common::migrated().await;
+    track(
+        &f,
+        "create table accounts (id int primary key, n int);
+         create table quiet (id int primary key, n int);
+         insert into accounts values (1, 0), (2, 0);
+         insert into quiet values (1, 0);",
+        "accounts",
+    )
+    .await;
+    track(&f, "", "quiet").await;
+    let event = |target_type: &str, id: &str| NewEvent {
+        target_type: Some(target_type.into()),
+        target_id: Some(id.into()),
+        ..NewEvent::new("account.viewed")
+    };
+    f.audit
+        .log_many(&[event("account", "2"), event("post", "1")], None)
+        .await
+        .unwrap();
+    // Dated a year ahead, so in the default partition, which the history's first look at the
+    // key reaches only after the 256 entries of this month's: found by the second look.
+    f.sql()
+        .await
+        .batch_execute(
+            "insert into audit.audit_logs (created_at, action, target_type, target_id)
+             select now() + interval '1 year', 'account.viewed', t, '1'
+               from unnest('{account,Accounts,account}'::text[]) as t",
+        )
+        .await
+        .unwrap();
+    f.sql()
+        .await
+        .batch_execute(
+            "do $$ begin
+               for i in 1..300 loop
+                 update accounts set n = i where id = 1;
+                 update quiet set n = i where id = 1;
+               end loop;
+             end $$;
+             update accounts set n = -1 where id = 2;",
+        )
+        .await
+        .unwrap();
+    let all = f.entries().await;
+    let about = |id: &str, names: &[&str]| -> Vec<i64> {
+        let mut ids: Vec<i64> = all
+            .iter()
+            .filter(|e| {
+                e.target_id.as_deref() == Some(id)
+                    && names.contains(&e.target_type.as_deref().unwrap_or(""))
+            })
+            .map(|e| e.id)
+            .collect();
+        ids.reverse();
+        ids
+    };
+    let history = |id: i64, limit: u32, before: Option<i64>| {
+        let audit = &f.audit;
+        async move {
+            let mut query = audit_logs_core::HistoryQuery::of_table("accounts", json!(id));
+            query.limit = Some(limit);
+            query.before = before;
+            audit
+                .history(&query)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<i64>>()
+        }
+    };
+
+    let busy = about("1", &["public.accounts", "account", "Accounts"]);
+    assert_eq!(busy.len(), 300 + 3, "300 updates, three events");
+    assert_eq!(
+        f.count("select count(*) from audit.audit_logs_default where target_id = '1'")
+            .await,
+        3
+    );
+    assert_eq!(history(1, 1000, None).await, busy);
+    // Paged: the last page holds the events, older than every update (ids order history).
+    assert_eq!(history(1, 100, None).await, busy[..100]);
+    assert_eq!(history(1, 100, Some(busy[299])).await, busy[300..]);
+
+    // A record with few entries, and the same table's busy record without events: the same rule.
+    assert_eq!(
+        history(2, 1000, None).await,
+        about("2", &["public.accounts", "account", "Accounts"])
+    );
+    let quiet = audit_logs_core::HistoryQuery::of_table("quiet", json!(1));
+    let read: Vec<i64> = f
+        .audit
+        .history(&audit_logs_core::HistoryQuery {
+            limit: Some(1000),
+            ..quiet
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(read, about("1", &["public.quiet"]));
+    assert_eq!(read.len(), 300);
+}

@@ -723,7 +723,9 @@ async fn a_v12_install_upgrades_to_archives_and_archives_its_past_months() {
         .unwrap();
     assert_eq!(archived.rows, 50);
     assert_eq!(archived.months_dropped.len(), 1);
-    let offline = audit_logs_core::archive::verify_archive(&url, None).unwrap();
+    let offline = audit_logs_core::archive::verify_archive(&url, None)
+        .await
+        .unwrap();
     assert!(offline.ok && offline.rows_checked == 50, "{offline:?}");
     let live = f.audit.verify(&VerifyOptions::default()).await.unwrap();
     assert!(live.ok && live.rows_expired == 50, "{live:?}");
@@ -735,4 +737,79 @@ async fn a_v12_install_upgrades_to_archives_and_archives_its_past_months() {
         f.entries().await.last().unwrap().target_id.as_deref(),
         Some("99")
     );
+}
+
+/// V14 makes a record's history read events under other names only when there are some. A V13
+/// install, tracked and filled (row changes, a key change, events under the table's other
+/// names, one busy record), upgrades with its log untouched, and each record's history reads as
+/// the log says: its row changes, the UPDATE that took its key away, its events, newest first.
+#[tokio::test]
+async fn a_v13_install_upgrades_to_history_that_reads_events_only_where_there_are() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until = migrate::MigrateOptions {
+        until: Some(13),
+        ..Default::default()
+    };
+    migrate::run(&options, &until).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table before_upgrade (id int primary key, email text, secret text, n int);
+         select audit.enable_tracking('before_upgrade', '{secret}');",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(&workload("before_upgrade")).await.unwrap();
+    db.batch_execute(
+        "insert into before_upgrade values (5, 'e@x.io', 's', 0);
+         do $$ begin for i in 1..300 loop update before_upgrade set n = i where id = 5; end loop; end $$;
+         select audit.log_event('record.viewed', target_type => t, target_id => k)
+           from (values ('BeforeUpgrade', '1'), ('before_upgrade', '20'), ('BeforeUpgrade', '5'),
+                        ('other', '1')) as e(t, k);",
+    )
+    .await
+    .unwrap();
+    let before = f.entries().await;
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(14));
+    assert_eq!(f.entries().await, before, "the log untouched");
+    assert_eq!(
+        f.count(
+            "select count(*) from pg_proc
+              where oid = 'audit.record_history(text, jsonb, bigint, bigint, text[])'::regprocedure
+                and prosrc like '%limit 256%'"
+        )
+        .await,
+        1
+    );
+
+    let names = ["public.before_upgrade", "BeforeUpgrade", "before_upgrade"];
+    for key in ["1", "2", "20", "3", "5"] {
+        let mut expected: Vec<i64> = before
+            .iter()
+            .filter(|e| {
+                let name = e.target_type.as_deref().unwrap_or("");
+                (e.target_id.as_deref() == Some(key) && names.contains(&name))
+                    || (e.old_target_id.as_deref() == Some(key) && name == names[0])
+            })
+            .map(|e| e.id)
+            .collect();
+        expected.reverse();
+        let mut query = audit_logs_core::HistoryQuery::of_table(
+            "before_upgrade",
+            serde_json::json!(key.parse::<i64>().unwrap()),
+        );
+        query.limit = Some(1000);
+        let history: Vec<i64> = f
+            .audit
+            .history(&query)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(history, expected, "history of {key}");
+    }
 }

@@ -1,35 +1,56 @@
 //! Where archives go. A [`Destination`] stores whole objects under slash-separated keys, the
-//! way an object store does, so that S3 (multipart, object lock) can be added beside
-//! [`LocalDirectory`] without touching the archiver.
+//! way an object store does: [`LocalDirectory`] for `file://`, [`S3`] for `s3://` (and the
+//! S3-compatible stores: MinIO, R2, GCS interoperability).
 
 use std::fs;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use crate::error::{ArchiveError, Result};
+
+mod s3;
+pub use s3::{LockMode, ObjectLock, S3};
+
+/// What a [`Destination`] method returns: the trait is used as `dyn`, so its futures are boxed.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// An archive's storage: objects by key (`2026-01/part-0000.parquet`).
 pub trait Destination: Send + Sync {
     /// The URL it was opened from, for messages and reports.
     fn url(&self) -> &str;
     /// Stores `bytes` under `key` durably and atomically: a reader sees the whole object or
-    /// none (on a filesystem: a temporary name, fsync, rename).
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+    /// none (on a filesystem: a temporary name, fsync, rename; on S3: one PUT, or a multipart
+    /// upload that only exists once completed).
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> Pending<'a, ()>;
     /// The object under `key`; `None` when there is none.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    fn get<'a>(&'a self, key: &'a str) -> Pending<'a, Option<Vec<u8>>>;
     /// The size of the object under `key`; `None` when there is none.
-    fn size(&self, key: &str) -> Result<Option<u64>>;
+    fn size<'a>(&'a self, key: &'a str) -> Pending<'a, Option<u64>>;
     /// The keys directly under `prefix` (a folder, ending in `/`, or empty for the top), sorted:
     /// objects and, for folders, their name ending in `/`.
-    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    fn list<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<String>>;
     /// Removes the object under `key`, if any.
-    fn delete(&self, key: &str) -> Result<()>;
+    fn delete<'a>(&'a self, key: &'a str) -> Pending<'a, ()>;
+    /// Discards writes an interrupted run left unfinished under `prefix` (S3: its multipart
+    /// uploads, which are invisible to `list` yet billed until aborted).
+    fn abandon<'a>(&'a self, prefix: &'a str) -> Pending<'a, ()>;
 }
 
-/// Opens the destination a URL names: `file:///absolute/dir` today. `s3://` is refused with
-/// [`ArchiveError::Unsupported`] until it is implemented.
-pub fn open(url: &str) -> Result<Box<dyn Destination>> {
+/// Opens the destination a URL names: `file:///absolute/dir`, or `s3://bucket/prefix` (see
+/// [`S3::open`] for its query options and where credentials come from). `lock`, S3 only,
+/// writes every object with that retention.
+/// Errors: [`ArchiveError::Unsupported`] (another scheme, a relative path, a lock asked of a
+/// file URL), [`ArchiveError::LockUnavailable`], [`ArchiveError::Storage`].
+pub async fn open(url: &str, lock: Option<ObjectLock>) -> Result<Box<dyn Destination>> {
     if let Some(path) = url.strip_prefix("file://") {
+        if lock.is_some() {
+            return Err(unsupported(
+                url,
+                "object lock needs an s3:// destination whose bucket has S3 Object Lock",
+            ));
+        }
         let path = percent_encoding::percent_decode_str(path)
             .decode_utf8()
             .map_err(|_| unsupported(url, "the path is not UTF-8"))?;
@@ -45,15 +66,15 @@ pub fn open(url: &str) -> Result<Box<dyn Destination>> {
         }));
     }
     if url.starts_with("s3://") {
-        return Err(unsupported(
-            url,
-            "S3 is not yet supported by this version; archive to file:///dir and copy it to the bucket",
-        ));
+        return Ok(Box::new(S3::open(url, lock).await?));
     }
-    Err(unsupported(url, "expected file:///absolute/dir"))
+    Err(unsupported(
+        url,
+        "expected file:///absolute/dir or s3://bucket/prefix",
+    ))
 }
 
-fn unsupported(url: &str, reason: &str) -> crate::Error {
+pub(crate) fn unsupported(url: &str, reason: &str) -> crate::Error {
     ArchiveError::Unsupported {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -69,21 +90,26 @@ pub struct LocalDirectory {
 
 impl LocalDirectory {
     fn path(&self, key: &str) -> Result<PathBuf> {
-        // Keys come from the archiver and manifests: refuse any that would leave the root.
-        if key.is_empty()
-            || key.starts_with('/')
-            || key
-                .split('/')
-                .any(|part| part.is_empty() || part == "." || part == "..")
-        {
-            return Err(ArchiveError::Invalid {
-                path: key.to_owned(),
-                reason: "not a key of this archive".into(),
-            }
-            .into());
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
+}
+
+/// Keys come from the archiver and from manifests: refuse any that would leave the root.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(ArchiveError::Invalid {
+            path: key.to_owned(),
+            reason: "not a key of this archive".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn storage(path: &Path, source: std::io::Error) -> crate::Error {
@@ -99,7 +125,36 @@ impl Destination for LocalDirectory {
         &self.url
     }
 
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+    fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> Pending<'a, ()> {
+        Box::pin(async move { self.put_now(key, bytes) })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> Pending<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.get_now(key) })
+    }
+
+    fn size<'a>(&'a self, key: &'a str) -> Pending<'a, Option<u64>> {
+        Box::pin(async move { self.size_now(key) })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<String>> {
+        Box::pin(async move { self.list_now(prefix) })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move { self.delete_now(key) })
+    }
+
+    fn abandon<'a>(&'a self, _prefix: &'a str) -> Pending<'a, ()> {
+        // A temporary file is an object to `list`: the archiver deletes it with the rest.
+        Box::pin(async { Ok(()) })
+    }
+}
+
+// Plain blocking calls: archives are written and read a file at a time, and a local disk
+// answers fast enough not to need a blocking pool.
+impl LocalDirectory {
+    fn put_now(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().expect("a key has a folder");
         fs::create_dir_all(dir).map_err(|e| storage(dir, e))?;
@@ -115,7 +170,7 @@ impl Destination for LocalDirectory {
             .map_err(|e| storage(dir, e))
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn get_now(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -124,7 +179,7 @@ impl Destination for LocalDirectory {
         }
     }
 
-    fn size(&self, key: &str) -> Result<Option<u64>> {
+    fn size_now(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(meta) => Ok(Some(meta.len())),
@@ -133,7 +188,7 @@ impl Destination for LocalDirectory {
         }
     }
 
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn list_now(&self, prefix: &str) -> Result<Vec<String>> {
         let dir = if prefix.is_empty() {
             self.root.clone()
         } else {
@@ -157,7 +212,7 @@ impl Destination for LocalDirectory {
         Ok(keys)
     }
 
-    fn delete(&self, key: &str) -> Result<()> {
+    fn delete_now(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -27,11 +27,12 @@ pub struct VerifyArchiveOptions {
     pub against: Option<String>,
 }
 
-/// Verifies an archive (`file:///dir`) from its files alone, with no database: each file's
+/// Verifies an archive (`file:///dir` or `s3://bucket/prefix`) from its files alone, with no database: each file's
 /// sha256, each row's digest against its seal entry (naming the first row that differs, its
 /// month and file), each chunk and seal head, and the links between the archive's seals. A
 /// failed verification resolves with `ok: false`; rejects with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED`
-/// (`s3://`), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
+/// (another scheme, a malformed URL), `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or
+/// `AUDIT_LOGS_INVALID_ARGUMENT`.
 #[napi(
     js_name = "verifyArchive",
     ts_return_type = "Promise<ArchiveVerifyReport>"
@@ -43,15 +44,18 @@ pub fn verify_archive_files<'env>(
 ) -> Result<PromiseRaw<'env, core::archive::ArchiveVerifyReport>> {
     let against = options.and_then(|o| o.against);
     promise(env, async move {
-        // Reading and hashing files: off the runtime's threads.
-        tokio::task::spawn_blocking(move || core::archive::verify_archive(&url, against.as_deref()))
-            .await
-            .unwrap_or_else(|e| {
-                Err(core::Error::Internal {
-                    reason: format!("the archive verifier stopped: {e}"),
-                    source: None,
-                })
+        // Hashing and decoding files: off the runtime's threads, which still serve its I/O.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(core::archive::verify_archive(&url, against.as_deref()))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(core::Error::Internal {
+                reason: format!("the archive verifier stopped: {e}"),
+                source: None,
             })
+        })
     })
 }
 
@@ -128,11 +132,14 @@ impl AuditLogs {
     }
 
     /// Writes each whole, sealed month before the cut-off (`before: 'YYYY-MM'` or
-    /// `olderThanMonths`; default: every month that ended) to `to` (`file:///dir`) as Parquet,
+    /// `olderThanMonths`; default: every month that ended) to `to` (`file:///dir` or
+    /// `s3://bucket/prefix`, see {@link ArchiveOptions.to}) as Parquet,
     /// with its seal entries and a manifest written last, after reading the month back and
     /// verifying it; with `thenDrop`, then drops its partition (recorded as retention records
-    /// its drops, so `verify()` keeps passing). Months already archived are skipped. Rejects
-    /// with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (`s3://`: not yet supported),
+    /// its drops, so `verify()` keeps passing). Months already archived are skipped. With
+    /// `lockMode` and `lockDays`, each object is written under S3 Object Lock retention. Rejects
+    /// with `AUDIT_LOGS_ARCHIVE_UNSUPPORTED` (another scheme, a malformed URL),
+    /// `AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE` (the bucket has no Object Lock),
     /// `AUDIT_LOGS_ARCHIVE_MONTH_NOT_READY`, `AUDIT_LOGS_ARCHIVE_NOT_VERIFIED`,
     /// `AUDIT_LOGS_ARCHIVE_STORAGE_FAILED` or `AUDIT_LOGS_INVALID_ARGUMENT`.
     #[napi(ts_return_type = "Promise<ArchiveReport>")]
