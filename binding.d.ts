@@ -254,7 +254,15 @@ export interface MaintainReport {
   partitionsCreated: Array<string>
   /** Rows moved from the default partition into monthly partitions. */
   rowsMoved: number
+  /** Partitions dropped: past retention, or archived first when the policy has `archive_to`. */
   partitionsDropped: Array<string>
+  /** Months archived by this run before retention dropped them (`YYYY-MM`). */
+  monthsArchived: Array<string>
+  /**
+   * Partitions past retention left in place for want of their archive: by `audit.maintain()`
+   * in SQL, which cannot archive; empty after `maintain` of the package unless it failed.
+   */
+  partitionsAwaitingArchive: Array<string>
   rowsAnonymized: number
   /** Rows sealed before retention ran. */
   sealedRows: number
@@ -349,6 +357,20 @@ export interface RetentionSettings {
   anonymizeAfterDays?: number
   /** `ip_address` and/or `user_agent`. Default: both. */
   anonymizeFields?: Array<string>
+  /**
+   * Where `maintain` archives a month before retention drops it (`file:///dir`,
+   * `s3://bucket/prefix`, as for `archive`); `""` (absent when read) drops without archiving.
+   * With it, `audit.maintain()` in SQL leaves such months for `maintain` of the package.
+   * Default: none.
+   */
+  archiveTo?: string
+  /**
+   * S3 Object Lock mode of those archives: `compliance` or `governance`, with
+   * `archive_lock_days`; `""` turns it off. Default: none.
+   */
+  archiveLockMode?: string
+  /** Days each archived object is locked, from its archiving. */
+  archiveLockDays?: number
 }
 
 /** A record changed again after a change being undone, with those later entries. */

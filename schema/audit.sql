@@ -465,18 +465,18 @@ $$;
 
 COMMENT ON FUNCTION audit.column_types(target regclass) IS 'The types of a table''s columns, in order (tracking options).';
 
--- FUNCTION configure(integer, integer, integer, text[])
+-- FUNCTION configure(integer, integer, integer, text[], text, text, integer)
 
-CREATE FUNCTION audit.configure(months_ahead integer DEFAULT NULL::integer, retention_months integer DEFAULT NULL::integer, anonymize_after_days integer DEFAULT NULL::integer, anonymize_fields text[] DEFAULT NULL::text[]) RETURNS jsonb
+CREATE FUNCTION audit.configure(months_ahead integer DEFAULT NULL::integer, retention_months integer DEFAULT NULL::integer, anonymize_after_days integer DEFAULT NULL::integer, anonymize_fields text[] DEFAULT NULL::text[], archive_to text DEFAULT NULL::text, archive_lock_mode text DEFAULT NULL::text, archive_lock_days integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   before_settings audit.settings;
   result jsonb;
 begin
   -- 0 turns retention or anonymization off; null leaves a setting as it is.
-  if retention_months < 0 or anonymize_after_days < 0 or months_ahead < 0 then
+  if retention_months < 0 or anonymize_after_days < 0 or months_ahead < 0 or archive_lock_days < 0 then
     raise exception 'audit-logs: settings must not be negative (0 turns retention or anonymization off)'
       using errcode = 'AL010';
   end if;
@@ -484,6 +484,15 @@ begin
     raise exception 'audit-logs: cannot anonymize %: only ip_address and user_agent can be anonymized',
       array_to_string(array(select unnest(anonymize_fields) except select unnest('{ip_address,user_agent}'::text[])), ', ')
       using errcode = 'AL010', hint = 'Erase other personal data with audit.redact().';
+  end if;
+  if archive_to <> '' and (archive_to !~ '^(file:///|s3://)[^[:space:]]+$' or octet_length(archive_to) > 2048) then
+    raise exception 'audit-logs: archive_to must be file:///absolute/dir or s3://bucket/prefix (at most 2048 bytes), got %',
+      quote_literal(left(archive_to, 100))
+      using errcode = 'AL010', hint = 'Credentials are never part of it: they come from the environment of maintain().';
+  end if;
+  if archive_lock_mode <> '' and archive_lock_mode not in ('compliance', 'governance') then
+    raise exception 'audit-logs: archive_lock_mode must be compliance or governance, got %', quote_literal(left(archive_lock_mode, 100))
+      using errcode = 'AL010';
   end if;
   select * into before_settings from audit.settings;
   begin
@@ -494,10 +503,19 @@ begin
       anonymize_after_days = case when configure.anonymize_after_days is null then s.anonymize_after_days
                                   else nullif(configure.anonymize_after_days, 0) end,
       anonymize_fields = coalesce(configure.anonymize_fields, s.anonymize_fields),
+      archive_to = case when configure.archive_to is null then s.archive_to
+                        else nullif(configure.archive_to, '') end,
+      -- Turning the archive off turns its lock off; a lock mode of '' clears both.
+      archive_lock_mode = case when configure.archive_to = '' or configure.archive_lock_mode = '' then null
+                               else coalesce(configure.archive_lock_mode, s.archive_lock_mode) end,
+      archive_lock_days = case when configure.archive_to = '' or configure.archive_lock_mode = '' then null
+                               else coalesce(nullif(configure.archive_lock_days, 0), s.archive_lock_days) end,
       updated_at = now()
     returning to_jsonb(s) - 'singleton' into result;
   exception when check_violation then
-    raise exception 'audit-logs: settings out of range: months_ahead 0 to 120, retention_months 1 to 1200, anonymize_after_days 1 to 36500'
+    raise exception 'audit-logs: settings out of range: months_ahead 0 to 120, retention_months 1 to 1200, '
+                    'anonymize_after_days 1 to 36500, archive_lock_days 1 to 36500 with a lock mode (and only '
+                    'with an s3:// archive_to)'
       using errcode = 'AL010';
   end;
   if (to_jsonb(before_settings) - 'singleton' - 'updated_at') is distinct from (result - 'updated_at') then
@@ -507,11 +525,11 @@ begin
   end if;
   return result;
 end
-$$;
+$_$;
 
--- COMMENT FUNCTION configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[])
+-- COMMENT FUNCTION configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[], archive_to text, archive_lock_mode text, archive_lock_days integer)
 
-COMMENT ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[]) IS 'Changes the retention policy (null leaves a setting unchanged; 0 turns retention or anonymization off) and records the change as an audit.settings_changed event. Errors: AL010.';
+COMMENT ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[], archive_to text, archive_lock_mode text, archive_lock_days integer) IS 'Changes the retention policy of audit.settings (null leaves a setting as it is; 0, or '''' for the archive, turns it off) and records the change as an audit.settings_changed event. Returns the policy.';
 
 -- FUNCTION create_partitions(integer)
 
@@ -1432,13 +1450,14 @@ COMMENT ON FUNCTION audit.log_events(events jsonb) IS 'Records many application 
 CREATE FUNCTION audit.maintain(months_ahead integer DEFAULT NULL::integer, retention_months integer DEFAULT NULL::integer, anonymize_after_days integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
   policy audit.settings;
   sealed record;
   created text[];
   moved bigint;
   dropped text[] := '{}';
+  awaiting text[] := '{}';
   anonymized bigint := 0;
 begin
   select * into policy from audit.settings;
@@ -1455,7 +1474,17 @@ begin
   perform audit.protect_partitions();
   -- Seal before dropping, so that no row leaves unsealed.
   select * into sealed from audit.seal();
-  if retention_months is not null then
+  if retention_months is not null and policy.archive_to is not null then
+    -- The months drop_expired_partitions would drop: whole months that ended before the cutoff.
+    awaiting := array(
+      select c.relname::text
+        from pg_partition_tree('audit.audit_logs') pt
+        join pg_class c on c.oid = pt.relid
+       where pt.isleaf and c.relname ~ '^audit_logs_p\d{4}_\d{2}$'
+         and (to_date(substring(c.relname from 'audit_logs_p(\d{4}_\d{2})$'), 'YYYY_MM') + interval '1 month')::date
+             <= (date_trunc('month', now() at time zone 'UTC') - make_interval(months => retention_months))::date
+       order by 1);
+  elsif retention_months is not null then
     dropped := audit.drop_expired_partitions(retention_months);
   end if;
   if anonymize_after_days is not null and cardinality(policy.anonymize_fields) > 0 then
@@ -1465,16 +1494,20 @@ begin
     'partitionsCreated', to_jsonb(created),
     'rowsMoved', moved,
     'partitionsDropped', to_jsonb(dropped),
+    'partitionsAwaitingArchive', to_jsonb(awaiting),
     'rowsAnonymized', anonymized,
     'sealedRows', coalesce(sealed.row_count, 0),
     'retentionMonths', retention_months,
-    'anonymizeAfterDays', anonymize_after_days);
+    'anonymizeAfterDays', anonymize_after_days,
+    'archiveTo', policy.archive_to,
+    'archiveLockMode', policy.archive_lock_mode,
+    'archiveLockDays', policy.archive_lock_days);
 end
-$$;
+$_$;
 
 -- COMMENT FUNCTION maintain(months_ahead integer, retention_months integer, anonymize_after_days integer)
 
-COMMENT ON FUNCTION audit.maintain(months_ahead integer, retention_months integer, anonymize_after_days integer) IS 'Runs the retention policy of audit.settings (arguments override it for this run; 0 turns a step off): moves default-partition rows into monthly partitions, creates the coming months'' partitions, seals, drops expired partitions and anonymizes due rows. Every step is recorded as an audit event. Safe from cron or pg_cron.';
+COMMENT ON FUNCTION audit.maintain(months_ahead integer, retention_months integer, anonymize_after_days integer) IS 'Runs the retention policy of audit.settings (arguments override it for this run; 0 turns a step off): moves default-partition rows into monthly partitions, creates the coming months'' partitions, seals, drops expired partitions (or, with an archive destination, names them for maintain() of the package to archive and drop) and anonymizes due rows. Every step is recorded as an audit event. Safe from cron or pg_cron.';
 
 -- FUNCTION may_mention(audit.audit_logs, text, text[])
 
@@ -3008,8 +3041,15 @@ CREATE TABLE audit.settings (
     anonymize_after_days integer DEFAULT 90,
     anonymize_fields text[] DEFAULT '{ip_address,user_agent}'::text[] NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    archive_to text,
+    archive_lock_mode text,
+    archive_lock_days integer,
     CONSTRAINT settings_anonymize_after_days_check CHECK (((anonymize_after_days >= 1) AND (anonymize_after_days <= 36500))),
     CONSTRAINT settings_anonymize_fields_check CHECK ((anonymize_fields <@ '{ip_address,user_agent}'::text[])),
+    CONSTRAINT settings_archive_lock_check CHECK ((((archive_lock_mode IS NULL) = (archive_lock_days IS NULL)) AND ((archive_lock_mode IS NULL) OR (archive_to ~~ 's3://%'::text)))),
+    CONSTRAINT settings_archive_lock_days_check CHECK (((archive_lock_days >= 1) AND (archive_lock_days <= 36500))),
+    CONSTRAINT settings_archive_lock_mode_check CHECK ((archive_lock_mode = ANY (ARRAY['compliance'::text, 'governance'::text]))),
+    CONSTRAINT settings_archive_to_check CHECK (((archive_to ~ '^(file:///|s3://)[^[:space:]]+$'::text) AND (octet_length(archive_to) <= 2048))),
     CONSTRAINT settings_months_ahead_check CHECK (((months_ahead >= 0) AND (months_ahead <= 120))),
     CONSTRAINT settings_retention_months_check CHECK (((retention_months >= 1) AND (retention_months <= 1200))),
     CONSTRAINT settings_singleton_check CHECK (singleton)
@@ -3042,6 +3082,18 @@ COMMENT ON COLUMN audit.settings.anonymize_fields IS 'Columns anonymized: ip_add
 -- COMMENT COLUMN settings.updated_at
 
 COMMENT ON COLUMN audit.settings.updated_at IS 'When the policy last changed.';
+
+-- COMMENT COLUMN settings.archive_to
+
+COMMENT ON COLUMN audit.settings.archive_to IS 'Where maintain() archives a month before retention drops it (file:///dir or s3://bucket/prefix); null: retention drops without archiving.';
+
+-- COMMENT COLUMN settings.archive_lock_mode
+
+COMMENT ON COLUMN audit.settings.archive_lock_mode IS 'S3 Object Lock mode of the archived objects (compliance or governance), with archive_lock_days; null: none.';
+
+-- COMMENT COLUMN settings.archive_lock_days
+
+COMMENT ON COLUMN audit.settings.archive_lock_days IS 'Days each archived object is locked from its archiving.';
 
 -- TABLE table_renames
 
@@ -3409,10 +3461,10 @@ REVOKE ALL ON FUNCTION audit.advisory_xact_lock(key bigint, purpose text, max_wa
 
 REVOKE ALL ON FUNCTION audit.anonymize_due(after_days integer, fields text[]) FROM PUBLIC;
 
--- ACL FUNCTION configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[])
+-- ACL FUNCTION configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[], archive_to text, archive_lock_mode text, archive_lock_days integer)
 
-REVOKE ALL ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[]) TO audit_maintainer;
+REVOKE ALL ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[], archive_to text, archive_lock_mode text, archive_lock_days integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION audit.configure(months_ahead integer, retention_months integer, anonymize_after_days integer, anonymize_fields text[], archive_to text, archive_lock_mode text, archive_lock_days integer) TO audit_maintainer;
 
 -- ACL FUNCTION create_partitions(months_ahead integer)
 

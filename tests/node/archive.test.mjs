@@ -1,13 +1,18 @@
 // Archives from Node: archive() writes whole, sealed months to a directory, verifyArchive()
 // checks them from the files alone (and audit.verifyArchive() joined to the live chain).
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { verifyArchive } from '../../index.js'
 import { deferCleanup, migrated, rejectsWithCode, withClient } from './helpers.mjs'
+
+const bin = fileURLToPath(new URL('../../bin/audit-logs.js', import.meta.url))
+const cli = (args, { url }) =>
+  spawnSync(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: url }, encoding: 'utf8' })
 
 /** A migrated database with 40 rows in the month before last, moved into its partition and sealed. */
 async function withPastMonth(t) {
@@ -69,6 +74,24 @@ test('archive refuses other schemes, a lock on a directory, bad cut-offs, and ve
   await rejectsWithCode(assert, audit.archive({ to, before: '2026-01', olderThanMonths: 2 }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive(to, { against: 'xyz' }), 'AUDIT_LOGS_INVALID_ARGUMENT')
   await rejectsWithCode(assert, verifyArchive('gs://bucket/audit'), 'AUDIT_LOGS_ARCHIVE_UNSUPPORTED')
+})
+
+test('with archiveTo in the policy, maintain archives a month past retention before dropping it; the CLI saves it too', async (t) => {
+  const { url, audit, dir, to } = await withPastMonth(t)
+  const saved = await audit.configure({ retentionMonths: 1, archiveTo: to })
+  assert.equal(saved.archiveTo, to)
+  const report = await audit.maintain({ anonymizeAfterDays: 0 })
+  assert.equal(report.monthsArchived.length, 1)
+  const [month] = report.monthsArchived
+  assert.deepEqual(report.partitionsDropped, [`audit_logs_p${month.replace('-', '_')}`])
+  assert.deepEqual(report.partitionsAwaitingArchive, [])
+  assert.equal((await verifyArchive(to)).rowsChecked, 40)
+  assert.deepEqual(readdirSync(dir), [month])
+  await rejectsWithCode(assert, audit.configure({ archiveTo: 'ftp://host/audit' }), 'AUDIT_LOGS_INVALID_SETTINGS')
+  const printed = cli(['configure', '--archive-to', '', '--json'], { url })
+  assert.equal(printed.status, 0, printed.stderr)
+  assert.equal(JSON.parse(printed.stdout).archiveTo, undefined, 'turned off')
+  assert.equal((await audit.configure({})).archiveTo, undefined)
 })
 
 // DuckDB (its Python package; .ci/run installs it) reads the month as it is: a record's history

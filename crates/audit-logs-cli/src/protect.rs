@@ -64,6 +64,17 @@ pub struct ConfigureArgs {
     /// A field to anonymize (ip_address, user_agent; repeat for both).
     #[arg(long = "anonymize-field", value_name = "FIELD")]
     anonymize_fields: Vec<String>,
+    /// Archive each month before retention drops it, to file:///dir or s3://bucket/prefix, as
+    /// `archive` does (maintain does it; "" turns it off).
+    #[arg(long, value_name = "URL")]
+    archive_to: Option<String>,
+    /// S3 Object Lock of those archives: compliance or governance, with --archive-lock-days
+    /// ("" turns it off).
+    #[arg(long, value_name = "MODE")]
+    archive_lock_mode: Option<String>,
+    /// Days each archived object is locked, from its archiving.
+    #[arg(long, value_name = "DAYS")]
+    archive_lock_days: Option<i32>,
 }
 
 /// `redact`: a data subject (as for `subject`: with --email, --ip or --value, every value that
@@ -210,6 +221,9 @@ pub async fn configure(
             retention_months: args.retention_months,
             anonymize_after_days: args.anonymize_after_days,
             anonymize_fields: (!args.anonymize_fields.is_empty()).then_some(args.anonymize_fields),
+            archive_to: args.archive_to,
+            archive_lock_mode: args.archive_lock_mode,
+            archive_lock_days: args.archive_lock_days,
         })
         .await?;
     if out.json(&settings) {
@@ -219,6 +233,19 @@ pub async fn configure(
     match settings.retention_months {
         Some(months) => println!("Retention: {months} months"),
         None => println!("Retention: off (everything is kept)"),
+    }
+    match (
+        &settings.archive_to,
+        &settings.archive_lock_mode,
+        settings.archive_lock_days,
+    ) {
+        (Some(to), Some(mode), Some(days)) => {
+            println!(
+                "Archived before retention drops a month: to {to}, locked {days} days ({mode})"
+            )
+        }
+        (Some(to), _, _) => println!("Archived before retention drops a month: to {to}"),
+        (None, _, _) => println!("Archive before retention: off"),
     }
     let fields = settings.anonymize_fields.as_deref().unwrap_or_default();
     match settings.anonymize_after_days {
@@ -256,6 +283,15 @@ pub async fn maintain(audit: &AuditLogs, out: &Printer, args: MaintainArgs) -> R
             list(&report.partitions_dropped)
         ),
         None => println!("Retention: off (everything is kept)"),
+    }
+    if !report.months_archived.is_empty() {
+        println!("Months archived first: {}", list(&report.months_archived));
+    }
+    if !report.partitions_awaiting_archive.is_empty() {
+        println!(
+            "Past retention, kept until archived: {}",
+            list(&report.partitions_awaiting_archive)
+        );
     }
     match report.anonymize_after_days {
         Some(days) => println!(

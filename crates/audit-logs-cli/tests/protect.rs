@@ -307,3 +307,104 @@ async fn archive_then_verify_the_archive_without_the_database() {
         .stderr(predicate::str::contains("AUDIT_LOGS_ARCHIVE_UNSUPPORTED"))
         .stderr(predicate::str::contains("Object Lock"));
 }
+
+/// `archive --to s3://...` and `verify --archive s3://...` as a deployment runs them, against a
+/// real S3-compatible server: credentials, region and endpoint from an AWS profile (the files
+/// `aws configure` writes), none in the environment; without credentials, a storage error.
+#[tokio::test]
+async fn archive_to_s3_with_a_profile_and_verify_it_from_the_bucket() {
+    let db = migrated_with_rows().await;
+    sql(
+        &db,
+        "insert into audit.audit_logs (created_at, action, actor_id)
+         select date_trunc('month', now()) - interval '2 months' + g * interval '1 hour', 'test.old', 'u' || g
+           from generate_series(1, 30) g;
+         select audit.maintain(anonymize_after_days => 0);",
+    )
+    .await;
+    let moto = audit_logs_core::testing::S3Server::start();
+    moto.create_bucket("locked", true).await;
+    let home = tempfile::tempdir().unwrap();
+    let (config, credentials) = (home.path().join("config"), home.path().join("credentials"));
+    std::fs::write(
+        &config,
+        format!(
+            "[profile archiver]\nregion = eu-west-3\nendpoint_url = {}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &credentials,
+        "[archiver]\naws_access_key_id = AKIDARCHIVER\naws_secret_access_key = archiver-secret\n",
+    )
+    .unwrap();
+    let aws = |command: &mut Command| {
+        command
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_PROFILE", "archiver")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+        ] {
+            command.env_remove(name);
+        }
+    };
+    let to = "s3://locked/audit";
+    let mut archive = audit_logs(&db.url);
+    aws(&mut archive);
+    archive
+        .args([
+            "archive",
+            "--to",
+            to,
+            "--older-than-months",
+            "1",
+            "--lock-mode",
+            "governance",
+            "--lock-days",
+            "7",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Objects locked until: "));
+    let mut verify = Command::cargo_bin("audit-logs").unwrap();
+    aws(&mut verify);
+    verify
+        .env_remove("DATABASE_URL")
+        .args(["verify", "--archive", to])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Archive verification OK: 30 row(s)",
+        ));
+
+    // No credentials anywhere: the SDK's own message, under the storage code.
+    let mut anonymous = Command::cargo_bin("audit-logs").unwrap();
+    aws(&mut anonymous);
+    anonymous
+        .env_remove("DATABASE_URL")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", home.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
+        .args([
+            "verify",
+            "--archive",
+            &format!("{to}?endpoint={}", moto.endpoint()),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "AUDIT_LOGS_ARCHIVE_STORAGE_FAILED",
+        ))
+        .stderr(predicate::str::contains(
+            "no providers in chain provided credentials",
+        ));
+}

@@ -9,7 +9,9 @@
 //!              2026-01/manifest.json        written last: counts, chunk and seal heads, file digests
 //! ```
 //!
-//! A month without `manifest.json` is incomplete (an interrupted run): the next run rewrites it.
+//! `<destination>` is a directory (`file://`) or a bucket and prefix (`s3://`, see
+//! [`destination::S3`]). A month without `manifest.json` is incomplete (an interrupted run): the
+//! next run aborts its unfinished uploads and rewrites it.
 //! The Parquet columns and what the digests read are in [`format`]; the chain in
 //! [`crate::integrity::digest`].
 

@@ -1,5 +1,6 @@
 //! Fresh databases for tests: on the server of `DATABASE_URL` when it is set, otherwise on one
 //! throwaway server per process (see [`TemporaryPostgres`]), stopped when the process exits.
+//! And an S3-compatible server of a test's own ([`S3Server`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -132,6 +133,102 @@ pub fn database_url(server_url: &str, database: &str) -> Result<String> {
         url.push_str(query);
     }
     Ok(url)
+}
+
+/// An S3-compatible server of a test's own: moto's (`python3 -m pip install
+/// 'moto[server]==5.2.5'`, which `.ci/run` does), on a free port of 127.0.0.1, killed when
+/// dropped. Its multipart parts may be as small as 1 KiB, so that a test's month is uploaded in
+/// several. Panics when moto cannot be started.
+pub struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        use std::time::{Duration, Instant};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("S3_UPLOAD_PART_MIN_SIZE", "1024")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3, to run moto's S3 server");
+        let mut server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("moto exited ({status}): python3 -m pip install 'moto[server]==5.2.5'");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `s3://bucket/audit` on this server, uploading in parts of 4 KiB.
+    pub fn url(&self, bucket: &str) -> String {
+        format!(
+            "s3://{bucket}/audit?endpoint={}&part_size=4096",
+            self.endpoint
+        )
+    }
+
+    /// A client of this server with credentials of its own (moto takes any), whatever the
+    /// environment holds: for a test to set up and inspect buckets.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .http_client(crate::archive::destination::https_client())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Creates `bucket`, with Object Lock (and so versioning) when `locked`.
+    pub async fn create_bucket(&self, bucket: &str, locked: bool) {
+        self.client()
+            .create_bucket()
+            .bucket(bucket)
+            .object_lock_enabled_for_bucket(locked)
+            .send()
+            .await
+            .expect("create a bucket");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

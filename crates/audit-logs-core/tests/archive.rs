@@ -588,3 +588,110 @@ async fn a_damaged_parquet_file_is_reported_never_crashes() {
         "{report:?}"
     );
 }
+
+/// With an archive destination in the policy, a month past retention is never dropped
+/// unarchived: `audit.maintain()` in SQL (cron) leaves it and names it; `maintain` of the
+/// package archives it, verifies it and drops it; when archiving fails, nothing is dropped.
+#[tokio::test]
+async fn retention_archives_a_month_before_dropping_it_when_the_policy_says_where() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 50).await;
+    let partition = |month: &str| format!("audit_logs_p{}", month.replace('-', "_"));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |retention: i32, to: &str| audit_logs_core::Settings {
+        retention_months: Some(retention),
+        archive_to: Some(to.to_owned()),
+        ..Default::default()
+    };
+    let saved = f
+        .audit
+        .configure(&settings(2, &url(dir.path())))
+        .await
+        .unwrap();
+    assert_eq!(saved.archive_to, Some(url(dir.path())));
+    let rows_3 = month_rows(&f, &months[0]).await;
+    assert!(rows_3 > 0);
+
+    // SQL alone cannot archive: the month stays, named.
+    let sql: serde_json::Value = f
+        .sql()
+        .await
+        .query_one("select audit.maintain(anonymize_after_days => 0)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sql["partitionsDropped"], serde_json::json!([]));
+    assert_eq!(
+        sql["partitionsAwaitingArchive"],
+        serde_json::json!([partition(&months[0])])
+    );
+    assert_eq!(month_rows(&f, &months[0]).await, rows_3);
+
+    // The package's maintain archives it, then drops it.
+    let no_anonymization = MaintainOptions {
+        anonymize_after_days: Some(0),
+        ..Default::default()
+    };
+    let report = f.audit.maintain(&no_anonymization).await.unwrap();
+    assert_eq!(report.months_archived, vec![months[0].clone()]);
+    assert_eq!(report.partitions_dropped, vec![partition(&months[0])]);
+    assert!(report.partitions_awaiting_archive.is_empty());
+    assert_eq!(month_rows(&f, &months[0]).await, 0);
+    let offline = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
+    assert!(offline.ok, "{offline:?}");
+    assert_eq!(offline.rows_checked, rows_3);
+    let live = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(live.ok, "{live:?}");
+    assert_eq!(live.rows_expired, rows_3);
+
+    // A destination that cannot be written (a file where the directory should be): the next
+    // month past retention stays, and maintain says why.
+    let blocked = dir.path().join("not-a-directory");
+    std::fs::write(&blocked, b"x").unwrap();
+    f.audit
+        .configure(&settings(1, &url(&blocked)))
+        .await
+        .unwrap();
+    let rows_2 = month_rows(&f, &months[1]).await;
+    let err = f.audit.maintain(&no_anonymization).await.unwrap_err();
+    assert!(matches!(err, Error::Archive(_)), "{err:?}");
+    assert_eq!(month_rows(&f, &months[1]).await, rows_2, "nothing dropped");
+    f.audit
+        .configure(&settings(1, &url(dir.path())))
+        .await
+        .unwrap();
+    let report = f.audit.maintain(&no_anonymization).await.unwrap();
+    assert_eq!(report.partitions_dropped, vec![partition(&months[1])]);
+    assert_eq!(
+        archive::verify_archive(&url(dir.path()), None)
+            .await
+            .unwrap()
+            .rows_checked,
+        rows_3 + rows_2
+    );
+
+    // Turned off (""), retention drops as before; a malformed destination, or a lock without
+    // S3, is refused and changes nothing.
+    let off = f.audit.configure(&settings(1, "")).await.unwrap();
+    assert_eq!(off.archive_to, None);
+    for bad in [
+        settings(1, "http://bucket/audit"),
+        settings(1, "file://relative"),
+        audit_logs_core::Settings {
+            archive_lock_mode: Some("compliance".into()),
+            archive_lock_days: Some(30),
+            ..settings(1, &url(dir.path()))
+        },
+        audit_logs_core::Settings {
+            archive_lock_mode: Some("forever".into()),
+            archive_lock_days: Some(30),
+            ..settings(1, "s3://bucket/audit")
+        },
+    ] {
+        let err = f.audit.configure(&bad).await.unwrap_err();
+        assert_eq!(err.code(), "AUDIT_LOGS_INVALID_SETTINGS", "{bad:?}: {err}");
+    }
+    assert_eq!(f.audit.settings().await.unwrap(), off);
+}

@@ -813,3 +813,83 @@ async fn a_v13_install_upgrades_to_history_that_reads_events_only_where_there_ar
         assert_eq!(history, expected, "history of {key}");
     }
 }
+
+/// V15 adds the archive destination to the policy. A V14 install with a saved policy and a
+/// month past its retention upgrades with the policy kept and no destination, so that its
+/// retention drops as before; a library of the previous version still saves a policy (its
+/// four-argument call), and a destination saved after the upgrade makes maintain archive first.
+#[tokio::test]
+async fn a_v14_install_upgrades_to_archiving_before_retention_and_keeps_its_policy() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until = migrate::MigrateOptions {
+        until: Some(14),
+        ..Default::default()
+    };
+    migrate::run(&options, &until).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "select audit.configure(retention_months => 3, anonymize_after_days => 30);
+         insert into audit.audit_logs (created_at, action, actor_id)
+         select date_trunc('month', now()) - interval '2 months' + g * interval '1 minute', 'test.old', 'u' || g
+           from generate_series(1, 20) g;
+         select audit.maintain(anonymize_after_days => 0);",
+    )
+    .await
+    .unwrap();
+    let before = f.entries().await;
+    let policy_before = f.audit.settings().await.unwrap();
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(15));
+    assert_eq!(f.entries().await, before, "the log untouched");
+    let policy = f.audit.settings().await.unwrap();
+    assert_eq!(policy, policy_before);
+    assert_eq!(
+        (
+            policy.retention_months,
+            policy.anonymize_after_days,
+            policy.archive_to
+        ),
+        (Some(3), Some(30), None)
+    );
+    // The previous version's call: four typed arguments.
+    db.query(
+        "select audit.configure($1, $2, $3, $4)",
+        &[
+            &None::<i32>,
+            &Some(1i32),
+            &None::<i32>,
+            &None::<Vec<String>>,
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.audit.settings().await.unwrap().retention_months, Some(1));
+
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("file://{}", dir.path().display());
+    f.audit
+        .configure(&audit_logs_core::Settings {
+            archive_to: Some(to.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let maintained = f
+        .audit
+        .maintain(&audit_logs_core::MaintainOptions {
+            anonymize_after_days: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(maintained.months_archived.len(), 1, "{maintained:?}");
+    assert_eq!(maintained.partitions_dropped.len(), 1, "{maintained:?}");
+    let archived = audit_logs_core::archive::verify_archive(&to, None)
+        .await
+        .unwrap();
+    assert!(archived.ok, "{archived:?}");
+    assert_eq!(archived.rows_checked, 20);
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}

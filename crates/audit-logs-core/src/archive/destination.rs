@@ -11,6 +11,8 @@ use std::pin::Pin;
 use crate::error::{ArchiveError, Result};
 
 mod s3;
+#[cfg(feature = "testing")]
+pub(crate) use s3::https_client;
 pub use s3::{LockMode, ObjectLock, S3};
 
 /// What a [`Destination`] method returns: the trait is used as `dyn`, so its futures are boxed.

@@ -1,99 +1,31 @@
 //! Archives on S3: a real S3-compatible server (moto's, from PyPI, started here on a free port
 //! and stopped after each test), reached through the same SDK and credentials chain as users'.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use audit_logs_core::archive::{self, format, ArchiveOptions, S3};
+use audit_logs_core::testing::S3Server;
 use audit_logs_core::{ArchiveError, Error, ProblemKind};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ObjectLockMode;
 
 use super::{common, month_rows, past_months};
 
-/// A moto server of its own: killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
+/// A moto server of the test's own, the environment holding credentials and region as a
+/// deployment's would: the destination signs with them (moto accepts any). The same values in
+/// every test, so tests sharing a process agree.
+fn start() -> S3Server {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "audit-logs-test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "audit-logs-test-secret");
+        std::env::set_var("AWS_REGION", "us-east-1");
+    });
+    S3Server::start()
 }
 
-impl Moto {
-    fn start() -> Moto {
-        // Credentials and region as a user would set them: the SDK signs with them (moto
-        // accepts any). The same values in every test, so tests sharing a process agree.
-        static ENV: std::sync::Once = std::sync::Once::new();
-        ENV.call_once(|| {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "audit-logs-test");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "audit-logs-test-secret");
-            std::env::set_var("AWS_REGION", "us-east-1");
-        });
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            // Small multipart parts, so that a month of a test is uploaded in several.
-            .env("S3_UPLOAD_PART_MIN_SIZE", "1024")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "python3 with moto: python3 -m pip install 'moto[server]==5.2.5' (.ci/run does)",
-            );
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto exited ({status}): is moto[server] 5.2.5 installed for python3?");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    /// `s3://bucket/audit` on this server, in parts of 4 KiB.
-    fn url(&self, bucket: &str) -> String {
-        format!(
-            "s3://{bucket}/audit?endpoint={}&part_size=4096",
-            self.endpoint
-        )
-    }
-
-    /// A bucket, with Object Lock (and so versioning) when `locked`; the destination on it.
-    async fn bucket(&self, bucket: &str, locked: bool) -> S3 {
-        let s3 = S3::open(&self.url(bucket), None).await.unwrap();
-        s3.client()
-            .create_bucket()
-            .bucket(bucket)
-            .object_lock_enabled_for_bucket(locked)
-            .send()
-            .await
-            .unwrap();
-        s3
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A bucket, with Object Lock when `locked`; the destination on it.
+async fn bucket(moto: &S3Server, name: &str, locked: bool) -> S3 {
+    moto.create_bucket(name, locked).await;
+    S3::open(&moto.url(name), None).await.unwrap()
 }
 
 fn to(url: &str) -> ArchiveOptions {
@@ -117,10 +49,10 @@ async fn object(s3: &S3, key: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn months_archive_to_s3_in_parts_and_verify_offline_and_against_the_live_chain() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     let months = past_months(&f, 300).await;
-    let s3 = moto.bucket("plain", false).await;
+    let s3 = bucket(&moto, "plain", false).await;
     let url = moto.url("plain");
     let report = f.audit.archive(&to(&url)).await.unwrap();
     assert_eq!(report.months_archived, months);
@@ -174,10 +106,10 @@ async fn months_archive_to_s3_in_parts_and_verify_offline_and_against_the_live_c
 
 #[tokio::test]
 async fn a_changed_object_on_s3_is_named_by_row_month_and_file() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     let months = past_months(&f, 200).await;
-    let s3 = moto.bucket("plain", false).await;
+    let s3 = bucket(&moto, "plain", false).await;
     let url = moto.url("plain");
     f.audit.archive(&to(&url)).await.unwrap();
 
@@ -206,10 +138,10 @@ async fn a_changed_object_on_s3_is_named_by_row_month_and_file() {
 
 #[tokio::test]
 async fn an_interrupted_archive_on_s3_leaves_no_manifest_and_reruns_cleanly() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     let months = past_months(&f, 200).await;
-    let s3 = moto.bucket("plain", false).await;
+    let s3 = bucket(&moto, "plain", false).await;
     let url = moto.url("plain");
     f.audit.archive(&to(&url)).await.unwrap();
 
@@ -267,10 +199,10 @@ async fn an_interrupted_archive_on_s3_leaves_no_manifest_and_reruns_cleanly() {
 
 #[tokio::test]
 async fn with_object_lock_every_object_is_retained_and_cannot_be_deleted_before_its_date() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     let months = past_months(&f, 200).await;
-    let s3 = moto.bucket("locked", true).await;
+    let s3 = bucket(&moto, "locked", true).await;
     let url = moto.url("locked");
     let report = f
         .audit
@@ -347,10 +279,10 @@ async fn with_object_lock_every_object_is_retained_and_cannot_be_deleted_before_
 
 #[tokio::test]
 async fn a_lock_asked_of_a_bucket_without_object_lock_is_a_typed_error_and_writes_nothing() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     past_months(&f, 50).await;
-    let s3 = moto.bucket("plain", false).await;
+    let s3 = bucket(&moto, "plain", false).await;
     let err = f
         .audit
         .archive(&ArchiveOptions {
@@ -381,7 +313,7 @@ async fn a_lock_asked_of_a_bucket_without_object_lock_is_a_typed_error_and_write
 
 #[tokio::test]
 async fn a_missing_bucket_is_a_storage_error_naming_it() {
-    let moto = Moto::start();
+    let moto = start();
     let err = archive::verify_archive(&moto.url("nowhere"), None)
         .await
         .unwrap_err();
@@ -437,11 +369,11 @@ async fn relay_stalling_at_part_2(
 
 #[tokio::test]
 async fn an_archive_cut_off_mid_upload_reruns_cleanly() {
-    let moto = Moto::start();
+    let moto = start();
     let f = common::migrated().await;
     let months = past_months(&f, 200).await;
-    let s3 = moto.bucket("plain", false).await;
-    let upstream: std::net::SocketAddr = moto.endpoint["http://".len()..].parse().unwrap();
+    let s3 = bucket(&moto, "plain", false).await;
+    let upstream: std::net::SocketAddr = moto.endpoint()["http://".len()..].parse().unwrap();
     let (port, stalled) = relay_stalling_at_part_2(upstream).await;
     let through_relay = format!("s3://plain/audit?endpoint=http://127.0.0.1:{port}&part_size=4096");
 

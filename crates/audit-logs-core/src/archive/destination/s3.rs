@@ -98,7 +98,8 @@ fn parse(url: &str) -> Result<(String, String, Query)> {
     Ok((bucket.to_owned(), prefix, query))
 }
 
-fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+/// The SDK's HTTP client on this package's TLS stack (rustls with ring).
+pub(crate) fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
