@@ -42,6 +42,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Rows per Parquet file: a month larger than this is split into `part-0001`, ...
 const PART_ROWS: usize = 1_048_576;
 
+/// Session advisory lock key held while archiving ("auditarc" in ASCII).
+const ARCHIVE_LOCK_KEY: i64 = 0x6175_6469_7461_7263;
+/// How long a run waits for another to finish before saying who holds it: a run takes minutes
+/// to hours, so the second one is better told at once than left waiting.
+const ARCHIVE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes of one seal chunk entry: txid, id, first 8 bytes of the row digest.
 const ENTRY: usize = 24;
 /// Bytes of one redaction record: txid, id, original and latest personal digest.
@@ -400,6 +406,14 @@ impl AuditLogs {
             local = destination::open(&options.to, lock).await?;
             (&*local, None)
         };
+        // One run at a time per database, held by this session until it ends: two would each
+        // rewrite the other's unfinished months.
+        let mut client = self.options.connect().await?;
+        if let Some(holders) =
+            crate::connection::advisory_lock(&client, ARCHIVE_LOCK_KEY, ARCHIVE_LOCK_WAIT).await?
+        {
+            return Err(ArchiveError::Busy { holders }.into());
+        }
         let sealed = self.seal().await?;
         let mut report = ArchiveReport {
             destination: dest.url().to_owned(),
@@ -407,7 +421,6 @@ impl AuditLogs {
             locked_until,
             ..Default::default()
         };
-        let mut client = self.options.connect().await?;
         let months: Vec<i32> = client
             .query(
                 "select (substring(c.relname from 'audit_logs_p(\\d{4})_\\d{2}$')::int * 100

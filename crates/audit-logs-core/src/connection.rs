@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
@@ -511,6 +511,48 @@ fn is_socket(host: &Host) -> bool {
     {
         let _ = host;
         false
+    }
+}
+
+/// Takes a session advisory lock on `client`, trying again for at most `max_wait` rather than
+/// waiting in the server: any role can take the same lock, and a server-side wait would outlive
+/// a client that gave up. `None` once taken (held until unlocked or the session ends); when the
+/// wait runs out, who holds it ("pid N (role R, application A)"), for the caller's error.
+pub(crate) async fn advisory_lock(
+    client: &tokio_postgres::Client,
+    key: i64,
+    max_wait: Duration,
+) -> Result<Option<String>> {
+    let deadline = Instant::now() + max_wait;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let locked: bool = client
+            .query_one("select pg_catalog.pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| crate::error::from_query(e, None))?
+            .get(0);
+        if locked {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            let holders: String = client
+                .query_one(
+                    "select coalesce(pg_catalog.string_agg(pg_catalog.format('pid %s (role %s%s)', a.pid, a.usename,
+                              case when a.application_name <> '' then ', application ' || a.application_name else '' end), ', '),
+                            'a session that has since ended')
+                       from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+                      where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                        and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+                        and l.classid = (($1::int8 >> 32) & 4294967295)::oid and l.objid = ($1::int8 & 4294967295)::oid",
+                    &[&key],
+                )
+                .await
+                .map_err(|e| crate::error::from_query(e, None))?
+                .get(0);
+            return Ok(Some(holders));
+        }
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 

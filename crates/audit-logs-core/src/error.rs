@@ -127,6 +127,8 @@ codes! {
     ArchiveDropRefused = "AUDIT_LOGS_ARCHIVE_DROP_REFUSED",
     /// [`ArchiveError::LockUnavailable`]
     ArchiveLockUnavailable = "AUDIT_LOGS_ARCHIVE_LOCK_UNAVAILABLE",
+    /// [`ArchiveError::Busy`]
+    ArchiveBusy = "AUDIT_LOGS_ARCHIVE_BUSY",
     /// [`Error::InvalidArgument`]
     InvalidArgument = "AUDIT_LOGS_INVALID_ARGUMENT",
     /// [`Error::Output`]
@@ -480,6 +482,10 @@ pub enum ArchiveError {
     /// Object lock was asked of a bucket that cannot lock objects: nothing was written.
     #[error("bucket {bucket} cannot lock objects: {reason}; archive to a bucket created with S3 Object Lock enabled (aws s3api create-bucket --object-lock-enabled-for-bucket), or without a lock mode")]
     LockUnavailable { bucket: String, reason: String },
+
+    /// Another archive run holds this database's archive lock: nothing was done.
+    #[error("another archive is running on this database ({holders}); wait for it to end, or end that session (select pg_terminate_backend(pid))")]
+    Busy { holders: String },
 }
 
 impl ArchiveError {
@@ -492,6 +498,7 @@ impl ArchiveError {
             ArchiveError::DropRefused { .. } => Code::ArchiveDropRefused,
             ArchiveError::NotVerified { .. } => Code::ArchiveNotVerified,
             ArchiveError::LockUnavailable { .. } => Code::ArchiveLockUnavailable,
+            ArchiveError::Busy { .. } => Code::ArchiveBusy,
         }
     }
 }

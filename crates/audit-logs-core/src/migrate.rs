@@ -2,7 +2,7 @@
 //! PostgreSQL advisory lock: refinery takes none, and two deploys migrating at once would
 //! otherwise both try to apply the same migration.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
@@ -204,40 +204,13 @@ pub async fn run(options: &ConnectOptions, how: &MigrateOptions) -> Result<Migra
 /// Takes the migrate lock, polling rather than waiting in the server: any role can take the
 /// same advisory lock, and a server-side wait would outlive a client that gave up.
 async fn lock(client: &Client, max_wait: Duration) -> Result<()> {
-    let deadline = Instant::now() + max_wait;
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let locked: bool = client
-            .query_one("select pg_catalog.pg_try_advisory_lock($1)", &[&LOCK_KEY])
-            .await
-            .map_err(|e| crate::error::from_query(e, None))?
-            .get(0);
-        if locked {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let holders: String = client
-                .query_one(
-                    "select coalesce(pg_catalog.string_agg(pg_catalog.format('pid %s (role %s%s)', a.pid, a.usename,
-                              case when a.application_name <> '' then ', application ' || a.application_name else '' end), ', '),
-                            'a session that has since ended')
-                       from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
-                      where l.locktype = 'advisory' and l.granted and l.objsubid = 1
-                        and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
-                        and l.classid = (($1::int8 >> 32) & 4294967295)::oid and l.objid = ($1::int8 & 4294967295)::oid",
-                    &[&LOCK_KEY],
-                )
-                .await
-                .map_err(|e| crate::error::from_query(e, None))?
-                .get(0);
-            return Err(Error::Migration(MigrationError::LockTimeout {
-                purpose: "migrate".into(),
-                waited_seconds: max_wait.as_secs_f64(),
-                holders,
-            }));
-        }
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
+    match crate::connection::advisory_lock(client, LOCK_KEY, max_wait).await? {
+        None => Ok(()),
+        Some(holders) => Err(Error::Migration(MigrationError::LockTimeout {
+            purpose: "migrate".into(),
+            waited_seconds: max_wait.as_secs_f64(),
+            holders,
+        })),
     }
 }
 

@@ -695,3 +695,36 @@ async fn retention_archives_a_month_before_dropping_it_when_the_policy_says_wher
     }
     assert_eq!(f.audit.settings().await.unwrap(), off);
 }
+
+/// One archive run at a time per database: a session holding the archive's advisory lock (a
+/// run in progress, or any role, which may take any advisory lock) makes another run stop at
+/// once, naming that session, having written nothing; once it ends, the run goes ahead.
+#[tokio::test]
+async fn a_second_archive_run_stops_at_once_naming_the_first() {
+    let f = common::migrated().await;
+    past_months(&f, 20).await;
+    let holder = f.sql().await;
+    let pid: i32 = holder
+        .query_one(
+            "select pg_backend_pid() from (select pg_advisory_lock(x'6175646974617263'::int8)) as locked",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = f.audit.archive(&options(dir.path())).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_BUSY", "{err}");
+    assert!(err.to_string().contains(&format!("pid {pid}")), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    drop(holder);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let report = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(report.months_archived.len(), 2);
+}
