@@ -728,3 +728,73 @@ async fn a_second_archive_run_stops_at_once_naming_the_first() {
     let report = f.audit.archive(&options(dir.path())).await.unwrap();
     assert_eq!(report.months_archived.len(), 2);
 }
+
+/// Archives store their seal entries compressed (schema version 2): fewer bytes than the 24 a
+/// row they hold. An archive of the previous version (entries raw, version 1), as the previous
+/// release wrote it, still verifies, and a run skips its months.
+#[tokio::test]
+async fn entries_are_stored_compressed_and_version_1_archives_still_verify() {
+    use sha2::Digest;
+    let f = common::migrated().await;
+    let months = past_months(&f, 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    for month in &months {
+        let manifest_path = dir.path().join(month).join("manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+        assert_eq!(manifest["schemaVersion"], 2);
+        let rows = manifest["entries"]["rows"].as_i64().unwrap();
+        let stored = std::fs::read(dir.path().join(month).join("entries.bin")).unwrap();
+        assert!(rows >= 300);
+        assert!(
+            (stored.len() as i64) < rows * 24 / 2,
+            "{} bytes for {rows} entries",
+            stored.len()
+        );
+
+        // The same month as version 1 wrote it: entries raw, the manifest saying so.
+        let raw = zstd::stream::decode_all(&stored[..]).unwrap();
+        assert_eq!(raw.len() as i64, rows * 24);
+        std::fs::write(dir.path().join(month).join("entries.bin"), &raw).unwrap();
+        manifest["schemaVersion"] = 1.into();
+        manifest["entries"]["bytes"] = raw.len().into();
+        manifest["entries"]["sha256"] = hex::encode(sha2::Sha256::digest(&raw)).into();
+        std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
+    assert!(report.ok && report.months_checked == 2, "{report:?}");
+    let joined = f
+        .audit
+        .verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
+    assert!(joined.ok, "{joined:?}");
+    let again = f.audit.archive(&options(dir.path())).await.unwrap();
+    assert_eq!(again.months_skipped, months);
+
+    // A compressed entries file that is not zstd (its manifest rewritten to match) is named.
+    let month = &months[0];
+    std::fs::remove_dir_all(dir.path().join(month)).unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    let garbage = vec![7u8; 100];
+    std::fs::write(dir.path().join(month).join("entries.bin"), &garbage).unwrap();
+    let manifest_path = dir.path().join(month).join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["entries"]["bytes"] = garbage.len().into();
+    manifest["entries"]["sha256"] = hex::encode(sha2::Sha256::digest(&garbage)).into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let report = archive::verify_archive(&url(dir.path()), None)
+        .await
+        .unwrap();
+    assert!(!report.ok);
+    let problem = report.first_problem.unwrap();
+    assert_eq!(
+        problem.file.as_deref(),
+        Some(&*format!("{month}/entries.bin")),
+        "{problem:?}"
+    );
+}
