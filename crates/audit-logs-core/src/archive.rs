@@ -460,7 +460,8 @@ impl AuditLogs {
             .collect();
         for month in months {
             let key = month_key(month);
-            if is_complete(dest, &key).await? {
+            let skipped = is_complete(dest, &key).await?;
+            if skipped {
                 report.months_skipped.push(key.clone());
             } else {
                 let (rows, bytes, files) = archive_month(&mut client, dest, month).await?;
@@ -470,7 +471,7 @@ impl AuditLogs {
                 report.months_archived.push(key.clone());
             }
             if options.then_drop.unwrap_or(false) {
-                drop_month(&client, dest, month).await?;
+                drop_month(&client, dest, month, !skipped).await?;
                 report.months_dropped.push(key);
             }
         }
@@ -767,15 +768,7 @@ async fn archive_month(
         archived_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     };
     // Read back and verified before the manifest exists: a manifest vouches for its month.
-    let mut check = ArchiveVerifyReport::default();
-    verify_month(dest, &manifest, &mut check).await?;
-    if let Some(problem) = check.first_problem {
-        return Err(ArchiveError::NotVerified {
-            month: key,
-            problem: problem.message,
-        }
-        .into());
-    }
+    verified(dest, &manifest).await?;
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| Error::internal("cannot write a manifest", e))?;
     dest.put(&format!("{key}/manifest.json"), &json).await?;
@@ -905,10 +898,29 @@ async fn month_data(
 
 /// Drops a month whose archive is read back and verified, through the database's
 /// `audit.drop_archived_month`, which records it as retention records its drops.
+/// Verifies a month's files against its manifest; [`ArchiveError::NotVerified`] names the first
+/// problem.
+async fn verified(dest: &dyn Destination, manifest: &Manifest) -> Result<()> {
+    let mut check = ArchiveVerifyReport::default();
+    verify_month(dest, manifest, &mut check).await?;
+    match check.first_problem {
+        None => Ok(()),
+        Some(problem) => Err(ArchiveError::NotVerified {
+            month: manifest.month.clone(),
+            problem: problem.message,
+        }
+        .into()),
+    }
+}
+
+/// Drops an archived month's partition. A month archived earlier is read back and verified
+/// first; one this run just wrote was verified before its manifest was (`just_verified`), and
+/// the run's lock keeps any other run from touching it since.
 async fn drop_month(
     client: &tokio_postgres::Client,
     dest: &dyn Destination,
     month: i32,
+    just_verified: bool,
 ) -> Result<()> {
     let key = month_key(month);
     let manifest = read_manifest(dest, &key)
@@ -917,14 +929,8 @@ async fn drop_month(
             month: key.clone(),
             problem: "it has no manifest".into(),
         })?;
-    let mut check = ArchiveVerifyReport::default();
-    verify_month(dest, &manifest, &mut check).await?;
-    if let Some(problem) = check.first_problem {
-        return Err(ArchiveError::NotVerified {
-            month: key,
-            problem: problem.message,
-        }
-        .into());
+    if !just_verified {
+        verified(dest, &manifest).await?;
     }
     let manifest_bytes = dest
         .get(&format!("{key}/manifest.json"))

@@ -798,3 +798,31 @@ async fn entries_are_stored_compressed_and_version_1_archives_still_verify() {
         "{problem:?}"
     );
 }
+
+/// A month archived by an earlier run is read back and verified again before `then_drop`
+/// drops it: its files changed since (a byte of its Parquet flipped), nothing is dropped.
+#[tokio::test]
+async fn then_drop_refuses_a_month_whose_earlier_archive_changed_since() {
+    let f = common::migrated().await;
+    let months = past_months(&f, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    f.audit.archive(&options(dir.path())).await.unwrap();
+    let rows = month_rows(&f, &months[0]).await;
+    let file = dir.path().join(&months[0]).join("part-0000.parquet");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let err = f
+        .audit
+        .archive(&ArchiveOptions {
+            then_drop: Some(true),
+            ..options(dir.path())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "AUDIT_LOGS_ARCHIVE_NOT_VERIFIED", "{err}");
+    assert!(err.to_string().contains(&months[0]), "{err}");
+    assert_eq!(month_rows(&f, &months[0]).await, rows, "nothing dropped");
+}
