@@ -494,7 +494,7 @@ export interface TrackingOptions {
 
 /** The first difference `verify` (of the live log, or of an archive) found. */
 export interface VerifyProblem {
-  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch'
+  kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch' | 'rewritten'
   /** Archives: the month (`YYYY-MM`). */
   month?: string
   /** Archives: the file, by its key (`2026-01/part-0000.parquet`). */
@@ -821,6 +821,12 @@ export interface HistoryOptions {
   limit?: number
   /** Only entries older than this entry id (to page). */
   before?: number
+  /**
+   * Also read the months archived and dropped from the live log (`archive({ thenDrop })`
+   * or retention with `archiveTo`), from their archives, ranges at a time. Needs the AWS
+   * credentials for an `s3://` archive. Default: false.
+   */
+  includeArchive?: boolean
 }
 
 /** Options of {@link AuditLogs.log} and {@link AuditLogs.logMany}. */

@@ -321,7 +321,10 @@ export declare class AuditLogs extends NativeAuditLogs {
   subjectEntries(subject: DataSubject, options?: StreamOptions | null): AsyncGenerator<SubjectEntry, void, undefined>
   /**
    * One record's entries, newest first: its row changes, and the events about it (an event's
-   * `targetType` names the table as the README's "Events in a record's history" says).
+   * `targetType` names the table as the README's "Events in a record's history" says). With
+   * `includeArchive`, also the months archived and dropped from the live log, read from their
+   * archives; rejects with `AUDIT_LOGS_ARCHIVE_INVALID` if an archive changed since its month was
+   * dropped.
    */
   history<Row extends object = RowValues>(options: HistoryOptions): Promise<Array<AuditEntry<Row>>>
   /** The record as it was at `at`, or null if it did not exist then (or was not tracked yet). */

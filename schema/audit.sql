@@ -628,6 +628,8 @@ declare
   n bigint;
   sealed bigint;
   event_id bigint;
+  first_id bigint;
+  last_id bigint;
 begin
   if month is null or month % 100 not between 1 and 12 or month / 100 < 1970 then
     raise exception 'audit-logs: % is not a month (YYYYMM)', month using errcode = 'AL016';
@@ -646,7 +648,7 @@ begin
   end if;
   -- Writers of the month finish first, and none come after: what is counted is what goes.
   execute format('lock table audit.%I in access exclusive mode', part_name);
-  execute format('select count(*) from audit.%I', part_name) into n;
+  execute format('select count(*), min(id), max(id) from audit.%I', part_name) into n, first_id, last_id;
   select coalesce(sum(c.row_count), 0) into sealed from audit.seal_chunks c where c.month = drop_archived_month.month;
   if n <> expected_rows or n <> sealed then
     raise exception 'audit-logs: audit.% holds % rows, % sealed, but its archive holds %', part_name, n, sealed, expected_rows
@@ -660,6 +662,9 @@ begin
   insert into audit.dropped_partitions (month, partition_name, row_count, event_id)
   values (drop_archived_month.month, part_name, n, event_id)
   on conflict on constraint dropped_partitions_pkey do nothing;
+  insert into audit.archived_months (month, archive, manifest_sha256, row_count, first_id, last_id)
+  values (drop_archived_month.month, archive, manifest_sha256, n, first_id, last_id)
+  on conflict on constraint archived_months_pkey do nothing;
   execute format('drop table audit.%I', part_name);
   return n;
 end
@@ -2742,6 +2747,46 @@ COMMENT ON COLUMN audit.anonymization_watermark.seen_before_txid IS 'audit.seal_
 
 COMMENT ON COLUMN audit.anonymization_watermark.fields IS 'The fields anonymized up to the watermark; asking for another reads every due row once.';
 
+-- TABLE archived_months
+
+CREATE TABLE audit.archived_months (
+    month integer NOT NULL,
+    archive text NOT NULL,
+    manifest_sha256 text NOT NULL,
+    row_count bigint NOT NULL,
+    first_id bigint,
+    last_id bigint,
+    archived_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+-- COMMENT TABLE archived_months
+
+COMMENT ON TABLE audit.archived_months IS 'Months dropped from the live log after their archive was verified: where the archive is. Append-only.';
+
+-- COMMENT COLUMN archived_months.month
+
+COMMENT ON COLUMN audit.archived_months.month IS 'The month (UTC) as YYYYMM.';
+
+-- COMMENT COLUMN archived_months.archive
+
+COMMENT ON COLUMN audit.archived_months.archive IS 'The destination it was archived to (file:///dir or s3://bucket/prefix).';
+
+-- COMMENT COLUMN archived_months.manifest_sha256
+
+COMMENT ON COLUMN audit.archived_months.manifest_sha256 IS 'The sha256 of its manifest.json, as verified before the drop.';
+
+-- COMMENT COLUMN archived_months.row_count
+
+COMMENT ON COLUMN audit.archived_months.row_count IS 'Rows it held.';
+
+-- COMMENT COLUMN archived_months.first_id
+
+COMMENT ON COLUMN audit.archived_months.first_id IS 'Its lowest entry id (null for a month dropped before V16: see its manifest).';
+
+-- COMMENT COLUMN archived_months.last_id
+
+COMMENT ON COLUMN audit.archived_months.last_id IS 'Its highest entry id (null for a month dropped before V16: see its manifest).';
+
 -- TABLE audit_logs_default
 
 CREATE TABLE audit.audit_logs_default (
@@ -3284,6 +3329,11 @@ ALTER TABLE ONLY audit.audit_logs ATTACH PARTITION audit.audit_logs_default DEFA
 ALTER TABLE ONLY audit.anonymization_watermark
     ADD CONSTRAINT anonymization_watermark_pkey PRIMARY KEY (singleton);
 
+-- CONSTRAINT archived_months archived_months_pkey
+
+ALTER TABLE ONLY audit.archived_months
+    ADD CONSTRAINT archived_months_pkey PRIMARY KEY (month);
+
 -- CONSTRAINT dropped_partitions dropped_partitions_pkey
 
 ALTER TABLE ONLY audit.dropped_partitions
@@ -3396,6 +3446,10 @@ ALTER INDEX audit.audit_logs_target_idx ATTACH PARTITION audit.audit_logs_defaul
 
 ALTER INDEX audit.audit_logs_old_target_idx ATTACH PARTITION audit.audit_logs_default_target_type_old_target_id_id_idx;
 
+-- TRIGGER archived_months audit_append_only
+
+CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE ON audit.archived_months FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
 -- TRIGGER audit_logs audit_append_only
 
 CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE ON audit.audit_logs FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
@@ -3415,6 +3469,10 @@ CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE ON audit.seal_chunks FO
 -- TRIGGER seals audit_append_only
 
 CREATE TRIGGER audit_append_only BEFORE DELETE OR UPDATE ON audit.seals FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+
+-- TRIGGER archived_months audit_append_only_truncate
+
+CREATE TRIGGER audit_append_only_truncate BEFORE TRUNCATE ON audit.archived_months FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
 
 -- TRIGGER audit_logs audit_append_only_truncate
 
@@ -3560,6 +3618,10 @@ REVOKE ALL ON FUNCTION audit.seal_boundary() FROM PUBLIC;
 -- ACL TABLE anonymization_watermark
 
 GRANT SELECT ON TABLE audit.anonymization_watermark TO audit_reader;
+
+-- ACL TABLE archived_months
+
+GRANT SELECT ON TABLE audit.archived_months TO audit_reader;
 
 -- ACL TABLE capture_triggers
 

@@ -106,7 +106,7 @@ rows = duckdb.sql("""
 print(json.dumps(rows))
 `
 
-test('DuckDB answers the history of a record from the archive with the live log\'s entries', async (t) => {
+test('DuckDB, and history({ includeArchive }) once the month is dropped, answer the history of a record from the archive with the live log\'s entries', async (t) => {
   const { url, audit, dir, to } = await withPastMonth(t)
   await withClient(url, (c) => c.query(`
     create table orders (id int primary key, total int);
@@ -127,6 +127,14 @@ test('DuckDB answers the history of a record from the archive with the live log\
       ({ id, action, newValues: JSON.parse(newValues), changedFields, actorId, createdAt: micros / 1000 })),
     live.map((e) => ({ id: e.id, action: e.action, newValues: e.newValues, changedFields: e.changedFields ?? null,
       actorId: e.actorId, createdAt: e.createdAt.getTime() })))
+
+  // Dropped from the live log, the month is read back from its archive by history itself.
+  await audit.archive({ to, thenDrop: true })
+  assert.deepEqual(await audit.history({ table: 'orders', id: 3 }), [])
+  assert.deepEqual(await audit.history({ table: 'orders', id: 3, includeArchive: true }), live)
+  const printed = cli(['history', 'orders', '3', '--include-archive', '--json'], { url })
+  assert.equal(printed.status, 0, printed.stderr)
+  assert.deepEqual(JSON.parse(printed.stdout).map((e) => e.id), live.map((e) => e.id))
 })
 
 // A record's state at a time from the Parquet files: the row after its newest row change at or

@@ -125,7 +125,7 @@ export async function protect(audit: AuditLogs): Promise<void> {
   const sealed: number | null | undefined = (await audit.seal()).sealId
   const report = await audit.verify({ against: 'abcdef0123456789' })
   const ok: boolean = report.ok
-  const kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch' | undefined =
+  const kind: 'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch' | 'rewritten' | undefined =
     report.firstProblem?.kind
   const dropped: string[] = (await audit.maintain({ retentionMonths: 24 })).partitionsDropped
   const saved = await audit.configure({ anonymizeAfterDays: 30 })

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use audit_logs_core::archive::{self, ArchiveOptions};
-use audit_logs_core::{AuditLogs, ConnectOptions, VerifyOptions};
+use audit_logs_core::{AuditLogs, ConnectOptions, HistoryQuery, Target, VerifyOptions};
 use serde::Serialize;
 
 use crate::{progress, BenchResult, Plan, Stat};
@@ -44,7 +44,14 @@ pub struct ArchiveFigures {
     pub live_bytes: i64,
     /// Offline `verify --archive` (no database), over rounds (rows per second).
     pub verify_rows_per_second: Stat,
+    /// A record's history from the live month, then from the month's archive once dropped
+    /// (`include_archive`, from the local directory): milliseconds a call, the same records.
+    pub history_live_ms: Stat,
+    pub history_archived_ms: Stat,
 }
+
+/// Records whose history is read live and archived.
+const HISTORY_RECORDS: i64 = 50;
 
 pub async fn measure(plan: &Plan, url: &str, audit_rows: i64) -> BenchResult<VerifyReport> {
     let audit = AuditLogs::connect(url).await?;
@@ -192,6 +199,7 @@ async fn archive_rounds(
         }
         verify_rates.push(audit_rows as f64 / seconds);
     }
+    let (history_live_ms, history_archived_ms) = history_figures(audit, audit_rows, &to).await?;
     Ok(ArchiveFigures {
         rows_per_second: Stat::of(rates),
         bytes_per_second: Stat::of(byte_rates),
@@ -199,7 +207,57 @@ async fn archive_rounds(
         parquet_bytes,
         live_bytes,
         verify_rows_per_second: Stat::of(verify_rates),
+        history_live_ms,
+        history_archived_ms,
     })
+}
+
+/// Times the history of [`HISTORY_RECORDS`] records live, then drops the month (its archive
+/// at `to` verified again first) and times the same histories from the archive, checking they
+/// are the same entries.
+async fn history_figures(
+    audit: &AuditLogs,
+    audit_rows: i64,
+    to: &str,
+) -> BenchResult<(Stat, Stat)> {
+    // Keys the loader wrote (row g has key 1 + (g * 7919) % 200000), spread over the month.
+    let records: Vec<i64> = (0..HISTORY_RECORDS)
+        .map(|k| 1 + ((1 + k * (audit_rows / HISTORY_RECORDS)) * 7919) % 200_000)
+        .collect();
+    let query = |id: i64, include_archive| HistoryQuery {
+        target: Target::Type("public.accounts".into()),
+        id: id.to_string().into(),
+        limit: None,
+        before: None,
+        include_archive,
+    };
+    let mut live = Vec::new();
+    let mut live_ms = Vec::new();
+    for &id in &records {
+        let started = Instant::now();
+        live.push(audit.history(&query(id, false)).await?);
+        live_ms.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    progress("dropping the archived month to read history from its archive");
+    audit
+        .archive(&ArchiveOptions {
+            to: to.to_owned(),
+            then_drop: Some(true),
+            ..Default::default()
+        })
+        .await?;
+    let mut archived_ms = Vec::new();
+    for (&id, expected) in records.iter().zip(&live) {
+        let started = Instant::now();
+        let read = audit.history(&query(id, true)).await?;
+        archived_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        if &read != expected || read.is_empty() {
+            return Err(
+                format!("history of {id} from the archive differs from the live one").into(),
+            );
+        }
+    }
+    Ok((Stat::of(live_ms), Stat::of(archived_ms)))
 }
 
 /// Bytes of the Parquet files under an archive directory.
@@ -250,6 +308,13 @@ pub fn print(report: &VerifyReport) {
     println!(
         "  verify --archive --offline          {:>10.0} rows/s  ({:.0}-{:.0})",
         a.verify_rows_per_second.median, a.verify_rows_per_second.min, a.verify_rows_per_second.max
+    );
+    println!(
+        "  history of one record: live {:.2} ms, its month archived and dropped {:.1} ms (p95 {:.1}), {} records",
+        a.history_live_ms.median,
+        a.history_archived_ms.median,
+        a.history_archived_ms.quantile(0.95),
+        a.history_archived_ms.samples.len()
     );
     println!(
         "  size per 1M rows: archive {:.1} MB (Parquet {:.1} MB), in PostgreSQL {:.1} MB",

@@ -97,6 +97,10 @@ enum Command {
         /// Show entries older than this entry id (to page).
         #[arg(long)]
         before: Option<i64>,
+        /// Also read the months archived and dropped from the live log, from their archives
+        /// (AWS credentials from the environment for s3://).
+        #[arg(long)]
+        include_archive: bool,
     },
     /// Record an application event (user.login, report.exported...).
     Log(query::LogArgs),
@@ -261,12 +265,14 @@ async fn execute(cli: Cli) -> Result<i32, Error> {
             id,
             limit,
             before,
+            include_archive,
         } => {
             let query = HistoryQuery {
                 target: Target::Table(TableRef::Sql(table.clone())),
                 id: parse_id(&id),
                 limit: Some(limit),
                 before,
+                include_archive,
             };
             let entries = audit.history(&query).await?;
             out.history(&table, &id, &entries);

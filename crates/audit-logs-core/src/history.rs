@@ -47,6 +47,9 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
     /// Only entries older than this entry id: to page.
     pub before: Option<i64>,
+    /// Also read the months archived and dropped from the live log (`audit.archived_months`),
+    /// from their archives. Default: false (the live log only).
+    pub include_archive: bool,
 }
 
 impl HistoryQuery {
@@ -56,6 +59,7 @@ impl HistoryQuery {
             id: id.into(),
             limit: None,
             before: None,
+            include_archive: false,
         }
     }
 }

@@ -329,7 +329,7 @@ impl AuditLogs {
                 }
                 Target::Type(target_type) => (target_type.clone(), Vec::new()),
             };
-            let entries = history::of_record(
+            let mut entries = history::of_record(
                 client,
                 &target_type,
                 &aliases,
@@ -338,6 +338,29 @@ impl AuditLogs {
                 query.before,
             )
             .await?;
+            if query.include_archive {
+                // The months dropped whole, read from their archives. Their ids are older than
+                // the live months', except around a month's end (a transaction's rows go to the
+                // month it began in), so the two are merged by id; with a full page, only
+                // archived entries newer than its oldest can still be in it.
+                let limit = history::page_size(query.limit)? as usize;
+                let newer_than = match entries.len() {
+                    n if n == limit => entries.last().map_or(0, |e| e.id),
+                    _ => 0,
+                };
+                let archived = archive::history::of_record(
+                    client,
+                    &target_type,
+                    &aliases,
+                    &query.id,
+                    limit,
+                    (newer_than, query.before.unwrap_or(i64::MAX)),
+                )
+                .await?;
+                entries.extend(archived);
+                entries.sort_by_key(|e| std::cmp::Reverse(e.id));
+                entries.truncate(limit);
+            }
             if let (true, Target::Table(table)) = (entries.is_empty(), &query.target) {
                 // A name that is no table and has no entries is a typo (`Post` for `posts`),
                 // not an empty history: say so, with the table it may mean.

@@ -826,3 +826,169 @@ async fn then_drop_refuses_a_month_whose_earlier_archive_changed_since() {
     assert!(err.to_string().contains(&months[0]), "{err}");
     assert_eq!(month_rows(&f, &months[0]).await, rows, "nothing dropped");
 }
+
+/// Rows about `public.orders` key 7 written into past months before [`past_months`] fills
+/// them, beside its rows there: the UPDATE that changed key 7 to 700 (found by its old key) and
+/// an event logged under another name of the table (`purchase`, for `public.purchases`, the
+/// name the test gives it later).
+async fn order_7_in_past_months(f: &common::Fixture) {
+    f.sql()
+        .await
+        .batch_execute(
+            "insert into audit.audit_logs (created_at, action, target_type, target_id, old_target_id,
+                                           old_values, new_values, changed_fields, actor_id)
+             values (date_trunc('month', now()) - interval '3 months' + interval '9 days', 'UPDATE',
+                     'public.orders', '700', '7', '{\"id\": 7}', '{\"id\": 700}', '{id}', 'ann'),
+                    (date_trunc('month', now()) - interval '2 months' + interval '9 days', 'order.refunded',
+                     'purchase', '7', null, null, null, null, 'bob'),
+                    (date_trunc('month', now()) - interval '2 months' + interval '10 days', 'order.noted',
+                     'public.invoices', '7', null, null, null, null, 'eve')",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn history_reads_the_months_dropped_after_archiving_from_their_archive() {
+    use audit_logs_core::{HistoryQuery, TableRef, TrackingOptions};
+    let f = common::migrated().await;
+    order_7_in_past_months(&f).await;
+    past_months(&f, 200).await;
+    // Today: the table exists, is tracked, is renamed, and key 7 changes again.
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table orders (id int primary key, total int); insert into orders values (7, 1)",
+    )
+    .await
+    .unwrap();
+    f.audit
+        .enable_tracking(&TableRef::from("orders"), &TrackingOptions::default())
+        .await
+        .unwrap();
+    for statement in [
+        "update orders set total = 2 where id = 7",
+        "alter table orders rename to purchases",
+        "update purchases set total = 3 where id = 7",
+    ] {
+        db.batch_execute(statement).await.unwrap();
+    }
+    let query = |limit: u32, before: Option<i64>, include_archive: bool| HistoryQuery {
+        limit: Some(limit),
+        before,
+        include_archive,
+        ..HistoryQuery::of_table("purchases", 7)
+    };
+    let whole = f.audit.history(&query(1000, None, false)).await.unwrap();
+    // In the past months: key 7's row in each, the key change and the event.
+    let past: Vec<_> = whole
+        .iter()
+        .filter(|e| e.created_at < chrono::Utc::now() - chrono::Duration::days(20))
+        .collect();
+    assert_eq!(past.len(), 4, "{past:#?}");
+    assert!(past.iter().any(|e| e.old_target_id.as_deref() == Some("7")));
+    assert!(past.iter().any(|e| e.action == "order.refunded"));
+    assert!(
+        !whole.iter().any(|e| e.action == "order.noted"),
+        "another table's event"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    f.audit
+        .archive(&ArchiveOptions {
+            then_drop: Some(true),
+            ..options(dir.path())
+        })
+        .await
+        .unwrap();
+    let live = f.audit.history(&query(1000, None, false)).await.unwrap();
+    assert_eq!(
+        live.len(),
+        whole.len() - past.len(),
+        "the archived months left the live log"
+    );
+
+    // Read back from the archive, every field as the live log returned it before the drop.
+    let read = f.audit.history(&query(1000, None, true)).await.unwrap();
+    assert_eq!(read, whole);
+    // Paged across the live log and the archive, a page at a time.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = f.audit.history(&query(2, before, true)).await.unwrap();
+        paged.extend(page.iter().cloned());
+        match page.last() {
+            Some(last) if page.len() == 2 => before = Some(last.id),
+            _ => break,
+        }
+    }
+    assert_eq!(paged, whole);
+    // A record whose entries are all archived (past_months wrote key 8 in both months).
+    let key_8 = |include_archive| HistoryQuery {
+        include_archive,
+        ..HistoryQuery::of_table("purchases", 8)
+    };
+    assert!(f.audit.history(&key_8(false)).await.unwrap().is_empty());
+    let archived = f.audit.history(&key_8(true)).await.unwrap();
+    assert_eq!(archived.len(), 2);
+    assert!(archived.iter().all(|e| e.target_id.as_deref() == Some("8")));
+
+    // A reader reads it too.
+    let reader = f.db.create_role("reader").await.unwrap();
+    f.sql()
+        .await
+        .batch_execute(&format!("grant audit_reader to {reader}"))
+        .await
+        .unwrap();
+    let as_reader = audit_logs_core::AuditLogs::connect(&f.db.url_for(&reader))
+        .await
+        .unwrap();
+    assert_eq!(
+        as_reader.history(&query(1000, None, true)).await.unwrap(),
+        whole
+    );
+
+    // The archive changed since the drop: history says so rather than read it.
+    let month = f
+        .sql()
+        .await
+        .query_one(
+            "select to_char(date_trunc('month', now()) - interval '2 months', 'YYYY-MM')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    let manifest = dir.path().join(&month).join("manifest.json");
+    let manifest_bytes = std::fs::read(&manifest).unwrap();
+    let mut bytes = manifest_bytes.clone();
+    bytes.push(b'\n');
+    std::fs::write(&manifest, bytes).unwrap();
+    let err = f.audit.history(&query(1000, None, true)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Archive(ArchiveError::Invalid { path, .. }) if path.ends_with("manifest.json")),
+        "{err:?}"
+    );
+    assert_eq!(
+        f.audit.history(&query(1000, None, false)).await.unwrap(),
+        live
+    );
+
+    // A Parquet file that is no longer one (its manifest restored): an error naming it.
+    std::fs::write(&manifest, &manifest_bytes).unwrap();
+    assert_eq!(
+        f.audit.history(&query(1000, None, true)).await.unwrap(),
+        whole
+    );
+    let part = dir.path().join(&month).join("part-0000.parquet");
+    let size = std::fs::metadata(&part).unwrap().len() as usize;
+    let mut footer_kept = std::fs::read(&part).unwrap();
+    footer_kept[..size - 8].fill(0xa5);
+    for garbage in [vec![0u8; size], footer_kept] {
+        std::fs::write(&part, garbage).unwrap();
+        let err = f.audit.history(&query(1000, None, true)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Archive(ArchiveError::Invalid { path, .. }) if path.ends_with("part-0000.parquet")),
+            "{err:?}"
+        );
+    }
+}

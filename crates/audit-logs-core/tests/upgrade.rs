@@ -2,7 +2,7 @@
 //! this build, keeps its history and gets every fix.
 mod common;
 
-use audit_logs_core::{migrate, ConnectOptions, VerifyOptions};
+use audit_logs_core::{migrate, ConnectOptions, HistoryQuery, TrackingOptions, VerifyOptions};
 
 /// A database as V1-V4 left it: tracked tables (an excluded column, a required context, a
 /// partitioned table), history in them, and an application role that, as V4 allowed, attached
@@ -891,5 +891,78 @@ async fn a_v14_install_upgrades_to_archiving_before_retention_and_keeps_its_poli
         .unwrap();
     assert!(archived.ok, "{archived:?}");
     assert_eq!(archived.rows_checked, 20);
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}
+
+/// V16 records where each dropped month was archived (audit.archived_months), for history to
+/// read it. A V15 install that archived and dropped a month learns it from the month's
+/// audit.partition_archived event, and history reads the month back from its archive.
+#[tokio::test]
+async fn a_v15_install_with_dropped_months_upgrades_to_history_that_reads_them_from_the_archive() {
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until = migrate::MigrateOptions {
+        until: Some(15),
+        ..Default::default()
+    };
+    migrate::run(&options, &until).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        "create table orders (id int primary key, total int);
+         insert into audit.audit_logs (created_at, action, target_type, target_id, new_values, actor_id)
+         select date_trunc('month', now()) - interval '2 months' + g * interval '1 minute', 'UPDATE',
+                'public.orders', (g % 3)::text, jsonb_build_object('id', g % 3, 'total', g), 'u' || g
+           from generate_series(1, 30) g;
+         select audit.maintain(anonymize_after_days => 0);",
+    )
+    .await
+    .unwrap();
+    f.audit
+        .enable_tracking(&"orders".into(), &TrackingOptions::default())
+        .await
+        .unwrap();
+    db.batch_execute(
+        "insert into orders values (1, 100); update orders set total = 101 where id = 1",
+    )
+    .await
+    .unwrap();
+    let history = |include_archive| HistoryQuery {
+        include_archive,
+        ..HistoryQuery::of_table("orders", 1)
+    };
+    let whole = f.audit.history(&history(false)).await.unwrap();
+    assert_eq!(whole.len(), 12, "10 archived-to-be, 2 live");
+    // Archived and dropped by V15's drop_archived_month.
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("file://{}", dir.path().display());
+    let archived = f
+        .audit
+        .archive(&audit_logs_core::archive::ArchiveOptions {
+            to: to.clone(),
+            then_drop: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(archived.months_dropped.len(), 1);
+    let before = f.entries().await;
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(16));
+    assert_eq!(f.entries().await, before, "the log untouched");
+    // The month dropped before the upgrade is known from its audit.partition_archived event.
+    let known: (String, i64, Option<i64>) = {
+        let row = db
+            .query_one(
+                "select archive, row_count, last_id from audit.archived_months",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!(known, (to, 30, None));
+    assert_eq!(f.audit.history(&history(true)).await.unwrap(), whole);
+    assert_eq!(f.audit.history(&history(false)).await.unwrap().len(), 2);
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }

@@ -56,6 +56,10 @@ pub struct HistoryOptions {
     pub limit: Option<u32>,
     /// Only entries older than this entry id (to page).
     pub before: Option<i64>,
+    /// Also read the months archived and dropped from the live log (`archive({ thenDrop })`
+    /// or retention with `archiveTo`), from their archives, ranges at a time. Needs the AWS
+    /// credentials for an `s3://` archive. Default: false.
+    pub include_archive: Option<bool>,
 }
 
 /// A time: a `Date`, or an ISO 8601 string with a time zone.
@@ -457,6 +461,7 @@ impl AuditLogs {
                 id: options.id,
                 limit: options.limit,
                 before: options.before,
+                include_archive: options.include_archive.unwrap_or(false),
             };
             inner.history(&query).await
         })

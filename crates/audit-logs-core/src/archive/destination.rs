@@ -28,16 +28,33 @@ pub trait Destination: Send + Sync {
     fn put<'a>(&'a self, key: &'a str, bytes: &'a [u8]) -> Pending<'a, ()>;
     /// The object under `key`; `None` when there is none.
     fn get<'a>(&'a self, key: &'a str) -> Pending<'a, Option<Vec<u8>>>;
+    /// `len` bytes of the object under `key` from byte `start` (a range read: how history reads
+    /// a Parquet file's footer, filters and matching row groups, not the whole file); `None`
+    /// when there is no such object. A range past its end is an error.
+    fn get_range<'a>(&'a self, key: &'a str, start: u64, len: u64) -> Pending<'a, Option<Vec<u8>>>;
     /// The size of the object under `key`; `None` when there is none.
     fn size<'a>(&'a self, key: &'a str) -> Pending<'a, Option<u64>>;
     /// The keys directly under `prefix` (a folder, ending in `/`, or empty for the top), sorted:
     /// objects and, for folders, their name ending in `/`.
     fn list<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<String>>;
+    /// Every version of the object under `key` and every deletion of it, oldest first, where the
+    /// store keeps versions (S3 buckets with versioning, which Object Lock turns on); empty where
+    /// it keeps none (a directory, an unversioned bucket).
+    fn versions<'a>(&'a self, key: &'a str) -> Pending<'a, Vec<ObjectVersion>>;
     /// Removes the object under `key`, if any.
     fn delete<'a>(&'a self, key: &'a str) -> Pending<'a, ()>;
     /// Discards writes an interrupted run left unfinished under `prefix` (S3: its multipart
     /// uploads, which are invisible to `list` yet billed until aborted).
     fn abandon<'a>(&'a self, prefix: &'a str) -> Pending<'a, ()>;
+}
+
+/// One version of an object in a versioned store, or a deletion (a delete marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub version_id: String,
+    /// When it was written, as the store records it (S3: to the second).
+    pub written_at: chrono::DateTime<chrono::Utc>,
+    pub deleted: bool,
 }
 
 /// Opens the destination a URL names: `file:///absolute/dir`, or `s3://bucket/prefix` (see
@@ -135,12 +152,20 @@ impl Destination for LocalDirectory {
         Box::pin(async move { self.get_now(key) })
     }
 
+    fn get_range<'a>(&'a self, key: &'a str, start: u64, len: u64) -> Pending<'a, Option<Vec<u8>>> {
+        Box::pin(async move { self.get_range_now(key, start, len) })
+    }
+
     fn size<'a>(&'a self, key: &'a str) -> Pending<'a, Option<u64>> {
         Box::pin(async move { self.size_now(key) })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<String>> {
         Box::pin(async move { self.list_now(prefix) })
+    }
+
+    fn versions<'a>(&'a self, _key: &'a str) -> Pending<'a, Vec<ObjectVersion>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> Pending<'a, ()> {
@@ -179,6 +204,21 @@ impl LocalDirectory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(storage(&path, e)),
         }
+    }
+
+    fn get_range_now(&self, key: &str, start: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path(key)?;
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage(&path, e)),
+        };
+        let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| storage(&path, e))?;
+        Ok(Some(bytes))
     }
 
     fn size_now(&self, key: &str) -> Result<Option<u64>> {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::file::properties::BloomFilterPosition;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::reader::RowIter;
 use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 
 use crate::integrity::digest;
 
@@ -20,8 +22,18 @@ use crate::integrity::digest;
 /// time statistics), large enough to compress well.
 pub const ROW_GROUP_ROWS: usize = 65_536;
 
+/// The columns holding a record's key, with a bloom filter in every row group: history over
+/// archives reads only the groups whose filter may hold the key (about 1 in 100 otherwise).
+/// Written at the end of the file, before the footer, so that one range read fetches them all.
+pub const KEY_COLUMNS: [&str; 2] = ["target_id", "old_target_id"];
+/// Their leaf column indexes in [`SCHEMA`].
+pub const KEY_COLUMN_INDEXES: [usize; 2] = [5, 6];
+/// The leaf column index of `id`.
+pub const ID_COLUMN_INDEX: usize = 0;
+const KEY_FILTER_FPP: f64 = 0.01;
+
 /// `created_at` is stored as Unix microseconds; PostgreSQL (and the digest) count from 2000.
-const UNIX_TO_2000_MICROS: i64 = 946_684_800_000_000;
+pub(crate) const UNIX_TO_2000_MICROS: i64 = 946_684_800_000_000;
 
 /// The Parquet schema, version 1. JSON columns hold `jsonb::text`, `ip_address` holds
 /// `inet::text`, `changed_fields` is a list of strings whose PostgreSQL text form
@@ -201,7 +213,7 @@ pub struct PartWriter {
     rows: i64,
 }
 
-fn parquet_error(e: parquet::errors::ParquetError) -> String {
+pub(crate) fn parquet_error(e: parquet::errors::ParquetError) -> String {
     e.to_string()
 }
 
@@ -209,13 +221,19 @@ impl PartWriter {
     pub fn new() -> FormatResult<PartWriter> {
         let e = parquet_error;
         let schema = Arc::new(parse_message_type(SCHEMA).map_err(e)?);
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(e)?))
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .set_created_by(format!("audit-logs {}", env!("CARGO_PKG_VERSION")))
-                .build(),
-        );
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(e)?))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_bloom_filter_position(BloomFilterPosition::End)
+            .set_created_by(format!("audit-logs {}", env!("CARGO_PKG_VERSION")));
+        for column in KEY_COLUMNS {
+            let path = ColumnPath::from(column);
+            // Sized for a group of distinct keys, then folded down to the keys it holds.
+            props = props
+                .set_column_bloom_filter_fpp(path.clone(), KEY_FILTER_FPP)
+                .set_column_bloom_filter_max_ndv(path, ROW_GROUP_ROWS as u64);
+        }
+        let props = Arc::new(props.build());
         Ok(PartWriter {
             writer: SerializedFileWriter::new(Vec::new(), schema, props).map_err(e)?,
             rows: 0,
@@ -328,8 +346,16 @@ pub fn write_rows(rows: &[ArchivedRow]) -> FormatResult<Vec<u8>> {
 pub fn row_iter(bytes: Vec<u8>) -> FormatResult<impl Iterator<Item = FormatResult<ArchivedRow>>> {
     let e = parquet_error;
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(e)?;
-    let expected = parse_message_type(SCHEMA).map_err(e)?;
-    let schema = reader.metadata().file_metadata().schema();
+    check_schema(reader.metadata().file_metadata().schema())?;
+    Ok(RowIter::from_file_into(Box::new(reader)).map(|row| {
+        row.map_err(parquet_error)
+            .and_then(|row| archived_row(&row))
+    }))
+}
+
+/// Checks that a file's columns are [`SCHEMA`]'s.
+pub(crate) fn check_schema(schema: &parquet::schema::types::Type) -> FormatResult<()> {
+    let expected = parse_message_type(SCHEMA).map_err(parquet_error)?;
     if schema.get_fields().len() != expected.get_fields().len()
         || schema
             .get_fields()
@@ -339,10 +365,7 @@ pub fn row_iter(bytes: Vec<u8>) -> FormatResult<impl Iterator<Item = FormatResul
     {
         return Err("its columns are not those of an audit-logs archive (schema version 1)".into());
     }
-    Ok(RowIter::from_file_into(Box::new(reader)).map(|row| {
-        row.map_err(parquet_error)
-            .and_then(|row| archived_row(&row))
-    }))
+    Ok(())
 }
 
 /// Reads a whole file [`write_rows`] wrote.
@@ -350,7 +373,7 @@ pub fn read_rows(bytes: Vec<u8>) -> FormatResult<Vec<ArchivedRow>> {
     row_iter(bytes)?.collect()
 }
 
-fn archived_row(row: &parquet::record::Row) -> FormatResult<ArchivedRow> {
+pub(crate) fn archived_row(row: &parquet::record::Row) -> FormatResult<ArchivedRow> {
     let fields: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
     let long = |i: usize| match fields[i] {
         Field::Long(v) | Field::TimestampMicros(v) => Ok(*v),
@@ -443,5 +466,50 @@ mod tests {
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes.clone())).unwrap();
         assert_eq!(reader.metadata().num_row_groups(), 2);
         assert_eq!(read_rows(bytes).unwrap(), rows);
+    }
+
+    #[test]
+    fn archived_files_hold_a_bloom_filter_of_each_key_column_in_every_row_group() {
+        use parquet::bloom_filter::Sbbf;
+        let rows: Vec<ArchivedRow> = (0..ROW_GROUP_ROWS as i64 + 10)
+            .map(|i| {
+                let mut row = ArchivedRow {
+                    id: i,
+                    action: "UPDATE".into(),
+                    ..Default::default()
+                };
+                row.set_text("target_type", Some("public.orders".into()));
+                row.set_text("target_id", Some(format!("k{i}")));
+                row.set_text("old_target_id", (i % 1000 == 0).then(|| format!("old{i}")));
+                row
+            })
+            .collect();
+        let bytes = bytes::Bytes::from(write_rows(&rows).unwrap());
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 2);
+        let mut false_positives = 0;
+        for group in reader.metadata().row_groups() {
+            for column in KEY_COLUMN_INDEXES {
+                let filter = Sbbf::read_from_column_chunk(group.column(column), &bytes)
+                    .unwrap()
+                    .expect("a bloom filter");
+                false_positives += (0..1000)
+                    .filter(|i| filter.check(format!("absent{i}").as_str()))
+                    .count();
+            }
+        }
+        let first = reader.metadata().row_group(0);
+        let filter = Sbbf::read_from_column_chunk(first.column(KEY_COLUMN_INDEXES[0]), &bytes)
+            .unwrap()
+            .unwrap();
+        assert!((0..100).all(|i| filter.check(format!("k{i}").as_str())));
+        let old = Sbbf::read_from_column_chunk(first.column(KEY_COLUMN_INDEXES[1]), &bytes)
+            .unwrap()
+            .unwrap();
+        assert!(old.check("old1000"));
+        assert!(
+            false_positives < 4 * 1000 / 20,
+            "{false_positives} of 4000 absent keys passed"
+        );
     }
 }

@@ -57,6 +57,9 @@ pub enum ProblemKind {
     ManifestInvalid,
     /// Archives: an archived seal or chunk differs from the live database's.
     LiveMismatch,
+    /// Archives: an object of a month was written again or deleted after its manifest was (a
+    /// newer version, or a delete marker, in a versioned bucket such as one with Object Lock).
+    Rewritten,
 }
 
 /// The first difference `verify` (of the live log, or of an archive) found.
@@ -70,7 +73,7 @@ pub struct Problem {
     #[cfg_attr(
         feature = "napi",
         napi(
-            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch'"
+            ts_type = "'changed' | 'missing' | 'unexpected' | 'redaction_mismatch' | 'seal_mismatch' | 'digest_not_found' | 'guard_disabled' | 'capture_disabled' | 'file_mismatch' | 'manifest_invalid' | 'live_mismatch' | 'rewritten'"
         )
     )]
     pub kind: ProblemKind,

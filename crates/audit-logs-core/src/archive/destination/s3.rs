@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 
-use super::{check_key, unsupported, Destination, Pending};
+use super::{check_key, unsupported, Destination, ObjectVersion, Pending};
 use crate::error::{ArchiveError, Result};
 
 /// Objects above this size are uploaded in parts of this size (S3's minimum part is 5 MiB).
@@ -378,6 +378,33 @@ impl S3 {
         Ok(Some(body.into_bytes().to_vec()))
     }
 
+    async fn get_object_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        check_key(key)?;
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .range(format!("bytes={start}-{}", start + len - 1))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.failed(key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| self.failed(key, e))?;
+        let bytes = body.into_bytes().to_vec();
+        if bytes.len() as u64 != len {
+            let short = format!("asked for {len} bytes from {start}, got {}", bytes.len());
+            return Err(self.failed(key, std::io::Error::other(short)));
+        }
+        Ok(Some(bytes))
+    }
+
     async fn object_size(&self, key: &str) -> Result<Option<u64>> {
         check_key(key)?;
         match self
@@ -422,6 +449,54 @@ impl S3 {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn object_versions(&self, key: &str) -> Result<Vec<ObjectVersion>> {
+        check_key(key)?;
+        let object = self.object_key(key);
+        let written_at = |at: Option<&DateTime>| {
+            at.and_then(|at| chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos()))
+                .unwrap_or_default()
+        };
+        let mut versions = Vec::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&object)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
+                .send()
+                .await
+                .map_err(|e| self.failed(key, e))?;
+            for v in out.versions() {
+                if v.key() == Some(object.as_str()) {
+                    versions.push(ObjectVersion {
+                        version_id: v.version_id().unwrap_or("null").to_owned(),
+                        written_at: written_at(v.last_modified()),
+                        deleted: false,
+                    });
+                }
+            }
+            for m in out.delete_markers() {
+                if m.key() == Some(object.as_str()) {
+                    versions.push(ObjectVersion {
+                        version_id: m.version_id().unwrap_or("null").to_owned(),
+                        written_at: written_at(m.last_modified()),
+                        deleted: true,
+                    });
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+        }
+        versions.sort_by_key(|v| v.written_at);
+        Ok(versions)
     }
 
     async fn delete_object(&self, key: &str) -> Result<()> {
@@ -481,12 +556,20 @@ impl Destination for S3 {
         Box::pin(self.get_object(key))
     }
 
+    fn get_range<'a>(&'a self, key: &'a str, start: u64, len: u64) -> Pending<'a, Option<Vec<u8>>> {
+        Box::pin(self.get_object_range(key, start, len))
+    }
+
     fn size<'a>(&'a self, key: &'a str) -> Pending<'a, Option<u64>> {
         Box::pin(self.object_size(key))
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> Pending<'a, Vec<String>> {
         Box::pin(self.list_keys(prefix))
+    }
+
+    fn versions<'a>(&'a self, key: &'a str) -> Pending<'a, Vec<ObjectVersion>> {
+        Box::pin(self.object_versions(key))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> Pending<'a, ()> {

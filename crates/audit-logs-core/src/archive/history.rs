@@ -1,0 +1,482 @@
+//! A record's history in the months that left the live log: `history({ includeArchive: true })`.
+//!
+//! The months come from `audit.archived_months` (V16): where each dropped month was archived,
+//! and the digest of the manifest verified before the drop. A month is read by ranges, never
+//! whole: its files' footers and key bloom filters (one read each, since the filters are
+//! written together before the footer), then only the row groups whose filter may hold the
+//! key. A file written before the filters existed is read group by group, all of them.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use bytes::{Buf, Bytes};
+use chrono::DateTime;
+use futures_util::FutureExt;
+use parquet::bloom_filter::Sbbf;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use super::format::{self, ArchivedRow, ID_COLUMN_INDEX, KEY_COLUMN_INDEXES};
+use super::{destination, invalid, parse_manifest, sha256_hex, Destination, Manifest};
+use crate::error::{from_query, Result};
+use crate::history::{check_target_id, AuditEntry};
+
+/// The footer is read with this much before it: enough for the metadata of a file of 16 row
+/// groups (a full part, ~30 kB); its filters (~80 kB a group of distinct keys) are a second read.
+const TAIL_GUESS: u64 = 64 * 1024;
+/// Parquet's footer: the metadata length (4 bytes, little-endian) and `PAR1`.
+const FOOTER: u64 = 8;
+
+/// Which entries belong to a record's history, as `audit.record_history` (V14) selects them.
+struct RecordMatch {
+    key: String,
+    /// Every name the table had, with the entry ids it covers (after, before).
+    names: Vec<(String, i64, i64)>,
+    /// Other target types of events about the record (`user` for `public.users`).
+    aliases: Vec<String>,
+    /// Only ids in (newer_than, older_than).
+    newer_than: i64,
+    older_than: i64,
+}
+
+impl RecordMatch {
+    fn matches(&self, row: &ArchivedRow) -> bool {
+        if row.id >= self.older_than || row.id <= self.newer_than {
+            return false;
+        }
+        let Some(target_type) = row.text("target_type") else {
+            return false;
+        };
+        let key = Some(self.key.as_str());
+        let (id, old_id) = (row.text("target_id"), row.text("old_target_id"));
+        let named = self.names.iter().any(|(name, after, before)| {
+            name == target_type && row.id > *after && row.id < *before
+        });
+        (named && (id == key || old_id == key))
+            || (id == key && self.aliases.iter().any(|a| a == target_type))
+    }
+}
+
+/// A Parquet file known by the byte ranges fetched from its destination: parquet's readers
+/// are synchronous and ask for ranges, served here from what was fetched before.
+struct RangedFile {
+    len: u64,
+    pieces: Vec<(u64, Bytes)>,
+}
+
+impl RangedFile {
+    fn piece(&self, start: u64, len: Option<u64>) -> parquet::errors::Result<Bytes> {
+        for (offset, bytes) in &self.pieces {
+            let end = offset + bytes.len() as u64;
+            if start >= *offset && start + len.unwrap_or(0) <= end {
+                let from = (start - offset) as usize;
+                let to = len.map_or(bytes.len(), |len| from + len as usize);
+                return Ok(bytes.slice(from..to));
+            }
+        }
+        Err(ParquetError::General(format!(
+            "bytes {start}..{} were not read",
+            start + len.unwrap_or(0)
+        )))
+    }
+}
+
+impl Length for RangedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for RangedFile {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.piece(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.piece(start, Some(length as u64))
+    }
+}
+
+/// The entries of one record in the archived months, newest first, at most `limit`, ids in
+/// `between` (exclusive): what [`crate::history::of_record`] returns from the live log, for the months
+/// it no longer holds. `aliases` as there.
+/// Errors: [`crate::ArchiveError::Invalid`] (a manifest other than the one verified before the drop,
+/// a file that is not an archive's), [`crate::ArchiveError::Storage`], [`crate::ArchiveError::Unsupported`].
+pub(crate) async fn of_record(
+    client: &impl GenericClient,
+    target_type: &str,
+    aliases: &[String],
+    id: &Value,
+    limit: usize,
+    (newer_than, older_than): (i64, i64),
+) -> Result<Vec<AuditEntry>> {
+    check_target_id(id)?;
+    let db = |e| from_query(e, Some(target_type));
+    let key: String = client
+        .query_one("select audit.record_key($1)", &[id])
+        .await
+        .map_err(db)?
+        .get(0);
+    let names = client
+        .query_typed(
+            "select name, after_id, before_id from audit.target_names($1)",
+            &[(&target_type, Type::TEXT)],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    // A month's ids are known once it is dropped (V16); one dropped before only by its manifest.
+    let months = client
+        .query(
+            "select month, archive, manifest_sha256 from audit.archived_months
+              where coalesce(last_id > $1, true) and coalesce(first_id < $2, true)
+              order by month desc",
+            &[&newer_than, &older_than],
+        )
+        .await
+        .map_err(db)?;
+    let wanted = RecordMatch {
+        key,
+        names,
+        aliases: aliases.to_vec(),
+        newer_than,
+        older_than,
+    };
+
+    let mut destinations: HashMap<String, Box<dyn Destination>> = HashMap::new();
+    let mut found: Vec<AuditEntry> = Vec::new();
+    for row in months {
+        let (month, url, manifest_sha256): (i32, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if !destinations.contains_key(&url) {
+            destinations.insert(url.clone(), destination::open(&url, None).await?);
+        }
+        let dest = &*destinations[&url];
+        let manifest = verified_manifest(dest, month, &manifest_sha256).await?;
+        let (Some(first), Some(last)) = (manifest.first_id, manifest.last_id) else {
+            continue;
+        };
+        if first >= older_than || last <= newer_than {
+            continue;
+        }
+        // Months are read newest first; their ids barely overlap (a transaction's rows go to
+        // the month it began in), so once the page is full, an older month whose last id is
+        // below the page's oldest entry cannot add to it.
+        if found.len() >= limit && last < found[limit - 1].id {
+            break;
+        }
+        for file in &manifest.files {
+            // parquet's reader may panic on a file crafted to make it (see verify_month): a
+            // changed archive must be an error, not the end of the process.
+            let rows = AssertUnwindSafe(matching_rows(dest, &file.path, file.bytes, &wanted))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(invalid(&file.path, "it is not readable Parquet")))?;
+            for row in rows {
+                found.push(entry_of(row).map_err(|reason| invalid(&file.path, reason))?);
+            }
+        }
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.id));
+    }
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// The month's manifest, if it is the one verified before the month was dropped.
+async fn verified_manifest(dest: &dyn Destination, month: i32, sha256: &str) -> Result<Manifest> {
+    let key = super::month_key(month);
+    let path = format!("{key}/manifest.json");
+    let bytes = dest.get(&path).await?.ok_or_else(|| {
+        invalid(
+            &path,
+            format!(
+                "it is missing from {}, where the month was archived before it was dropped",
+                dest.url()
+            ),
+        )
+    })?;
+    if sha256_hex(&bytes) != sha256 {
+        return Err(invalid(
+            &path,
+            "it is not the manifest verified when the month was dropped: the archive was \
+             changed since; run audit-logs verify --archive on it",
+        ));
+    }
+    parse_manifest(&key, &bytes)
+}
+
+async fn fetch(dest: &dyn Destination, path: &str, start: u64, len: u64) -> Result<Bytes> {
+    dest.get_range(path, start, len)
+        .await?
+        .map(Bytes::from)
+        .ok_or_else(|| invalid(path, format!("it is missing from {}", dest.url())))
+}
+
+/// The rows of one Parquet file that `wanted` matches, read by ranges.
+async fn matching_rows(
+    dest: &dyn Destination,
+    path: &str,
+    size: u64,
+    wanted: &RecordMatch,
+) -> Result<Vec<ArchivedRow>> {
+    let bad = |reason: String| invalid(path, reason);
+    if size < FOOTER {
+        return Err(bad("it is shorter than a Parquet footer".into()));
+    }
+    let tail_len = size.min(TAIL_GUESS);
+    let mut tail = fetch(dest, path, size - tail_len, tail_len).await?;
+    let footer = &tail[tail.len() - FOOTER as usize..];
+    if &footer[4..] != b"PAR1" {
+        return Err(bad("it does not end as a Parquet file does".into()));
+    }
+    let metadata_len = u64::from(u32::from_le_bytes(footer[..4].try_into().expect("4 bytes")));
+    if metadata_len + FOOTER > size {
+        return Err(bad("its footer names more bytes than it holds".into()));
+    }
+    if metadata_len + FOOTER > tail_len {
+        tail = fetch(
+            dest,
+            path,
+            size - metadata_len - FOOTER,
+            metadata_len + FOOTER,
+        )
+        .await?;
+    }
+    let tail_start = size - tail.len() as u64;
+    let metadata_start = (size - metadata_len - FOOTER - tail_start) as usize;
+    let metadata = ParquetMetaDataReader::decode_metadata(
+        &tail[metadata_start..metadata_start + metadata_len as usize],
+    )
+    .map_err(|e| bad(format::parquet_error(e)))?;
+    format::check_schema(metadata.file_metadata().schema()).map_err(bad)?;
+
+    let mut file = RangedFile {
+        len: size,
+        pieces: vec![(tail_start, tail)],
+    };
+    // The filters, read in one range where they are not in the tail already.
+    if let Some((start, end)) = filters_range(&metadata) {
+        if start < tail_start {
+            // Whole, even where the tail holds their end: a filter is read from one piece.
+            file.pieces
+                .push((start, fetch(dest, path, start, end - start).await?));
+        }
+    }
+    let mut groups = Vec::new();
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        let in_range = match group.column(ID_COLUMN_INDEX).statistics() {
+            Some(Statistics::Int64(ids)) => {
+                ids.min_opt().is_none_or(|min| *min < wanted.older_than)
+                    && ids.max_opt().is_none_or(|max| *max > wanted.newer_than)
+            }
+            _ => true,
+        };
+        let mut may_hold = true;
+        if KEY_COLUMN_INDEXES
+            .iter()
+            .all(|&c| group.column(c).bloom_filter_offset().is_some())
+        {
+            may_hold = false;
+            for c in KEY_COLUMN_INDEXES {
+                let filter = Sbbf::read_from_column_chunk(group.column(c), &file)
+                    .map_err(|e| bad(format::parquet_error(e)))?;
+                may_hold |= filter.is_none_or(|f| f.check(wanted.key.as_str()));
+            }
+        }
+        if in_range && may_hold {
+            groups.push(index);
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    for &index in &groups {
+        let (start, len) = group_range(&metadata, index);
+        file.pieces
+            .push((start, fetch(dest, path, start, len).await?));
+    }
+    let reader = SerializedFileReader::new(file).map_err(|e| bad(format::parquet_error(e)))?;
+    let mut rows = Vec::new();
+    for index in groups {
+        let group = reader
+            .get_row_group(index)
+            .map_err(|e| bad(format::parquet_error(e)))?;
+        for row in group
+            .get_row_iter(None)
+            .map_err(|e| bad(format::parquet_error(e)))?
+        {
+            let row = format::archived_row(&row.map_err(|e| bad(format::parquet_error(e)))?)
+                .map_err(bad)?;
+            if wanted.matches(&row) {
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The bytes the key columns' bloom filters span, all groups together.
+fn filters_range(metadata: &ParquetMetaData) -> Option<(u64, u64)> {
+    let spans = metadata.row_groups().iter().flat_map(|group| {
+        KEY_COLUMN_INDEXES.iter().filter_map(move |&c| {
+            let column = group.column(c);
+            let start = u64::try_from(column.bloom_filter_offset()?).ok()?;
+            let len = u64::try_from(column.bloom_filter_length()?).ok()?;
+            Some((start, start + len))
+        })
+    });
+    spans.reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+}
+
+/// The bytes one row group's column chunks span.
+fn group_range(metadata: &ParquetMetaData, index: usize) -> (u64, u64) {
+    let (start, end) =
+        metadata
+            .row_group(index)
+            .columns()
+            .iter()
+            .fold((u64::MAX, 0), |(start, end), column| {
+                let (from, len) = column.byte_range();
+                (start.min(from), end.max(from + len))
+            });
+    (start, end - start)
+}
+
+/// An archived row as history returns an entry: as [`AuditEntry::from_row`] reads it live.
+fn entry_of(row: ArchivedRow) -> std::result::Result<AuditEntry, String> {
+    let json = |name: &str| -> std::result::Result<Option<Value>, String> {
+        row.text(name)
+            .map(|text| serde_json::from_str(text).map_err(|e| format!("{name}: {e}")))
+            .transpose()
+    };
+    let text = |name: &str| row.text(name).map(str::to_owned);
+    let created_at = DateTime::from_timestamp_micros(row.created_at + format::UNIX_TO_2000_MICROS)
+        .ok_or_else(|| format!("entry {}: created_at out of range", row.id))?;
+    Ok(AuditEntry {
+        id: row.id,
+        created_at,
+        txid: row.txid,
+        action: row.action.clone(),
+        target_type: text("target_type"),
+        target_id: text("target_id"),
+        old_target_id: text("old_target_id"),
+        old_values: json("old_values")?,
+        new_values: json("new_values")?,
+        changed_fields: row
+            .changed_fields
+            .as_ref()
+            .map(|fields| fields.iter().flatten().cloned().collect()),
+        actor_id: text("actor_id"),
+        actor_type: text("actor_type"),
+        actor_email: text("actor_email"),
+        // host(), as the live query reads it: the address without its mask.
+        ip_address: row
+            .text("ip_address")
+            .map(|ip| ip.split('/').next().unwrap_or(ip).to_owned()),
+        user_agent: text("user_agent"),
+        request_id: text("request_id"),
+        metadata: json("metadata")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose filters do not fit in the tail read first (two groups of distinct keys).
+    #[tokio::test]
+    async fn a_large_file_is_read_by_its_filters_and_the_groups_that_may_hold_the_key() {
+        let rows: Vec<ArchivedRow> = (0..2 * format::ROW_GROUP_ROWS as i64)
+            .map(|i| row(i, "public.orders", &format!("key-{i}"), None))
+            .collect();
+        let bytes = format::write_rows(&rows).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("part-0000.parquet"), &bytes).unwrap();
+        let dest = destination::open(&format!("file://{}", dir.path().display()), None)
+            .await
+            .unwrap();
+        let metadata = SerializedFileReader::new(Bytes::from(bytes.clone())).unwrap();
+        let (start, end) = filters_range(metadata.metadata()).unwrap();
+        let tail_start = bytes.len() as u64 - TAIL_GUESS;
+        assert!(
+            start < tail_start && end > tail_start,
+            "the filters begin before the tail and end in it"
+        );
+        for i in [3, 65_540, 131_071] {
+            let wanted = RecordMatch {
+                key: format!("key-{i}"),
+                names: vec![("public.orders".into(), 0, i64::MAX)],
+                aliases: vec![],
+                newer_than: 0,
+                older_than: i64::MAX,
+            };
+            let found = matching_rows(&*dest, "part-0000.parquet", bytes.len() as u64, &wanted)
+                .await
+                .unwrap();
+            assert_eq!(found, vec![rows[i as usize].clone()]);
+        }
+    }
+
+    fn row(id: i64, target_type: &str, target_id: &str, old: Option<&str>) -> ArchivedRow {
+        let mut row = ArchivedRow {
+            id,
+            action: "UPDATE".into(),
+            ..Default::default()
+        };
+        row.set_text("target_type", Some(target_type.into()));
+        row.set_text("target_id", Some(target_id.into()));
+        row.set_text("old_target_id", old.map(str::to_owned));
+        row
+    }
+
+    #[test]
+    fn a_record_matches_under_each_name_in_its_range_its_old_key_and_its_aliases() {
+        let wanted = RecordMatch {
+            key: "7".into(),
+            names: vec![
+                ("public.users".into(), 100, i64::MAX),
+                ("public.people".into(), 0, 100),
+            ],
+            aliases: vec!["user".into()],
+            newer_than: 10,
+            older_than: 1_000,
+        };
+        assert!(wanted.matches(&row(150, "public.users", "7", None)));
+        assert!(wanted.matches(&row(50, "public.people", "7", None)));
+        assert!(
+            !wanted.matches(&row(150, "public.people", "7", None)),
+            "the old name, after the rename"
+        );
+        assert!(
+            !wanted.matches(&row(50, "public.users", "7", None)),
+            "the new name, before it"
+        );
+        assert!(
+            wanted.matches(&row(150, "public.users", "8", Some("7"))),
+            "the key changed away"
+        );
+        assert!(
+            wanted.matches(&row(150, "user", "7", None)),
+            "an event under an alias"
+        );
+        assert!(!wanted.matches(&row(150, "user", "8", Some("7"))));
+        assert!(!wanted.matches(&row(150, "public.users", "70", None)));
+        assert!(
+            !wanted.matches(&row(1_000, "public.users", "7", None)),
+            "not older than the cursor"
+        );
+        assert!(
+            !wanted.matches(&row(10, "public.people", "7", None)),
+            "not newer than the page"
+        );
+    }
+}
