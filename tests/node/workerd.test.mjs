@@ -83,8 +83,9 @@ const worker :Workerd.Worker = (
     (name = "worker.mjs", esModule = embed "worker.mjs"),
     (name = "${wasmFile}", wasm = embed "${wasmFile}"),
   ],
+  # Node's modules lib/ needs (node:async_hooks, node:crypto): nodejs_compat, on by default
+  # from 2026-08-04.
   compatibilityDate = "${compatibilityDate}",
-  compatibilityFlags = ["nodejs_compat"],
   bindings = [
     (name = "DATABASE_URL", text = ${JSON.stringify(databaseUrl)}),
     (name = "RELAY_PORT", text = "${relayPort}"),

@@ -2,9 +2,11 @@
 // napi's browser loader (audit-logs.wasi-browser.js) cannot be: that one fetches the .wasm and
 // compiles its bytes (workerd refuses both: no I/O at module load, no Wasm code generation), and
 // gives the module Worker threads (workerd has no Worker). Here the module comes compiled, as a
-// bundle's CompiledWasm module, and is instantiated synchronously at module load (allowed: no
-// I/O), on workerd's one thread. The functions JavaScript calls (contexts, event statements,
-// errors) run on it; onCreateWorker only throws if something ever asks for a thread.
+// bundle's CompiledWasm module, and is instantiated synchronously at module load, on workerd's
+// one thread. Allowed as long as initialisation does no I/O, sets no timer and draws no random
+// number (the non-threads wasm32-wasip1 build's does: WASI random_get, refused at module load).
+// The functions JavaScript calls (contexts, event statements, errors) run on it; onCreateWorker
+// only throws if something ever asks for a thread.
 import { createContext } from '@emnapi/runtime'
 import { WASI, emnapiAsyncWorkPlugin, emnapiTSFNPlugin, instantiateNapiModuleSync } from '@napi-rs/wasm-runtime'
 import wasm from './audit-logs.wasm32-wasi.wasm'
