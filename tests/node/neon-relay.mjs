@@ -7,8 +7,11 @@ import { neonConfig } from '@neondatabase/serverless'
 import { WebSocket, WebSocketServer } from 'ws'
 import { deferCleanup } from './helpers.mjs'
 
-/** Starts a relay for this test and points the driver at it (neonConfig is global). */
-export async function useNeonRelay(t) {
+/**
+ * Starts a relay for this test, closed when it ends; resolves to its port. Neon's driver finds it
+ * at `127.0.0.1:<port>/v1?address=<host>:<port>` (its wsProxy), here or in another runtime.
+ */
+export async function startNeonRelay(t) {
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
   server.on('connection', (socket, request) => {
     const [host, port] = new URL(request.url, 'http://relay').searchParams.get('address').split(':')
@@ -21,7 +24,12 @@ export async function useNeonRelay(t) {
   })
   await new Promise((resolve) => server.on('listening', resolve))
   deferCleanup(t, () => new Promise((resolve) => server.close(resolve)))
-  const relayPort = server.address().port
+  return server.address().port
+}
+
+/** Starts a relay for this test and points the driver at it (neonConfig is global). */
+export async function useNeonRelay(t) {
+  const relayPort = await startNeonRelay(t)
   Object.assign(neonConfig, {
     webSocketConstructor: WebSocket,
     useSecureWebSocket: false,
