@@ -361,12 +361,34 @@ impl S3 {
     }
 
     async fn get_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read_object(key, None).await
+    }
+
+    async fn get_object_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        if len == 0 {
+            check_key(key)?;
+            return Ok(Some(Vec::new()));
+        }
+        let range = format!("bytes={start}-{}", start + len - 1);
+        let Some(bytes) = self.read_object(key, Some(range)).await? else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 != len {
+            let short = format!("asked for {len} bytes from {start}, got {}", bytes.len());
+            return Err(self.failed(key, std::io::Error::other(short)));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The object under `key`, or the `range` of it (an HTTP Range); `None` when there is none.
+    async fn read_object(&self, key: &str, range: Option<String>) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
         let out = match self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.object_key(key))
+            .set_range(range)
             .send()
             .await
         {
@@ -376,33 +398,6 @@ impl S3 {
         };
         let body = out.body.collect().await.map_err(|e| self.failed(key, e))?;
         Ok(Some(body.into_bytes().to_vec()))
-    }
-
-    async fn get_object_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Vec<u8>>> {
-        check_key(key)?;
-        if len == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.object_key(key))
-            .range(format!("bytes={start}-{}", start + len - 1))
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(self.failed(key, e)),
-        };
-        let body = out.body.collect().await.map_err(|e| self.failed(key, e))?;
-        let bytes = body.into_bytes().to_vec();
-        if bytes.len() as u64 != len {
-            let short = format!("asked for {len} bytes from {start}, got {}", bytes.len());
-            return Err(self.failed(key, std::io::Error::other(short)));
-        }
-        Ok(Some(bytes))
     }
 
     async fn object_size(&self, key: &str) -> Result<Option<u64>> {
