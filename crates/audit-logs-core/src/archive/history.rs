@@ -29,6 +29,8 @@ use crate::history::{check_target_id, AuditEntry};
 /// The footer is read with this much before it: enough for the metadata of a file of 16 row
 /// groups (a full part, ~30 kB); its filters (~80 kB a group of distinct keys) are a second read.
 const TAIL_GUESS: u64 = 64 * 1024;
+/// The most archived months read at once.
+const MONTHS_AT_ONCE: usize = 8;
 /// Parquet's footer: the metadata length (4 bytes, little-endian) and `PAR1`.
 const FOOTER: u64 = 8;
 
@@ -135,15 +137,18 @@ pub(crate) async fn of_record(
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     // A month's ids are known once it is dropped (V16); one dropped before only by its manifest.
-    let months = client
+    let months: Vec<(i32, String, String, Option<i64>)> = client
         .query(
-            "select month, archive, manifest_sha256 from audit.archived_months
+            "select month, archive, manifest_sha256, last_id from audit.archived_months
               where coalesce(last_id > $1, true) and coalesce(first_id < $2, true)
               order by month desc",
             &[&newer_than, &older_than],
         )
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
     let wanted = RecordMatch {
         key,
         names,
@@ -151,44 +156,79 @@ pub(crate) async fn of_record(
         newer_than,
         older_than,
     };
+    let mut destinations: HashMap<&str, Box<dyn Destination>> = HashMap::new();
+    for (_, url, ..) in &months {
+        if !destinations.contains_key(url.as_str()) {
+            destinations.insert(url, destination::open(url, None).await?);
+        }
+    }
 
-    let mut destinations: HashMap<String, Box<dyn Destination>> = HashMap::new();
+    // Newest months first, 1, 2, 4... at a time, each a few range reads, at once: a page that
+    // fills in the newest month reads no other, a record with a few entries a year does not
+    // wait for 84 months one after another.
     let mut found: Vec<AuditEntry> = Vec::new();
-    for row in months {
-        let (month, url, manifest_sha256): (i32, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if !destinations.contains_key(&url) {
-            destinations.insert(url.clone(), destination::open(&url, None).await?);
-        }
-        let dest = &*destinations[&url];
-        let manifest = verified_manifest(dest, month, &manifest_sha256).await?;
-        let (Some(first), Some(last)) = (manifest.first_id, manifest.last_id) else {
-            continue;
-        };
-        if first >= older_than || last <= newer_than {
-            continue;
-        }
-        // Months are read newest first; their ids barely overlap (a transaction's rows go to
-        // the month it began in), so once the page is full, an older month whose last id is
-        // below the page's oldest entry cannot add to it.
-        if found.len() >= limit && last < found[limit - 1].id {
-            break;
-        }
-        for file in &manifest.files {
-            // parquet's reader may panic on a file crafted to make it (see verify_month): a
-            // changed archive must be an error, not the end of the process.
-            let rows = AssertUnwindSafe(matching_rows(dest, &file.path, file.bytes, &wanted))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(invalid(&file.path, "it is not readable Parquet")))?;
-            for row in rows {
-                found.push(entry_of(row).map_err(|reason| invalid(&file.path, reason))?);
+    let (mut next, mut batch) = (0, 1);
+    while next < months.len() {
+        // Months barely overlap in ids (a transaction's rows go to the month it began in): once
+        // the page is full, a month whose ids all come before its oldest entry cannot add to it.
+        let oldest_kept = (found.len() >= limit).then(|| found[limit - 1].id);
+        if let (Some(oldest), Some(last)) = (oldest_kept, months[next].3) {
+            if last < oldest {
+                break;
             }
         }
+        let end = (next + batch).min(months.len());
+        let reads = months[next..end].iter().map(|(month, url, sha256, _)| {
+            month_entries(
+                &*destinations[url.as_str()],
+                *month,
+                sha256,
+                &wanted,
+                oldest_kept,
+            )
+        });
+        for entries in futures_util::future::try_join_all(reads).await? {
+            found.extend(entries);
+        }
         found.sort_by_key(|entry| std::cmp::Reverse(entry.id));
+        (next, batch) = (end, (batch * 2).min(MONTHS_AT_ONCE));
     }
     found.truncate(limit);
     Ok(found)
+}
+
+/// The entries of one archived month that `wanted` matches; none if the month's ids (from its
+/// manifest) are all outside `wanted`'s range or below `oldest_kept`.
+async fn month_entries(
+    dest: &dyn Destination,
+    month: i32,
+    manifest_sha256: &str,
+    wanted: &RecordMatch,
+    oldest_kept: Option<i64>,
+) -> Result<Vec<AuditEntry>> {
+    let manifest = verified_manifest(dest, month, manifest_sha256).await?;
+    let (Some(first), Some(last)) = (manifest.first_id, manifest.last_id) else {
+        return Ok(Vec::new());
+    };
+    if first >= wanted.older_than
+        || last <= wanted.newer_than
+        || oldest_kept.is_some_and(|oldest| last < oldest)
+    {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::new();
+    for file in &manifest.files {
+        // parquet's reader may panic on a file crafted to make it (see verify_month): a
+        // changed archive must be an error, not the end of the process.
+        let rows = AssertUnwindSafe(matching_rows(dest, &file.path, file.bytes, wanted))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(invalid(&file.path, "it is not readable Parquet")))?;
+        for row in rows {
+            entries.push(entry_of(row).map_err(|reason| invalid(&file.path, reason))?);
+        }
+    }
+    Ok(entries)
 }
 
 /// The month's manifest, if it is the one verified before the month was dropped.
