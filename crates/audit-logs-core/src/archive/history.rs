@@ -350,16 +350,7 @@ async fn matching_rows(
         let group = reader
             .get_row_group(index)
             .map_err(|e| bad(format::parquet_error(e)))?;
-        for row in group
-            .get_row_iter(None)
-            .map_err(|e| bad(format::parquet_error(e)))?
-        {
-            let row = format::archived_row(&row.map_err(|e| bad(format::parquet_error(e)))?)
-                .map_err(bad)?;
-            if wanted.matches(&row) {
-                rows.push(row);
-            }
-        }
+        rows.extend(format::group_rows_where(&*group, |row| wanted.matches(row)).map_err(bad)?);
     }
     Ok(rows)
 }
