@@ -603,7 +603,7 @@ mod tests {
                     ..Default::default()
                 };
                 for (slot, column) in TEXT_COLUMNS.iter().enumerate() {
-                    if (i as usize + slot) % 3 != 0 {
+                    if !(i as usize + slot).is_multiple_of(3) {
                         row.set_text(column, Some(format!("{column}-{i}-é")));
                     }
                 }
