@@ -3,7 +3,7 @@
 //! log only once their archive is read back and verified.
 //!
 //! ```text
-//! <destination>/2026-01/part-0000.parquet   rows in (txid, id) order, zstd, 64k-row groups
+//! <destination>/2026-01/part-0000.parquet   rows in (txid, id) order, zstd, 16k-row groups
 //!              2026-01/entries.bin          the month's seal chunk entries, as sealed
 //!              2026-01/redactions.bin       the digests of rows redacted after sealing
 //!              2026-01/manifest.json        written last: counts, chunk and seal heads, file digests
