@@ -473,15 +473,7 @@ async fn months_not_ready_and_unknown_schemes_are_refused_with_typed_errors() {
 async fn the_maintainer_role_archives_and_drops_and_a_reader_alone_cannot_drop() {
     let f = common::migrated().await;
     let months = past_months(&f, 30).await;
-    let app = f.db.create_role("app").await.unwrap();
-    f.sql()
-        .await
-        .batch_execute(&format!("grant audit_reader to {app}"))
-        .await
-        .unwrap();
-    let audit = audit_logs_core::AuditLogs::connect(&f.db.url_for(&app))
-        .await
-        .unwrap();
+    let (app, audit) = f.audit_as("app", "audit_reader").await;
     let dir = tempfile::tempdir().unwrap();
     let then_drop = ArchiveOptions {
         then_drop: Some(true),
@@ -933,15 +925,7 @@ async fn history_reads_the_months_dropped_after_archiving_from_their_archive() {
     assert!(archived.iter().all(|e| e.target_id.as_deref() == Some("8")));
 
     // A reader reads it too.
-    let reader = f.db.create_role("reader").await.unwrap();
-    f.sql()
-        .await
-        .batch_execute(&format!("grant audit_reader to {reader}"))
-        .await
-        .unwrap();
-    let as_reader = audit_logs_core::AuditLogs::connect(&f.db.url_for(&reader))
-        .await
-        .unwrap();
+    let (_, as_reader) = f.audit_as("reader", "audit_reader").await;
     assert_eq!(
         as_reader.history(&query(1000, None, true)).await.unwrap(),
         whole

@@ -619,15 +619,7 @@ async fn bad_subjects_are_refused_with_a_typed_error_and_change_nothing() {
 #[tokio::test]
 async fn a_reader_finds_a_subject_and_only_the_maintainer_erases() {
     let f = log_with_ann().await;
-    let reader = f.db.create_role("reader").await.unwrap();
-    f.sql()
-        .await
-        .batch_execute(&format!("grant audit_reader to {reader}"))
-        .await
-        .unwrap();
-    let as_reader = audit_logs_core::AuditLogs::connect(&f.db.url_for(&reader))
-        .await
-        .unwrap();
+    let (reader, as_reader) = f.audit_as("reader", "audit_reader").await;
     let page = as_reader.subject(&ann(), &Page::default()).await.unwrap();
     assert_eq!(page.entries.len(), ann_mentions().len());
     let err = as_reader

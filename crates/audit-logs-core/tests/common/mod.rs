@@ -43,6 +43,21 @@ impl Fixture {
             .expect("connect as role")
     }
 
+    /// A new login role of the test server granted `grant` (audit_reader, audit_maintainer),
+    /// and the package connected as it. Returns the role's name too, for further grants.
+    pub async fn audit_as(&self, role: &str, grant: &str) -> (String, AuditLogs) {
+        let role = self.db.create_role(role).await.expect("role");
+        self.sql()
+            .await
+            .batch_execute(&format!("grant {grant} to {role}"))
+            .await
+            .expect("grant");
+        let audit = AuditLogs::connect(&self.db.url_for(&role))
+            .await
+            .expect("connect as role");
+        (role, audit)
+    }
+
     /// Runs statements in one transaction attributed to `actor`.
     pub async fn as_actor(&self, actor: &str, statements: &str) {
         let mut client = self.sql().await;
