@@ -111,8 +111,8 @@ impl ChunkReader for RangedFile {
     }
 }
 
-/// The entries of one record in the archived months, newest first, at most `limit`, ids in
-/// `between` (exclusive): what [`crate::history::of_record`] returns from the live log, for the months
+/// The entries of one record in the archived months, newest first, at most `limit`, ids
+/// between `newer_than` and `older_than` (exclusive): what [`crate::history::of_record`] returns from the live log, for the months
 /// it no longer holds. `aliases` as there.
 /// Errors: [`crate::ArchiveError::Invalid`] (a manifest other than the one verified before the drop,
 /// a file that is not an archive's), [`crate::ArchiveError::Storage`], [`crate::ArchiveError::Unsupported`].
@@ -169,21 +169,20 @@ pub(crate) async fn of_record(
     }
 
     // Newest months first, 1, 2, 4... at a time, each a few range reads, at once: a page that
-    // fills in the newest month reads no other, a record with a few entries a year does not
-    // wait for 84 months one after another.
+    // fills in the newest month reads no other month's files, a record with a few entries a
+    // year does not wait for 84 months one after another.
     let mut found: Vec<AuditEntry> = Vec::new();
     let (mut next, mut batch) = (0, 1);
     while next < months.len() {
-        // Months barely overlap in ids (a transaction's rows go to the month it began in): once
-        // the page is full, a month whose ids all come before its oldest entry cannot add to it.
+        // Once the page is full, a month whose ids all come before its oldest entry cannot add
+        // to it: skipped unread where V16 knows its last id, else once its manifest says so.
+        // (Not a stop: a month restored late may hold ids newer than the month after it.)
         let oldest_kept = (found.len() >= limit).then(|| found[limit - 1].id);
-        if let (Some(oldest), Some(last)) = (oldest_kept, months[next].3) {
-            if last < oldest {
-                break;
-            }
-        }
         let end = (next + batch).min(months.len());
-        let reads = months[next..end].iter().map(|(month, url, sha256, _)| {
+        let needed = months[next..end].iter().filter(|(.., last)| {
+            !matches!((oldest_kept, last), (Some(oldest), Some(last)) if last < &oldest)
+        });
+        let reads = needed.map(|(month, url, sha256, _)| {
             month_entries(
                 &*destinations[url.as_str()],
                 *month,
