@@ -22,6 +22,7 @@ comment on column audit.archived_months.month is 'The month (UTC) as YYYYMM.';
 comment on column audit.archived_months.archive is 'The destination it was archived to (file:///dir or s3://bucket/prefix).';
 comment on column audit.archived_months.manifest_sha256 is 'The sha256 of its manifest.json, as verified before the drop.';
 comment on column audit.archived_months.row_count is 'Rows it held.';
+comment on column audit.archived_months.archived_at is 'When it was dropped, its archive verified.';
 comment on column audit.archived_months.first_id is 'Its lowest entry id (null for a month dropped before V16: see its manifest).';
 comment on column audit.archived_months.last_id is 'Its highest entry id (null for a month dropped before V16: see its manifest).';
 

@@ -2787,6 +2787,10 @@ COMMENT ON COLUMN audit.archived_months.first_id IS 'Its lowest entry id (null f
 
 COMMENT ON COLUMN audit.archived_months.last_id IS 'Its highest entry id (null for a month dropped before V16: see its manifest).';
 
+-- COMMENT COLUMN archived_months.archived_at
+
+COMMENT ON COLUMN audit.archived_months.archived_at IS 'When it was dropped, its archive verified.';
+
 -- TABLE audit_logs_default
 
 CREATE TABLE audit.audit_logs_default (
