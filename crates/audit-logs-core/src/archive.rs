@@ -903,8 +903,6 @@ async fn month_data(
     Ok(data)
 }
 
-/// Drops a month whose archive is read back and verified, through the database's
-/// `audit.drop_archived_month`, which records it as retention records its drops.
 /// Verifies a month's files against its manifest; [`ArchiveError::NotVerified`] names the first
 /// problem.
 async fn verified(dest: &dyn Destination, manifest: &Manifest) -> Result<()> {
@@ -920,9 +918,10 @@ async fn verified(dest: &dyn Destination, manifest: &Manifest) -> Result<()> {
     }
 }
 
-/// Drops an archived month's partition. A month archived earlier is read back and verified
-/// first; one this run just wrote was verified before its manifest was (`just_verified`), and
-/// the run's lock keeps any other run from touching it since.
+/// Drops an archived month's partition through the database's `audit.drop_archived_month`,
+/// which records it as retention records its drops. A month archived earlier is read back and
+/// verified first; one this run just wrote was verified before its manifest was
+/// (`just_verified`), and the run's lock keeps any other run from touching it since.
 async fn drop_month(
     client: &tokio_postgres::Client,
     dest: &dyn Destination,
@@ -930,19 +929,18 @@ async fn drop_month(
     just_verified: bool,
 ) -> Result<()> {
     let key = month_key(month);
-    let manifest = read_manifest(dest, &key)
+    // Read once: the digest recorded is of the manifest verified.
+    let manifest_bytes = dest
+        .get(&format!("{key}/manifest.json"))
         .await?
         .ok_or_else(|| ArchiveError::NotVerified {
             month: key.clone(),
             problem: "it has no manifest".into(),
         })?;
+    let manifest = parse_manifest(&key, &manifest_bytes)?;
     if !just_verified {
         verified(dest, &manifest).await?;
     }
-    let manifest_bytes = dest
-        .get(&format!("{key}/manifest.json"))
-        .await?
-        .unwrap_or_default();
     client
         .query_one(
             "select audit.drop_archived_month($1, $2, $3, $4)",

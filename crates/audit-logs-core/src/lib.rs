@@ -344,8 +344,8 @@ impl AuditLogs {
                 // month it began in), so the two are merged by id; with a full page, only
                 // archived entries newer than its oldest can still be in it.
                 let limit = history::page_size(query.limit)? as usize;
-                let newer_than = match entries.len() {
-                    n if n == limit => entries.last().map_or(0, |e| e.id),
+                let newer_than = match entries.last() {
+                    Some(oldest) if entries.len() == limit => oldest.id,
                     _ => 0,
                 };
                 let archived = archive::history::of_record(

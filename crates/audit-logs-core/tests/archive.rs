@@ -892,6 +892,30 @@ async fn history_reads_the_months_dropped_after_archiving_from_their_archive() {
         })
         .await
         .unwrap();
+    // Where each month went, with the id range its manifest gives (what lets history skip it).
+    let recorded = f
+        .sql()
+        .await
+        .query(
+            "select month, archive, first_id, last_id from audit.archived_months order by month",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 2);
+    let dest = archive::destination::open(&url(dir.path()), None)
+        .await
+        .unwrap();
+    for row in &recorded {
+        let month: i32 = row.get(0);
+        let key = format!("{}-{:02}", month / 100, month % 100);
+        let manifest = archive::read_manifest(&*dest, &key).await.unwrap().unwrap();
+        assert_eq!(row.get::<_, String>(1), url(dir.path()));
+        assert_eq!(
+            (row.get::<_, Option<i64>>(2), row.get::<_, Option<i64>>(3)),
+            (manifest.first_id, manifest.last_id)
+        );
+    }
     let live = f.audit.history(&query(1000, None, false)).await.unwrap();
     assert_eq!(
         live.len(),

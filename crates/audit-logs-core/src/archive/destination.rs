@@ -214,7 +214,14 @@ impl LocalDirectory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(storage(&path, e)),
         };
-        let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        // The range is the caller's (a Parquet footer's offsets): checked against the file
+        // before anything is allocated for it.
+        let size = file.metadata().map_err(|e| storage(&path, e))?.len();
+        if start.checked_add(len).is_none_or(|end| end > size) {
+            let past = format!("bytes {start}..+{len} are past its end ({size} bytes)");
+            return Err(storage(&path, std::io::Error::other(past)));
+        }
+        let mut bytes = vec![0; len as usize];
         file.seek(SeekFrom::Start(start))
             .and_then(|_| file.read_exact(&mut bytes))
             .map_err(|e| storage(&path, e))?;
@@ -260,6 +267,35 @@ impl LocalDirectory {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(storage(&path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A range comes from a file's own footer: one past the end is refused before anything is
+    /// allocated for it (a length near u64::MAX would otherwise abort the process).
+    #[tokio::test]
+    async fn a_range_past_the_end_of_a_file_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+        let dest = open(&format!("file://{}", dir.path().display()), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            dest.get_range("f", 2, 3).await.unwrap(),
+            Some(b"234".to_vec())
+        );
+        assert_eq!(dest.get_range("f", 0, 10).await.unwrap().unwrap().len(), 10);
+        assert_eq!(dest.get_range("absent", 0, 1).await.unwrap(), None);
+        for (start, len) in [(5, 6), (11, 0), (1, u64::MAX / 2), (u64::MAX, 2)] {
+            let err = dest.get_range("f", start, len).await.unwrap_err();
+            assert!(
+                matches!(err, crate::Error::Archive(ArchiveError::Storage { .. })),
+                "{start}+{len}: {err:?}"
+            );
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio_postgres::GenericClient;
 use super::format::{self, ArchivedRow, ID_COLUMN_INDEX, KEY_COLUMN_INDEXES};
 use super::{destination, invalid, parse_manifest, sha256_hex, Destination, Manifest};
 use crate::error::{from_query, Result};
-use crate::history::{check_target_id, AuditEntry};
+use crate::history::AuditEntry;
 
 /// The footer is read with this much before it: the metadata of most files (a larger one is
 /// read again, whole); the filters (~32 kB a group of distinct keys) are a second read.
@@ -112,8 +112,9 @@ impl ChunkReader for RangedFile {
 }
 
 /// The entries of one record in the archived months, newest first, at most `limit`, ids
-/// between `newer_than` and `older_than` (exclusive): what [`crate::history::of_record`] returns from the live log, for the months
-/// it no longer holds. `aliases` as there.
+/// between `newer_than` and `older_than` (exclusive): what [`crate::history::of_record`]
+/// returns from the live log, for the months it no longer holds; `id` and `aliases` as there
+/// (checked by it).
 /// Errors: [`crate::ArchiveError::Invalid`] (a manifest other than the one verified before the drop,
 /// a file that is not an archive's), [`crate::ArchiveError::Storage`], [`crate::ArchiveError::Unsupported`].
 pub(crate) async fn of_record(
@@ -124,8 +125,23 @@ pub(crate) async fn of_record(
     limit: usize,
     (newer_than, older_than): (i64, i64),
 ) -> Result<Vec<AuditEntry>> {
-    check_target_id(id)?;
     let db = |e| from_query(e, Some(target_type));
+    // A month's ids are known once it is dropped (V16); one dropped before only by its manifest.
+    let months: Vec<(i32, String, String, Option<i64>)> = client
+        .query(
+            "select month, archive, manifest_sha256, last_id from audit.archived_months
+              where coalesce(last_id > $1, true) and coalesce(first_id < $2, true)
+              order by month desc",
+            &[&newer_than, &older_than],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    if months.is_empty() {
+        return Ok(Vec::new());
+    }
     let key: String = client
         .query_one("select audit.record_key($1)", &[id])
         .await
@@ -140,19 +156,6 @@ pub(crate) async fn of_record(
         .map_err(db)?
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    // A month's ids are known once it is dropped (V16); one dropped before only by its manifest.
-    let months: Vec<(i32, String, String, Option<i64>)> = client
-        .query(
-            "select month, archive, manifest_sha256, last_id from audit.archived_months
-              where coalesce(last_id > $1, true) and coalesce(first_id < $2, true)
-              order by month desc",
-            &[&newer_than, &older_than],
-        )
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
     let wanted = RecordMatch {
         key,
@@ -258,7 +261,20 @@ async fn verified_manifest(dest: &dyn Destination, month: i32, sha256: &str) -> 
     parse_manifest(&key, &bytes)
 }
 
-async fn fetch(dest: &dyn Destination, path: &str, start: u64, len: u64) -> Result<Bytes> {
+/// `len` bytes from `start` of a file of `size` bytes (its manifest's): a range the file's own
+/// footer names past its end is refused before it is asked for.
+async fn fetch(
+    dest: &dyn Destination,
+    (path, size): (&str, u64),
+    start: u64,
+    len: u64,
+) -> Result<Bytes> {
+    if start.checked_add(len).is_none_or(|end| end > size) {
+        return Err(invalid(
+            path,
+            format!("it names bytes {start}..+{len}, past its {size} bytes"),
+        ));
+    }
     dest.get_range(path, start, len)
         .await?
         .map(Bytes::from)
@@ -277,7 +293,7 @@ async fn matching_rows(
         return Err(bad("it is shorter than a Parquet footer".into()));
     }
     let tail_len = size.min(TAIL_GUESS);
-    let mut tail = fetch(dest, path, size - tail_len, tail_len).await?;
+    let mut tail = fetch(dest, (path, size), size - tail_len, tail_len).await?;
     let footer = &tail[tail.len() - FOOTER as usize..];
     if &footer[4..] != b"PAR1" {
         return Err(bad("it does not end as a Parquet file does".into()));
@@ -289,7 +305,7 @@ async fn matching_rows(
     if metadata_len + FOOTER > tail_len {
         tail = fetch(
             dest,
-            path,
+            (path, size),
             size - metadata_len - FOOTER,
             metadata_len + FOOTER,
         )
@@ -312,7 +328,7 @@ async fn matching_rows(
         if start < tail_start {
             // Whole, even where the tail holds their end: a filter is read from one piece.
             file.pieces
-                .push((start, fetch(dest, path, start, end - start).await?));
+                .push((start, fetch(dest, (path, size), start, end - start).await?));
         }
     }
     let mut groups = Vec::new();
@@ -346,7 +362,7 @@ async fn matching_rows(
     for &index in &groups {
         let (start, len) = group_range(&metadata, index);
         file.pieces
-            .push((start, fetch(dest, path, start, len).await?));
+            .push((start, fetch(dest, (path, size), start, len).await?));
     }
     let reader = SerializedFileReader::new(file).map_err(|e| bad(format::parquet_error(e)))?;
     let mut rows = Vec::new();
