@@ -95,10 +95,22 @@ async fn updates_deletes_and_truncates_are_refused_even_for_the_owner() {
         .await
         .unwrap();
     f.audit.seal().await.unwrap();
+    // A month as audit.drop_archived_month records it (row triggers need a row to refuse).
+    owner
+        .batch_execute(
+            "insert into audit.archived_months (month, archive, manifest_sha256, row_count) \
+             values (202001, 'file:///var/archive/audit', 'x', 1)",
+        )
+        .await
+        .unwrap();
     for statement in [
         "delete from audit.seals",
         "update audit.seal_chunks set head = head",
         "truncate audit.redactions",
+        // Where history reads dropped months from: not movable to another archive.
+        "update audit.archived_months set archive = 'file:///elsewhere'",
+        "delete from audit.archived_months",
+        "truncate audit.archived_months",
     ] {
         let err = owner.batch_execute(statement).await.unwrap_err();
         assert_eq!(sqlstate(&err), "AL008", "{statement}: {err:?}");
@@ -140,6 +152,10 @@ async fn an_application_role_is_recorded_but_cannot_alter_rows_or_maintain() {
         "select audit.drop_expired_partitions(1)",
         "select audit.anonymize_due(1, '{ip_address}')",
         "delete from audit.seals",
+        // A month of its own making, for history to read as archived.
+        "insert into audit.archived_months (month, archive, manifest_sha256, row_count) \
+         values (202001, 'file:///tmp/forged', 'x', 1)",
+        "select audit.drop_archived_month(202001, 1, 'file:///tmp/forged', 'x')",
     ] {
         let err = app.batch_execute(statement).await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501", "{statement}: {err:?}");
