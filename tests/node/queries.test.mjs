@@ -232,3 +232,55 @@ test('search pages by cursor; entries() streams everything and frees its connect
     (e) => e.code === 'AUDIT_LOGS_INVALID_ARGUMENT')
   assert.equal((await raw('select count(*)::int as n from items'))[0].n, 2500)
 })
+
+test('every helper that lists entries gives them as pg reads the same rows: dates as Date, values as JSON.parse reads them', async (t) => {
+  const { audit, pool, raw } = await setup(t, 'create table notes (id int primary key, body jsonb, title text)', ['notes'])
+  const awkward = {
+    text: 'quote " backslash \\ newline \n tab \t é ß 漢字 🙂 \u2028',
+    numbers: [0, -1, 1.5, 1e-7, 123456789012, 9007199254740993],
+    nested: { empty: {}, none: null, list: [[], [{ deep: [true, false] }]] },
+  }
+  await withAuditContext(pool, { actorId: 'writer', actorEmail: 'w@x.io', requestId: 'req-1' }, async (c) => {
+    await c.query('insert into notes values (1, $1, $2)', [awkward, 'first'])
+    await c.query(`update notes set body = body || '{"more": "ünïcode"}', title = null where id = 1`)
+  })
+  await audit.logMany([{ action: 'note.read', targetType: 'note', targetId: '1', metadata: awkward }], { context: { actorId: 'writer' } })
+
+  const all = async (iterable) => {
+    const items = []
+    for await (const item of iterable) items.push(item)
+    return items
+  }
+  const history = await audit.history({ table: 'notes', id: 1 })
+  const lists = {
+    history,
+    byActor: await audit.byActor('writer'),
+    byRequest: await audit.byRequest('req-1'),
+    byTransaction: await audit.byTransaction(history.at(-1).txid),
+    search: (await audit.search({ actorId: 'writer' })).entries,
+    entries: await all(audit.entries({}, { order: 'newest' })),
+    logMany: await audit.logMany([{ action: 'note.shared', targetType: 'note', targetId: '1', metadata: awkward }]),
+  }
+
+  // The expected entries: the log read with pg, named as the API names them, a null left out.
+  const rows = await raw(`select id, created_at, txid, action, target_type, target_id, old_target_id, old_values, new_values,
+                                 changed_fields, actor_id, actor_type, actor_email, host(ip_address) as ip_address,
+                                 user_agent, request_id, metadata
+                            from audit.audit_logs`)
+  const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
+  const expected = new Map(rows.map((row) => [Number(row.id), Object.fromEntries(Object.entries(row)
+    .filter(([, value]) => value !== null)
+    .map(([name, value]) => [camel(name), ['id', 'txid'].includes(name) ? Number(value) : value]))]))
+  assert.equal(expected.size, 4)
+  assert.equal(lists.entries.length, 3)
+  for (const [helper, entries] of Object.entries(lists)) {
+    assert.ok(entries.length > 0, helper)
+    assert.deepStrictEqual(entries, entries.map((e) => expected.get(e.id)), `${helper} gives the entries as pg reads them`)
+    for (const entry of entries) assert.ok(entry.createdAt instanceof Date, `${helper}: createdAt is a Date`)
+  }
+  // Absent, not null or undefined: the insert has no old values, the event no new ones.
+  assert.equal('oldValues' in history.at(-1), false)
+  assert.equal('newValues' in lists.logMany[0], false)
+  assert.equal(history.find((e) => e.action === 'UPDATE').newValues.body.text, awkward.text)
+  assert.equal(lists.logMany[0].metadata.numbers.at(-1), 9007199254740992, 'a number past 2^53 as JSON.parse reads it, as pg gives it')
+})
