@@ -15,7 +15,8 @@ const { ormOf, withOrmContext } = require('./lib/orms.js')
 const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
 const { AuditContextInterceptor } = require('./lib/nest.js')
 const { auditDialect } = require('./lib/kysely.js')
-const binding = require('./binding.js')
+// package.json's imports: binding.js.
+const binding = require('#binding')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to
