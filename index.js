@@ -15,7 +15,7 @@ const { ormOf, withOrmContext } = require('./lib/orms.js')
 const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
 const { AuditContextInterceptor } = require('./lib/nest.js')
 const { auditDialect } = require('./lib/kysely.js')
-// package.json's imports: binding.js.
+// binding.js, or in a bundle for workerd audit-logs-workerd's WebAssembly build (package.json's imports).
 const binding = require('#binding')
 
 /**
