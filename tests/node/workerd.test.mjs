@@ -45,7 +45,7 @@ async function startWorker(t, bindings) {
   return startWorkerd(t, dir, wasmModules, bindings)
 }
 
-test('workerd: the WebAssembly build validates contexts, and withAuditContext and log() over Neon attribute each write to its request\'s actor', async (t) => {
+test('workerd: a Worker importing audit-logs (the workerd condition, no alias) validates contexts, and withAuditContext and log() over Neon attribute each write to its request\'s actor', async (t) => {
   const url = await freshDatabase(t)
   const admin = await NativeAuditLogs.connect(url)
   deferCleanup(t, () => admin.close())
