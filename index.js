@@ -15,7 +15,8 @@ const { ormOf, withOrmContext } = require('./lib/orms.js')
 const { auditContextFromRequest, withRequestContext } = require('./lib/fetch.js')
 const { AuditContextInterceptor } = require('./lib/nest.js')
 const { auditDialect } = require('./lib/kysely.js')
-const binding = require('./binding.js')
+// binding.js, or in a bundle for workerd audit-logs-workerd's WebAssembly build (package.json's imports).
+const binding = require('#binding')
 
 /**
  * Runs `fn` in a transaction whose changes are attributed to `context` (or, when it is null, to

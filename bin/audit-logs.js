@@ -13,7 +13,7 @@ if (args[0] === 'ui') {
       process.exitCode = 1
     })
 } else {
-  const { runCli } = require('../binding.js')
+  const { runCli } = require('#binding')
   try {
     process.exitCode = runCli(args)
   } catch (error) {

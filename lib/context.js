@@ -2,7 +2,7 @@
 // The request-scoped audit context: set once per request (or job), read by every wrapper below
 // it, across await, timers and promise chains (AsyncLocalStorage).
 const { AsyncLocalStorage } = require('node:async_hooks')
-const { serializeContext, ownError } = require('../binding.js')
+const { serializeContext, ownError } = require('#binding')
 
 const storage = new AsyncLocalStorage()
 

@@ -1,7 +1,7 @@
 'use strict'
 // What AuditLogs gains in JavaScript: the request's context for events, events in the caller's
 // own transaction, and `for await` over a stream. Everything else is native.
-const { eventStatement, openEntries, openSubjectEntries } = require('../binding.js')
+const { eventStatement, openEntries, openSubjectEntries } = require('#binding')
 const { currentAuditContext } = require('./context.js')
 const { recastArgumentError } = require('./arguments.js')
 const { ormQuery } = require('./orms.js')

@@ -5,7 +5,7 @@
 // cannot be stored is cut or dropped, and an error (getActor's) rejects the handler, for the
 // framework's error handling, and never escapes elsewhere.
 const { randomUUID } = require('node:crypto')
-const { storableRequestParts } = require('../binding.js')
+const { storableRequestParts } = require('#binding')
 const { runWithAuditContext } = require('./context.js')
 const { headerText, headerValue } = require('./http.js')
 

@@ -4,7 +4,7 @@
 // id. Headers are the attacker's: what cannot be stored is cut or dropped (by the core), and no
 // error escapes to crash the server; each goes to the framework's error handling.
 const { randomUUID } = require('node:crypto')
-const { storableRequestParts } = require('../binding.js')
+const { storableRequestParts } = require('#binding')
 const { runWithAuditContext } = require('./context.js')
 
 /**

@@ -1,7 +1,7 @@
 'use strict'
 // withAuditContext for node-postgres: one transaction, the context set transaction-locally first
 // (so it is safe behind transaction-mode poolers and never leaks to the connection's next user).
-const { endsSession } = require('../binding.js')
+const { endsSession } = require('#binding')
 const { effectiveContext, settingFor, codedError, asOwnError, SET_CONTEXT } = require('./context.js')
 
 /** A pg.Pool (or anything with connect() handing out clients that release()). */

@@ -1,7 +1,7 @@
 'use strict'
 // Read auditing for sensitive tables (who read which records, as HIPAA asks), for node-postgres:
 // one `read` event per query, naming at most `maxIds` of the ids read.
-const { eventStatement } = require('../binding.js')
+const { eventStatement } = require('#binding')
 const { currentAuditContext } = require('./context.js')
 
 /** The metadata of a read event: the first `maxIds` ids, how many rows, whether the list was cut. */

@@ -2,7 +2,7 @@
 // revert(target, { client }): the core's revert, run on the caller's own connection in the
 // caller's transaction. The core decides every statement (RevertRun hands them out one at a
 // time); this file only runs each on the client and passes back its answer.
-const { revertRun } = require('../binding.js')
+const { revertRun } = require('#binding')
 const { codedError, raisedBy } = require('./context.js')
 const { isPool, isConnectionError } = require('./pg.js')
 const { runOn } = require('./events.js')

@@ -4,7 +4,7 @@
 // asset ships in the package (no CDN, no build step); every route asks `authorize(req)` first.
 const { readFileSync } = require('node:fs')
 const path = require('node:path')
-const { entryColumns, parseRecordId: recordId } = require('../binding.js')
+const { entryColumns, parseRecordId: recordId } = require('#binding')
 const { codedError } = require('./context.js')
 
 const ASSETS = {

@@ -141,11 +141,13 @@ try {
     ['--test', '--test-reporter=tap', ...nodeFiles.map((f) => `tests/node/${f}`)], { capture: true })
   checkNodeCounts(nodeOutput, nodeFiles)
   // The published shape: packed root and platform package installed in a scratch app with no
-  // Rust on PATH; the WebAssembly package where no addon is installed; npx in this clone
-  // building nothing; the musl addon's ELF checks where built.
+  // Rust on PATH; the WebAssembly package where no addon is installed, and in a Worker; npx in
+  // this clone building nothing; the musl addon's ELF checks where built.
   const packagingFiles = ['tests/packaging/packed.test.mjs', 'tests/packaging/clone.test.mjs',
     // The WebAssembly package installed for a wasm32 CPU, where the loader must fall back to it.
     'tests/packaging/wasm.test.mjs',
+    // The Workers package installed by a plain npm install, its Worker bundled and run in workerd.
+    'tests/packaging/workerd.test.mjs',
     ...(muslHere ? ['tests/packaging/musl.test.mjs'] : [])]
   const packagingOutput = step('Packaging tests', process.execPath,
     ['--test', '--test-reporter=tap', ...packagingFiles], { capture: true })

@@ -1,120 +1,51 @@
-// The WebAssembly build in workerd, the open-source runtime of Cloudflare Workers: a Worker
-// (workerd/worker.mjs) bundled as wrangler bundles one (esbuild, the `workerd`, `worker` and
-// `browser` conditions, the .wasm left to workerd as a compiled module), with the package's
-// binding.js replaced by workerd/binding.cjs, run by the workerd in node_modules on a free port.
-// Through it: contexts validated by the WebAssembly build, and withAuditContext and log() over
-// Neon's serverless driver (through the relay of neon-relay.mjs) against the real test server.
+// The WebAssembly build in workerd, the open-source runtime of Cloudflare Workers, as a Workers
+// project gets it: a Worker (workerd/worker.mjs) importing `audit-logs` by its name, from an app
+// whose node_modules holds the package's published files and audit-logs-workerd's (npm/workerd
+// and the module npm run build:wasm built), bundled as wrangler bundles one (workerd.mjs): the
+// `workerd` condition alone routes the package's binding to audit-logs-workerd. Through it:
+// contexts validated by the WebAssembly build, and withAuditContext and log() over Neon's
+// serverless driver (through the relay of neon-relay.mjs) against the real test server.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import net from 'node:net'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import * as esbuild from 'esbuild'
 import { NativeAuditLogs, deferCleanup, freshDatabase, withClient } from './helpers.mjs'
 import { startNeonRelay } from './neon-relay.mjs'
+import { bundleWorker, startWorkerd } from './workerd.mjs'
 
-const require = createRequire(import.meta.url)
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const here = fileURLToPath(new URL('./workerd/', import.meta.url))
 const wasmFile = 'audit-logs.wasm32-wasi.wasm'
-// The binary of the pinned workerd and the newest compatibility date it knows.
-const { default: workerdBinary, compatibilityDate } = require('workerd')
 
-/** The Worker bundled into `dir`, with the module workerd compiles next to it. */
-async function bundle(dir) {
-  assert.ok(existsSync(join(root, wasmFile)), `${wasmFile} is built (npm run build:wasm)`)
-  const workerdBinding = {
-    name: 'workerd-binding',
-    setup(build) {
-      // The package's own binding.js, as lib/ and index.js require it.
-      build.onResolve({ filter: /(^|\/)binding\.js$/ }, (args) =>
-        join(args.resolveDir, args.path) === join(root, 'binding.js') ? { path: join(here, 'binding.cjs') } : undefined)
-      build.onResolve({ filter: /\.wasm$/ }, (args) => ({ path: args.path, external: true }))
-    },
+/** Copies a package's published files (its manifest's `files`, and the manifest) into `to`. */
+function installFiles(from, to, { builtFrom = from } = {}) {
+  const manifest = JSON.parse(readFileSync(join(from, 'package.json'), 'utf8'))
+  mkdirSync(to, { recursive: true })
+  cpSync(join(from, 'package.json'), join(to, 'package.json'))
+  for (const file of manifest.files) {
+    const source = existsSync(join(from, file)) ? join(from, file) : join(builtFrom, file)
+    assert.ok(existsSync(source), `${file} is built (npm run build:wasm)`)
+    cpSync(source, join(to, file), { recursive: true })
   }
-  const result = await esbuild.build({
-    entryPoints: [join(here, 'worker.mjs')],
-    outfile: join(dir, 'worker.mjs'),
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    conditions: ['workerd', 'worker', 'browser'],
-    external: ['node:*'],
-    plugins: [workerdBinding],
-    // lib/ requires node:async_hooks and node:crypto, which workerd serves (nodejs_compat).
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    logLevel: 'error',
-  })
-  assert.deepEqual(result.errors, [])
-  copyFileSync(join(root, wasmFile), join(dir, wasmFile))
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    }).on('error', reject)
-  })
-}
-
-/** workerd serving the bundled Worker until `t` ends; resolves to its base URL. */
-async function startWorkerd(t, { databaseUrl, relayPort }) {
+/** workerd serving workerd/worker.mjs, bundled from an app that installed audit-logs, until `t` ends. */
+async function startWorker(t, bindings) {
   const dir = mkdtempSync(join(tmpdir(), 'audit-logs-workerd-'))
   deferCleanup(t, () => rmSync(dir, { recursive: true, force: true }))
-  await bundle(dir)
-  const port = await freePort()
-  writeFileSync(join(dir, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .worker),
-    # Neon's driver dials the relay on 127.0.0.1.
-    (name = "internet", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const worker :Workerd.Worker = (
-  modules = [
-    (name = "worker.mjs", esModule = embed "worker.mjs"),
-    (name = "${wasmFile}", wasm = embed "${wasmFile}"),
-  ],
-  # Node's modules lib/ needs (node:async_hooks, node:crypto): nodejs_compat, on by default
-  # from 2026-08-04.
-  compatibilityDate = "${compatibilityDate}",
-  bindings = [
-    (name = "DATABASE_URL", text = ${JSON.stringify(databaseUrl)}),
-    (name = "RELAY_PORT", text = "${relayPort}"),
-  ],
-);
-`)
-  // The binary itself: killing the package's bin/workerd (a Node wrapper) would leave it running.
-  const child = spawn(workerdBinary, ['serve', join(dir, 'config.capnp')], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.on('data', (data) => { output += data })
-  child.stderr.on('data', (data) => { output += data })
-  const exited = new Promise((resolve) => child.on('exit', resolve))
-  deferCleanup(t, async () => {
-    child.kill()
-    await exited
-  })
-  const base = `http://127.0.0.1:${port}`
-  for (const started = Date.now(); ; await new Promise((resolve) => setTimeout(resolve, 50))) {
-    if (child.exitCode !== null) assert.fail(`workerd exited (${child.exitCode}):\n${output}`)
-    if (Date.now() - started > 20_000) assert.fail(`workerd did not answer on ${base} in 20 s:\n${output}`)
-    try {
-      await fetch(base)
-      break
-    } catch {}
-  }
-  return { base, output: () => output }
+  const modules = join(dir, 'app', 'node_modules')
+  installFiles(root, join(modules, 'audit-logs'))
+  installFiles(join(root, 'npm', 'workerd'), join(modules, 'audit-logs-workerd'), { builtFrom: root })
+  cpSync(fileURLToPath(new URL('./workerd/worker.mjs', import.meta.url)), join(dir, 'app', 'worker.mjs'))
+  // Neon's driver and audit-logs-workerd's runtime come from the clone, as if installed too.
+  const wasmModules = await bundleWorker(join(dir, 'app', 'worker.mjs'), dir, { nodePaths: [join(root, 'node_modules')] })
+  assert.deepEqual(wasmModules, [wasmFile], 'the Worker imports the WebAssembly build')
+  assert.doesNotMatch(readFileSync(join(dir, 'worker.mjs'), 'utf8'), /NAPI_RS_FORCE_WASI/, "napi's Node loader is not bundled")
+  return startWorkerd(t, dir, wasmModules, bindings)
 }
 
-test('workerd: the WebAssembly build validates contexts, and withAuditContext and log() over Neon attribute each write to its request\'s actor', async (t) => {
+test('workerd: a Worker importing audit-logs (the workerd condition, no alias) validates contexts, and withAuditContext and log() over Neon attribute each write to its request\'s actor', async (t) => {
   const url = await freshDatabase(t)
   const admin = await NativeAuditLogs.connect(url)
   deferCleanup(t, () => admin.close())
@@ -122,10 +53,11 @@ test('workerd: the WebAssembly build validates contexts, and withAuditContext an
   await withClient(url, (c) => c.query('create table notes (id serial primary key, author text)'))
   await admin.enableTracking('notes')
   const relayPort = await startNeonRelay(t)
-  const { base, output } = await startWorkerd(t, { databaseUrl: url, relayPort })
+  const { base, output } = await startWorker(t, { DATABASE_URL: url, RELAY_PORT: relayPort })
 
-  const post = async (path, body) => {
-    const response = await fetch(base + path, { method: 'POST', body: JSON.stringify(body ?? null) })
+  const post = async (path, body, requestId) => {
+    const headers = requestId ? { 'x-request-id': requestId } : {}
+    const response = await fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body ?? null) })
     return { status: response.status, body: await response.json() }
   }
   assert.deepEqual(await post('/context', { actorId: 42, ipAddress: '10.0.0.1' }),
@@ -136,12 +68,12 @@ test('workerd: the WebAssembly build validates contexts, and withAuditContext an
 
   // Concurrent requests, each in its own transaction and context.
   const actors = ['ann', 'bob', 'cid', 'dee']
-  const answers = await Promise.all(actors.map((actor) => post(`/notes?actor=${actor}`)))
+  const answers = await Promise.all(actors.map((actor) => post(`/notes?actor=${actor}`, null, `req-${actor}`)))
   for (const [i, answer] of answers.entries()) {
     assert.equal(answer.status, 200, `${JSON.stringify(answer.body)}\n${output()}`)
     assert.deepEqual([answer.body.eventActor, answer.body.eventRequest], [actors[i], `req-${actors[i]}`])
   }
-  const failed = await post('/notes?actor=mallory&fail=1')
+  const failed = await post('/notes?actor=mallory&fail=1', null, 'req-mallory')
   assert.deepEqual([failed.status, failed.body.message], [500, 'handler failed'])
 
   const { rows } = await withClient(url, (c) => c.query(

@@ -103,8 +103,10 @@ test('the root tarball carries no install script, the LICENSE, and its platform 
   const packed = JSON.parse(readFileSync(join(app, 'node_modules', manifest.name, 'package.json'), 'utf8'))
   for (const script of INSTALL_SCRIPTS) assert.equal(packed.scripts?.[script], undefined, `no ${script} script`)
   assert.equal(packed.optionalDependencies[platformPackage], packed.version)
-  // Every napi target has its package, all at the root's version.
-  assert.equal(Object.keys(packed.optionalDependencies).length, packed.napi.targets.length)
+  // Every napi target has its package, and Workers theirs (audit-logs-workerd), all at the
+  // root's version.
+  assert.equal(packed.optionalDependencies[`${manifest.name}-workerd`], packed.version)
+  assert.equal(Object.keys(packed.optionalDependencies).length, packed.napi.targets.length + 1)
   for (const version of Object.values(packed.optionalDependencies)) assert.equal(version, packed.version)
   assert.equal(packed.license, 'MIT')
   assert.ok(packed.repository?.url, 'repository is set')

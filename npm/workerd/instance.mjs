@@ -1,12 +1,13 @@
-// The WebAssembly build (npm run build:wasm, wasm32-wasip1-threads) instantiated for workerd, as
-// napi's browser loader (audit-logs.wasi-browser.js) cannot be: that one fetches the .wasm and
-// compiles its bytes (workerd refuses both: no I/O at module load, no Wasm code generation), and
-// gives the module Worker threads (workerd has no Worker). Here the module comes compiled, as a
-// bundle's CompiledWasm module, and is instantiated synchronously at module load, on workerd's
-// one thread. Allowed as long as initialisation does no I/O, sets no timer and draws no random
-// number (the non-threads wasm32-wasip1 build's does: WASI random_get, refused at module load).
-// The functions JavaScript calls (contexts, event statements, errors) run on it; onCreateWorker
-// only throws if something ever asks for a thread.
+// The WebAssembly build (wasm32-wasip1-threads, the module audit-logs-wasm32-wasi ships)
+// instantiated for workerd, as napi's browser loader (audit-logs.wasi-browser.js) cannot be: that
+// one fetches the .wasm and compiles its bytes (workerd refuses both: no I/O at module load, no Wasm
+// code generation), and gives the module Worker threads (workerd has no Worker). Here the module
+// comes compiled, as a bundle's CompiledWasm module (wrangler's rule for an imported .wasm), and is
+// instantiated synchronously at module load, on workerd's one thread. Allowed as long as
+// initialisation does no I/O, sets no timer and draws no random number (the non-threads
+// wasm32-wasip1 build's does: WASI random_get, refused at module load). The functions JavaScript
+// calls (contexts, event statements, errors) run on it; onCreateWorker only throws if something
+// ever asks for a thread.
 import { createContext } from '@emnapi/runtime'
 import { WASI, emnapiAsyncWorkPlugin, emnapiTSFNPlugin, instantiateNapiModuleSync } from '@napi-rs/wasm-runtime'
 import wasm from './audit-logs.wasm32-wasi.wasm'
