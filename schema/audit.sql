@@ -1528,7 +1528,28 @@ $$;
 
 -- COMMENT FUNCTION may_mention(l audit.audit_logs, actor_id text, patterns text[])
 
-COMMENT ON FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, patterns text[]) IS 'True for every entry that may mention the subject (its actor id, or a term within its personal columns); audit.subject_paths says which do, and where.';
+COMMENT ON FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, patterns text[]) IS 'The first pass before V17 (lower-casing in the database''s collation), kept for libraries of before V17; audit.may_mention(l, actor_id, ascii_patterns, patterns) supersedes it.';
+
+-- FUNCTION may_mention(audit.audit_logs, text, text[], text[])
+
+CREATE FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, ascii_patterns text[], patterns text[]) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+  select l.actor_id operator(pg_catalog.=) may_mention.actor_id
+      or case when may_mention.ascii_patterns is not null
+              then pg_catalog.lower(pg_catalog.concat_ws(' ', l.actor_email, pg_catalog.host(l.ip_address), l.user_agent,
+                                                         l.target_id, l.old_target_id, l.old_values, l.new_values, l.metadata)
+                                    collate pg_catalog."C")
+                   operator(pg_catalog.~~) any (may_mention.ascii_patterns)
+              else pg_catalog.lower(pg_catalog.concat_ws(' ', l.actor_email, pg_catalog.host(l.ip_address), l.user_agent,
+                                                         l.target_id, l.old_target_id, l.old_values, l.new_values, l.metadata)
+                                    collate pg_catalog."default")
+                   operator(pg_catalog.~~) any (may_mention.patterns) end
+$$;
+
+-- COMMENT FUNCTION may_mention(l audit.audit_logs, actor_id text, ascii_patterns text[], patterns text[])
+
+COMMENT ON FUNCTION audit.may_mention(l audit.audit_logs, actor_id text, ascii_patterns text[], patterns text[]) IS 'True for every entry that may mention the subject (its actor id, or a term within its personal columns): with audit.subject_ascii_patterns when they are not null, on the text lower-cased in ASCII, else with audit.subject_patterns on the text lower-cased in the database''s collation; audit.subject_paths says which entries do, and where.';
 
 -- FUNCTION mentions(jsonb, text[])
 
@@ -2015,6 +2036,7 @@ CREATE FUNCTION audit.redact_subject(key bytea, actor_id text DEFAULT NULL::text
     AS $$
 declare
   terms text[];
+  ascii_patterns text[];
   patterns text[];
   event_id bigint;
   n bigint;
@@ -2025,6 +2047,7 @@ begin
       using errcode = 'AL009', hint = 'Use a random secret kept outside the database; the same key gives the same pseudonyms.';
   end if;
   terms := audit.subject_terms(redact_subject.actor_id, email, ip_address, "values");
+  ascii_patterns := audit.subject_ascii_patterns(terms);
   patterns := audit.subject_patterns(terms);
 
   -- The event names the subject by a pseudonym of its description only.
@@ -2038,7 +2061,7 @@ begin
            audit.personal_digest(l) as digest, m.paths
       from audit.audit_logs l
      cross join lateral (select audit.subject_paths(l, redact_subject.actor_id, terms) as paths) m
-     where audit.may_mention(l, redact_subject.actor_id, patterns)
+     where audit.may_mention(l, redact_subject.actor_id, ascii_patterns, patterns)
        and cardinality(m.paths) > 0
        and l.id <> event_id
   ), changed as (
@@ -2574,6 +2597,30 @@ $$;
 -- COMMENT FUNCTION stored_key(key text)
 
 COMMENT ON FUNCTION audit.stored_key(key text) IS 'A record key as audit_logs.target_id stores it: itself, or "sha256:" and its hex digest when over 1024 bytes.';
+
+-- FUNCTION subject_ascii_patterns(text[])
+
+CREATE FUNCTION audit.subject_ascii_patterns(terms text[]) RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+  select case when count(*) = 0 then '{}'::text[]
+              when bool_and(p.kept >= 4) then array_agg(distinct p.pattern) end
+    from (
+      select '%' || string_agg(case when ascii(s.c) >= 128 or s.c in ('i', 'k') then '_'
+                                    when s.c in ('\', '%', '_') then '\' || s.c
+                                    else s.c end, '' order by s.n) || '%' as pattern,
+             count(*) filter (where ascii(s.c) < 128 and s.c not in ('i', 'k')) as kept
+        from unnest(terms) as t(term)
+       cross join lateral (values (1, t.term),
+                                  (2, substr(to_jsonb(t.term)::text, 2, length(to_jsonb(t.term)::text) - 2))) as f(kind, form)
+       cross join lateral regexp_split_to_table(f.form, '') with ordinality as s(c, n)
+       group by t.term, f.kind) as p
+$$;
+
+-- COMMENT FUNCTION subject_ascii_patterns(terms text[])
+
+COMMENT ON FUNCTION audit.subject_ascii_patterns(terms text[]) IS 'The LIKE patterns of audit.may_mention''s ASCII pass for some terms (as given and as JSON prints them; any character ASCII lower-casing may fold otherwise than the database''s, `_`), or null when a term keeps fewer than four characters (then audit.subject_patterns serve).';
 
 -- FUNCTION subject_paths(audit.audit_logs, text, text[])
 

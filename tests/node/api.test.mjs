@@ -24,7 +24,7 @@ test('migrate installs the schema; status reports it; a second migrate does noth
   assert.equal(dry.dryRun, true)
   assert.match(dry.sql[0], /create table audit\.audit_logs/)
   const report = await audit.migrate()
-  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture', 'events', 'protect', 'capture_rights', 'schema_changes', 'lean_capture', 'reader_grants', 'context_marker', 'data_subjects', 'context_setter', 'record_queries', 'archive', 'record_history_events', 'archive_before_retention', 'archived_months'])
+  assert.deepEqual(report.applied.map((m) => m.name), ['audit_schema', 'capture', 'events', 'protect', 'capture_rights', 'schema_changes', 'lean_capture', 'reader_grants', 'context_marker', 'data_subjects', 'context_setter', 'record_queries', 'archive', 'record_history_events', 'archive_before_retention', 'archived_months', 'subject_ascii_pass'])
   assert.deepEqual((await audit.migrate()).applied, [])
   assert.equal((await audit.status()).upToDate, true)
 })

@@ -242,11 +242,13 @@ async fn time_query(client: &Client, name: &str, sql: &str, samples: u32) -> Ben
         // For "data subject": the terms and patterns the library computes first.
         let subject = client
             .query_one(
-                "select t, audit.subject_patterns(t) from audit.subject_terms($1, $2, null, $3) as t",
+                "select t, audit.subject_ascii_patterns(t), audit.subject_patterns(t)
+                   from audit.subject_terms($1, $2, null, $3) as t",
                 &[&actor, &format!("{actor}@example.com"), &vec!["Ann Smith"]],
             )
             .await?;
-        let (terms, patterns): (Vec<String>, Vec<String>) = (subject.get(0), subject.get(1));
+        let (terms, ascii_patterns, patterns): (Vec<String>, Option<Vec<String>>, Vec<String>) =
+            (subject.get(0), subject.get(1), subject.get(2));
         let params: Vec<(&(dyn ToSql + Sync), Type)> = match name {
             "history of one record" => vec![
                 (&"public.accounts", Type::TEXT),
@@ -275,6 +277,7 @@ async fn time_query(client: &Client, name: &str, sql: &str, samples: u32) -> Ben
             SUBJECT => vec![
                 (&actor, Type::TEXT),
                 (&terms, Type::TEXT_ARRAY),
+                (&ascii_patterns, Type::TEXT_ARRAY),
                 (&patterns, Type::TEXT_ARRAY),
                 (&i64::MAX, Type::INT8),
                 (&101i64, Type::INT8),

@@ -88,13 +88,20 @@ pub struct SubjectPage {
 pub type SubjectStream = Batches<SubjectEntry>;
 
 /// The subject's terms (checked by `audit.subject_terms`) and the first pass's patterns.
-async fn terms(
-    client: &impl GenericClient,
-    subject: &DataSubject,
-) -> Result<(Vec<String>, Vec<String>)> {
+struct Terms {
+    terms: Vec<String>,
+    /// For the text lower-cased in ASCII (`audit.subject_ascii_patterns`); `None` when a term
+    /// keeps too few characters for that pass, which then uses `patterns`.
+    ascii_patterns: Option<Vec<String>>,
+    /// For the text lower-cased in the database's collation (`audit.subject_patterns`).
+    patterns: Vec<String>,
+}
+
+async fn terms(client: &impl GenericClient, subject: &DataSubject) -> Result<Terms> {
     let row = client
         .query_typed_one(
-            "select t, audit.subject_patterns(t) from audit.subject_terms($1, $2, $3, $4) as t",
+            "select t, audit.subject_ascii_patterns(t), audit.subject_patterns(t)
+               from audit.subject_terms($1, $2, $3, $4) as t",
             &[
                 (&subject.actor_id, Type::TEXT),
                 (&subject.email, Type::TEXT),
@@ -104,18 +111,23 @@ async fn terms(
         )
         .await
         .map_err(|e| from_query(e, None))?;
-    Ok((row.get(0), row.get(1)))
+    Ok(Terms {
+        terms: row.get(0),
+        ascii_patterns: row.get(1),
+        patterns: row.get(2),
+    })
 }
 
-/// The query of the entries mentioning a subject: $1 the actor id, $2 the terms, $3 the
-/// patterns, then `tail`'s parameters. The first pass (`audit.may_mention`, inlined: one
+/// The query of the entries mentioning a subject: $1 the actor id, $2 the terms, $3 and $4
+/// the patterns, then `tail`'s parameters. The first pass (`audit.may_mention`, inlined: one
 /// sequential scan) keeps the rows that may mention them, the exact rule runs on those, once
 /// each (the subquery is fenced so that its paths are not computed again for the filter).
-fn subject_query(actor_id: Option<String>, terms: Vec<String>, patterns: Vec<String>) -> Sql {
+fn subject_query(actor_id: Option<String>, terms: Terms) -> Sql {
     let mut sql = Sql::default();
     sql.bind(actor_id, Type::TEXT);
-    sql.bind(terms, Type::TEXT_ARRAY);
-    sql.bind(patterns, Type::TEXT_ARRAY);
+    sql.bind(terms.terms, Type::TEXT_ARRAY);
+    sql.bind(terms.ascii_patterns, Type::TEXT_ARRAY);
+    sql.bind(terms.patterns, Type::TEXT_ARRAY);
     sql
 }
 
@@ -123,18 +135,18 @@ fn subject_text(condition: &str, tail: &str) -> String {
     format!(
         "select {}, paths from (
            select l.*, audit.subject_paths(l, $1, $2) as paths from audit.audit_logs l
-            where audit.may_mention(l, $1, $3) {condition}
+            where audit.may_mention(l, $1, $3, $4) {condition}
            offset 0) as found
           where pg_catalog.cardinality(paths) > 0 {tail}",
         entry_select()
     )
 }
 
-/// The SQL of [`AuditLogs::subject`] (to time or EXPLAIN it): $1 the actor id, $2 the terms
-/// and $3 the patterns (see `audit.subject_terms` and `audit.subject_patterns`), $4 `before`
-/// (an entry id), $5 `limit + 1`.
+/// The SQL of [`AuditLogs::subject`] (to time or EXPLAIN it): $1 the actor id, $2 the terms,
+/// $3 and $4 the patterns (see `audit.subject_terms`, `audit.subject_ascii_patterns` and
+/// `audit.subject_patterns`), $5 `before` (an entry id), $6 `limit + 1`.
 pub fn subject_sql() -> String {
-    subject_text("and l.id < $4", "order by id desc limit $5")
+    subject_text("and l.id < $5", "order by id desc limit $6")
 }
 
 impl AuditLogs {
@@ -147,8 +159,8 @@ impl AuditLogs {
         self.with_client(async |client| {
             let limit = page_size(page.limit)?;
             let before = check_before(page.before)?;
-            let (terms, patterns) = terms(client, subject).await?;
-            let mut sql = subject_query(subject.actor_id.clone(), terms, patterns);
+            let terms = terms(client, subject).await?;
+            let mut sql = subject_query(subject.actor_id.clone(), terms);
             sql.bind(before, Type::INT8);
             sql.bind(limit + 1, Type::INT8);
             let rows = sql.query(client, &subject_sql()).await?;
@@ -177,8 +189,8 @@ impl AuditLogs {
     ) -> Result<SubjectStream> {
         let batch_size = queries::batch_size(batch_size)?;
         let client = self.client().await?;
-        let (terms, patterns) = terms(&**client, subject).await?;
-        let sql = subject_query(subject.actor_id.clone(), terms, patterns);
+        let terms = terms(&**client, subject).await?;
+        let sql = subject_query(subject.actor_id.clone(), terms);
         let text = subject_text(
             "",
             match order {

@@ -529,6 +529,122 @@ async fn hostile_values_match_only_themselves() {
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
 
+/// The first pass lower-cases in ASCII when every term keeps enough characters (V17), and in the
+/// database's collation otherwise; either way it keeps every entry the exact rule finds: accented
+/// names in capitals, a name in another script, and the two letters whose lower case is ASCII
+/// (İ, U+0130, and the Kelvin sign, U+212A), which that pass cannot fold.
+#[tokio::test]
+async fn either_first_pass_keeps_every_entry_the_exact_rule_finds() {
+    let f = common::migrated().await;
+    let client = f.sql().await;
+    client
+        .batch_execute(
+            "create table people (id int primary key, name text, email text);
+             select audit.enable_tracking('people');
+             insert into people values
+               (1, 'JOSÉ MÜLLER', null), (2, 'Jose Muller', null), (3, 'ИВАН ПЕТРОВ', null),
+               (4, 'Иван Петрович', null), (5, null, '\u{212A}IM@X.IO'), (6, null, 'ann@x.\u{130}o'),
+               (7, 'Ann Sm\u{130}th', null), (8, 'kim lee', 'KIM@X.IO');",
+        )
+        .await
+        .unwrap();
+    let subjects = [
+        ("José Müller", true),
+        ("Иван Петров", false),
+        ("kim@x.io", true),
+        ("ann@x.io", true),
+        ("Ann Smith", true),
+    ];
+    for (value, ascii_pass) in subjects {
+        let row = client
+            .query_one(
+                "select audit.subject_ascii_patterns(audit.subject_terms(null, null, null, array[$1]))
+                          is not null",
+                &[&value],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, bool>(0),
+            ascii_pass,
+            "{value}: which first pass"
+        );
+        // What the exact rule alone finds, reading every entry.
+        let exact: Vec<String> = client
+            .query(
+                "select l.target_id from audit.audit_logs l
+                  where cardinality(audit.subject_paths(l, null, audit.subject_terms(null, null, null, array[$1]))) > 0
+                  order by l.id",
+                &[&value],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let subject = DataSubject {
+            values: Some(vec![value.into()]),
+            ..Default::default()
+        };
+        let page = f.audit.subject(&subject, &Page::default()).await.unwrap();
+        let mut kept: Vec<String> = page
+            .entries
+            .iter()
+            .map(|m| m.entry.target_id.clone().unwrap())
+            .collect();
+        kept.reverse();
+        assert_eq!(kept, exact, "{value}");
+        assert!(!exact.is_empty(), "{value} is in the log");
+    }
+    // Where the database lower-cases İ and the Kelvin sign to i and k (glibc and ICU locales, not
+    // "C"), the exact rule finds them, and so the first pass must have kept them.
+    let folds: bool = client
+        .query_one(
+            "select lower('\u{130}') = 'i' and lower('\u{212A}') = 'k'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if folds {
+        let kim = DataSubject {
+            values: Some(vec!["kim@x.io".into()]),
+            ..Default::default()
+        };
+        let page = f.audit.subject(&kim, &Page::default()).await.unwrap();
+        let targets: Vec<_> = page
+            .entries
+            .iter()
+            .map(|m| m.entry.target_id.clone().unwrap())
+            .collect();
+        assert_eq!(targets, ["8", "5"]);
+    }
+    // Erased by the same passes: afterwards neither finds anything.
+    for (value, _) in subjects {
+        let subject = DataSubject {
+            values: Some(vec![value.into()]),
+            ..Default::default()
+        };
+        let report = f
+            .audit
+            .redact(
+                &RedactRequest {
+                    subject: Subject::Person(subject.clone()),
+                    fields: None,
+                    reason: None,
+                    dry_run: false,
+                },
+                KEY,
+            )
+            .await
+            .unwrap();
+        assert!(report.rows_redacted > 0, "{value} erased");
+        let page = f.audit.subject(&subject, &Page::default()).await.unwrap();
+        assert_eq!(page.entries.len(), 0, "{value} is gone");
+    }
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+}
+
 #[tokio::test]
 async fn bad_subjects_are_refused_with_a_typed_error_and_change_nothing() {
     let f = log_with_ann().await;

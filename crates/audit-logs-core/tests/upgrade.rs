@@ -966,3 +966,93 @@ async fn a_v15_install_with_dropped_months_upgrades_to_history_that_reads_them_f
     assert_eq!(f.audit.history(&history(false)).await.unwrap().len(), 2);
     assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
 }
+
+/// A database as V1-V16 left it, with mentions of two people in capitals and accents and an
+/// erasure done by V16's `audit.redact_subject`, then migrated by this build: V17's first pass
+/// (ASCII lower-casing where the terms allow it) finds exactly the entries V16's did, with the
+/// same paths, V16's three-argument pass still answers (a library of before V17 during a deploy),
+/// and an erasure through the new pass leaves nothing found and the chain verifying.
+#[tokio::test]
+async fn a_v16_install_with_an_erasure_upgrades_to_the_ascii_first_pass_and_finds_the_same() {
+    use audit_logs_core::{DataSubject, Page, RedactRequest, Subject};
+    let f = common::empty().await;
+    let options = ConnectOptions::parse(&f.db.url).unwrap();
+    let until_v16 = migrate::MigrateOptions {
+        until: Some(16),
+        ..Default::default()
+    };
+    migrate::run(&options, &until_v16).await.unwrap();
+    let db = f.sql().await;
+    db.batch_execute(
+        r#"create table people (id int primary key, name text, email text, notes jsonb);
+           select audit.enable_tracking('people');
+           begin;
+           select audit.set_context('{"actor_id": "42", "actor_email": "JOSE@X.IO"}');
+           insert into people values (1, 'JOSÉ MÜLLER', 'jose@x.io', '{"said": ["ask José Müller"]}'),
+                                     (2, 'Ann Smith', 'ANN@X.IO', '{"by": "jose@x.io"}'),
+                                     (3, 'Иван Петров', 'ivan@x.io', null);
+           commit;
+           update people set notes = '{"seen": "ИВАН ПЕТРОВ, ann@x.io"}' where id = 3;
+           select audit.seal();
+           select audit.redact_subject('a secret of at least sixteen bytes'::bytea, email => 'ann@x.io');"#,
+    )
+    .await
+    .unwrap();
+    // What V16 finds, through its own functions, for each of the other two.
+    let v16_finds = "select l.id, audit.subject_paths(l, null, t)
+                       from audit.audit_logs l, audit.subject_terms(null, $1, null, $2) as t
+                      where audit.may_mention(l, null, audit.subject_patterns(t))
+                        and cardinality(audit.subject_paths(l, null, t)) > 0
+                      order by l.id desc";
+    let people = [
+        (Some("jose@x.io"), vec!["José Müller".to_owned()]),
+        (None, vec!["Иван Петров".to_owned()]),
+    ];
+    let mut before = Vec::new();
+    for (email, values) in &people {
+        let rows = db.query(v16_finds, &[email, values]).await.unwrap();
+        let found: Vec<(i64, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert!(!found.is_empty());
+        before.push(found);
+    }
+
+    let report = f.audit.migrate(false).await.unwrap();
+    assert_eq!(report.applied.first().map(|m| m.version), Some(17));
+    assert!(f.audit.verify(&VerifyOptions::default()).await.unwrap().ok);
+
+    for ((email, values), found) in people.iter().zip(&before) {
+        let subject = DataSubject {
+            email: email.map(str::to_owned),
+            values: Some(values.clone()),
+            ..Default::default()
+        };
+        let page = f.audit.subject(&subject, &Page::default()).await.unwrap();
+        let now: Vec<(i64, Vec<String>)> = page
+            .entries
+            .iter()
+            .map(|m| (m.entry.id, m.paths.clone()))
+            .collect();
+        assert_eq!(&now, found, "{values:?}: the same entries, the same paths");
+        let rows = db.query(v16_finds, &[email, values]).await.unwrap();
+        assert_eq!(rows.len(), found.len(), "V16's pass still answers");
+
+        let erased = f
+            .audit
+            .redact(
+                &RedactRequest {
+                    subject: Subject::Person(subject.clone()),
+                    fields: None,
+                    reason: None,
+                    dry_run: false,
+                },
+                b"a secret of at least sixteen bytes",
+            )
+            .await
+            .unwrap();
+        assert_eq!(erased.rows_redacted as usize, found.len());
+        let page = f.audit.subject(&subject, &Page::default()).await.unwrap();
+        assert!(page.entries.is_empty(), "{values:?} erased");
+    }
+    let verified = f.audit.verify(&VerifyOptions::default()).await.unwrap();
+    assert!(verified.ok, "{verified:?}");
+}
