@@ -8,7 +8,8 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { dirname, join } from 'node:path'
 import * as esbuild from 'esbuild'
-import { deferCleanup } from './helpers.mjs'
+import { NativeAuditLogs, deferCleanup, freshDatabase, withClient } from './helpers.mjs'
+import { startNeonRelay } from './neon-relay.mjs'
 
 const require = createRequire(import.meta.url)
 // The binary of the pinned workerd and the newest compatibility date it knows.
@@ -111,4 +112,25 @@ ${Object.entries(bindings).map(([name, value]) => `    (name = "${name}", text =
     } catch {}
   }
   return { base, output: () => output }
+}
+
+/**
+ * What the Worker of workerd/worker.mjs writes to: a fresh database with `notes` tracked, and
+ * the relay its Neon driver dials; resolves to the Worker's bindings (`DATABASE_URL`, `RELAY_PORT`).
+ */
+export async function notesDatabase(t) {
+  const url = await freshDatabase(t)
+  const admin = await NativeAuditLogs.connect(url)
+  deferCleanup(t, () => admin.close())
+  await admin.migrate()
+  await withClient(url, (c) => c.query('create table notes (id serial primary key, author text)'))
+  await admin.enableTracking('notes')
+  return { DATABASE_URL: url, RELAY_PORT: await startNeonRelay(t) }
+}
+
+/** POSTs `body` as JSON to the Worker at `base`, with `requestId` as x-request-id; its status and JSON answer. */
+export async function post(base, path, body, requestId) {
+  const headers = requestId ? { 'x-request-id': requestId } : {}
+  const response = await fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body ?? null) })
+  return { status: response.status, body: await response.json() }
 }

@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { NativeAuditLogs, deferCleanup, freshDatabase, withClient } from './helpers.mjs'
-import { startNeonRelay } from './neon-relay.mjs'
-import { bundleWorker, startWorkerd } from './workerd.mjs'
+import { deferCleanup, withClient } from './helpers.mjs'
+import { bundleWorker, notesDatabase, post as postTo, startWorkerd } from './workerd.mjs'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const wasmFile = 'audit-logs.wasm32-wasi.wasm'
@@ -46,20 +45,11 @@ async function startWorker(t, bindings) {
 }
 
 test('workerd: a Worker importing audit-logs (the workerd condition, no alias) validates contexts, and withAuditContext and log() over Neon attribute each write to its request\'s actor', async (t) => {
-  const url = await freshDatabase(t)
-  const admin = await NativeAuditLogs.connect(url)
-  deferCleanup(t, () => admin.close())
-  await admin.migrate()
-  await withClient(url, (c) => c.query('create table notes (id serial primary key, author text)'))
-  await admin.enableTracking('notes')
-  const relayPort = await startNeonRelay(t)
-  const { base, output } = await startWorker(t, { DATABASE_URL: url, RELAY_PORT: relayPort })
+  const bindings = await notesDatabase(t)
+  const url = bindings.DATABASE_URL
+  const { base, output } = await startWorker(t, bindings)
 
-  const post = async (path, body, requestId) => {
-    const headers = requestId ? { 'x-request-id': requestId } : {}
-    const response = await fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body ?? null) })
-    return { status: response.status, body: await response.json() }
-  }
+  const post = (path, body, requestId) => postTo(base, path, body, requestId)
   assert.deepEqual(await post('/context', { actorId: 42, ipAddress: '10.0.0.1' }),
     { status: 200, body: { value: '{"actor_id":"42","ip_address":"10.0.0.1"}' } })
   const refused = await post('/context', { ipAddress: 'nope' })

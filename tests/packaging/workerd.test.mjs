@@ -12,9 +12,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
-import { NativeAuditLogs, deferCleanup, freshDatabase, withClient } from '../node/helpers.mjs'
-import { startNeonRelay } from '../node/neon-relay.mjs'
-import { bundleWorker, startWorkerd } from '../node/workerd.mjs'
+import { withClient } from '../node/helpers.mjs'
+import { bundleWorker, notesDatabase, post as postTo, startWorkerd } from '../node/workerd.mjs'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -78,26 +77,17 @@ test('the Workers package holds the module and its loader, and npm installs it w
 })
 
 test('a Worker importing audit-logs, bundled with the workerd condition, validates contexts and attributes writes in workerd', async (t) => {
-  const url = await freshDatabase(t)
-  const admin = await NativeAuditLogs.connect(url)
-  deferCleanup(t, () => admin.close())
-  await admin.migrate()
-  await withClient(url, (c) => c.query('create table notes (id serial primary key, author text)'))
-  await admin.enableTracking('notes')
-  const relayPort = await startNeonRelay(t)
+  const bindings = await notesDatabase(t)
+  const url = bindings.DATABASE_URL
 
   const dir = join(work, `bundle-${Date.now()}`)
   mkdirSync(dir)
   const wasmModules = await bundleWorker(join(app, 'worker.mjs'), dir)
   assert.deepEqual(wasmModules, [wasmFile])
   assert.doesNotMatch(readFileSync(join(dir, 'worker.mjs'), 'utf8'), /NAPI_RS_FORCE_WASI/, "napi's Node loader is not bundled")
-  const { base, output } = await startWorkerd(t, dir, wasmModules, { DATABASE_URL: url, RELAY_PORT: relayPort })
+  const { base, output } = await startWorkerd(t, dir, wasmModules, bindings)
 
-  const post = async (path, body, requestId) => {
-    const headers = requestId ? { 'x-request-id': requestId } : {}
-    const response = await fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body ?? null) })
-    return { status: response.status, body: await response.json() }
-  }
+  const post = (path, body, requestId) => postTo(base, path, body, requestId)
   assert.deepEqual(await post('/context', { actorId: 7 }), { status: 200, body: { value: '{"actor_id":"7"}' } })
   const refused = await post('/context', { ipAddress: 'nope' })
   assert.deepEqual([refused.status, refused.body.code], [500, 'AUDIT_LOGS_INVALID_CONTEXT'])

@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use audit_logs_core::{
-    AuditEntry, DataSubject, ErasureError, Error, Order, Page, ProblemKind, RedactRequest, Subject,
-    VerifyOptions,
+    AuditEntry, DataSubject, ErasureError, Error, Order, Page, ProblemKind, RedactReport,
+    RedactRequest, Subject, VerifyOptions,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -164,6 +164,17 @@ fn as_strings(
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().map(str::to_owned).collect()))
         .collect()
+}
+
+/// Erases a person wherever found (no dry run, no reason) under the tests' key.
+async fn erase(f: &common::Fixture, subject: DataSubject) -> Result<RedactReport, Error> {
+    let request = RedactRequest {
+        subject: Subject::Person(subject),
+        fields: None,
+        reason: None,
+        dry_run: false,
+    };
+    f.audit.redact(&request, KEY).await
 }
 
 #[tokio::test]
@@ -501,22 +512,15 @@ async fn hostile_values_match_only_themselves() {
     }
     // Erasing one of them changes that entry only.
     let before = f.entries().await;
-    let report = f
-        .audit
-        .redact(
-            &RedactRequest {
-                subject: Subject::Person(DataSubject {
-                    values: Some(vec![hostile[1].into()]),
-                    ..Default::default()
-                }),
-                fields: None,
-                reason: None,
-                dry_run: false,
-            },
-            KEY,
-        )
-        .await
-        .unwrap();
+    let report = erase(
+        &f,
+        DataSubject {
+            values: Some(vec![hostile[1].into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(report.rows_redacted, 1);
     let after = f.entries().await;
     let changed: Vec<_> = before
@@ -625,19 +629,7 @@ async fn either_first_pass_keeps_every_entry_the_exact_rule_finds() {
             values: Some(vec![value.into()]),
             ..Default::default()
         };
-        let report = f
-            .audit
-            .redact(
-                &RedactRequest {
-                    subject: Subject::Person(subject.clone()),
-                    fields: None,
-                    reason: None,
-                    dry_run: false,
-                },
-                KEY,
-            )
-            .await
-            .unwrap();
+        let report = erase(&f, subject.clone()).await.unwrap();
         assert!(report.rows_redacted > 0, "{value} erased");
         let page = f.audit.subject(&subject, &Page::default()).await.unwrap();
         assert_eq!(page.entries.len(), 0, "{value} is gone");
@@ -698,19 +690,7 @@ async fn bad_subjects_are_refused_with_a_typed_error_and_change_nothing() {
         );
         assert_eq!(err.code(), "AUDIT_LOGS_INVALID_SUBJECT");
         if subject != DataSubject::default() {
-            let err = f
-                .audit
-                .redact(
-                    &RedactRequest {
-                        subject: Subject::Person(subject.clone()),
-                        fields: None,
-                        reason: None,
-                        dry_run: false,
-                    },
-                    KEY,
-                )
-                .await
-                .unwrap_err();
+            let err = erase(&f, subject.clone()).await.unwrap_err();
             assert_eq!(err.code(), "AUDIT_LOGS_INVALID_SUBJECT", "{subject:?}");
         }
     }
