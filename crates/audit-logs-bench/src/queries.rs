@@ -100,6 +100,12 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
     })?;
     let states_at_sql = audit_logs_core::queries::states_at_sql();
     let subject_sql = audit_logs_core::subjects::subject_sql();
+    // Every row the data subject's scan reads: the synthetic year, and this month's rows of the
+    // write phases, which share the log.
+    let scanned: i64 = client
+        .query_one("select count(*) from audit.audit_logs", &[])
+        .await?
+        .get(0);
     let queries: [(&'static str, &str, Target); 6] = [
         ("history of one record", &history_sql, median_under(0.5)),
         ("state at a time", &state_at_sql, median_under(0.2)),
@@ -115,11 +121,11 @@ pub async fn measure(plan: &Plan, client: &Client, audit_rows: i64) -> BenchResu
         ),
         ("by transaction", &by_transaction_sql, median_under(5.0)),
         // A sequential scan of the whole log, by design (no index on the values would pay for
-        // itself on every write): the aim is a microsecond per audit row.
+        // itself on every write): the aim is a microsecond per audit row it reads.
         (
             SUBJECT,
             &subject_sql,
-            median_under(audit_rows as f64 / 1000.0),
+            median_under((scanned as f64 / 1000.0).round()),
         ),
     ];
     let mut before = Vec::new();
