@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
+import { npmIn, outsiderEnv } from './npm.mjs'
 import { freshDatabase, withClient } from '../node/helpers.mjs'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -40,25 +41,10 @@ function pathWithoutRust() {
     .join(delimiter)
 }
 
-const env = { ...process.env, PATH: pathWithoutRust() }
+const env = outsiderEnv({ PATH: pathWithoutRust() })
 for (const key of Object.keys(env)) if (key.toUpperCase() === 'PATH' && key !== 'PATH') delete env[key] // Windows' Path
 delete env.DATABASE_URL
-for (const key of Object.keys(env)) if (key.startsWith('npm_')) delete env[key] // npm test's own
-
-function run(command, args, { cwd, extraEnv = {} } = {}) {
-  // npm and npx are .cmd scripts on Windows.
-  const cmd = windows && (command === 'npm' || command === 'npx') ? `${command}.cmd` : command
-  const result = spawnSync(cmd, args, {
-    cwd, env: { ...env, ...extraEnv }, encoding: 'utf8', shell: windows,
-  })
-  assert.equal(result.status, 0, `${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
-  return result
-}
-
-function pack(dir, destination) {
-  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', destination], { cwd: dir }).stdout)
-  return { ...packed, path: join(destination, packed.filename) }
-}
+const { run, pack } = npmIn(env)
 
 let work, app, rootTarball, platformTarball, install
 

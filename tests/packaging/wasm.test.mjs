@@ -4,12 +4,12 @@
 // has to fall back to the WebAssembly package by itself (no NAPI_RS_FORCE_WASI), and withAuditContext
 // and log() run through it against a real PostgreSQL.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
+import { npmIn, outsiderEnv } from './npm.mjs'
 import { NativeAuditLogs, freshDatabase, withClient } from '../node/helpers.mjs'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -17,19 +17,7 @@ const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 const wasmPackage = `${manifest.name}-wasm32-wasi`
 const wasmDir = join(root, 'npm', 'wasm32-wasi')
 
-const env = { ...process.env }
-for (const key of Object.keys(env)) if (key.startsWith('npm_') || key.startsWith('NAPI_RS_')) delete env[key]
-
-function run(command, args, { cwd, input } = {}) {
-  const result = spawnSync(command, args, { cwd, env, input, encoding: 'utf8' })
-  assert.equal(result.status, 0, `${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
-  return result
-}
-
-function pack(dir, destination) {
-  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', destination], { cwd: dir }).stdout)
-  return { ...packed, path: join(destination, packed.filename) }
-}
+const { run, pack } = npmIn(outsiderEnv())
 
 let work, app, wasmTarball
 

@@ -6,12 +6,12 @@
 // (esbuild, the `workerd` condition) and run in workerd, it validates contexts and writes an
 // attributed row and event over Neon's driver through the WebAssembly build.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, test } from 'node:test'
+import { npmIn, outsiderEnv } from './npm.mjs'
 import { withClient } from '../node/helpers.mjs'
 import { bundleWorker, notesDatabase, post as postTo, startWorkerd } from '../node/workerd.mjs'
 
@@ -21,19 +21,7 @@ const workerdDir = join(root, 'npm', 'workerd')
 const workerdPackage = JSON.parse(readFileSync(join(workerdDir, 'package.json'), 'utf8')).name
 const wasmFile = 'audit-logs.wasm32-wasi.wasm'
 
-const env = { ...process.env }
-for (const key of Object.keys(env)) if (key.startsWith('npm_') || key.startsWith('NAPI_RS_')) delete env[key]
-
-function run(command, args, { cwd } = {}) {
-  const result = spawnSync(command, args, { cwd, env, encoding: 'utf8' })
-  assert.equal(result.status, 0, `${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`)
-  return result
-}
-
-function pack(dir, destination) {
-  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', destination], { cwd: dir }).stdout)
-  return { ...packed, path: join(destination, packed.filename) }
-}
+const { run, pack } = npmIn(outsiderEnv())
 
 let work, app, workerdTarball
 

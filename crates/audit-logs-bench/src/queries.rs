@@ -248,9 +248,13 @@ async fn time_query(client: &Client, name: &str, sql: &str, samples: u32) -> Ben
         // For "data subject": the terms and patterns the library computes first.
         let subject = client
             .query_one(
-                "select t, audit.subject_ascii_patterns(t), audit.subject_patterns(t)
-                   from audit.subject_terms($1, $2, null, $3) as t",
-                &[&actor, &format!("{actor}@example.com"), &vec!["Ann Smith"]],
+                audit_logs_core::subjects::TERMS_SQL,
+                &[
+                    &actor,
+                    &format!("{actor}@example.com"),
+                    &None::<String>,
+                    &vec!["Ann Smith"],
+                ],
             )
             .await?;
         let (terms, ascii_patterns, patterns): (Vec<String>, Option<Vec<String>>, Vec<String>) =

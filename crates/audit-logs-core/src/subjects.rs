@@ -97,11 +97,15 @@ struct Terms {
     patterns: Vec<String>,
 }
 
+/// The SQL of a subject's terms and patterns, as [`subject_sql`] takes them ($2, $3, $4): $1
+/// the actor id, $2 the e-mail, $3 the IP address, $4 the values.
+pub const TERMS_SQL: &str = "select t, audit.subject_ascii_patterns(t), audit.subject_patterns(t)
+                               from audit.subject_terms($1, $2, $3, $4) as t";
+
 async fn terms(client: &impl GenericClient, subject: &DataSubject) -> Result<Terms> {
     let row = client
         .query_typed_one(
-            "select t, audit.subject_ascii_patterns(t), audit.subject_patterns(t)
-               from audit.subject_terms($1, $2, $3, $4) as t",
+            TERMS_SQL,
             &[
                 (&subject.actor_id, Type::TEXT),
                 (&subject.email, Type::TEXT),
