@@ -233,11 +233,11 @@ test('search pages by cursor; entries() streams everything and frees its connect
   assert.equal((await raw('select count(*)::int as n from items'))[0].n, 2500)
 })
 
-test('every helper that lists entries gives them as pg reads the same rows: dates as Date, values as JSON.parse reads them', async (t) => {
+test('every helper that gives entries (log() too) gives them as pg reads the same rows: dates as Date, values as JSON.parse reads them', async (t) => {
   const { audit, pool, raw } = await setup(t, 'create table notes (id int primary key, body jsonb, title text)', ['notes'])
   const awkward = {
     text: 'quote " backslash \\ newline \n tab \t é ß 漢字 🙂 \u2028',
-    numbers: [0, -1, 1.5, 1e-7, 123456789012, 9007199254740993],
+    numbers: [0, -1, 1.5, 1e-7, 123456789012, 2 ** 60, 9007199254740993],
     nested: { empty: {}, none: null, list: [[], [{ deep: [true, false] }]] },
   }
   await withAuditContext(pool, { actorId: 'writer', actorEmail: 'w@x.io', requestId: 'req-1' }, async (c) => {
@@ -260,6 +260,7 @@ test('every helper that lists entries gives them as pg reads the same rows: date
     search: (await audit.search({ actorId: 'writer' })).entries,
     entries: await all(audit.entries({}, { order: 'newest' })),
     logMany: await audit.logMany([{ action: 'note.shared', targetType: 'note', targetId: '1', metadata: awkward }]),
+    log: [await audit.log({ action: 'note.printed', targetType: 'note', targetId: '1', metadata: awkward })],
   }
 
   // The expected entries: the log read with pg, named as the API names them, a null left out.
@@ -271,7 +272,7 @@ test('every helper that lists entries gives them as pg reads the same rows: date
   const expected = new Map(rows.map((row) => [Number(row.id), Object.fromEntries(Object.entries(row)
     .filter(([, value]) => value !== null)
     .map(([name, value]) => [camel(name), ['id', 'txid'].includes(name) ? Number(value) : value]))]))
-  assert.equal(expected.size, 4)
+  assert.equal(expected.size, 5)
   assert.equal(lists.entries.length, 3)
   for (const [helper, entries] of Object.entries(lists)) {
     assert.ok(entries.length > 0, helper)
@@ -283,4 +284,5 @@ test('every helper that lists entries gives them as pg reads the same rows: date
   assert.equal('newValues' in lists.logMany[0], false)
   assert.equal(history.find((e) => e.action === 'UPDATE').newValues.body.text, awkward.text)
   assert.equal(lists.logMany[0].metadata.numbers.at(-1), 9007199254740992, 'a number past 2^53 as JSON.parse reads it, as pg gives it')
+  assert.equal(lists.log[0].metadata.numbers.at(-1), 9007199254740992, 'log() as history() reads it back')
 })

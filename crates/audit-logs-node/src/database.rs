@@ -174,21 +174,35 @@ fn page_options(page: Option<PageOptions>) -> core::Result<core::Page> {
 /// declared once; then each `createdAt` becomes a `Date`, as the type says.
 pub struct Entries(pub Vec<core::AuditEntry>);
 
+/// The array of `entries` as [`Entries`] makes it.
+fn parsed_entries<'env>(env: &'env Env, entries: &[core::AuditEntry]) -> Result<Array<'env>> {
+    let text = serde_json::to_string(entries)
+        .map_err(|e| Error::from_reason(format!("audit-logs: entries not serializable: {e}")))?;
+    let json: napi::JSON = env.get_global()?.get_named_property_unchecked("JSON")?;
+    let parse: Function<String, Array> = json.get_named_property_unchecked("parse")?;
+    let array = parse.call(text)?;
+    for (index, entry) in entries.iter().enumerate() {
+        let mut object: Object = array.get_element(index as u32)?;
+        let created_at = env.create_date(entry.created_at.timestamp_millis() as f64)?;
+        object.set_named_property("createdAt", created_at)?;
+    }
+    Ok(array)
+}
+
 impl ToNapiValue for Entries {
     unsafe fn to_napi_value(raw_env: sys::napi_env, entries: Self) -> Result<sys::napi_value> {
+        Ok(parsed_entries(&Env::from_raw(raw_env), &entries.0)?.raw())
+    }
+}
+
+/// One entry, made as [`Entries`] makes each, so that `log()` gives what `history()` reads back.
+pub struct Entry(pub core::AuditEntry);
+
+impl ToNapiValue for Entry {
+    unsafe fn to_napi_value(raw_env: sys::napi_env, entry: Self) -> Result<sys::napi_value> {
         let env = Env::from_raw(raw_env);
-        let text = serde_json::to_string(&entries.0).map_err(|e| {
-            Error::from_reason(format!("audit-logs: entries not serializable: {e}"))
-        })?;
-        let json: napi::JSON = env.get_global()?.get_named_property_unchecked("JSON")?;
-        let parse: Function<String, Array> = json.get_named_property_unchecked("parse")?;
-        let array = parse.call(text)?;
-        for (index, entry) in entries.0.iter().enumerate() {
-            let mut object: Object = array.get_element(index as u32)?;
-            let created_at = env.create_date(entry.created_at.timestamp_millis() as f64)?;
-            object.set_named_property("createdAt", created_at)?;
-        }
-        Ok(array.raw())
+        let first: Unknown = parsed_entries(&env, &[entry.0])?.get_element(0)?;
+        Ok(first.raw())
     }
 }
 
@@ -501,12 +515,12 @@ impl AuditLogs {
         env: &'env Env,
         input: Value,
         options: Option<LogOptions>,
-    ) -> Result<PromiseRaw<'env, core::AuditEntry>> {
+    ) -> Result<PromiseRaw<'env, Entry>> {
         let inner = self.inner.clone();
         let prepared = events_and_context(vec![input], options);
         promise(env, async move {
             let (events, context) = prepared?;
-            inner.log(&events[0], context.as_ref()).await
+            inner.log(&events[0], context.as_ref()).await.map(Entry)
         })
     }
 
