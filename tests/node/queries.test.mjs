@@ -233,6 +233,18 @@ test('search pages by cursor; entries() streams everything and frees its connect
   assert.equal((await raw('select count(*)::int as n from items'))[0].n, 2500)
 })
 
+/** Every entry of the log read with pg, by id, named as the API names them, a null left out. */
+async function entriesAsPgReadsThem(raw) {
+  const rows = await raw(`select id, created_at, txid, action, target_type, target_id, old_target_id, old_values, new_values,
+                                 changed_fields, actor_id, actor_type, actor_email, host(ip_address) as ip_address,
+                                 user_agent, request_id, metadata
+                            from audit.audit_logs`)
+  const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
+  return new Map(rows.map((row) => [Number(row.id), Object.fromEntries(Object.entries(row)
+    .filter(([, value]) => value !== null)
+    .map(([name, value]) => [camel(name), ['id', 'txid'].includes(name) ? Number(value) : value]))]))
+}
+
 test('every helper that gives entries (log() too) gives them as pg reads the same rows: dates as Date, values as JSON.parse reads them', async (t) => {
   const { audit, pool, raw } = await setup(t, 'create table notes (id int primary key, body jsonb, title text)', ['notes'])
   const awkward = {
@@ -263,15 +275,7 @@ test('every helper that gives entries (log() too) gives them as pg reads the sam
     log: [await audit.log({ action: 'note.printed', targetType: 'note', targetId: '1', metadata: awkward })],
   }
 
-  // The expected entries: the log read with pg, named as the API names them, a null left out.
-  const rows = await raw(`select id, created_at, txid, action, target_type, target_id, old_target_id, old_values, new_values,
-                                 changed_fields, actor_id, actor_type, actor_email, host(ip_address) as ip_address,
-                                 user_agent, request_id, metadata
-                            from audit.audit_logs`)
-  const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
-  const expected = new Map(rows.map((row) => [Number(row.id), Object.fromEntries(Object.entries(row)
-    .filter(([, value]) => value !== null)
-    .map(([name, value]) => [camel(name), ['id', 'txid'].includes(name) ? Number(value) : value]))]))
+  const expected = await entriesAsPgReadsThem(raw)
   assert.equal(expected.size, 5)
   assert.equal(lists.entries.length, 3)
   for (const [helper, entries] of Object.entries(lists)) {
@@ -285,4 +289,44 @@ test('every helper that gives entries (log() too) gives them as pg reads the sam
   assert.equal(history.find((e) => e.action === 'UPDATE').newValues.body.text, awkward.text)
   assert.equal(lists.logMany[0].metadata.numbers.at(-1), 9007199254740992, 'a number past 2^53 as JSON.parse reads it, as pg gives it')
   assert.equal(lists.log[0].metadata.numbers.at(-1), 9007199254740992, 'log() as history() reads it back')
+})
+
+test('every helper that gives recorded values (states, field changes, data subject pages and streams, reverts) gives them as pg reads them: JSON.stringify never throws', async (t) => {
+  const { audit, pool, raw } = await setup(t, 'create table ledger (id int primary key, n bigint, body jsonb, owner text)', ['ledger'])
+  const body = { big: 2 ** 60, text: 'quote " backslash \\ \u2028 🙂', nested: { empty: {}, none: null } }
+  await withAuditContext(pool, { actorId: 'clerk' }, async (c) => {
+    await c.query(`insert into ledger values (1, 1152921504606846976, $1, 'Ann Example')`, [body])
+  })
+  await withAuditContext(pool, { actorId: 'clerk' }, (c) => c.query('update ledger set n = n + 1 where id = 1'))
+  const expected = await entriesAsPgReadsThem(raw)
+  const [update] = [...expected.values()].filter((e) => e.action === 'UPDATE')
+  const now = new Date()
+  // What pg gives for the row: past 2^53, a number rounded as JSON.parse rounds it.
+  assert.equal(update.newValues.n, 1152921504606846977)
+
+  const state = await audit.stateAt({ table: 'ledger', id: 1, at: now })
+  assert.deepStrictEqual(state, update.newValues, 'stateAt gives the row as pg reads it')
+  const [point] = await audit.statesAt({ table: 'ledger', points: [{ id: 1, at: now }] })
+  assert.deepStrictEqual(point.state, update.newValues, 'statesAt gives the row as pg reads it')
+  assert.ok(point.at instanceof Date, 'statesAt: at is a Date')
+  const [change] = await audit.fieldChanges({ table: 'ledger', field: 'n' })
+  assert.deepStrictEqual([change.oldValue, change.newValue], [update.oldValues.n, update.newValues.n], 'fieldChanges as pg reads them')
+  assert.ok(change.createdAt instanceof Date, 'fieldChanges: createdAt is a Date')
+
+  const page = await audit.subject({ values: ['Ann Example'] })
+  const streamed = []
+  for await (const found of audit.subjectEntries({ values: ['Ann Example'] })) streamed.push(found)
+  for (const [helper, found] of [['subject', page.entries], ['subjectEntries', streamed]]) {
+    assert.equal(found.length, 2, helper)
+    assert.deepStrictEqual(found.map((f) => f.entry), found.map((f) => expected.get(f.entry.id)), `${helper} gives the entries as pg reads them`)
+    for (const f of found) assert.ok(f.entry.createdAt instanceof Date, `${helper}: createdAt is a Date`)
+  }
+
+  const revert = await audit.revert({ entry: update.id }, { dryRun: true })
+  const field = revert.changes[0].fields.find((f) => f.field === 'n')
+  assert.deepStrictEqual([field.current, field.restored], [update.newValues.n, update.oldValues.n], 'revert reports values as pg reads them')
+
+  for (const [helper, value] of Object.entries({ state, point, change, page, streamed, revert })) {
+    assert.doesNotThrow(() => JSON.stringify(value), `${helper} can be sent as JSON`)
+  }
 })

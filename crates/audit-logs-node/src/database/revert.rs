@@ -5,7 +5,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::{table_ref, time, AuditLogs, TableName, Time};
+use super::{table_ref, time, AuditLogs, Parsed, TableName, Time};
 use crate::promise;
 
 /// What {@link AuditLogs.revert} undoes: exactly one of `transaction` (optionally with `at`,
@@ -99,11 +99,13 @@ impl AuditLogs {
         env: &'env Env,
         target: RevertTarget,
         options: Option<RevertOptions>,
-    ) -> Result<PromiseRaw<'env, core::RevertReport>> {
+    ) -> Result<PromiseRaw<'env, Parsed<core::RevertReport>>> {
         let inner = self.inner.clone();
         let target = self::target(target);
         let options = self::options(options);
-        promise(env, async move { inner.revert(&target?, &options?).await })
+        promise(env, async move {
+            inner.revert(&target?, &options?).await.map(Parsed)
+        })
     }
 }
 
