@@ -297,7 +297,10 @@ test('every helper that gives recorded values (states, field changes, data subje
   await withAuditContext(pool, { actorId: 'clerk' }, async (c) => {
     await c.query(`insert into ledger values (1, 1152921504606846976, $1, 'Ann Example')`, [body])
   })
-  await withAuditContext(pool, { actorId: 'clerk' }, (c) => c.query('update ledger set n = n + 1 where id = 1'))
+  // A key an attacker may store: JSON.parse (and pg) make it an own property; set through napi it
+  // would replace the object's prototype.
+  await withAuditContext(pool, { actorId: 'clerk' }, (c) =>
+    c.query(`update ledger set n = n + 1, body = body || '{"__proto__": {"isAdmin": true}}' where id = 1`))
   const expected = await entriesAsPgReadsThem(raw)
   const [update] = [...expected.values()].filter((e) => e.action === 'UPDATE')
   const now = new Date()
@@ -306,6 +309,8 @@ test('every helper that gives recorded values (states, field changes, data subje
 
   const state = await audit.stateAt({ table: 'ledger', id: 1, at: now })
   assert.deepStrictEqual(state, update.newValues, 'stateAt gives the row as pg reads it')
+  assert.equal(Object.getPrototypeOf(state.body), Object.prototype, 'a "__proto__" key stays a key')
+  assert.equal(state.body.isAdmin, undefined)
   const [point] = await audit.statesAt({ table: 'ledger', points: [{ id: 1, at: now }] })
   assert.deepStrictEqual(point.state, update.newValues, 'statesAt gives the row as pg reads it')
   assert.ok(point.at instanceof Date, 'statesAt: at is a Date')
