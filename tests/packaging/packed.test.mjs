@@ -45,6 +45,7 @@ const env = outsiderEnv({ PATH: pathWithoutRust() })
 for (const key of Object.keys(env)) if (key.toUpperCase() === 'PATH' && key !== 'PATH') delete env[key] // Windows' Path
 delete env.DATABASE_URL
 const { run, pack } = npmIn(env)
+const pgVersion = JSON.parse(readFileSync(join(root, 'node_modules/pg/package.json'), 'utf8')).version
 
 let work, app, rootTarball, platformTarball, install
 
@@ -67,7 +68,6 @@ before(() => {
   // A user's app: the root alone is asked for; pg comes from the npm cache like any dependency.
   app = join(work, 'app')
   mkdirSync(app)
-  const pgVersion = JSON.parse(readFileSync(join(root, 'node_modules/pg/package.json'), 'utf8')).version
   writeFileSync(join(app, 'package.json'), JSON.stringify({
     name: 'scratch-app',
     private: true,
@@ -118,17 +118,21 @@ test('installing the root alone brings the platform package, without running or 
   assert.doesNotMatch(`${install.stdout}${install.stderr}`, /allowScripts|install script|prepare/i)
 })
 
-test('migrate, enable, attributed writes and history through npx, require and import, with no Rust', async (t) => {
+/**
+ * The smoke test of an installed package, in `cwd`: migrate, enable, a write attributed through
+ * `require` and one through `import`, and the history, through `cli` (how the package manager
+ * runs the installed bin) and `node` (how it runs a script). Returns the addon `require` loaded.
+ */
+async function migrateWriteAndRead(t, cwd, { cli, node }) {
   const url = await freshDatabase(t)
-  const withUrl = { cwd: app, extraEnv: { DATABASE_URL: url } }
+  const withUrl = { cwd, extraEnv: { DATABASE_URL: url } }
   assert.notEqual(spawnSync('cargo', ['--version'], { env }).status, 0, 'no cargo on PATH')
 
-  // --no: npx must find the installed bin, never install or build anything.
-  assert.match(run('npx', ['--no', 'audit-logs', 'migrate'], withUrl).stdout, /\S/)
+  assert.match(cli(['migrate'], withUrl).stdout, /\S/)
   await withClient(url, (c) => c.query('create table notes (id int primary key, body text)'))
-  run('npx', ['--no', 'audit-logs', 'enable', 'notes'], withUrl)
+  cli(['enable', 'notes'], withUrl)
 
-  writeFileSync(join(app, 'write.cjs'), `
+  writeFileSync(join(cwd, 'write.cjs'), `
 const { withAuditContext } = require('audit-logs')
 const pg = require('pg')
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
@@ -137,11 +141,9 @@ withAuditContext(pool, { actorId: 'cjs-user', actorType: 'user' },
   .then(() => pool.end())
   .then(() => console.log(Object.keys(require.cache).find((f) => f.endsWith('.node'))))
 `)
-  const loaded = run('node', ['write.cjs'], withUrl).stdout.trim()
-  // (A suffix: on macOS the temporary folder is reached through a symlink.)
-  assert.ok(loaded.endsWith(join('node_modules', platformPackage, addonFile)), `the addon comes from the platform package: ${loaded}`)
+  const loaded = node(['write.cjs'], withUrl).stdout.trim()
 
-  writeFileSync(join(app, 'write.mjs'), `
+  writeFileSync(join(cwd, 'write.mjs'), `
 import { withAuditContext, ActorType } from 'audit-logs'
 import pg from 'pg'
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
@@ -149,14 +151,68 @@ await withAuditContext(pool, { actorId: 'esm-user', actorType: ActorType.MODERAT
   (client) => client.query("update notes set body = 'from import' where id = 1"))
 await pool.end()
 `)
-  run('node', ['write.mjs'], withUrl)
+  node(['write.mjs'], withUrl)
 
-  const history = JSON.parse(run('npx', ['--no', 'audit-logs', 'history', 'notes', '1', '--json'], withUrl).stdout)
+  const history = JSON.parse(cli(['history', 'notes', '1', '--json'], withUrl).stdout)
   assert.deepEqual(history.map((e) => [e.action, e.actorId, e.actorType]), [
     ['UPDATE', 'esm-user', 'moderator'],
     ['INSERT', 'cjs-user', 'user'],
   ])
   assert.deepEqual(history[0].newValues, { id: 1, body: 'from import' })
+  return loaded
+}
+
+test('migrate, enable, attributed writes and history through npx, require and import, with no Rust', async (t) => {
+  const loaded = await migrateWriteAndRead(t, app, {
+    // --no: npx must find the installed bin, never install or build anything.
+    cli: (args, options) => run('npx', ['--no', 'audit-logs', ...args], options),
+    node: (args, options) => run('node', args, options),
+  })
+  // (A suffix: on macOS the temporary folder is reached through a symlink.)
+  assert.ok(loaded.endsWith(join('node_modules', platformPackage, addonFile)), `the addon comes from the platform package: ${loaded}`)
+})
+
+// pnpm links each package's dependencies beside it (node_modules/.pnpm) and runs no dependency's
+// install script unless allowed; yarn's Plug'n'Play has no node_modules at all and unpacks only
+// packages holding native files. The addon must be found under both, and nothing may need a script.
+test('installed with pnpm (isolated node_modules) and with yarn (Plug\'n\'Play): the same, through their exec and node', async (t) => {
+  const pnpm = (args, options) => run(process.execPath, [join(root, 'node_modules/pnpm/bin/pnpm.mjs'), ...args], options)
+  const pnpmApp = join(work, 'pnpm-app')
+  mkdirSync(pnpmApp)
+  writeFileSync(join(pnpmApp, 'package.json'), JSON.stringify({ name: 'pnpm-app', private: true }))
+  // pnpm reads overrides from its workspace file.
+  writeFileSync(join(pnpmApp, 'pnpm-workspace.yaml'), `overrides:\n  ${platformPackage}: "file:${platformTarball.path}"\n`)
+  const pnpmInstall = pnpm(['add', rootTarball.path, `pg@${pgVersion}`], { cwd: pnpmApp })
+  assert.doesNotMatch(`${pnpmInstall.stdout}${pnpmInstall.stderr}`, /build scripts/i)
+  const byPnpm = await migrateWriteAndRead(t, pnpmApp, {
+    cli: (args, options) => pnpm(['exec', 'audit-logs', ...args], options),
+    node: (args, options) => run('node', args, options),
+  })
+  assert.ok(byPnpm.includes(join('node_modules', '.pnpm')) && byPnpm.endsWith(join(platformPackage, addonFile)), byPnpm)
+
+  // Yarn resolves every optional dependency, whatever the platform, to write its lockfile: the
+  // other platforms' packages are their manifests packed (what the registry would serve, less
+  // the binaries this machine never fetches), this platform's the package packed above.
+  const yarn = (args, options) => run(process.execPath, [join(root, 'node_modules/@yarnpkg/cli-dist/bin/yarn.js'), ...args],
+    { ...options, extraEnv: { YARN_ENABLE_IMMUTABLE_INSTALLS: 'false', YARN_ENABLE_TELEMETRY: '0', ...options.extraEnv } })
+  const yarnApp = join(work, 'yarn-app')
+  mkdirSync(yarnApp)
+  const resolutions = { [platformPackage]: `file:${platformTarball.path}` }
+  for (const name of Object.keys(manifest.optionalDependencies).filter((name) => name !== platformPackage)) {
+    const dir = join(work, name)
+    cpSync(join(root, 'npm', name.slice(manifest.name.length + 1)), dir, { recursive: true })
+    resolutions[name] = `file:${pack(dir, work).path}`
+  }
+  writeFileSync(join(yarnApp, 'package.json'), JSON.stringify({ name: 'yarn-app', private: true, resolutions }))
+  writeFileSync(join(yarnApp, 'yarn.lock'), '')
+  const yarnInstall = yarn(['add', `audit-logs@file:${rootTarball.path}`, `pg@${pgVersion}`], { cwd: yarnApp })
+  assert.doesNotMatch(`${yarnInstall.stdout}${yarnInstall.stderr}`, /must be built/i)
+  assert.ok(!existsSync(join(yarnApp, 'node_modules')), "Plug'n'Play: no node_modules")
+  const byYarn = await migrateWriteAndRead(t, yarnApp, {
+    cli: (args, options) => yarn(['audit-logs', ...args], options),
+    node: (args, options) => yarn(['node', ...args], options),
+  })
+  assert.ok(byYarn.includes(join('.yarn', 'unplugged')) && byYarn.endsWith(join(platformPackage, addonFile)), byYarn)
 })
 
 test('undo and the viewer from the installed package: revert through npx, ui serving its shipped page', async (t) => {
