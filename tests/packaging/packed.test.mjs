@@ -180,9 +180,11 @@ test('installed with pnpm (isolated node_modules) and with yarn (Plug\'n\'Play):
   const pnpmApp = join(work, 'pnpm-app')
   mkdirSync(pnpmApp)
   writeFileSync(join(pnpmApp, 'package.json'), JSON.stringify({ name: 'pnpm-app', private: true }))
-  // pnpm reads overrides from its workspace file.
-  writeFileSync(join(pnpmApp, 'pnpm-workspace.yaml'), `overrides:\n  ${platformPackage}: "file:${platformTarball.path}"\n`)
-  const pnpmInstall = pnpm(['add', rootTarball.path, `pg@${pgVersion}`], { cwd: pnpmApp })
+  // pnpm reads overrides from its workspace file. The tarballs are beside the apps, named
+  // relatively with '/' (a Windows path would be escapes in YAML, and yarn's file: wants '/').
+  const besideApp = (tarball) => `file:../${tarball.filename}`
+  writeFileSync(join(pnpmApp, 'pnpm-workspace.yaml'), `overrides:\n  ${platformPackage}: '${besideApp(platformTarball)}'\n`)
+  const pnpmInstall = pnpm(['add', besideApp(rootTarball), `pg@${pgVersion}`], { cwd: pnpmApp })
   assert.doesNotMatch(`${pnpmInstall.stdout}${pnpmInstall.stderr}`, /build scripts/i)
   const byPnpm = await migrateWriteAndRead(t, pnpmApp, {
     cli: (args, options) => pnpm(['exec', 'audit-logs', ...args], options),
@@ -197,15 +199,15 @@ test('installed with pnpm (isolated node_modules) and with yarn (Plug\'n\'Play):
     { ...options, extraEnv: { YARN_ENABLE_IMMUTABLE_INSTALLS: 'false', YARN_ENABLE_TELEMETRY: '0', ...options.extraEnv } })
   const yarnApp = join(work, 'yarn-app')
   mkdirSync(yarnApp)
-  const resolutions = { [platformPackage]: `file:${platformTarball.path}` }
+  const resolutions = { [platformPackage]: besideApp(platformTarball) }
   for (const name of Object.keys(manifest.optionalDependencies).filter((name) => name !== platformPackage)) {
     const dir = join(work, name)
     cpSync(join(root, 'npm', name.slice(manifest.name.length + 1)), dir, { recursive: true })
-    resolutions[name] = `file:${pack(dir, work).path}`
+    resolutions[name] = besideApp(pack(dir, work))
   }
   writeFileSync(join(yarnApp, 'package.json'), JSON.stringify({ name: 'yarn-app', private: true, resolutions }))
   writeFileSync(join(yarnApp, 'yarn.lock'), '')
-  const yarnInstall = yarn(['add', `audit-logs@file:${rootTarball.path}`, `pg@${pgVersion}`], { cwd: yarnApp })
+  const yarnInstall = yarn(['add', `audit-logs@${besideApp(rootTarball)}`, `pg@${pgVersion}`], { cwd: yarnApp })
   assert.doesNotMatch(`${yarnInstall.stdout}${yarnInstall.stderr}`, /must be built/i)
   assert.ok(!existsSync(join(yarnApp, 'node_modules')), "Plug'n'Play: no node_modules")
   const byYarn = await migrateWriteAndRead(t, yarnApp, {
