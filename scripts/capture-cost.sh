@@ -65,7 +65,8 @@ EOF
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$work" -U postgres "$@"; }
 psql_ -d postgres -c 'create database bench' >/dev/null
 # In version order: the glob would run V10 before V2.
-for m in $(printf '%s\n' "$root"/migrations/V*__*.sql | sort -V); do
+mapfile -t migrations < <(printf '%s\n' "$root"/migrations/V*__*.sql | sort -V)
+for m in "${migrations[@]}"; do
   version=$(basename "$m" | sed -E 's/^V([0-9]+)__.*/\1/')
   if [ -n "$UNTIL" ] && [ "$version" -gt "$UNTIL" ]; then continue; fi
   psql_ -d bench -1 -f "$m" >/dev/null 2>"$work/migrate.err" || { cat "$work/migrate.err"; exit 1; }

@@ -430,9 +430,12 @@ pub struct EntryBatches {
 impl EntryBatches {
     /// The next batch, or null at the end.
     #[napi(ts_return_type = "Promise<AuditLogEntry[] | null>")]
-    pub fn next<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, Option<Entries>>> {
+    pub fn next<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<PromiseRaw<'env, Parsed<Option<Vec<core::AuditEntry>>>>> {
         let batch = self.stream.clone().next();
-        promise(env, async move { Ok(batch.await?.map(Parsed)) })
+        promise(env, async move { Ok(Parsed(batch.await?)) })
     }
 
     /// Ends the stream early and gives its connection back.
